@@ -1,0 +1,1 @@
+"""label-factory pipeline: target-agnostic filter -> ground -> verify -> identify stages."""

@@ -1,0 +1,194 @@
+"""Project YAML schema (pydantic). Every error names the file and the field."""
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_FILTER_PROMPT = "Does this image show a {target_object}? Answer YES or NO."
+DEFAULT_VERIFY_PROMPT = "Is this a {target_object}? Answer YES or NO."
+
+
+class ConfigError(ValueError):
+    """A project YAML that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _check_template(template: str) -> str:
+    fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    unknown = sorted({f for f in fields if f != "target_object"})
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {unknown}; only {{target_object}} is filled in "
+                         "(write literal braces as {{ and }})")
+    return template
+
+
+class Prompts(_Strict):
+    filter: str = DEFAULT_FILTER_PROMPT
+    verify: str = DEFAULT_VERIFY_PROMPT
+
+    _check = field_validator("filter", "verify")(classmethod(lambda cls, v: _check_template(v)))
+
+
+class Stages(_Strict):
+    filter: bool = True
+    ground: bool = True
+    verify: bool = True
+    identify: bool = False
+
+
+class Thresholds(_Strict):
+    filter: float = Field(0.5, ge=0, le=1, description="min P(yes) for an image to go on to grounding")
+    grounding: float = Field(0.1, ge=0, le=1, description="min grounder score (ignored by Falcon: it has none)")
+    verify: float = Field(0.5, ge=0, le=1, description="min P(yes) for a box crop to be kept")
+    nms_iou: float = Field(0.5, gt=0, le=1)
+    max_boxes: int = Field(20, ge=1)
+    crop_padding: float = Field(0.15, ge=0, le=2, description="verify crop padding, fraction of box size per side")
+
+
+class VLMProvider(_Strict):
+    kind: Literal["openai", "transformers"] = "openai"
+    model: str = "mlx-community/Qwen2.5-VL-3B-Instruct-4bit"
+    url: Optional[str] = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
+    api_key_env: Optional[str] = Field(None, description="name of the env var holding the server's API key")
+    timeout: float = Field(60.0, gt=0)
+    retries: int = Field(3, ge=0)
+    concurrency: int = Field(2, ge=1)
+    max_batch: int = Field(8, ge=1, description="crops per forward pass (transformers)")
+    device: str = "auto"
+
+    @model_validator(mode="after")
+    def _url_for_openai(self):
+        if self.kind == "openai" and not self.url:
+            raise ValueError("provider kind 'openai' needs a url (e.g. http://127.0.0.1:8080/v1)")
+        return self
+
+
+class GrounderProvider(_Strict):
+    kind: Literal["falcon", "owlv2", "grounding-dino"] = "falcon"
+    model: str = "tiiuae/Falcon-Perception"
+    device: str = "auto"
+    backend: Literal["auto", "mlx", "torch"] = Field("auto", description="falcon only: mlx (CPU/Apple) or torch (CUDA)")
+    max_new_tokens: int = Field(64, ge=1, description="falcon only: generation budget per query")
+
+
+class IdentifyProvider(_Strict):
+    model: str = "ViT-B-32"
+    pretrained: Optional[str] = "laion2b_s34b_b79k"
+    min_cosine: float = Field(0.8, ge=-1, le=1)
+    min_margin: float = Field(0.05, ge=0, le=2)
+    top_k: int = Field(5, ge=1)
+
+
+class Providers(_Strict):
+    vlm: VLMProvider = Field(default_factory=lambda: VLMProvider(url="http://127.0.0.1:8080/v1"))
+    grounder: GrounderProvider = Field(default_factory=GrounderProvider)
+    identify: IdentifyProvider = Field(default_factory=IdentifyProvider)
+
+
+class ProjectConfig(_Strict):
+    project_name: str = Field(min_length=1)
+    target_object: str = Field(min_length=1)
+    description: str = ""
+    data_root: str = ""
+    label: str = Field("", description="Label Studio label for the target (default: target_object)")
+    extra_labels: list[str] = Field(default_factory=list, description="more labels in the generated labeling config")
+    buckets: dict[str, list[str]] = Field(default_factory=dict)
+    queries: Union[list[str], dict[str, list[str]]] = Field(
+        default_factory=list, alias="falcon_queries",
+        description="grounding queries; a list (all for `label`) or label -> queries")
+    prompts: Prompts = Field(default_factory=Prompts)
+    stages: Stages = Field(default_factory=Stages)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    providers: Providers = Field(default_factory=Providers)
+
+    @field_validator("target_object")
+    @classmethod
+    def _no_braces(cls, v: str) -> str:
+        if "{" in v or "}" in v:
+            raise ValueError("must not contain '{' or '}': it is substituted into the prompt templates with str.format")
+        return v.strip()
+
+    @field_validator("buckets")
+    @classmethod
+    def _bucket_names(cls, v):
+        for name, queries in v.items():
+            if not name or name.startswith("/") or ".." in name.split("/"):
+                raise ValueError(f"bucket name {name!r} must be a relative path like 'positive/street'")
+            if not queries:
+                raise ValueError(f"bucket {name!r} has no search queries")
+        return v
+
+    @model_validator(mode="after")
+    def _defaults(self):
+        if not self.label:
+            self.label = self.target_object
+        if not self.data_root:
+            self.data_root = f"data/{self.project_name}"
+        if not self.queries:
+            self.queries = [self.target_object]
+        return self
+
+    # -- derived ------------------------------------------------------------------------
+    def query_labels(self) -> dict[str, str]:
+        """Grounding query -> Label Studio label."""
+        if isinstance(self.queries, dict):
+            return {q: lab for lab, qs in self.queries.items() for q in qs}
+        return {q: self.label for q in self.queries}
+
+    def labels(self) -> list[str]:
+        out = []
+        for lab in [self.label, *self.query_labels().values(), *self.extra_labels]:
+            if lab not in out:
+                out.append(lab)
+        return out
+
+    def prompt(self, which: str) -> str:
+        return getattr(self.prompts, which).format(target_object=self.target_object)
+
+    def fingerprint(self) -> str:
+        """Short hash of everything that changes predictions (for model_version)."""
+        keys = {"target_object", "label", "queries", "prompts", "stages", "thresholds", "providers"}
+        blob = json.dumps(self.model_dump(include=keys, mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def _format_errors(path: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_project(data: dict, source: str = "<project>") -> ProjectConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: (top level): expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(source, e)) from None
+
+
+def load_project(path: Union[str, Path]) -> ProjectConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read project file: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    return parse_project(data, str(path))

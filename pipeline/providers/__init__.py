@@ -1,0 +1,1 @@
+"""Model providers behind two narrow interfaces (see ``base``) and a per-process cache."""

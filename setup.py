@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="label-factory",
+    version="0.1.0",
+    description="Label Studio ML backend that pre-annotates images with a cascade of foundation models",
+    packages=find_packages(include=["pipeline", "pipeline.*", "backends", "backends.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy",
+        "pillow",
+        "pydantic>=2",
+        "pyyaml",
+        "requests",
+        "tenacity",
+        "tqdm",
+        "rich",
+        "supervision",
+        "label-studio-sdk>=2",
+        "flask>=3",
+        "gunicorn",
+        "imagehash",
+        "ddgs",
+        "faiss-cpu",
+    ],
+    extras_require={
+        "ml": ["torch", "torchvision", "transformers>=5", "open-clip-torch", "scipy"],
+        "mlx": ["mlx-vlm[cpu]", "mlx[cpu]", "falcon-perception"],
+        "dev": ["pytest", "pytest-timeout"],
+    },
+    entry_points={"console_scripts": ["label-factory=pipeline.cli:main"]},
+)
