@@ -130,7 +130,9 @@ class ProjectConfig(_Strict):
     @model_validator(mode="after")
     def _defaults(self):
         if not self.label:
-            self.label = self.target_object
+            # the target's label: the first label of a label -> queries mapping, else the target itself
+            self.label = next(iter(self.queries)) if isinstance(self.queries, dict) and self.queries \
+                else self.target_object
         if not self.data_root:
             self.data_root = f"data/{self.project_name}"
         if not self.queries:

@@ -1,3 +1,4 @@
+import glob
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -6,8 +7,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-pytest_plugins = [p for p in ("tests.fixtures_models", "tests.fixtures_servers")
-                  if os.path.exists(os.path.join(os.path.dirname(__file__), p.split(".")[1] + ".py"))]
+# Every tests/fixtures_*.py is a fixture plugin (tiny models, servers, Label Studio).
+pytest_plugins = sorted("tests." + os.path.basename(p)[:-3]
+                        for p in glob.glob(os.path.join(os.path.dirname(__file__), "fixtures_*.py")))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,107 @@
+"""`label-factory` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.config import ConfigError, load_project
+
+log = logging.getLogger("label-factory")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("label-factory")
+    except Exception:
+        return "0+unknown"
+
+
+def cmd_project(args) -> int:
+    cfg = load_project(args.project)
+    print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    print(json.dumps({"prompts": {"filter": cfg.prompt("filter"), "verify": cfg.prompt("verify")},
+                      "query_labels": cfg.query_labels(), "fingerprint": cfg.fingerprint()}, indent=2))
+    return 0
+
+
+def cmd_config(args) -> int:
+    from pipeline.labelconfig import labeling_config
+    sys.stdout.write(labeling_config(load_project(args.project), interactive_prompt=not args.no_prompt))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from pipeline.batch import list_images, run_folder, write_outputs
+    from pipeline.pipeline import Pipeline
+
+    cfg = load_project(args.project)
+    images = list_images(Path(args.images), args.limit)
+    if not images:
+        log.error("no images (%s) under %s", ", ".join(sorted({".jpg", ".png", "..."})), args.images)
+        return 2
+    pipe = Pipeline(cfg).load()
+    version = f"{cfg.project_name}-{cfg.fingerprint()}"
+    out = run_folder(cfg, images, pipe, Path(args.document_root or Path(args.images).resolve().parent), version,
+                     progress=not args.quiet)
+    paths = write_outputs(out, Path(args.out))
+    c = out.record["counts"]
+    print(f"{c['labeled']}/{c['images']} images labeled, {c['boxes']} boxes, {c['skipped']} skipped")
+    for reason in out.record["skipped"]:
+        print(f"  skipped: {reason['reason']}")
+    print("seconds per image per stage:", json.dumps(out.record["timings"]["seconds_per_image"]))
+    for k, p in paths.items():
+        print(f"{k}: {p}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="label-factory", description=__doc__)
+    p.add_argument("--version", action="version", version=_version())
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("run", help="pre-annotate a folder of images")
+    s.add_argument("--project", required=True, help="project YAML")
+    s.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    s.add_argument("--out", required=True, help="output folder: coco.json, tasks.json, run.json")
+    s.add_argument("--limit", type=int, default=None, help="at most N images")
+    s.add_argument("--document-root", default=None,
+                   help="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT for task URLs (default: the images folder's parent)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("project", help="print the resolved project config")
+    s.add_argument("--project", required=True)
+    s.set_defaults(func=cmd_project)
+
+    s = sub.add_parser("config", help="print the Label Studio labeling config for the project")
+    s.add_argument("--project", required=True)
+    s.add_argument("--no-prompt", action="store_true", help="leave out the interactive text prompt")
+    s.set_defaults(func=cmd_config)
+
+    for module in ("pipeline.importer.cli", "pipeline.identify.cli", "pipeline.stack"):
+        try:
+            mod = __import__(module, fromlist=["add_parser"])
+        except ImportError:
+            continue
+        mod.add_parser(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""open_clip image embedder: batched, no_grad, L2-normalised float32 vectors; one instance per process.
+
+``model`` is an open_clip model name (``ViT-B-32``) or the path of an open_clip model config
+JSON (``.../My-Model.json``; registered with ``open_clip.add_model_config``, name = file stem).
+``pretrained`` is an open_clip pretrained tag (``laion2b_s34b_b79k``; needs the hub), the path
+of a local checkpoint file, or empty/None for random weights (tests only).
+
+The env vars ``LF_IDENTIFY_MODEL`` / ``LF_IDENTIFY_PRETRAINED`` override the YAML's values
+(``LF_IDENTIFY_PRETRAINED=none`` means no weights)."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+ENV_MODEL = "LF_IDENTIFY_MODEL"
+ENV_PRETRAINED = "LF_IDENTIFY_PRETRAINED"
+
+
+def resolve_spec(model: str, pretrained: Optional[str]) -> tuple[str, Optional[str]]:
+    """(model, pretrained) after the env overrides."""
+    model = os.environ.get(ENV_MODEL) or model
+    if ENV_PRETRAINED in os.environ:
+        pretrained = os.environ[ENV_PRETRAINED]
+    if pretrained is not None and pretrained.strip().lower() in ("", "none", "null", "random"):
+        pretrained = None
+    return model, pretrained
+
+
+def spec_id(model: str, pretrained: Optional[str]) -> str:
+    """A stable name for the embedding space (stored in the index, compared on search)."""
+    name = Path(model).stem if model.endswith(".json") else model
+    pre = "random" if not pretrained else (Path(pretrained).name if os.path.sep in pretrained else pretrained)
+    return f"{name}/{pre}"
+
+
+class Embedder:
+    def __init__(self, model: str = "ViT-B-32", pretrained: Optional[str] = "laion2b_s34b_b79k",
+                 device: str = "cpu", batch_size: int = 32):
+        import open_clip
+        import torch
+
+        self.model_spec, self.pretrained = model, pretrained
+        name = model
+        if model.endswith(".json"):
+            path = Path(model)
+            if not path.is_file():
+                raise FileNotFoundError(f"open_clip model config {model} does not exist")
+            open_clip.add_model_config(path)
+            name = path.stem
+        if pretrained and (os.path.sep in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))) \
+                and not Path(pretrained).is_file():
+            raise FileNotFoundError(f"open_clip checkpoint {pretrained} does not exist")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
+        self.batch_size = batch_size
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained or None,
+                                                                               device=device)
+        self.model.eval()
+        self.id = spec_id(model, pretrained)
+        self.dim = int(self.model.visual.output_dim)
+        self._torch = torch
+
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(N, dim) float32 unit vectors, one per image (RGB PIL images of any size)."""
+        torch = self._torch
+        out = np.zeros((len(images), self.dim), np.float32)
+        with torch.no_grad():
+            for s in range(0, len(images), self.batch_size):
+                batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images[s:s + self.batch_size]])
+                f = self.model.encode_image(batch.to(self.device)).float()
+                f = f / f.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+                out[s:s + len(batch)] = f.cpu().numpy()
+        return out
+
+    def embed_one(self, image: Image.Image) -> np.ndarray:
+        return self.embed([image])[0]
+
+    def describe(self) -> dict:
+        return {"name": "open_clip", "model": self.model_spec, "pretrained": self.pretrained, "id": self.id,
+                "dim": self.dim, "device": self.device}
+
+
+_cache: dict[tuple, Embedder] = {}
+_cache_lock = threading.Lock()
+
+
+def get_embedder(model: str = "ViT-B-32", pretrained: Optional[str] = "laion2b_s34b_b79k", device: str = "cpu",
+                 apply_env: bool = True) -> Embedder:
+    """The process-wide embedder for (model, pretrained, device): weights load once per process."""
+    if apply_env:
+        model, pretrained = resolve_spec(model, pretrained)
+    key = (model, pretrained, device)
+    with _cache_lock:
+        emb = _cache.get(key)
+        if emb is None:
+            log.info("loading open_clip %s (pretrained=%s) on %s", model, pretrained, device)
+            emb = _cache[key] = Embedder(model, pretrained, device)
+        return emb
+
+
+def embedder_for(provider) -> Embedder:
+    """The embedder a ``config.IdentifyProvider`` asks for."""
+    return get_embedder(provider.model, provider.pretrained, getattr(provider, "device", "cpu"))

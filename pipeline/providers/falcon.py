@@ -1,0 +1,199 @@
+"""Falcon Perception as a grounder (package ``falcon-perception``).
+
+Two backends, both from the package: torch (CUDA only: Triton kernels + flex attention) and MLX (Apple
+Silicon, and Linux CPU with ``mlx[cpu]``).  ``backend: auto`` picks torch when CUDA is available, else MLX.
+Weights load through the package's own loader, ``falcon_perception.load_and_prepare_model``, from a hub
+id (``tiiuae/Falcon-Perception``) or a local export directory (config.json, model.safetensors,
+tokenizer.json, tokenizer_config.json).
+
+One detection task per query, batched.  Falcon emits, per object, a ``<coord>`` token (box centre x, y)
+and a ``<size>`` token (box h, w), all normalised to [0, 1] of the input image; ``raw_to_xyxy`` turns
+them into pixel xyxy.  Falcon gives no confidence: scores are NaN (mask area is not a score).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from pipeline.detections import Detections
+from pipeline.providers.base import Grounder, ProviderError
+
+log = logging.getLogger(__name__)
+
+MIN_DIMENSION = 256  # package defaults (demo scripts, server MIN_IMAGE_SIZE / MAX_IMAGE_SIZE)
+MAX_DIMENSION = 1024
+
+
+# -- output conversion ---------------------------------------------------------------------
+def pair_bbox_entries(raw: list) -> list[dict]:
+    """Pair Falcon's interleaved ``[{x, y}, {h, w}, ...]`` into ``[{x, y, h, w}, ...]`` (as the package does)."""
+    boxes, current = [], {}
+    for entry in raw or []:
+        if not isinstance(entry, dict):
+            continue
+        current.update(entry)
+        if all(k in current for k in ("x", "y", "h", "w")):
+            boxes.append(dict(current))
+            current = {}
+    return boxes
+
+
+def raw_to_xyxy(raw: list, width: int, height: int) -> np.ndarray:
+    """Falcon's raw box entries (normalised centre x, y and size h, w) -> (N, 4) pixel xyxy.
+
+    Boxes are clamped to the image; boxes with no area left (or non-finite values) are dropped."""
+    rows = []
+    for b in pair_bbox_entries(raw):
+        cx, cy, bh, bw = (float(b[k]) for k in ("x", "y", "h", "w"))
+        if not all(math.isfinite(v) for v in (cx, cy, bh, bw)):
+            continue
+        x1 = min(max((cx - bw / 2) * width, 0.0), width)
+        y1 = min(max((cy - bh / 2) * height, 0.0), height)
+        x2 = min(max((cx + bw / 2) * width, 0.0), width)
+        y2 = min(max((cy + bh / 2) * height, 0.0), height)
+        if x2 > x1 and y2 > y1:
+            rows.append((x1, y1, x2, y2))
+    return np.asarray(rows, dtype=np.float32).reshape(-1, 4)
+
+
+def detections_from_raw(raw: list, query: str, width: int, height: int) -> Detections:
+    xyxy = raw_to_xyxy(raw, width, height)
+    n = len(xyxy)
+    return Detections(xyxy=xyxy, scores=np.full(n, np.nan, np.float32), labels=[query] * n, queries=[query] * n)
+
+
+# -- loading ---------------------------------------------------------------------------------
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def choose_backend(backend: str) -> str:
+    if backend == "auto":
+        if _cuda_available():
+            log.info("falcon: using torch backend (CUDA)")
+            return "torch"
+        log.info("falcon: using MLX backend (no CUDA)")
+        return "mlx"
+    log.info("falcon: using %s backend (configured)", "MLX" if backend == "mlx" else backend)
+    return backend
+
+
+class _LogStream(io.TextIOBase):
+    """File-like sink that sends the package's print() output to our log instead of stdout."""
+
+    def write(self, s: str) -> int:
+        for line in s.splitlines():
+            if line.strip():
+                log.info("falcon_perception: %s", line.strip())
+        return len(s)
+
+
+def load_falcon(model: str, backend: str, device: str = "auto"):
+    """``(model, tokenizer, model_args)`` via ``falcon_perception.load_and_prepare_model``."""
+    try:
+        import falcon_perception as fp
+    except ImportError as e:
+        raise ProviderError(f"falcon: the falcon-perception package is not installed ({e})") from None
+    local = Path(model).expanduser()
+    where = {"hf_local_dir": str(local)} if local.is_dir() else {"hf_model_id": model}
+    try:
+        with contextlib.redirect_stdout(_LogStream()):
+            if backend == "mlx":
+                try:
+                    import mlx.core as mx
+                except ImportError as e:
+                    raise ProviderError(f"falcon: MLX backend needs mlx (pip install 'mlx[cpu]' on Linux): {e}") \
+                        from None
+                dtype = "float16" if mx.default_device().type == mx.gpu else "float32"
+                return fp.load_and_prepare_model(**where, backend="mlx", dtype=dtype)
+            fp.setup_torch_config()
+            dev = "cuda" if device in ("auto", "", None) else device
+            return fp.load_and_prepare_model(**where, backend="torch", device=dev, dtype="float32", compile=False)
+    except ProviderError:
+        raise
+    except Exception as e:  # hub offline / missing files / bad weights: say which model and why
+        raise ProviderError(f"falcon: cannot load model {model!r} ({backend} backend): "
+                            f"{type(e).__name__}: {str(e)[:300]}") from e
+
+
+class FalconGrounder(Grounder):
+    name = "falcon"
+
+    def __init__(self, model, tokenizer, model_args, backend: str, model_id: str = "", device: str = "auto",
+                 max_new_tokens: int = 64, batch_size: int = 4,
+                 min_dimension: int = MIN_DIMENSION, max_dimension: int = MAX_DIMENSION):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_args = model_args
+        self.backend = backend
+        self.model_id = model_id
+        self.device = device
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = max(1, batch_size)
+        self.min_dimension = min_dimension
+        self.max_dimension = max_dimension
+        if backend == "mlx":
+            from falcon_perception.mlx.batch_inference import BatchInferenceEngine
+        else:
+            from falcon_perception.batch_inference import BatchInferenceEngine
+        self.engine = BatchInferenceEngine(model, tokenizer)
+        stop = [tokenizer.eos_token_id, getattr(tokenizer, "end_of_query_token_id", None)]
+        self.stop_token_ids = [t for t in stop if t is not None]
+
+    @classmethod
+    def from_config(cls, cfg) -> "FalconGrounder":
+        backend = choose_backend(cfg.backend)
+        model, tokenizer, args = load_falcon(cfg.model, backend, cfg.device)
+        return cls(model, tokenizer, args, backend, model_id=cfg.model, device=cfg.device,
+                   max_new_tokens=cfg.max_new_tokens)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "model": self.model_id, "backend": self.backend,
+                "max_new_tokens": self.max_new_tokens}
+
+    def _generate(self, image: Image.Image, queries: list[str]) -> list[list]:
+        """Raw box entries (``aux.bboxes_raw``) for each query, in order."""
+        from falcon_perception import build_prompt_for_task
+        if self.backend == "mlx":
+            from falcon_perception.mlx.batch_inference import process_batch_and_generate
+        else:
+            from falcon_perception.batch_inference import process_batch_and_generate
+        pairs = [(image, build_prompt_for_task(q, "detection")) for q in queries]
+        batch = process_batch_and_generate(self.tokenizer, pairs, max_length=self.model_args.max_seq_len,
+                                           min_dimension=self.min_dimension, max_dimension=self.max_dimension)
+        if self.backend != "mlx":
+            dev = "cuda" if self.device in ("auto", "", None) else self.device
+            batch = {k: v.to(dev) for k, v in batch.items()}
+        _, aux = self.engine.generate(tokens=batch["tokens"], pos_t=batch["pos_t"], pos_hw=batch["pos_hw"],
+                                      pixel_values=batch["pixel_values"], pixel_mask=batch["pixel_mask"],
+                                      max_new_tokens=self.max_new_tokens, temperature=0.0,
+                                      stop_token_ids=self.stop_token_ids, task="detection")
+        return [a.bboxes_raw for a in aux]
+
+    def boxes(self, image: Image.Image, queries: Sequence[str]) -> Detections:
+        queries = [q for q in dict.fromkeys(str(q).strip() for q in queries) if q]
+        if not queries:
+            return Detections.empty()
+        image = image.convert("RGB")
+        width, height = image.size
+        parts = []
+        for i in range(0, len(queries), self.batch_size):
+            chunk = queries[i:i + self.batch_size]
+            try:
+                raws = self._generate(image, chunk)
+            except Exception as e:
+                raise ProviderError(f"falcon ({self.backend}): detection failed for {chunk}: "
+                                    f"{type(e).__name__}: {str(e)[:300]}") from e
+            parts += [detections_from_raw(raw, q, width, height) for raw, q in zip(raws, chunk)]
+        return Detections.merge(parts)

@@ -1,0 +1,254 @@
+"""A VLM behind any OpenAI-compatible chat-completions server (mlx_vlm.server, vLLM, Ollama, llama.cpp).
+
+P(yes) comes from the first generated token's ``top_logprobs`` (method ``"logprobs"``).  Servers that give
+no logprobs (mlx_vlm.server started without ``--top-logprobs-k``, llama.cpp builds without them, ...) fall
+back to parsing the text answer (method ``"text"``, with ``raw["fallback"]`` saying why).  An answer that
+is neither yes nor no scores 0.0 with the reason in ``raw["unparseable"]``; it is not an error.
+
+Transport: one ``requests.Session`` per provider object, ``timeout`` seconds per request, retries with
+exponential backoff (tenacity) on connection errors, timeouts, HTTP 5xx and 429, and at most
+``concurrency`` requests in flight per provider object.  A server that stays down raises
+``ProviderError`` naming the URL.  The API key (from the env var ``api_key_env``) is never logged.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional, Sequence
+
+import requests
+from PIL import Image
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from pipeline.providers.answers import p_yes_from_text, p_yes_from_top_logprobs
+from pipeline.providers.base import VLM, ProviderError, YesNo
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+class _Transient(Exception):
+    """A failure worth retrying (connection, timeout, 5xx, 429); ``message`` is safe to show."""
+
+    def __init__(self, message: str, retry_after: Optional[float] = None):
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+def encode_image(image: Image.Image) -> str:
+    """``image`` as a data URI: JPEG (quality 95) for RGB/greyscale, PNG when there is transparency."""
+    buf = io.BytesIO()
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image.save(buf, format="PNG")
+        mime = "image/png"
+    else:
+        im = image if image.mode in ("RGB", "L") else image.convert("RGB")
+        im.save(buf, format="JPEG", quality=95)
+        mime = "image/jpeg"
+    return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def first_token_top_logprobs(choice: dict) -> Optional[list[tuple[str, float]]]:
+    """The first generated token's alternatives as ``[(token, logprob), ...]``, or None when absent.
+
+    Understands the chat-completions shape (``logprobs.content[0].top_logprobs``) and the legacy
+    completions shape (``logprobs.top_logprobs[0]`` as a token -> logprob mapping)."""
+    lp = choice.get("logprobs")
+    if not isinstance(lp, dict):
+        return None
+    content = lp.get("content")
+    if isinstance(content, list) and content:
+        first = content[0] or {}
+        top = first.get("top_logprobs") or []
+        out = [(str(t.get("token", "")), float(t["logprob"])) for t in top
+               if isinstance(t, dict) and t.get("logprob") is not None]
+        if not out and first.get("logprob") is not None:  # only the chosen token came back
+            out = [(str(first.get("token", "")), float(first["logprob"]))]
+        return out or None
+    legacy = lp.get("top_logprobs")
+    if isinstance(legacy, list) and legacy and isinstance(legacy[0], dict):
+        return [(str(t), float(v)) for t, v in legacy[0].items() if v is not None] or None
+    return None
+
+
+class OpenAIVLM(VLM):
+    name = "openai"
+
+    def __init__(self, url: str, model: str, api_key_env: Optional[str] = None, timeout: float = 60.0,
+                 retries: int = 3, concurrency: int = 2, top_logprobs: int = 5,
+                 backoff: float = 0.5, backoff_max: float = 8.0):
+        if not url:
+            raise ProviderError("openai VLM provider needs a url (e.g. http://127.0.0.1:8080/v1)")
+        self.url = url.rstrip("/")
+        self.endpoint = self.url + "/chat/completions"
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.concurrency = int(concurrency)
+        self.top_logprobs = int(top_logprobs)
+        self.backoff = float(backoff)
+        self.backoff_max = float(backoff_max)
+        self._sem = threading.BoundedSemaphore(self.concurrency)
+        self._session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(self.concurrency, 10))
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    @classmethod
+    def from_config(cls, cfg) -> "OpenAIVLM":
+        return cls(url=cfg.url, model=cfg.model, api_key_env=cfg.api_key_env, timeout=cfg.timeout,
+                   retries=cfg.retries, concurrency=cfg.concurrency)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "url": self.url, "model": self.model, "top_logprobs": self.top_logprobs}
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- transport ------------------------------------------------------------------------
+    def _headers(self) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise ProviderError(f"VLM server {self.url}: the API key env var {self.api_key_env} is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _post_once(self, body: dict, headers: dict) -> dict:
+        try:
+            with self._sem:
+                resp = self._session.post(self.endpoint, json=body, headers=headers, timeout=self.timeout)
+        except requests.Timeout:
+            raise _Transient(f"no answer within {self.timeout:g} s") from None
+        except requests.ConnectionError as e:
+            raise _Transient(f"cannot connect ({_short_reason(e)})") from None
+        if resp.status_code in RETRY_STATUS:
+            raise _Transient(f"HTTP {resp.status_code}: {_body_excerpt(resp)}", _retry_after(resp))
+        if resp.status_code >= 400:
+            hint = " (check the api_key_env / server --api-key)" if resp.status_code in (401, 403) else ""
+            raise ProviderError(f"VLM server {self.endpoint} refused the request: HTTP {resp.status_code}"
+                                f"{hint}: {_body_excerpt(resp)}")
+        try:
+            data = resp.json()
+            data["choices"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise ProviderError(f"VLM server {self.endpoint} gave a response that is not an OpenAI chat "
+                                f"completion: {_body_excerpt(resp)}") from None
+        return data
+
+    def _wait(self, state: RetryCallState) -> float:
+        exp = wait_exponential(multiplier=self.backoff, max=self.backoff_max)(state)
+        exc = state.outcome.exception() if state.outcome else None
+        ra = getattr(exc, "retry_after", None)
+        return min(max(exp, ra), self.backoff_max) if ra else exp
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception()
+        log.warning("VLM server %s: %s; retry %d/%d in %.1f s", self.url, getattr(exc, "message", exc),
+                    state.attempt_number, self.retries, state.next_action.sleep if state.next_action else 0)
+
+    def _post(self, body: dict) -> dict:
+        headers = self._headers()
+        retrying = Retrying(stop=stop_after_attempt(self.retries + 1), wait=self._wait,
+                            retry=retry_if_exception_type(_Transient), before_sleep=self._before_sleep,
+                            reraise=True)
+        t0 = time.monotonic()
+        try:
+            return retrying(self._post_once, body, headers)
+        except _Transient as e:
+            attempts = self.retries + 1
+            if e.message.startswith("cannot connect"):
+                what = "is down or unreachable"
+            elif e.message.startswith("no answer"):
+                what = "timed out"
+            else:
+                what = "kept failing"
+            raise ProviderError(f"VLM server at {self.url} {what}: {e.message} "
+                                f"({attempts} attempt{'s' if attempts > 1 else ''} over "
+                                f"{time.monotonic() - t0:.1f} s). Is the server running at that address?") from None
+
+    # -- requests -------------------------------------------------------------------------
+    def _body(self, image: Image.Image, question: str, max_tokens: int, logprobs: bool) -> dict:
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": encode_image(image)}},
+                {"type": "text", "text": question},
+            ]}],
+            "max_tokens": int(max_tokens),
+            "temperature": 0,
+        }
+        if logprobs:
+            body.update(logprobs=True, top_logprobs=self.top_logprobs)
+        return body
+
+    @staticmethod
+    def _text(data: dict) -> str:
+        msg = data["choices"][0].get("message") or {}
+        return str(msg.get("content") or "")
+
+    def generate_answer(self, image: Image.Image, question: str, max_new_tokens: int = 32) -> str:
+        """The server's greedy text answer (for benchmarks)."""
+        return self._text(self._post(self._body(image, question, max_new_tokens, logprobs=False)))
+
+    def yes_probability(self, image: Image.Image, question: str) -> YesNo:
+        data = self._post(self._body(image, question, 1, logprobs=True))
+        choice = data["choices"][0]
+        text = self._text(data)
+        top = first_token_top_logprobs(choice)
+        raw: dict = {}
+        if top:
+            raw["top_logprobs"] = [[tok, round(lp, 4)] for tok, lp in top]
+            p = p_yes_from_top_logprobs(top)
+            if p is not None:
+                return YesNo(p_yes=float(p), method="logprobs", answer=text or top[0][0], raw=raw)
+            raw["fallback"] = "no yes/no token among the top logprobs"
+        else:
+            raw["fallback"] = "server returned no logprobs"
+        p = p_yes_from_text(text)
+        if p is None:  # one token may be a fragment ("Y", a space): ask once more for a few tokens
+            text = self._text(self._post(self._body(image, question, 5, logprobs=False)))
+            raw["retry_max_tokens"] = 5
+            p = p_yes_from_text(text)
+        if p is None:
+            raw["unparseable"] = f"answer {text[:80]!r} is neither yes nor no"
+            return YesNo(p_yes=0.0, method="text", answer=text, raw=raw)
+        return YesNo(p_yes=float(p), method="text", answer=text, raw=raw)
+
+    def yes_probabilities(self, images: Sequence[Image.Image], question: str) -> list[YesNo]:
+        images = list(images)
+        if len(images) <= 1 or self.concurrency == 1:
+            return [self.yes_probability(im, question) for im in images]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(images)),
+                                thread_name_prefix="openai-vlm") as pool:
+            return list(pool.map(lambda im: self.yes_probability(im, question), images))
+
+
+def _short_reason(e: Exception) -> str:
+    text = str(e)
+    for marker in ("Connection refused", "Name or service not known", "No route to host",
+                   "Connection reset", "Temporary failure in name resolution", "Remote end closed"):
+        if marker in text:
+            return marker.lower()
+    return type(e).__name__
+
+
+def _body_excerpt(resp: requests.Response, n: int = 300) -> str:
+    text = (resp.text or "").strip().replace("\n", " ")
+    return text[:n] + ("..." if len(text) > n else "") or "(empty body)"
+
+
+def _retry_after(resp: requests.Response) -> Optional[float]:
+    try:
+        return float(resp.headers.get("Retry-After", ""))
+    except ValueError:
+        return None

@@ -1,0 +1,93 @@
+"""One provider instance per model per process.
+
+``get_vlm(cfg)`` / ``get_grounder(cfg)`` build a provider on first use and hand the same object to
+every later caller whose config has the same model-relevant fields.  Concurrent first callers
+wait on a per-key lock, so a model loads once; different models load in parallel.  Provider
+modules are imported lazily: torch / transformers / mlx are only needed for the kinds in use.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from pipeline.config import GrounderProvider, VLMProvider
+from pipeline.providers.base import VLM, Grounder
+
+_cache: dict[tuple, object] = {}
+_key_locks: dict[tuple, threading.Lock] = {}
+_lock = threading.Lock()
+
+# config fields that change the loaded object, per provider kind (everything else is shared)
+_VLM_FIELDS = {
+    "openai": ("model", "url", "api_key_env", "timeout", "retries", "concurrency"),
+    "transformers": ("model", "device", "max_batch"),
+}
+_GROUNDER_FIELDS = {
+    "falcon": ("model", "device", "backend", "max_new_tokens"),
+    "owlv2": ("model", "device"),
+    "grounding-dino": ("model", "device"),
+}
+
+
+def _key(role: str, cfg, fields: dict) -> tuple:
+    names = fields.get(cfg.kind) or tuple(sorted(type(cfg).model_fields))
+    return (role, cfg.kind) + tuple((n, getattr(cfg, n)) for n in names)
+
+
+def _get(key: tuple, build: Callable[[], object]):
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:
+        with _lock:
+            if key in _cache:
+                return _cache[key]
+        obj = build()  # outside the global lock: other models can load meanwhile
+        with _lock:
+            _cache[key] = obj
+        return obj
+
+
+def _build_vlm(cfg: VLMProvider) -> VLM:
+    if cfg.kind == "transformers":
+        from pipeline.providers.transformers_vlm import TransformersVLM
+        return TransformersVLM.from_config(cfg)
+    if cfg.kind == "openai":
+        from pipeline.providers.openai_vlm import OpenAIVLM
+        return OpenAIVLM.from_config(cfg)
+    raise ValueError(f"unknown VLM provider kind {cfg.kind!r}")
+
+
+def _build_grounder(cfg: GrounderProvider) -> Grounder:
+    if cfg.kind == "owlv2":
+        from pipeline.providers.hf_detectors import OWLv2Grounder
+        return OWLv2Grounder.from_config(cfg)
+    if cfg.kind == "grounding-dino":
+        from pipeline.providers.hf_detectors import GroundingDINOGrounder
+        return GroundingDINOGrounder.from_config(cfg)
+    if cfg.kind == "falcon":
+        from pipeline.providers.falcon import FalconGrounder
+        return FalconGrounder.from_config(cfg)
+    raise ValueError(f"unknown grounder provider kind {cfg.kind!r}")
+
+
+def get_vlm(cfg: VLMProvider) -> VLM:
+    return _get(_key("vlm", cfg, _VLM_FIELDS), lambda: _build_vlm(cfg))
+
+
+def get_grounder(cfg: GrounderProvider) -> Grounder:
+    return _get(_key("grounder", cfg, _GROUNDER_FIELDS), lambda: _build_grounder(cfg))
+
+
+def cached() -> list[tuple]:
+    """Keys of the loaded providers (for /health and logs)."""
+    with _lock:
+        return list(_cache)
+
+
+def clear_cache() -> None:
+    """Forget every loaded provider (tests; freeing GPU memory between projects)."""
+    with _lock:
+        _cache.clear()
+        _key_locks.clear()
