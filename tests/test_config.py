@@ -85,3 +85,15 @@ def test_literal_braces_in_prompt_allowed():
     cfg = parse_project({"project_name": "p", "target_object": "cat",
                          "prompts": {"filter": "Answer {{YES}} or {{NO}}: a {target_object}?"}})
     assert cfg.prompt("filter") == "Answer {YES} or {NO}: a cat?"
+
+
+def test_env_overrides_point_providers_elsewhere():
+    from pipeline.config import apply_env_overrides
+    cfg = load_project(ROOT / "projects" / "stop-signs.yaml")
+    out = apply_env_overrides(cfg, {"LF_VLM_URL": "http://model-server:8000/v1", "LF_GROUNDER_MODEL": "/models/owl"})
+    assert out.providers.vlm.url == "http://model-server:8000/v1"
+    assert out.providers.grounder.model == "/models/owl"
+    assert out.buckets == cfg.buckets and out.fingerprint() != cfg.fingerprint()
+    assert apply_env_overrides(cfg, {}) is cfg
+    with pytest.raises(ConfigError, match="LF_\\* overrides\\): providers.grounder.kind"):
+        apply_env_overrides(cfg, {"LF_GROUNDER_KIND": "yolo"})
