@@ -16,6 +16,7 @@ import contextlib
 import io
 import logging
 import math
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -148,6 +149,7 @@ class FalconGrounder(Grounder):
         else:
             from falcon_perception.batch_inference import BatchInferenceEngine
         self.engine = BatchInferenceEngine(model, tokenizer)
+        self._lock = threading.Lock()  # one generation at a time per model (KV cache, MLX streams)
         stop = [tokenizer.eos_token_id, getattr(tokenizer, "end_of_query_token_id", None)]
         self.stop_token_ids = [t for t in stop if t is not None]
 
@@ -175,10 +177,11 @@ class FalconGrounder(Grounder):
         if self.backend != "mlx":
             dev = "cuda" if self.device in ("auto", "", None) else self.device
             batch = {k: v.to(dev) for k, v in batch.items()}
-        _, aux = self.engine.generate(tokens=batch["tokens"], pos_t=batch["pos_t"], pos_hw=batch["pos_hw"],
-                                      pixel_values=batch["pixel_values"], pixel_mask=batch["pixel_mask"],
-                                      max_new_tokens=self.max_new_tokens, temperature=0.0,
-                                      stop_token_ids=self.stop_token_ids, task="detection")
+        with self._lock:
+            _, aux = self.engine.generate(tokens=batch["tokens"], pos_t=batch["pos_t"], pos_hw=batch["pos_hw"],
+                                          pixel_values=batch["pixel_values"], pixel_mask=batch["pixel_mask"],
+                                          max_new_tokens=self.max_new_tokens, temperature=0.0,
+                                          stop_token_ids=self.stop_token_ids, task="detection")
         return [a.bboxes_raw for a in aux]
 
     def boxes(self, image: Image.Image, queries: Sequence[str]) -> Detections:

@@ -67,10 +67,9 @@ def first_token_top_logprobs(choice: dict) -> Optional[list[tuple[str, float]]]:
     if isinstance(content, list) and content:
         first = content[0] or {}
         top = first.get("top_logprobs") or []
+        # only the chosen token's logprob (empty top_logprobs) says nothing about the alternatives
         out = [(str(t.get("token", "")), float(t["logprob"])) for t in top
                if isinstance(t, dict) and t.get("logprob") is not None]
-        if not out and first.get("logprob") is not None:  # only the chosen token came back
-            out = [(str(first.get("token", "")), float(first["logprob"]))]
         return out or None
     legacy = lp.get("top_logprobs")
     if isinstance(legacy, list) and legacy and isinstance(legacy[0], dict):
