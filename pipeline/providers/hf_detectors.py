@@ -32,7 +32,7 @@ def resolve_device(device: str | None) -> str:
 
 
 def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", str(text).lower())
+    return re.findall(r"[^\W_]+", str(text).lower())
 
 
 def normalize_query(text: str) -> str:
@@ -91,7 +91,7 @@ class _HFZeroShotGrounder(Grounder):
 
     def _forward(self, inputs):
         try:
-            with self._lock, torch.inference_mode():
+            with torch.inference_mode():
                 return self.model(**inputs.to(self.device))
         except Exception as e:  # noqa: BLE001
             raise ProviderError(f"{self.name} grounder {self.model_id!r}: forward pass failed: {e}") from e
@@ -105,7 +105,8 @@ class _HFZeroShotGrounder(Grounder):
         if not queries:
             return Detections.empty()
         image = image.convert("RGB") if image.mode != "RGB" else image
-        xyxy, scores, qidx = self._detect(image, queries)
+        with self._lock:  # one call at a time (the fast tokenizer's padding state is not thread-safe)
+            xyxy, scores, qidx = self._detect(image, queries)
         keep = scores >= self.min_score
         xyxy, scores, qidx = xyxy[keep], scores[keep], qidx[keep]
         w, h = image.size

@@ -95,7 +95,7 @@ class TransformersVLM(VLM):
             raise ProviderError(f"transformers VLM {self.model_id!r}: tokenizer has no single-token yes/no "
                                 f"(yes: {sorted(self.yes_tokens.values())}, no: {sorted(self.no_tokens.values())})")
         self._keep_last = "logits_to_keep" in inspect.signature(self.model.forward).parameters
-        self._lock = threading.Lock()  # one forward at a time: concurrent passes only fight over cores / memory
+        self._lock = threading.Lock()  # one call at a time: concurrent passes only fight over cores / memory
 
     @classmethod
     def from_config(cls, cfg) -> "TransformersVLM":
@@ -119,13 +119,14 @@ class TransformersVLM(VLM):
     # -- answers ------------------------------------------------------------------------
     def next_token_logits(self, images: Sequence[Image.Image], question: str) -> torch.Tensor:
         """(len(images), vocab) next-token logits after the prompt, one forward pass."""
-        inputs = self._inputs(images, question)
         kwargs = {"logits_to_keep": 1} if self._keep_last else {}
-        try:
-            with self._lock, torch.inference_mode():
-                out = self.model(**inputs, **kwargs)
-        except Exception as e:  # noqa: BLE001
-            raise ProviderError(f"transformers VLM {self.model_id!r}: forward pass failed: {e}") from e
+        with self._lock:  # the fast tokenizer's padding state is not thread-safe either
+            inputs = self._inputs(images, question)
+            try:
+                with torch.inference_mode():
+                    out = self.model(**inputs, **kwargs)
+            except Exception as e:  # noqa: BLE001
+                raise ProviderError(f"transformers VLM {self.model_id!r}: forward pass failed: {e}") from e
         return out.logits[:, -1, :]
 
     def yes_probabilities(self, images: Sequence[Image.Image], question: str) -> list[YesNo]:
@@ -145,11 +146,12 @@ class TransformersVLM(VLM):
 
     def generate_answer(self, image: Image.Image, question: str, max_new_tokens: int = 16) -> str:
         """Greedy text answer (for benchmarks comparing text answers with the logits path)."""
-        inputs = self._inputs([image], question)
-        try:
-            with self._lock, torch.inference_mode():
-                seq = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        except Exception as e:  # noqa: BLE001
-            raise ProviderError(f"transformers VLM {self.model_id!r}: generate failed: {e}") from e
+        with self._lock:
+            inputs = self._inputs([image], question)
+            try:
+                with torch.inference_mode():
+                    seq = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            except Exception as e:  # noqa: BLE001
+                raise ProviderError(f"transformers VLM {self.model_id!r}: generate failed: {e}") from e
         new = seq[0, inputs["input_ids"].shape[1]:]
         return self.tokenizer.decode(new, skip_special_tokens=True).strip()

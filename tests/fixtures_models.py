@@ -1,0 +1,25 @@
+"""Session fixtures: tiny random-weight models built once per test session under ``model_dir``.
+
+Loaded as a pytest plugin by tests/conftest.py.  Each fixture returns a HF model directory that
+loads through the real ``from_pretrained`` path."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(model_dir):
+    from tests.tiny.qwen import build
+    return build(model_dir / "qwen2_5_vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_owlv2_dir(model_dir):
+    from tests.tiny.detectors import build_owlv2
+    return build_owlv2(model_dir / "owlv2")
+
+
+@pytest.fixture(scope="session")
+def tiny_gdino_dir(model_dir):
+    from tests.tiny.detectors import build_grounding_dino
+    return build_grounding_dino(model_dir / "grounding_dino")

@@ -1,0 +1,122 @@
+"""Provider registry: one instance per model per process, loaded once under concurrent callers."""
+import sys
+import threading
+import types
+
+import pytest
+
+from pipeline.config import GrounderProvider, VLMProvider
+from pipeline.providers import registry
+from pipeline.providers.hf_detectors import GroundingDINOGrounder, OWLv2Grounder
+from pipeline.providers.transformers_vlm import TransformersVLM
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    registry.clear_cache()
+    yield
+    registry.clear_cache()
+
+
+def count_inits(monkeypatch, cls):
+    """Spy on cls.__init__ (the real loader still runs) and return the list of calls."""
+    calls = []
+    real = cls.__init__
+
+    def init(self, *a, **k):
+        calls.append(threading.get_ident())
+        real(self, *a, **k)
+    monkeypatch.setattr(cls, "__init__", init)
+    return calls
+
+
+def test_vlm_is_cached(tiny_qwen_dir, monkeypatch):
+    calls = count_inits(monkeypatch, TransformersVLM)
+    cfg = VLMProvider(kind="transformers", model=str(tiny_qwen_dir), device="cpu")
+    a = registry.get_vlm(cfg)
+    b = registry.get_vlm(VLMProvider(kind="transformers", model=str(tiny_qwen_dir), device="cpu"))
+    assert isinstance(a, TransformersVLM) and a is b and len(calls) == 1
+    # fields that do not matter to the transformers kind do not split the cache
+    assert registry.get_vlm(cfg.model_copy(update={"timeout": 5.0, "concurrency": 7})) is a
+    # fields that do, do
+    c = registry.get_vlm(cfg.model_copy(update={"max_batch": 2}))
+    assert c is not a and c.max_batch == 2 and len(calls) == 2
+    registry.clear_cache()
+    assert registry.get_vlm(cfg) is not a and len(calls) == 3
+
+
+def test_grounders_by_kind(tiny_owlv2_dir, tiny_gdino_dir):
+    o = registry.get_grounder(GrounderProvider(kind="owlv2", model=str(tiny_owlv2_dir), device="cpu"))
+    g = registry.get_grounder(GrounderProvider(kind="grounding-dino", model=str(tiny_gdino_dir), device="cpu"))
+    assert isinstance(o, OWLv2Grounder) and isinstance(g, GroundingDINOGrounder)
+    assert registry.get_grounder(GrounderProvider(kind="owlv2", model=str(tiny_owlv2_dir), device="cpu")) is o
+    assert len(registry.cached()) == 2
+
+
+def test_loads_once_under_threads(tiny_owlv2_dir, tiny_qwen_dir, monkeypatch):
+    owl_calls = count_inits(monkeypatch, OWLv2Grounder)
+    vlm_calls = count_inits(monkeypatch, TransformersVLM)
+    gcfg = GrounderProvider(kind="owlv2", model=str(tiny_owlv2_dir), device="cpu")
+    vcfg = VLMProvider(kind="transformers", model=str(tiny_qwen_dir), device="cpu")
+    n = 8
+    barrier = threading.Barrier(n)
+    got, errors = [], []
+
+    def worker(i):
+        try:
+            barrier.wait()
+            got.append((i % 2, registry.get_grounder(gcfg) if i % 2 else registry.get_vlm(vcfg)))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert len(owl_calls) == 1 and len(vlm_calls) == 1
+    assert len({id(obj) for kind, obj in got if kind == 1}) == 1
+    assert len({id(obj) for kind, obj in got if kind == 0}) == 1
+    assert len(got) == n
+
+
+def test_load_error_is_not_cached(tmp_path, tiny_owlv2_dir):
+    from pipeline.providers.base import ProviderError
+    cfg = GrounderProvider(kind="owlv2", model=str(tmp_path / "missing"), device="cpu")
+    with pytest.raises(ProviderError):
+        registry.get_grounder(cfg)
+    assert registry.cached() == []
+
+
+def _fake_module(monkeypatch, name, cls_name):
+    """Stand-in for a provider module another engineer owns: records the configs it is built from."""
+    built = []
+
+    class Fake:
+        @classmethod
+        def from_config(cls, cfg):
+            built.append(cfg)
+            return cls()
+    mod = types.ModuleType(name)
+    setattr(mod, cls_name, Fake)
+    monkeypatch.setitem(sys.modules, name, mod)
+    return Fake, built
+
+
+def test_openai_vlm_dispatches_lazily(monkeypatch):
+    Fake, built = _fake_module(monkeypatch, "pipeline.providers.openai_vlm", "OpenAIVLM")
+    cfg = VLMProvider(kind="openai", url="http://127.0.0.1:1/v1")
+    a = registry.get_vlm(cfg)
+    assert isinstance(a, Fake) and built == [cfg]
+    assert registry.get_vlm(VLMProvider(kind="openai", url="http://127.0.0.1:1/v1")) is a
+    assert registry.get_vlm(VLMProvider(kind="openai", url="http://127.0.0.1:2/v1")) is not a
+    assert len(built) == 2
+
+
+def test_falcon_dispatches_lazily(monkeypatch):
+    Fake, built = _fake_module(monkeypatch, "pipeline.providers.falcon", "FalconGrounder")
+    cfg = GrounderProvider(kind="falcon")
+    a = registry.get_grounder(cfg)
+    assert isinstance(a, Fake) and built == [cfg]
+    assert registry.get_grounder(GrounderProvider(kind="falcon")) is a
+    assert registry.get_grounder(GrounderProvider(kind="falcon", max_new_tokens=8)) is not a
