@@ -5,8 +5,8 @@ JSON (``.../My-Model.json``; registered with ``open_clip.add_model_config``, nam
 ``pretrained`` is an open_clip pretrained tag (``laion2b_s34b_b79k``; needs the hub), the path
 of a local checkpoint file, or empty/None for random weights (tests only).
 
-The env vars ``LF_IDENTIFY_MODEL`` / ``LF_IDENTIFY_PRETRAINED`` override the YAML's values
-(``LF_IDENTIFY_PRETRAINED=none`` means no weights)."""
+The env vars ``LF_CLIP_MODEL`` / ``LF_CLIP_PRETRAINED`` (as in config.ENV_OVERRIDES) override the YAML's values
+(``LF_CLIP_PRETRAINED=none`` means no weights)."""
 from __future__ import annotations
 
 import logging
@@ -20,8 +20,8 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
-ENV_MODEL = "LF_IDENTIFY_MODEL"
-ENV_PRETRAINED = "LF_IDENTIFY_PRETRAINED"
+ENV_MODEL = "LF_CLIP_MODEL"
+ENV_PRETRAINED = "LF_CLIP_PRETRAINED"
 
 
 def resolve_spec(model: str, pretrained: Optional[str]) -> tuple[str, Optional[str]]:

@@ -1,0 +1,5 @@
+import sys
+
+from pipeline.identify.cli import main
+
+sys.exit(main())

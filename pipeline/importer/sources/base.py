@@ -1,0 +1,35 @@
+"""What a source is: ``search(query, limit) -> list[Candidate]`` for one bucket's query."""
+from __future__ import annotations
+
+from typing import Optional
+
+from pipeline.importer.records import Candidate
+
+
+class SourceError(Exception):
+    """One query failed; the source goes on with the next query."""
+
+
+class SourceGaveUp(Exception):
+    """The source cannot go on (e.g. still rate-limited after backing off); its remaining
+    queries are skipped, the other sources go on."""
+
+
+class Source:
+    name = "source"
+
+    def search(self, query: str, bucket: str, limit: int) -> list[Candidate]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name
+
+
+def strip_html(value: Optional[str]) -> str:
+    """Commons extmetadata values are HTML snippets (links around author names)."""
+    if not value:
+        return ""
+    import html
+    import re
+    text = re.sub(r"<[^>]+>", "", str(value))
+    return " ".join(html.unescape(text).split())

@@ -1,0 +1,87 @@
+"""Openverse image search (``GET {base}/images/?q=Q&page_size=N``), no key needed.
+
+Fields relied on (Openverse API docs, ImageSerializer): ``results[]`` with ``url`` (direct
+file), ``foreign_landing_url`` (the work's page at its provider), ``license`` (code such as
+``by-sa``, ``cc0``, ``pdm``), ``license_version``, ``creator``, ``attribution`` (ready-made credit
+line), ``title``, ``filetype`` (may be null), ``mature``.
+Anonymous callers may ask for at most 20 per page and are throttled with HTTP 429.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import requests
+
+from pipeline.importer.http import Http, RetryableHTTPError
+from pipeline.importer.records import Candidate
+from pipeline.importer.sources.base import Source, SourceError, SourceGaveUp
+
+DEFAULT_API = "https://api.openverse.org/v1"
+ANON_PAGE_SIZE = 20
+
+
+def license_name(code: str, version: str) -> str:
+    code = (code or "").strip()
+    if not code:
+        return ""
+    if code in ("pdm",):
+        return "Public Domain Mark" + (f" {version}" if version else "")
+    if code == "cc0":
+        return "CC0" + (f" {version}" if version else "")
+    return f"CC {code.upper()}" + (f" {version}" if version else "")
+
+
+class OpenverseSource(Source):
+    name = "openverse"
+
+    def __init__(self, http: Http, api_url: Optional[str] = None, token: Optional[str] = None):
+        self.http = http
+        self.api_url = (api_url or os.environ.get("LF_OPENVERSE_API") or DEFAULT_API).rstrip("/")
+        self.token = token or os.environ.get("LF_OPENVERSE_TOKEN")
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.api_url})"
+
+    def _page(self, query: str, page: int, page_size: int) -> dict:
+        params = {"q": query, "page_size": str(page_size), "page": str(page), "mature": "false"}
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            resp = self.http.get(f"{self.api_url}/images/", params=params, headers=headers)
+            if resp.status_code >= 400:
+                raise SourceError(f"HTTP {resp.status_code} for {resp.url}: {resp.text[:200]}")
+            return resp.json()
+        except RetryableHTTPError as e:
+            if e.status == 429:
+                raise SourceGaveUp(f"rate-limited (HTTP 429) after retries: {e}") from e
+            raise SourceError(str(e)) from e
+        except (requests.RequestException, ValueError) as e:
+            raise SourceError(f"{type(e).__name__}: {e}") from e
+
+    def search(self, query: str, bucket: str, limit: int) -> list[Candidate]:
+        page_size = max(1, min(limit, 500 if self.token else ANON_PAGE_SIZE))
+        out: list[Candidate] = []
+        page = 1
+        while len(out) < limit:
+            data = self._page(query, page, page_size)
+            results = data.get("results") or []
+            for item in results:
+                if item.get("mature"):
+                    continue
+                img = item.get("url")
+                if not img:
+                    continue
+                out.append(Candidate(
+                    source=self.name, bucket=bucket, query=query, image_url=img,
+                    page_url=item.get("foreign_landing_url") or "",
+                    license=license_name(item.get("license", ""), item.get("license_version") or ""),
+                    attribution=item.get("attribution") or (str(item["creator"]) if item.get("creator") else ""),
+                    title=item.get("title") or "", rank=len(out)))
+                if len(out) >= limit:
+                    break
+            if not results or page >= int(data.get("page_count") or 0):
+                break
+            page += 1
+        return out
