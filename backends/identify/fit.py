@@ -1,0 +1,402 @@
+"""Label Studio events -> reference index updates.
+
+``fit(event, data, index_store, image_fetcher, embedder, client=None)``:
+
+* ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` (and the bulk ``ANNOTATIONS_CREATED``): crop each rectangle of that annotation from
+  the task image, embed the crops, and replace the annotation's vectors (keyed by annotation
+  and region id) — one annotation's work, whatever the index size.  A cancelled (skipped)
+  annotation or one without rectangles just removes its vectors.
+* ``ANNOTATION_DELETED`` / ``ANNOTATIONS_DELETED``: remove the vectors of those annotations.
+* ``START_TRAINING``: rebuild the whole index from every annotation of the project, fetched
+  with label-studio-sdk.  Everything is embedded first and swapped in with one atomic write, so
+  a rebuild killed midway leaves the previous index in place; incremental events that landed
+  while the rebuild ran are carried over (upserts by version stamp, deletes by tombstone).
+
+Never raises for bad input: an unknown project, a task whose image is gone, a payload without
+an annotation ... is logged and answered with ``{"status": "error" | "ignored", "reason": ...}``.
+
+``index_store`` is an ``IndexStore`` (one project) or a ``ProjectIndexes`` / any callable
+``project_id -> IndexStore | None`` (None: a project this backend does not serve).
+``image_fetcher(task) -> PIL.Image`` (raises when the image is gone)."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Union
+
+import numpy as np
+from PIL import Image
+
+from pipeline.crops import crop
+from pipeline.identify.index import IndexSnapshot, IndexStore, make_entry, project_index_path
+from pipeline.identify.stage import IDENTIFY_PADDING
+
+log = logging.getLogger(__name__)
+
+UPSERT_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")
+DELETE_EVENTS = ("ANNOTATION_DELETED", "ANNOTATIONS_DELETED")
+REBUILD_EVENT = "START_TRAINING"
+EVENTS = UPSERT_EVENTS + DELETE_EVENTS + (REBUILD_EVENT,)
+MAX_TOMBSTONES = 10_000
+
+ImageFetcher = Callable[[dict], Image.Image]
+
+
+# -- where indexes live ------------------------------------------------------------------
+class ProjectIndexes:
+    """One ``IndexStore`` per Label Studio project under ``MODEL_DIR/identify/project-<id>/``.
+
+    ``projects``: the project ids this backend serves (None: any project)."""
+
+    def __init__(self, model_dir: Union[str, Path, None] = None, projects: Optional[Iterable] = None):
+        self.model_dir = Path(model_dir or os.getenv("MODEL_DIR") or "./models")
+        self.projects = None if projects is None else {str(p) for p in projects}
+        self._stores: dict[str, IndexStore] = {}
+
+    def get(self, project_id) -> Optional[IndexStore]:
+        pid = normalize_project_id(project_id)
+        if not pid or (self.projects is not None and pid not in self.projects):
+            return None
+        store = self._stores.get(pid)
+        if store is None:
+            store = self._stores.setdefault(pid, IndexStore(project_index_path(self.model_dir, pid)))
+        return store
+
+    __call__ = get
+
+
+def normalize_project_id(value) -> str:
+    """Label Studio sends the project as a dict, an int, or ``"<id>.<timestamp>"``."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    if value in (None, ""):
+        return ""
+    return str(value).split(".", 1)[0]
+
+
+def _store_for(index_store, project_id) -> Optional[IndexStore]:
+    if isinstance(index_store, IndexStore):
+        return index_store
+    if hasattr(index_store, "get") and not isinstance(index_store, dict):
+        return index_store.get(project_id)
+    return index_store(project_id)
+
+
+def _as_dict(obj) -> dict:
+    if obj is None or isinstance(obj, dict):
+        return obj or {}
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if hasattr(obj, "dict"):
+        return obj.dict()
+    return dict(vars(obj))
+
+
+# -- regions of an annotation -------------------------------------------------------------
+@dataclass
+class Region:
+    region_id: str
+    xyxy: np.ndarray  # pixels of the (EXIF-corrected) image
+    label: str
+    from_name: str = ""
+
+
+def _bbox_pixels(value: dict, width: int, height: int) -> Optional[np.ndarray]:
+    """Axis-aligned pixel box of a Label Studio rectangle (rotation about its top-left corner)."""
+    try:
+        x, y = float(value["x"]) * width / 100.0, float(value["y"]) * height / 100.0
+        w, h = float(value["width"]) * width / 100.0, float(value["height"]) * height / 100.0
+    except (KeyError, TypeError, ValueError):
+        return None
+    a = math.radians(float(value.get("rotation") or 0.0))
+    if a:
+        c, s = math.cos(a), math.sin(a)
+        xs = [x, x + w * c, x + w * c - h * s, x - h * s]
+        ys = [y, y + w * s, y + w * s + h * c, y + h * c]
+        box = [min(xs), min(ys), max(xs), max(ys)]
+    else:
+        box = [x, y, x + w, y + h]
+    box = np.clip(np.array(box, np.float32), 0, [width, height, width, height])
+    if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+        return None
+    return box
+
+
+def _text_of(item: dict) -> Optional[str]:
+    value = item.get("value") or {}
+    kind = str(item.get("type", "")).lower()
+    if kind == "textarea":
+        texts = value.get("text") or []
+        texts = [texts] if isinstance(texts, str) else texts
+        text = " ".join(t.strip() for t in texts if isinstance(t, str) and t.strip())
+        return text or None
+    if kind == "choices":
+        ch = value.get("choices") or []
+        return str(ch[0]) if ch else None
+    return None
+
+
+def regions_of(result: list, width: int, height: int) -> list[Region]:
+    """The rectangles of an annotation result, each with its label.
+
+    The label is a per-region TextArea/Choices answer on the same region id when there is one
+    (e.g. the card's name typed per box), else the rectangle's RectangleLabels label."""
+    per_region: dict[str, str] = {}
+    for item in result or []:
+        if isinstance(item, dict) and item.get("id") and str(item.get("type", "")).lower() in ("textarea", "choices"):
+            text = _text_of(item)
+            if text:
+                per_region[str(item["id"])] = text
+    out = []
+    for item in result or []:
+        if not isinstance(item, dict) or str(item.get("type", "")).lower() not in ("rectanglelabels", "rectangle"):
+            continue
+        value = item.get("value") or {}
+        rid = str(item.get("id") or "")
+        labels = value.get("rectanglelabels") or value.get("labels") or []
+        label = per_region.get(rid) or (str(labels[0]) if labels else None)
+        if not label:
+            log.info("region %s has no label: skipped", rid)
+            continue
+        box = _bbox_pixels(value, width, height)
+        if box is None:
+            log.info("region %s: degenerate or malformed rectangle: skipped", rid)
+            continue
+        out.append(Region(rid, box, label, str(item.get("from_name", ""))))
+    return out
+
+
+def embed_annotation(annotation: dict, task: dict, image: Image.Image, embedder, project_id: str,
+                     padding: float = IDENTIFY_PADDING) -> tuple[np.ndarray, list[dict]]:
+    """(vectors, entries) for every labeled rectangle of one annotation."""
+    regions = regions_of(annotation.get("result") or [], image.width, image.height)
+    if not regions:
+        return np.zeros((0, embedder.dim), np.float32), []
+    vecs = embedder.embed([crop(image, r.xyxy, padding) for r in regions])
+    entries = [make_entry(r.label, None, project=project_id, task=task.get("id"), annotation=annotation.get("id"),
+                          region=r.region_id, box=[round(float(v), 1) for v in r.xyxy]) for r in regions]
+    return vecs, entries
+
+
+# -- the handlers -------------------------------------------------------------------------------
+def _stamp(entries: list[dict], version: int) -> list[dict]:
+    return [{**e, "v": version} for e in entries]
+
+
+def _upsert(store: IndexStore, annotation_id, vecs, entries, embedder_id: str) -> IndexSnapshot:
+    def change(old: IndexSnapshot) -> IndexSnapshot:
+        new = old.with_annotation(annotation_id, vecs, _stamp(entries, old.version + 1), embedder_id)
+        if not len(old):
+            new.info.setdefault("created_by", "fit")
+        return new
+    return store.update(change)
+
+
+def _delete(store: IndexStore, annotation_ids: list) -> IndexSnapshot:
+    def change(old: IndexSnapshot) -> IndexSnapshot:
+        new = old.without_annotations(annotation_ids)
+        tomb = list(old.info.get("deleted", [])) + [[str(a), old.version + 1] for a in annotation_ids]
+        new.info = {**old.info, "deleted": tomb[-MAX_TOMBSTONES:]}
+        return new
+    return store.update(change)
+
+
+def _annotation_ids_of_delete(data: dict) -> list:
+    ids = []
+    ann = data.get("annotation")
+    if isinstance(ann, dict) and ann.get("id") is not None:
+        ids.append(ann["id"])
+    for a in data.get("annotations") or []:
+        if isinstance(a, dict) and a.get("id") is not None:
+            ids.append(a["id"])
+        elif isinstance(a, (int, str)):
+            ids.append(a)
+    return ids
+
+
+def _fetch_task(client, task_id) -> Optional[dict]:
+    if client is None or task_id is None:
+        return None
+    try:
+        return _as_dict(client.tasks.get(int(task_id)))
+    except Exception as e:  # noqa: BLE001 - any SDK/HTTP failure is "task not available"
+        log.warning("cannot fetch task %s from Label Studio: %s", task_id, e)
+        return None
+
+
+def fit(event: str, data: dict, index_store, image_fetcher: ImageFetcher, embedder, client=None,
+        padding: float = IDENTIFY_PADDING) -> dict:
+    """Handle one Label Studio event; returns a JSON-ready summary, never raises for bad input."""
+    t0 = time.perf_counter()
+    data = data or {}
+    pid = normalize_project_id(data.get("project") or (data.get("task") or {}).get("project"))
+    out = {"event": event, "project": pid or None}
+    if event not in EVENTS:
+        return {**out, "status": "ignored", "reason": f"event {event!r} is not handled"}
+    if not pid:
+        log.warning("%s without a project id: ignored", event)
+        return {**out, "status": "ignored", "reason": "payload has no project id"}
+    store = _store_for(index_store, pid)
+    if store is None:
+        log.warning("%s for project %s, which this backend does not serve: ignored", event, pid)
+        return {**out, "status": "ignored", "reason": f"unknown project {pid}"}
+    try:
+        if event in UPSERT_EVENTS and isinstance(data.get("annotation"), list):  # ANNOTATIONS_CREATED (bulk)
+            tasks = {str(_as_dict(t).get("id")): _as_dict(t) for t in data.get("task") or []}
+            parts = [_fit_annotation(event, {"annotation": a, "task": tasks.get(str(_as_dict(a).get("task")), {})},
+                                     store, image_fetcher, embedder, client, padding, pid)
+                     for a in data["annotation"]]
+            ok = [p for p in parts if p["status"] == "ok"]
+            res = {"status": "ok" if len(ok) == len(parts) else ("partial" if ok else "error"),
+                   "annotations": len(parts), "vectors_added": sum(p.get("vectors_added", 0) for p in ok),
+                   "index_version": store.current().version,
+                   "errors": [p for p in parts if p["status"] == "error"]}
+        elif event in UPSERT_EVENTS:
+            res = _fit_annotation(event, data, store, image_fetcher, embedder, client, padding, pid)
+        elif event in DELETE_EVENTS:
+            ids = _annotation_ids_of_delete(data)
+            if not ids:
+                res = {"status": "ignored", "reason": "no annotation id in the payload"}
+            else:
+                snap = _delete(store, ids)
+                res = {"status": "ok", "annotations": ids, "index_version": snap.version, "vectors": len(snap)}
+        else:
+            res = rebuild(pid, store, image_fetcher, embedder, client, padding)
+    except Exception as e:  # noqa: BLE001 - a webhook must be answered, the reason logged
+        log.exception("%s for project %s failed", event, pid)
+        res = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
+    res = {**out, **res, "seconds": round(time.perf_counter() - t0, 4)}
+    log.info("identify fit: %s", {k: v for k, v in res.items() if k != "skipped"})
+    return res
+
+
+def _fit_annotation(event, data, store, image_fetcher, embedder, client, padding, pid) -> dict:
+    ann = _as_dict(data.get("annotation"))
+    if not ann or ann.get("id") is None:
+        return {"status": "ignored", "reason": "payload has no annotation (with an id)"}
+    aid = ann["id"]
+    if ann.get("was_cancelled"):
+        snap = _delete(store, [aid])
+        return {"status": "ok", "annotation": aid, "vectors_added": 0, "index_version": snap.version,
+                "note": "annotation was cancelled (skipped): its vectors are removed"}
+    task = _as_dict(data.get("task"))
+    if not task.get("data"):
+        task = _fetch_task(client, task.get("id") or ann.get("task")) or task
+    if not task.get("data"):
+        return {"status": "error", "annotation": aid, "reason": "no task data in the payload and the task "
+                                                                  "could not be fetched"}
+    regions_present = any(isinstance(r, dict) and str(r.get("type", "")).lower() in ("rectanglelabels", "rectangle")
+                          for r in ann.get("result") or [])
+    if not regions_present:
+        snap = _delete(store, [aid])
+        return {"status": "ok", "annotation": aid, "vectors_added": 0, "index_version": snap.version}
+    try:
+        image = image_fetcher(task)
+    except Exception as e:  # noqa: BLE001 - the image is gone / refused / broken
+        log.warning("%s: annotation %s of task %s: image unavailable: %s", event, aid, task.get("id"), e)
+        return {"status": "error", "annotation": aid, "task": task.get("id"), "reason": f"image unavailable: {e}"}
+    vecs, entries = embed_annotation(ann, task, image, embedder, pid, padding)
+    snap = _upsert(store, aid, vecs, entries, embedder.id)
+    return {"status": "ok", "annotation": aid, "task": task.get("id"), "vectors_added": len(entries),
+            "labels": sorted({e["label"] for e in entries}), "index_version": snap.version, "vectors": len(snap)}
+
+
+def iter_project_tasks(client, project_id) -> Iterable[dict]:
+    """Every task of the project with its annotations (label-studio-sdk, paginated)."""
+    for task in client.tasks.list(project=int(project_id), fields="all"):
+        yield _as_dict(task)
+
+
+def rebuild(project_id, store: IndexStore, image_fetcher: ImageFetcher, embedder, client,
+            padding: float = IDENTIFY_PADDING, progress: Optional[Callable[[int], None]] = None) -> dict:
+    """START_TRAINING: a new index from all the project's annotations, swapped in atomically."""
+    if client is None:
+        return {"status": "error", "reason": "no Label Studio client (set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)"}
+    try:
+        client.projects.get(int(project_id))
+    except Exception as e:  # noqa: BLE001 - 404 for an unknown project, or no connection
+        log.warning("START_TRAINING: project %s not available from Label Studio: %s", project_id, e)
+        return {"status": "error", "reason": f"project {project_id} not available from Label Studio: {e}"}
+    start_version = store.current().version
+    vecs, entries, skipped, n_ann = [], [], [], 0
+    for task in iter_project_tasks(client, project_id):
+        anns = [a for a in (_as_dict(a) for a in task.get("annotations") or [])
+                if not a.get("was_cancelled") and a.get("result")]
+        if not anns:
+            continue
+        try:
+            image = image_fetcher(task)
+        except Exception as e:  # noqa: BLE001
+            log.warning("START_TRAINING: task %s: image unavailable: %s", task.get("id"), e)
+            skipped.append({"task": task.get("id"), "reason": str(e)})
+            continue
+        for ann in anns:
+            v, ents = embed_annotation(ann, task, image, embedder, str(project_id), padding)
+            n_ann += 1
+            if len(ents):
+                vecs.append(v)
+                entries.extend(ents)
+        if progress:
+            progress(len(entries))
+    v = np.concatenate(vecs) if vecs else np.zeros((0, embedder.dim), np.float32)
+    fresh = IndexSnapshot(v, entries, embedder=embedder.id, dim=embedder.dim,
+                          info={"created_by": "START_TRAINING", "model": embedder.model_spec,
+                                "pretrained": embedder.pretrained})
+
+    def change(old: IndexSnapshot) -> IndexSnapshot:
+        new_version = old.version + 1
+        snap = fresh
+        if old.version > start_version and old.embedder == embedder.id:  # events landed meanwhile: keep them
+            dead = {a for a, ver in old.info.get("deleted", []) if ver > start_version}
+            newer = {}
+            for i, e in enumerate(old.entries):
+                if e.get("v", 0) > start_version and "annotation" in e["source"]:
+                    newer.setdefault(str(e["source"]["annotation"]), []).append(i)
+            drop = dead | set(newer)
+            snap = snap.removed(lambda e: str(e["source"].get("annotation")) in drop)
+            idx = [i for ids in newer.values() for i in ids]
+            if idx:
+                snap = snap.added(old.vectors[idx], [old.entries[i] for i in idx], old.embedder)
+        snap = IndexSnapshot(snap.vectors, _stamp(snap.entries, new_version), embedder=embedder.id, dim=embedder.dim,
+                             normalized=True, info={**fresh.info, "deleted": old.info.get("deleted", [])})
+        return snap
+
+    snap = store.update(change)
+    return {"status": "ok", "annotations": n_ann, "vectors": len(snap), "labels": len(snap.label_set()),
+            "index_version": snap.version, "skipped": skipped}
+
+
+# -- image fetchers -------------------------------------------------------------------------------
+def task_image_url(task: dict, data_key: Optional[str] = None) -> str:
+    data = task.get("data") or {}
+    if data_key and data_key in data:
+        return str(data[data_key])
+    for key in ("image", "img", "url"):
+        if isinstance(data.get(key), str):
+            return data[key]
+    for v in data.values():
+        if isinstance(v, str) and ("/" in v or ":" in v):
+            return v
+    raise KeyError(f"task {task.get('id')} has no image URL in its data (keys: {sorted(data)})")
+
+
+def label_studio_image_fetcher(data_key: Optional[str] = None) -> ImageFetcher:
+    """Fetch ``task['data'][data_key]`` through Label Studio (backends.images.fetch_image)."""
+    def fetch(task: dict) -> Image.Image:
+        from backends.images import fetch_image
+        return fetch_image(task_image_url(task, data_key), task_id=task.get("id"))
+    return fetch
+
+
+def label_studio_client():
+    """A label-studio-sdk client from LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY, or None."""
+    from backends.base import credentials
+    url, key = credentials.label_studio_url(), credentials.label_studio_api_key()
+    if not (url and key):
+        return None
+    from label_studio_sdk import LabelStudio
+    return LabelStudio(base_url=url + "/", api_key=key)
