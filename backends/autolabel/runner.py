@@ -1,0 +1,144 @@
+"""Per-process pipeline cache and the per-task prediction loop (isolation + bounded concurrency).
+
+Label Studio's backend contract builds a model object per request, so everything heavy lives
+here, at module level: one ``Pipeline`` per project YAML per process (providers come from the
+process-wide registry), re-created only when the YAML file changes."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+
+from backends.autolabel.interactive import Interaction
+from backends.autolabel.labels import Target
+from backends.images import display_url, fetch_image
+from pipeline.config import ProjectConfig, load_project
+from pipeline.convert import ls_results, ls_to_xyxy, task_score
+from pipeline.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+# cfg -> Pipeline; tests replace it to inject providers with known answers.
+PIPELINE_FACTORY: Callable[[ProjectConfig], Pipeline] = Pipeline
+# (url, task_id) -> PIL image; the only way task images are read.
+IMAGE_FETCHER: Callable = fetch_image
+
+_pipelines: dict[str, tuple[int, ProjectConfig, Pipeline]] = {}
+_pipelines_lock = threading.Lock()
+_semaphores: dict[int, threading.BoundedSemaphore] = {}
+_sem_lock = threading.Lock()
+
+
+def load(path: str | os.PathLike) -> tuple[ProjectConfig, Pipeline]:
+    """The project's config and Pipeline, built once per process (again if the file changed)."""
+    path = str(Path(path).resolve())
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        mtime = -1  # load_project reports the error
+    with _pipelines_lock:
+        hit = _pipelines.get(path)
+        if hit is not None and hit[0] == mtime:
+            return hit[1], hit[2]
+        cfg = load_project(path)
+        pipe = PIPELINE_FACTORY(cfg)
+        _pipelines[path] = (mtime, cfg, pipe)
+        return cfg, pipe
+
+
+def clear() -> None:
+    with _pipelines_lock:
+        _pipelines.clear()
+
+
+def concurrency_limit() -> int:
+    try:
+        return max(1, int(os.getenv("PREDICT_CONCURRENCY", "4")))
+    except ValueError:
+        return 4
+
+
+def _semaphore(limit: int) -> threading.BoundedSemaphore:
+    """Process-wide: concurrent requests (gunicorn threads) share the same limit."""
+    with _sem_lock:
+        if limit not in _semaphores:
+            _semaphores[limit] = threading.BoundedSemaphore(limit)
+        return _semaphores[limit]
+
+
+@dataclass
+class TaskOutcome:
+    task_id: object
+    prediction: Optional[dict] = None  # None: no prediction for this task
+    error: str = ""
+    dropped: dict = field(default_factory=dict)  # pipeline label -> number of boxes with no config label
+    seconds: float = 0.0
+
+
+def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: str,
+                 interaction: Optional[Interaction] = None) -> TaskOutcome:
+    """One task: fetch its image, run the cascade (or the interactive variant), convert to Label Studio."""
+    t0 = time.perf_counter()
+    task_id = task.get("id")
+    url = (task.get("data") or {}).get(target.data_key)
+    image = IMAGE_FETCHER(url, task_id)
+    out = TaskOutcome(task_id)
+    if interaction and interaction.boxes:
+        xyxy = [ls_to_xyxy(b.value, image.width, image.height) for b in interaction.boxes]
+        labels = [target.pipeline_label(b.label or target.default_label) for b in interaction.boxes]
+        res = pipeline.run_on_boxes(image, xyxy, labels)
+        res.detections.kept[:] = True  # the person drew them: answer every box with its verify score
+        label_map = target.with_identity()
+    elif interaction and interaction.text:
+        label = target.label_for_text(interaction.text)
+        res = pipeline.run(image, queries={interaction.text: target.pipeline_label(label)}, skip_filter=True)
+        label_map = target.with_identity()
+    else:
+        res = pipeline.run(image)
+        label_map = target.label_map
+    dets = res.detections
+    active = [str(lab) for lab in dets.labels[dets.active_index()]]
+    for lab in sorted(set(active) - set(label_map)):
+        out.dropped[lab] = active.count(lab)
+    results = ls_results(dets, res.width, res.height, target.from_name, target.to_name, label_map)
+    pred = {"result": results, "model_version": model_version}
+    score = task_score(results)
+    pred["score"] = 0.0 if score is None else score  # no boxes: lowest, so it sorts last in Label Studio
+    out.prediction = pred
+    out.seconds = time.perf_counter() - t0
+    if not results and res.note:
+        log.info("task %s: no boxes (%s)", task_id, res.note)
+    return out
+
+
+def predict_all(tasks: list[dict], run_one: Callable[[dict], TaskOutcome], limit: Optional[int] = None
+                ) -> list[TaskOutcome]:
+    """Run ``run_one`` over the tasks, at most ``limit`` at a time in this process; a task that
+    raises gets an outcome with the reason instead of failing the batch. Order is kept."""
+    limit = limit or concurrency_limit()
+    sem = _semaphore(limit)
+
+    def guarded(task: dict) -> TaskOutcome:
+        task_id = task.get("id") if isinstance(task, dict) else None
+        try:
+            with sem:
+                return run_one(task)
+        except Exception as e:  # noqa: BLE001 - isolate every failure to its task
+            reason = f"{type(e).__name__}: {e}"
+            log.warning("task %s: no prediction: %s", task_id, reason,
+                        exc_info=not isinstance(e, (ValueError, RuntimeError, OSError, PermissionError)))
+            return TaskOutcome(task_id, None, reason)
+
+    if len(tasks) <= 1:
+        return [guarded(t) for t in tasks]
+    with ThreadPoolExecutor(max_workers=min(limit, len(tasks)), thread_name_prefix="predict") as pool:
+        return list(pool.map(guarded, tasks))
+
+
+__all__ = ["load", "clear", "predict_task", "predict_all", "TaskOutcome", "display_url"]

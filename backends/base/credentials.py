@@ -1,0 +1,66 @@
+"""Label Studio credentials from the environment: URL + API key (legacy token or personal access token).
+
+A personal access token is a JWT *refresh* token: the SDK's token client exchanges it at
+``/api/token/refresh/`` for a short-lived access token and refreshes that when it expires;
+a legacy token is used as is. Tokens are never logged or put in error messages."""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Optional
+
+_clients: dict = {}
+_lock = threading.Lock()
+
+
+def label_studio_url() -> str:
+    return (os.getenv("LABEL_STUDIO_URL") or os.getenv("LABEL_STUDIO_HOST") or "").rstrip("/")
+
+
+def label_studio_api_key() -> str:
+    return os.getenv("LABEL_STUDIO_API_KEY") or os.getenv("LABEL_STUDIO_ACCESS_TOKEN") or ""
+
+
+def access_token(base_url: Optional[str] = None, api_key: Optional[str] = None) -> str:
+    """A token to send to Label Studio now: the legacy token, or a fresh access token for a PAT."""
+    base_url = (base_url or label_studio_url()).rstrip("/")
+    api_key = api_key or label_studio_api_key()
+    if not api_key:
+        return ""
+    if not base_url:
+        return api_key
+    key = (base_url, api_key)
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            from label_studio_sdk import LabelStudio
+            try:
+                client = LabelStudio(base_url=base_url + "/", api_key=api_key)
+            except Exception as e:  # an expired PAT is refused already here
+                raise PermissionError(f"LABEL_STUDIO_API_KEY is not usable: {_reason(e)}") from None
+            _clients[key] = client
+    try:
+        return client._client_wrapper._tokens_client.api_key
+    except Exception as e:
+        raise PermissionError(f"cannot exchange the personal access token at {base_url}/api/token/refresh/: "
+                              f"{_reason(e)}") from None
+
+
+def is_jwt(token: str) -> bool:
+    return token.count(".") == 2 and token.startswith("eyJ")
+
+
+def auth_header(token: str) -> dict:
+    """``Authorization`` header for Label Studio: Bearer for JWT access tokens, Token for legacy ones."""
+    if not token:
+        return {}
+    return {"Authorization": ("Bearer " if is_jwt(token) else "Token ") + token}
+
+
+def _reason(e: Exception) -> str:
+    status = getattr(e, "status_code", None)
+    body = getattr(e, "body", None)
+    if status is not None:
+        detail = body.get("detail") if isinstance(body, dict) else None
+        return f"HTTP {status}" + (f": {detail}" if detail else "")
+    return type(e).__name__

@@ -1,0 +1,33 @@
+"""gunicorn settings from the environment: PORT (9090), HOST (0.0.0.0), WORKERS (1), THREADS (8),
+LOG_LEVEL (info), TIMEOUT (300 s: silence before a worker is restarted).
+
+    gunicorn -c python:backends.gunicorn_conf backends._wsgi:app
+"""
+import logging
+import os
+import threading
+
+bind = f"{os.getenv('HOST', '0.0.0.0')}:{os.getenv('PORT', '9090')}"
+workers = int(os.getenv("WORKERS", "1"))
+threads = int(os.getenv("THREADS", "8"))
+worker_class = "gthread"
+timeout = int(os.getenv("TIMEOUT", "300"))
+graceful_timeout = 30
+# no runtime control socket (gunicorn 23+ puts one in ~/.gunicorn, shared by every instance)
+control_socket_disable = os.getenv("GUNICORN_CONTROL_SOCKET", "0") in ("0", "false", "no")
+loglevel = os.getenv("LOG_LEVEL", "info").lower()
+accesslog = "-"
+errorlog = "-"
+# the access log line never includes headers (tokens, basic auth)
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+
+
+def post_worker_init(worker):
+    """Load the models in the background so the worker answers /health at once."""
+    if os.getenv("PRELOAD_MODELS", "1") in ("0", "false", "no"):
+        return
+    from backends._wsgi import model_class
+    warm_up = getattr(model_class(), "warm_up", None)  # model_class() -> the MODEL_CLASS class
+    if warm_up is not None:
+        threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+    logging.getLogger(__name__).debug("warm-up started")

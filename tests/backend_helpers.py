@@ -1,0 +1,120 @@
+"""Helpers for the backend tests: a stand-in "Label Studio" file server and providers with known answers."""
+from __future__ import annotations
+
+import io
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+from PIL import Image
+
+from pipeline.detections import Detections
+from pipeline.providers.base import VLM, Grounder, YesNo
+
+
+def jpeg_bytes(size=(64, 48), color=(200, 30, 30), exif_orientation=None) -> bytes:
+    im = Image.new("RGB", size, color)
+    buf = io.BytesIO()
+    if exif_orientation:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        im.save(buf, "JPEG", exif=exif.tobytes())
+    else:
+        im.save(buf, "JPEG")
+    return buf.getvalue()
+
+
+class FileServer:
+    """Serves ``files`` (path -> bytes, or (status, headers, bytes)) on 127.0.0.1 and records requests.
+
+    Label Studio's upload URLs are answered both as ``/data/upload/...`` and through the storage
+    proxy ``/storage-data/uploaded/?filepath=upload/...`` the SDK asks first."""
+
+    def __init__(self):
+        self.files: dict = {}
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                p = urlparse(self.path)
+                key = p.path
+                if p.path.startswith("/storage-data/uploaded"):
+                    key = "/data/" + parse_qs(p.query).get("filepath", [""])[0]
+                server.requests.append({"path": self.path, "authorization": self.headers.get("Authorization")})
+                entry = server.files.get(key)
+                if entry is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                status, headers, body = entry if isinstance(entry, tuple) else (200, {}, entry)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def hits(self, fragment: str) -> list[dict]:
+        return [r for r in self.requests if fragment in r["path"]]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class KnownVLM(VLM):
+    """P(yes) = ``p`` for every question; records questions; optional delay to observe concurrency."""
+    name = "known-vlm"
+
+    def __init__(self, p: float = 0.9, delay: float = 0.0):
+        self.p, self.delay = p, delay
+        self.questions: list[str] = []
+        self.active = 0
+        self.max_active = 0
+        self._lock = threading.Lock()
+
+    def yes_probability(self, image, question):
+        with self._lock:
+            self.questions.append(question)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            return YesNo(self.p, "logits", answer="YES")
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+class KnownGrounder(Grounder):
+    """For each query, the boxes given as fractions of the image (so they fit any image size)."""
+    name = "known-grounder"
+
+    def __init__(self, boxes_by_query: dict[str, list[tuple]]):
+        self.boxes_by_query = boxes_by_query
+        self.calls: list[list[str]] = []
+        self.sizes: list[tuple] = []
+
+    def boxes(self, image, queries):
+        self.calls.append(list(queries))
+        self.sizes.append(image.size)
+        rows = [(q, b) for q in queries for b in self.boxes_by_query.get(q, [])]
+        if not rows:
+            return Detections.empty()
+        w, h = image.size
+        xyxy = [[b[0] * w, b[1] * h, b[2] * w, b[3] * h] for _, b in rows]
+        scores = [b[4] if len(b) > 4 else 0.8 for _, b in rows]
+        return Detections(xyxy=np.array(xyxy), scores=scores, labels=[q for q, _ in rows],
+                          queries=[q for q, _ in rows])

@@ -1,0 +1,169 @@
+"""End to end: a real Label Studio 1.23 asks the backend (real gunicorn, tiny random-weight models)
+for predictions; everything is checked through Label Studio's own API.
+
+Random weights: thresholds are 0 so boxes survive; the test asserts the protocol and shapes, not quality."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from PIL import Image, ImageDraw
+
+from pipeline.config import load_project
+from pipeline.labelconfig import labeling_config
+from tests.fixtures_labelstudio import REPO, free_port
+
+pytestmark = pytest.mark.slow
+
+AUTH = ("lf-backend", "s3cret-pass")
+
+
+def _jpeg(seed: int, size=(96, 64)) -> bytes:
+    im = Image.new("RGB", size, (40 + seed * 30, 90, 120))
+    d = ImageDraw.Draw(im)
+    d.regular_polygon((size[0] // 2, size[1] // 2, 18), 8, fill=(200, 20, 20))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def project_yaml(tmp_path_factory, tiny_qwen_dir, tiny_owlv2_dir) -> Path:
+    d = tmp_path_factory.mktemp("e2e-project")
+    path = d / "e2e-stop-signs.yaml"
+    path.write_text(yaml.safe_dump({
+        "project_name": "e2e-stop-signs", "target_object": "stop sign", "label": "Stop Sign",
+        "extra_labels": ["Other"], "falcon_queries": ["stop sign"],
+        "stages": {"filter": True, "ground": True, "verify": True, "identify": False},
+        "thresholds": {"filter": 0.0, "grounding": 0.0, "verify": 0.0, "max_boxes": 3},
+        "providers": {"vlm": {"kind": "transformers", "model": str(tiny_qwen_dir), "device": "cpu"},
+                      "grounder": {"kind": "owlv2", "model": str(tiny_owlv2_dir), "device": "cpu"}},
+    }))
+    return path
+
+
+@pytest.fixture(scope="module")
+def backend(label_studio, project_yaml, tmp_path_factory):
+    """The backend under real gunicorn, authenticating to Label Studio with a personal access token."""
+    work = tmp_path_factory.mktemp("e2e-backend")
+    port = free_port()
+    log_path = work / "backend.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1",
+           "THREADS": "4", "LOG_LEVEL": "INFO", "MODEL_DIR": str(work / "model-dir"),
+           "PROJECT_CONFIG": str(project_yaml), "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
+           "BASIC_AUTH_USER": AUTH[0], "BASIC_AUTH_PASS": AUTH[1], "PREDICT_CONCURRENCY": "2",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:backends.gunicorn_conf",
+                             "backends._wsgi:app"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"backend exited:\n{log_path.read_text()}"
+            try:
+                if requests.get(f"{url}/health", auth=AUTH, timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, f"backend not up:\n{log_path.read_text()}"
+            time.sleep(0.3)
+        yield type("Backend", (), {"url": url, "log_path": log_path, "log": lambda: log_path.read_text()})
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_label_studio_gets_predictions(label_studio, backend, project_yaml):
+    ls = label_studio.client()
+    cfg = load_project(project_yaml)
+    project = ls.projects.create(title="e2e backend", label_config=labeling_config(cfg))
+
+    # 5 uploaded images (one request, multipart) + one task whose image URL is broken
+    files = [("file%d" % i, (f"img{i}.jpg", _jpeg(i), "image/jpeg")) for i in range(5)]
+    r = requests.post(f"{label_studio.url}/api/projects/{project.id}/import", files=files,
+                      headers=label_studio.headers(), timeout=60)
+    assert r.status_code == 201, r.text
+    broken_url = f"/data/upload/{project.id}/does-not-exist.jpg"
+    ls.projects.import_tasks(project.id, request=[{"image": broken_url}])
+    tasks = list(ls.tasks.list(project=project.id))
+    assert len(tasks) == 6
+    broken = next(t for t in tasks if t.data["image"] == broken_url)
+    good = [t for t in tasks if t.id != broken.id]
+
+    # connect the backend (basic auth on) and read the model version it announced
+    ml = ls.ml.create(project=project.id, url=backend.url, title="label-factory", is_interactive=True,
+                      auth_method="BASIC_AUTH", basic_auth_user=AUTH[0], basic_auth_pass=AUTH[1])
+    ml = ls.ml.get(ml.id)
+    assert ml.state == "CO", (ml.state, ml.error_message)
+    version = ml.model_version
+    assert version.startswith("e2e-stop-signs-") and cfg.fingerprint() in version
+
+    # "Retrieve predictions" from the Data Manager, for all tasks
+    t0 = time.perf_counter()
+    ls.actions.create(id="retrieve_tasks_predictions", project=project.id,
+                      selected_items={"all": True, "excluded": []})
+    print(f"retrieve_tasks_predictions: {time.perf_counter() - t0:.1f}s")
+
+    labels = set(cfg.labels())
+    for t in good:
+        preds = list(ls.predictions.list(task=t.id))
+        assert len(preds) == 1, (t.id, preds)
+        p = preds[0]
+        assert p.model_version == version
+        assert p.result, f"task {t.id}: empty prediction (thresholds are 0, boxes should survive)"
+        assert p.score is not None and 0 <= p.score <= 1
+        for region in p.result:
+            assert region["from_name"] == "label" and region["to_name"] == "image"
+            assert region["type"] == "rectanglelabels"
+            assert region["original_width"] == 96 and region["original_height"] == 64
+            v = region["value"]
+            assert set(v["rectanglelabels"]) <= labels
+            assert 0 <= v["x"] <= 100 and 0 <= v["y"] <= 100
+            assert 0 < v["width"] and v["x"] + v["width"] <= 100 + 1e-6
+            assert 0 < v["height"] and v["y"] + v["height"] <= 100 + 1e-6
+            assert 0 <= region["score"] <= 1
+    assert list(ls.predictions.list(task=broken.id)) == []
+    log = backend.log()
+    assert f"task {broken.id}: no prediction" in log and "does-not-exist.jpg" in log and "HTTP 4" in log
+    assert label_studio.token not in log
+
+    # interactive: the text prompt Label Studio sends as context ...
+    r = requests.post(f"{label_studio.url}/api/ml/{ml.id}/interactive-annotating", headers=label_studio.headers(),
+                      json={"task": good[0].id, "context": {"result": [
+                          {"from_name": "prompt", "to_name": "image", "type": "textarea",
+                           "value": {"text": ["stop sign"]}}]}}, timeout=60)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["model_version"] == version and data["result"]
+    assert {reg["value"]["rectanglelabels"][0] for reg in data["result"]} == {"Stop Sign"}
+
+    # ... and a rectangle the user drew: answered with its verify score
+    drawn = {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0, "rotation": 0, "rectanglelabels": ["Other"]}
+    r = requests.post(f"{label_studio.url}/api/ml/{ml.id}/interactive-annotating", headers=label_studio.headers(),
+                      json={"task": good[1].id, "context": {"result": [
+                          {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "value": drawn,
+                           "original_width": 96, "original_height": 64}]}}, timeout=60)
+    assert r.status_code == 200, r.text
+    (region,) = r.json()["data"]["result"]
+    assert region["value"]["rectanglelabels"] == ["Other"]
+    assert region["value"]["x"] == pytest.approx(10.0) and region["value"]["width"] == pytest.approx(30.0)
+    assert 0 <= region["score"] <= 1
+
+    # without the basic auth credentials the backend refuses, as JSON
+    r = requests.post(f"{backend.url}/predict", json={"tasks": []}, timeout=10)
+    assert r.status_code == 401 and r.json()["reason"]
