@@ -39,4 +39,5 @@ USER 1000
 EXPOSE 9090
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["curl", "-fsS", "http://127.0.0.1:9090/health"]
-CMD ["sh", "-c", "exec gunicorn --bind :${PORT} --workers ${WORKERS} --threads ${THREADS} --timeout 0 --log-level ${LOG_LEVEL} backends._wsgi:app"]
+# gunicorn with backends/gunicorn_conf.py: PORT, WORKERS, THREADS, LOG_LEVEL from the environment
+CMD ["python", "-m", "backends._wsgi"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny.clip import build_tiny_clip
+from pipeline.tiny.clip import build_tiny_clip
 
 
 @dataclass

@@ -9,17 +9,17 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_qwen_dir(model_dir):
-    from tests.tiny.qwen import build
+    from pipeline.tiny.qwen import build
     return build(model_dir / "qwen2_5_vl")
 
 
 @pytest.fixture(scope="session")
 def tiny_owlv2_dir(model_dir):
-    from tests.tiny.detectors import build_owlv2
+    from pipeline.tiny.detectors import build_owlv2
     return build_owlv2(model_dir / "owlv2")
 
 
 @pytest.fixture(scope="session")
 def tiny_gdino_dir(model_dir):
-    from tests.tiny.detectors import build_grounding_dino
+    from pipeline.tiny.detectors import build_grounding_dino
     return build_grounding_dino(model_dir / "grounding_dino")

@@ -1,6 +1,6 @@
 """Real model servers and tiny model dirs for tests (pytest plugin, loaded from conftest).
 
-* ``tiny_qwen_mlx_dir``: tiny random Qwen2.5-VL (``tests.tiny.qwen.build``) copied into the flat config
+* ``tiny_qwen_mlx_dir``: tiny random Qwen2.5-VL (``pipeline.tiny.qwen.build``) copied into the flat config
   layout mlx-vlm 0.7.x reads (``mlx_copy``).
 * ``tiny_qwen_yesno_mlx_dir``: the same model with a few planted weights so that the first answer token
   has known logits: "yes" = 2, "no" = 1, every other token 0.  So P(yes) from the top logprobs is
@@ -10,7 +10,7 @@
   path the requests must name, and ``.log`` = the server log file).
 * ``mlx_vlm_server_no_logprobs``: the same server started without ``--top-logprobs-k``: it answers
   ``top_logprobs: []``, which is what drives the provider's real text fallback.
-* ``tiny_falcon_dir``: tiny Falcon Perception export dir (``tests.tiny.falcon.build``).
+* ``tiny_falcon_dir``: tiny Falcon Perception export dir (``pipeline.tiny.falcon.build``).
 """
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def plant_yes_no(model_dir: Path) -> None:
 # -- fixtures ----------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def tiny_qwen_mlx_dir(model_dir) -> Path:
-    from tests.tiny.qwen import build, mlx_copy
+    from pipeline.tiny.qwen import build, mlx_copy
     out = model_dir / "qwen25vl-mlx"
     if not (out / "config.json").exists():
         src = build(model_dir / "qwen25vl-hf-for-mlx")
@@ -173,7 +173,7 @@ def mlx_vlm_server_no_logprobs(tiny_qwen_yesno_mlx_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_falcon_dir(model_dir) -> Path:
-    from tests.tiny.falcon import build
+    from pipeline.tiny.falcon import build
     out = model_dir / "falcon-perception-tiny"
     if not (out / "model.safetensors").exists():
         build(out)

@@ -76,7 +76,7 @@ def test_cascade_with_server_vlm_and_falcon(tmp_path, mlx_vlm_server, tiny_falco
     from pipeline.images import open_image
     from pipeline.pipeline import Pipeline
     from pipeline.providers.registry import clear_cache
-    from tests.tiny.falcon import use_tiny_model_args
+    from pipeline.tiny.falcon import use_tiny_model_args
 
     use_tiny_model_args(tiny_falcon_dir, monkeypatch)
     clear_cache()

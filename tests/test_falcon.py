@@ -13,7 +13,7 @@ from pipeline.config import GrounderProvider
 from pipeline.detections import Detections
 from pipeline.providers.base import ProviderError
 from pipeline.providers.falcon import FalconGrounder, detections_from_raw, raw_to_xyxy
-from tests.tiny.falcon import use_tiny_model_args
+from pipeline.tiny.falcon import use_tiny_model_args
 
 W, H = 320, 240
 

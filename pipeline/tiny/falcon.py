@@ -35,7 +35,7 @@ TINY = dict(max_seq_len=8192, dim=32, n_layers=2, n_heads=2, head_dim=16, n_kv_h
 
 
 def _tokenizer(out: Path) -> None:
-    from tests.tiny.tokenizers import byte_bpe
+    from pipeline.tiny.tokenizers import byte_bpe
     specials = ["<|pad|>", "<|end_of_text|>", "<|REF_SEG|>", *dict.fromkeys(SPECIAL.values())]
     tok = byte_bpe(specials, vocab_size=320, corpus=CORPUS)
     tok.save(str(out / "tokenizer.json"))
