@@ -1,0 +1,141 @@
+"""Start a local Label Studio (SQLite) with an admin user and a legacy API token.
+
+Label Studio lives in its own virtualenv (its pins clash with ours): ``.venv-ls`` next to the
+checkout, or LABEL_STUDIO_BIN. The user, password and token are created on the first start and
+kept in ``<data_dir>/label-factory-admin.json`` so later starts reuse them."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import requests
+
+from pipeline.stack.processes import Service, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def label_studio_bin() -> Optional[Path]:
+    for cand in (os.getenv("LABEL_STUDIO_BIN"), REPO / ".venv-ls" / "bin" / "label-studio",
+                 shutil.which("label-studio")):
+        if cand and Path(cand).exists():
+            return Path(cand)
+    return None
+
+
+@dataclass
+class Admin:
+    email: str
+    password: str
+    token: str
+
+
+def load_or_create_admin(data_dir: Path, email: str = "admin@label-factory.local") -> Admin:
+    path = data_dir / "label-factory-admin.json"
+    if path.exists():
+        return Admin(**json.loads(path.read_text()))
+    admin = Admin(email=email, password=secrets.token_urlsafe(12), token=secrets.token_hex(20))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(admin)))
+    path.chmod(0o600)
+    return admin
+
+
+def label_studio_env(data_dir: Path, files_dir: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))}
+    env.pop("VIRTUAL_ENV", None)
+    env.update({
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+        "DJANGO_DB": "sqlite",
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(files_dir),
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        # the ML backend runs on 127.0.0.1; 1.23 blocks local addresses by default
+        "ML_BLOCK_LOCAL_IP": "false",
+        "SSRF_PROTECTION_ENABLED": "false",
+        "LATEST_VERSION_CHECK": "false",
+        "COLLECT_ANALYTICS": "false",
+        "SENTRY_DSN": "",
+        "FRONTEND_SENTRY_DSN": "",
+        "DEBUG": "false",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+@dataclass
+class LabelStudio:
+    url: str
+    admin: Admin
+    data_dir: Path
+    files_dir: Path
+    service: Service
+
+    @property
+    def token(self) -> str:
+        return self.admin.token
+
+    @property
+    def email(self) -> str:
+        return self.admin.email
+
+    @property
+    def password(self) -> str:
+        return self.admin.password
+
+    @property
+    def log_path(self) -> Path:
+        return self.service.log_path
+
+    def log_tail(self, n: int = 60) -> str:
+        return self.service.log_tail(n)
+
+    def personal_access_token(self) -> str:
+        """A new personal access token (a JWT refresh token) for the admin."""
+        r = requests.post(f"{self.url}/api/token/", headers=self.headers(), timeout=30)
+        r.raise_for_status()
+        return r.json()["token"]
+
+    def headers(self) -> dict:
+        return {"Authorization": f"Token {self.admin.token}"}
+
+    def client(self):
+        from label_studio_sdk import LabelStudio as Client
+        return Client(base_url=self.url, api_key=self.admin.token)
+
+    def stop(self) -> None:
+        self.service.stop()
+
+
+def start_label_studio(root: Path, port: Optional[int] = None, host: str = "127.0.0.1",
+                       timeout: float = float(os.getenv("LABEL_STUDIO_START_TIMEOUT", "300"))) -> LabelStudio:
+    binary = label_studio_bin()
+    if binary is None:
+        raise RuntimeError("Label Studio is not installed: run scripts/setup.sh (it installs it into .venv-ls) "
+                           "or set LABEL_STUDIO_BIN to a label-studio executable")
+    root = Path(root)
+    data_dir, files_dir = root / "data", root / "files"
+    files_dir.mkdir(parents=True, exist_ok=True)
+    admin = load_or_create_admin(data_dir)
+    port = free_port(port, host)
+    cmd = [str(binary), "start", "--no-browser", "--internal-host", host, "--port", str(port),
+           "--data-dir", str(data_dir), "--username", admin.email, "--password", admin.password,
+           "--user-token", admin.token, "--enable-legacy-api-token"]
+    svc = Service("Label Studio", cmd, label_studio_env(data_dir, files_dir), root / "label-studio.log", cwd=root)
+    ls = LabelStudio(url=f"http://{host}:{port}", admin=admin, data_dir=data_dir, files_dir=files_dir, service=svc)
+    try:
+        svc.wait_http(f"{ls.url}/health", timeout)
+        r = requests.get(f"{ls.url}/api/current-user/whoami", headers=ls.headers(), timeout=30)
+        if r.status_code != 200:
+            raise RuntimeError(f"Label Studio refuses the admin's legacy token (HTTP {r.status_code}); "
+                               f"legacy tokens disabled for the organization? (log: {svc.log_path})")
+    except BaseException:
+        svc.stop()
+        raise
+    return ls
