@@ -96,9 +96,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.stack.models import ModelsUnavailable
     try:
         return int(args.func(args) or 0)
-    except ConfigError as e:
+    except (ConfigError, ModelsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

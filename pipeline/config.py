@@ -57,7 +57,7 @@ class Thresholds(_Strict):
 class VLMProvider(_Strict):
     kind: Literal["openai", "transformers"] = "openai"
     model: str = "mlx-community/Qwen2.5-VL-3B-Instruct-4bit"
-    url: Optional[str] = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
+    url: Optional[str] = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     api_key_env: Optional[str] = Field(None, description="name of the env var holding the server's API key")
     timeout: float = Field(60.0, gt=0)
     retries: int = Field(3, ge=0)
@@ -68,7 +68,7 @@ class VLMProvider(_Strict):
     @model_validator(mode="after")
     def _url_for_openai(self):
         if self.kind == "openai" and not self.url:
-            raise ValueError("provider kind 'openai' needs a url (e.g. http://127.0.0.1:8080/v1)")
+            raise ValueError("provider kind 'openai' needs a url (e.g. http://127.0.0.1:8000/v1)")
         return self
 
 
@@ -89,7 +89,7 @@ class IdentifyProvider(_Strict):
 
 
 class Providers(_Strict):
-    vlm: VLMProvider = Field(default_factory=lambda: VLMProvider(url="http://127.0.0.1:8080/v1"))
+    vlm: VLMProvider = Field(default_factory=lambda: VLMProvider(url="http://127.0.0.1:8000/v1"))
     grounder: GrounderProvider = Field(default_factory=GrounderProvider)
     identify: IdentifyProvider = Field(default_factory=IdentifyProvider)
 
