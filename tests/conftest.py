@@ -16,3 +16,10 @@ pytest_plugins = sorted("tests." + os.path.basename(p)[:-3]
 def model_dir(tmp_path_factory):
     """Session-wide directory where tiny models are built once."""
     return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(autouse=True)
+def _model_dir_in_tmp(tmp_path, monkeypatch):
+    """No test writes the backend cache (MODEL_DIR, default '.') into the checkout."""
+    if "MODEL_DIR" not in os.environ:
+        monkeypatch.setenv("MODEL_DIR", str(tmp_path / "model-dir"))

@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
 import pytest
 import yaml
 
 from backends.autolabel import runner
 from backends.autolabel.model import AutoLabelModel
 from backends.base import init_app
+from backends.identify import model as idmodel
 from backends.images import HostPolicy, ImageRefused, fetch_image
 from pipeline.config import parse_project
+from pipeline.identify.index import UNKNOWN
 from pipeline.labelconfig import labeling_config
 from pipeline.pipeline import Pipeline
 from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, jpeg_bytes
@@ -281,3 +284,270 @@ def test_misconfiguration_is_reported_as_json(backend, tmp_path, monkeypatch):
     no_rect = '<View><Image name="i" value="$i"/><Choices name="c" toName="i"><Choice value="a"/></Choices></View>'
     r = client.post("/predict", json={"tasks": [{"id": 1}], "project": "1.1", "label_config": no_rect})
     assert r.status_code == 500 and "RectangleLabels" in r.json["reason"]
+
+
+# -- the identify stage inside the auto-label backend ------------------------------------------------
+# Decision: a box identify answers "unknown" (below the YAML's providers.identify.min_cosine /
+# min_margin) keeps its grounding label and verify score and carries no identity result.
+
+IDENTIFY_PROJECT = {**PROJECT, "stages": {"filter": True, "ground": True, "verify": True, "identify": True},
+                    "providers": {"identify": {"min_cosine": 0.7, "min_margin": 0.02, "top_k": 3}}}
+BASE_CONFIG = labeling_config(parse_project(PROJECT))
+CONFIG_TEXTAREA = BASE_CONFIG.replace(
+    "</View>", '  <TextArea name="name" toName="image" perRegion="true" editable="true"/>\n</View>')
+CONFIG_CHOICES = BASE_CONFIG.replace(
+    "</View>", '  <Choices name="which" toName="image" perRegion="true">'
+               '<Choice value="Octagon Deluxe"/><Choice value="Give Way Classic"/></Choices>\n</View>')
+CONFIG_LABELS = BASE_CONFIG.replace(
+    '</RectangleLabels>', '<Label value="octagon deluxe"/><Label value="Fast Sign" predicted_values="Speed 50"/>'
+                          '</RectangleLabels>')
+# pipeline label -> what the injected identifier answers for boxes with that label
+ANSWERS = {"Stop Sign": ("Octagon Deluxe", 0.93, 0.2), "Yield": (UNKNOWN, 0.41, 0.01),
+           "Speed": ("Speed 50", 0.88, 0.3)}
+
+
+class FakeIdentifier:
+    """The Pipeline identify hook with known answers (by the box's pipeline label)."""
+
+    def __init__(self, answers, version, provider):
+        self.answers, self.last_version, self.provider = answers, version, provider
+        self.seen: list[list[str]] = []
+
+    def __call__(self, image, dets):
+        n = len(dets)
+        ident, best = np.array([""] * n, dtype=object), np.array([""] * n, dtype=object)
+        cos, margin = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
+        idx = dets.active_index()
+        self.seen.append([str(dets.labels[i]) for i in idx])
+        for i in idx:
+            ident[i], cos[i], margin[i] = self.answers[str(dets.labels[i])]
+            best[i] = ident[i]
+        dets.extra.update(identity=ident, identity_cosine=cos, identity_margin=margin, identity_best=best,
+                          identity_variant=np.array([""] * n, dtype=object))
+
+
+class FakeIdentifyService:
+    """backends.identify.model.IdentifyService's surface used by AutoLabelModel."""
+
+    def __init__(self, answers=ANSWERS, version=3):
+        self.answers, self.version = answers, version
+        self.identifiers: list[FakeIdentifier] = []
+        self.calls: list[tuple] = []
+
+    def identifier(self, project_id, provider=None, pin=False):
+        self.calls.append(("identifier", project_id, pin))
+        ident = FakeIdentifier(self.answers, self.version, provider)
+        self.identifiers.append(ident)
+        return ident
+
+    def index_version(self, project_id):
+        return self.version
+
+    @property
+    def embedder(self):
+        return None
+
+
+@pytest.fixture
+def identify_service(monkeypatch):
+    svc = FakeIdentifyService()
+    monkeypatch.setattr(idmodel, "_service", svc)
+    return svc
+
+
+@pytest.fixture(autouse=True)
+def _no_process_identify_service(monkeypatch):
+    """Every test gets its own identify service (none leaks from another test's MODEL_DIR)."""
+    monkeypatch.setattr(idmodel, "_service", None)
+
+
+def _by_id(results):
+    rects = {r["id"]: r for r in results if r["type"] == "rectanglelabels"}
+    others = {r["id"]: r for r in results if r["type"] != "rectanglelabels"}
+    return rects, others
+
+
+def test_identity_in_a_per_region_textarea(backend, ls_files, identify_service):
+    client, _, _, _ = backend(project=IDENTIFY_PROJECT, label_config=CONFIG_TEXTAREA)
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes((100, 50))
+    body = _predict(client, CONFIG_TEXTAREA, [{"id": 11, "data": {"image": "/data/upload/5/a.jpg"}}])
+    (pred,) = body["results"]
+    assert body["model_version"].startswith("signs-") and body["model_version"].endswith("-openai+falcon+identify-v3")
+    assert pred["model_version"] == body["model_version"]
+    assert identify_service.calls == [("identifier", "5", True)]  # one pinned snapshot for the request
+    provider = identify_service.identifiers[0].provider
+    assert (provider.min_cosine, provider.min_margin, provider.top_k) == (0.7, 0.02, 3)  # the YAML's thresholds
+    rects, names = _by_id(pred["result"])
+    by_label = {r["value"]["rectanglelabels"][0]: r for r in rects.values()}
+    assert set(by_label) == {"Stop Sign", "Yield", "Speed"}  # grounding labels stay on the boxes
+    for r in rects.values():
+        assert (r["from_name"], r["to_name"]) == ("label", "image")
+        assert r["score"] == pytest.approx(0.9)  # verify's P(yes)
+    stop, speed, yld = by_label["Stop Sign"], by_label["Speed"], by_label["Yield"]
+    assert set(names) == {stop["id"], speed["id"]}  # "unknown": no identity result for the Yield box
+    text = names[stop["id"]]
+    assert (text["from_name"], text["to_name"], text["type"]) == ("name", "image", "textarea")
+    assert text["value"]["text"] == ["Octagon Deluxe"] and text["score"] == pytest.approx(0.93)
+    assert {k: text["value"][k] for k in ("x", "y", "width", "height")} == \
+        {k: stop["value"][k] for k in ("x", "y", "width", "height")}
+    assert names[speed["id"]]["value"]["text"] == ["Speed 50"]
+    assert names[speed["id"]]["score"] == pytest.approx(0.88)
+    assert yld["meta"]["text"][0].startswith("unknown")
+    assert pred["score"] == pytest.approx(0.9)  # per task: the boxes' scores, not the names'
+
+
+def test_identity_in_per_region_choices_when_it_is_a_choice(backend, ls_files, identify_service):
+    client, _, _, _ = backend(project=IDENTIFY_PROJECT, label_config=CONFIG_CHOICES)
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes((100, 50))
+    body = _predict(client, CONFIG_CHOICES, [{"id": 11, "data": {"image": "/data/upload/5/a.jpg"}}])
+    rects, others = _by_id(body["results"][0]["result"])
+    by_label = {r["value"]["rectanglelabels"][0]: r for r in rects.values()}
+    assert set(by_label) == {"Stop Sign", "Yield", "Speed"}
+    (choice,) = others.values()  # "Speed 50" is no choice: its box keeps its label, no result
+    assert choice["id"] == by_label["Stop Sign"]["id"]
+    assert (choice["from_name"], choice["to_name"], choice["type"]) == ("which", "image", "choices")
+    assert choice["value"]["choices"] == ["Octagon Deluxe"] and choice["score"] == pytest.approx(0.93)
+
+
+def test_identity_as_the_rectangle_label(backend, ls_files, identify_service):
+    client, _, _, _ = backend(project=IDENTIFY_PROJECT, label_config=CONFIG_LABELS)
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes((100, 50))
+    body = _predict(client, CONFIG_LABELS, [{"id": 11, "data": {"image": "/data/upload/5/a.jpg"}}])
+    results = body["results"][0]["result"]
+    assert all(r["type"] == "rectanglelabels" and r["from_name"] == "label" for r in results)
+    got = sorted((r["value"]["rectanglelabels"][0], round(r["score"], 2)) for r in results)
+    # identities replace the grounding label, scored with the cosine (case-insensitive name, alias);
+    # the unknown Yield keeps its label and its verify score
+    assert got == [("Fast Sign", 0.88), ("Yield", 0.9), ("octagon deluxe", 0.93)]
+
+
+def test_identify_off_leaves_results_and_fit_alone(backend, ls_files, identify_service):
+    client, _, _, _ = backend(label_config=CONFIG_TEXTAREA)  # stages.identify defaults to false
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes((100, 50))
+    body = _predict(client, CONFIG_TEXTAREA, [{"id": 11, "data": {"image": "/data/upload/5/a.jpg"}}])
+    assert {r["type"] for r in body["results"][0]["result"]} == {"rectanglelabels"}
+    assert "identify" not in body["model_version"] and identify_service.calls == []
+    r = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "annotation": {"id": 1}, "task": {"id": 1},
+                                      "project": {"id": 5, "label_config": CONFIG_TEXTAREA}})
+    assert r.status_code == 201 and r.json["result"]["status"] == "ignored"
+    assert "stages.identify is off" in r.json["result"]["reason"]
+
+
+def test_interactive_drawn_box_gets_verify_score_and_identity(backend, ls_files, identify_service):
+    client, _, vlm, grounder = backend(project=IDENTIFY_PROJECT, vlm=KnownVLM(0.3), label_config=CONFIG_TEXTAREA)
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes((200, 100))
+    drawn = {"x": 10, "y": 20, "width": 30, "height": 40, "rotation": 0, "rectanglelabels": ["Stop Sign"]}
+    ctx = {"result": [{"from_name": "label", "to_name": "image", "type": "rectanglelabels", "value": drawn,
+                       "original_width": 200, "original_height": 100},
+                      # a per-region name in the context is no text prompt
+                      {"from_name": "name", "to_name": "image", "type": "textarea",
+                       "value": {**drawn, "text": ["my guess"]}}]}
+    body = _predict(client, CONFIG_TEXTAREA, [{"id": 1, "data": {"image": "/data/upload/5/a.jpg"}}], context=ctx)
+    rects, names = _by_id(body["results"][0]["result"])
+    (rect,) = rects.values()  # P(yes)=0.3 < verify threshold, kept anyway: they drew it
+    assert rect["score"] == pytest.approx(0.3) and rect["value"]["rectanglelabels"] == ["Stop Sign"]
+    assert names[rect["id"]]["value"]["text"] == ["Octagon Deluxe"]  # ... and identified all the same
+    assert grounder.calls == [] and len(vlm.questions) == 1
+    assert body["model_version"].endswith("+identify-v3")
+
+
+# -- fit(): Label Studio webhooks keep the index current (real identify service, tiny CLIP) ------------
+class FakeLabelStudio:
+    """label-studio-sdk's surface START_TRAINING uses: projects.get, tasks.list(project, fields)."""
+
+    def __init__(self, tasks):
+        outer = self
+        self.task_list = tasks
+
+        class Projects:
+            def get(self, id):
+                return {"id": id}
+
+        class Tasks:
+            def list(self, project, fields=None, **kw):
+                return iter([t for t in outer.task_list if t["project"] == project])
+
+        self.projects, self.tasks = Projects(), Tasks()
+
+
+def _png(im) -> bytes:
+    import io
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_fit_through_webhook_updates_the_index_and_model_version(backend, ls_files, tmp_path, monkeypatch,
+                                                                  clip_embedder):
+    from backends.identify.model import IdentifyService
+    from pipeline.convert import xyxy_to_ls
+    from tests.identify_data import card, ls_rect, scene, webhook
+
+    cards = [card(300 + i) for i in range(2)]
+    shelf, (b0, b1) = scene([(cards[0], 10, 20, 1.0), (cards[1], 150, 60, 1.1)])
+    query, (qbox,) = scene([(cards[1], 90, 30, 1.3)], size=(300, 280), background=(90, 90, 90))
+    ls_files.files["/data/upload/5/shelf.png"] = _png(shelf)
+    ls_files.files["/data/upload/5/query.png"] = _png(query)
+    w, h = shelf.size
+    task = {"id": 21, "project": 5, "data": {"image": "/data/upload/5/shelf.png"}}
+    result = [ls_rect(b0, w, h, "Stop Sign", "r0"), ls_rect(b1, w, h, "Stop Sign", "r1")]
+    result += [{"id": rid, "from_name": "name", "to_name": "image", "type": "textarea",
+                "value": {**xyxy_to_ls(b, w, h), "text": [name]}}
+               for rid, b, name in (("r0", b0, "Dark Magician"), ("r1", b1, "Pot Of Greed"))]
+    ann = {"id": 77, "result": result}
+    ls = FakeLabelStudio([])
+    svc = IdentifyService(embedder=clip_embedder, model_dir=tmp_path / "model-dir", client_factory=lambda: ls)
+    monkeypatch.setattr(idmodel, "_service", svc)
+    qw, qh = query.size
+    frac = (qbox[0] / qw, qbox[1] / qh, qbox[2] / qw, qbox[3] / qh, 0.9)
+    project = {**IDENTIFY_PROJECT, "providers": {"identify": {"min_cosine": 0.5, "min_margin": 0.0}}}
+    client, _, _, _ = backend(project=project, label_config=CONFIG_TEXTAREA,
+                              grounder=KnownGrounder({"stop sign": [frac]}))
+
+    def setup_version():
+        return client.post("/setup", json={"project": "5.1700000000", "schema": CONFIG_TEXTAREA}).json["model_version"]
+
+    def hook(action, **body):
+        r = client.post("/webhook", json={"action": action, **body})
+        assert r.status_code == 201, r.get_data(as_text=True)
+        return r.json["result"]
+
+    def predict_names():
+        body = _predict(client, CONFIG_TEXTAREA, [{"id": 22, "data": {"image": "/data/upload/5/query.png"}}])
+        rects, names = _by_id(body["results"][0]["result"])
+        assert [r["value"]["rectanglelabels"] for r in rects.values()] == [["Stop Sign"]]
+        return [n["value"]["text"][0] for n in names.values()], body["model_version"]
+
+    v0 = setup_version()
+    assert v0.endswith("+identify-v0")
+    base = v0[:-len("+identify-v0")]
+    assert predict_names() == ([], v0)  # empty index: nothing to name
+
+    body = webhook("ANNOTATION_CREATED", 5, task, ann)
+    body["project"]["label_config"] = CONFIG_TEXTAREA
+    res = hook(**body)
+    assert res["status"] == "ok" and res["vectors_added"] == 2 and res["index_version"] == 1
+    assert res["labels"] == ["Dark Magician", "Pot Of Greed"]
+    assert setup_version() == base + "+identify-v1"
+    assert predict_names() == (["Pot Of Greed"], base + "+identify-v1")  # a shifted, rescaled copy
+
+    # Label Studio 1.23 deletes with the plural event and a list of ids
+    res = hook("ANNOTATIONS_DELETED", annotations=[{"id": 77}], project={"id": 5, "label_config": CONFIG_TEXTAREA})
+    assert res["status"] == "ok" and res["annotations"] == [77] and res["vectors"] == 0
+    assert res["index_version"] == 2
+    assert predict_names() == ([], base + "+identify-v2")
+
+    # Start Training rebuilds the index from every annotation Label Studio has
+    ls.task_list = [{**task, "annotations": [{**ann, "task": 21, "was_cancelled": False}]}]
+    res = hook("START_TRAINING", project={"id": 5, "label_config": CONFIG_TEXTAREA})
+    assert res["status"] == "ok" and res["vectors"] == 2 and res["index_version"] == 3
+    assert setup_version() == base + "+identify-v3"
+    assert predict_names() == (["Pot Of Greed"], base + "+identify-v3")
+
+    # the YAML's thresholds decide "unknown": the box keeps its grounding label and gets no name
+    strict = {**project, "providers": {"identify": {"min_cosine": 0.5, "min_margin": 2.0}}}
+    time.sleep(0.01)
+    (tmp_path / "projects" / "signs.yaml").write_text(yaml.safe_dump(strict))
+    names, version = predict_names()
+    assert names == [] and version.endswith("+identify-v3") and version != base + "+identify-v3"
+    assert not (tmp_path / "cache.db").exists() and (tmp_path / "model-dir" / "cache.db").exists()

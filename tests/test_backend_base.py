@@ -96,6 +96,16 @@ def test_webhook():
     assert r.status_code == 200 and r.json["status"] == "Unknown event"
     r = c.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1, "label_config": CONFIG}})
     assert r.status_code == 201 and r.json == {"result": {"event": "START_TRAINING", "n": 1}, "status": "ok"}
+    # Label Studio 1.23's bulk events (a deletion only ever sends the plural form)
+    r = c.post("/webhook", json={"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 4}, {"id": 5}],
+                                 "project": {"id": 1, "label_config": CONFIG}})
+    assert r.status_code == 201 and r.json["result"] == {"event": "ANNOTATIONS_DELETED", "n": 2}
+    r = c.post("/webhook", json={"action": "ANNOTATIONS_CREATED", "annotation": [{"id": 6}], "task": [{"id": 1}],
+                                 "project": {"id": 1}})
+    assert r.status_code == 201 and r.json["result"] == {"event": "ANNOTATIONS_CREATED", "n": 3}
+    for event in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "ANNOTATIONS_CREATED",
+                  "ANNOTATIONS_DELETED", "START_TRAINING"):
+        assert event in LabelStudioMLBase.TRAIN_EVENTS
 
 
 def test_cache_is_per_project_and_shared_between_processes(tmp_path):

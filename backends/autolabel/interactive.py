@@ -28,7 +28,9 @@ def parse_context(context: Optional[dict], prompt_name: Optional[str], from_name
             continue
         kind = str(item.get("type", "")).lower()
         value = item.get("value") or {}
-        if kind == "textarea" and (prompt_name is None or item.get("from_name") in (prompt_name, None)):
+        per_region = any(k in value for k in ("x", "y", "width", "height"))  # names a box: not a prompt
+        if kind == "textarea" and not per_region and \
+                (prompt_name is None or item.get("from_name") in (prompt_name, None)):
             texts = value.get("text") or []
             texts = [texts] if isinstance(texts, str) else texts
             text = " ".join(t.strip() for t in texts if isinstance(t, str) and t.strip())

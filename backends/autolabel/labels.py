@@ -49,6 +49,10 @@ class Target:
         return sorted({str(lab) for lab in labels} - set(self.label_map))
 
 
+def is_per_region(control) -> bool:
+    return str((getattr(control, "attr", None) or {}).get("perRegion", "")).lower() == "true"
+
+
 def find_target(label_interface: LabelInterface, cfg: ProjectConfig) -> Target:
     if label_interface is None:
         raise LabelConfigError("no labeling config: Label Studio sent none and none is cached for this project")
@@ -64,9 +68,10 @@ def find_target(label_interface: LabelInterface, cfg: ProjectConfig) -> Target:
         log.warning("no project label (%s) matches a label of <RectangleLabels name=%r> (%s): every box will be dropped",
                     ", ".join(cfg.labels()), from_name, ", ".join(labels))
     default = label_map.get(cfg.label) or (labels[0] if labels else cfg.label)
-    try:
+    try:  # a per-region TextArea names boxes (identify), it is not a prompt
         prompt_name, _, _ = label_interface.get_first_tag_occurence(
-            "TextArea", "Image", to_name_filter=lambda n: n == to_name)
+            "TextArea", "Image", name_filter=lambda n: not is_per_region(label_interface.get_control(n)),
+            to_name_filter=lambda n: n == to_name)
     except ValueError:
         prompt_name = None
     return Target(from_name, to_name, data_key, labels, label_map, default, prompt_name, control)

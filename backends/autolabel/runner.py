@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-
+from backends.autolabel import identify
 from backends.autolabel.interactive import Interaction
 from backends.autolabel.labels import Target
 from backends.images import display_url, fetch_image
@@ -82,8 +82,11 @@ class TaskOutcome:
 
 
 def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: str,
-                 interaction: Optional[Interaction] = None) -> TaskOutcome:
-    """One task: fetch its image, run the cascade (or the interactive variant), convert to Label Studio."""
+                 interaction: Optional[Interaction] = None, plan: Optional[identify.Plan] = None) -> TaskOutcome:
+    """One task: fetch its image, run the cascade (or the interactive variant), convert to Label Studio.
+
+    ``plan``: the identify stage (``pipeline`` must run ``plan.identifier``); each box's identity
+    then goes into the results as ``backends.autolabel.identify`` describes."""
     t0 = time.perf_counter()
     task_id = task.get("id")
     url = (task.get("data") or {}).get(target.data_key)
@@ -93,7 +96,10 @@ def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: 
         xyxy = [ls_to_xyxy(b.value, image.width, image.height) for b in interaction.boxes]
         labels = [target.pipeline_label(b.label or target.default_label) for b in interaction.boxes]
         res = pipeline.run_on_boxes(image, xyxy, labels)
+        verify_dropped = not res.detections.kept.all()
         res.detections.kept[:] = True  # the person drew them: answer every box with its verify score
+        if plan is not None and verify_dropped:
+            identify.identify_all(plan, image, res.detections)  # ... and its identity
         label_map = target.with_identity()
     elif interaction and interaction.text:
         label = target.label_for_text(interaction.text)
@@ -106,9 +112,12 @@ def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: 
     active = [str(lab) for lab in dets.labels[dets.active_index()]]
     for lab in sorted(set(active) - set(label_map)):
         out.dropped[lab] = active.count(lab)
-    results = ls_results(dets, res.width, res.height, target.from_name, target.to_name, label_map)
+    if plan is not None:
+        results = identify.results(dets, res.width, res.height, target, label_map, plan)
+    else:
+        results = ls_results(dets, res.width, res.height, target.from_name, target.to_name, label_map)
     pred = {"result": results, "model_version": model_version}
-    score = task_score(results)
+    score = task_score([r for r in results if r["from_name"] == target.from_name])  # boxes, not their names
     pred["score"] = 0.0 if score is None else score  # no boxes: lowest, so it sorts last in Label Studio
     out.prediction = pred
     out.seconds = time.perf_counter() - t0

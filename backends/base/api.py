@@ -16,7 +16,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from backends.base.cache import get_cache
-from backends.base.model import TRAIN_EVENTS, LabelStudioMLBase
+from backends.base.model import LabelStudioMLBase
 from backends.base.response import ModelResponse
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def init_app(model_class, basic_auth_user: Optional[str] = None, basic_auth_pass
     def webhook():
         data = _body()
         event = data.pop("action", None)
-        if event not in TRAIN_EVENTS:
+        if event not in model_class.TRAIN_EVENTS:
             return jsonify({"status": "Unknown event", "event": event}), 200
         project = data.get("project") or {}
         if not isinstance(project, dict) or "id" not in project:

@@ -20,7 +20,12 @@ from backends.base.response import ModelResponse
 
 log = logging.getLogger(__name__)
 
-TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "START_TRAINING")
+# Upstream label-studio-ml 2.x lists ANNOTATION_CREATED/UPDATED/DELETED and START_TRAINING. Label Studio
+# 1.23 has no singular ANNOTATION_DELETED: a deletion sends ANNOTATIONS_DELETED (body
+# {"annotations": [{"id": ...}], "project": {...}}), and imports send the bulk ANNOTATIONS_CREATED. The
+# webhook it creates for a connected ML backend sends every action, so both reach /webhook -> fit().
+TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED",
+                "ANNOTATIONS_DELETED", "START_TRAINING")
 _PRELOAD_PREFIXES = ("http://", "https://", "/data/", "data/", "upload/", "/upload/", "/storage-data/", "s3:", "gs:",
                      "azure-blob:")
 

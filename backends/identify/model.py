@@ -58,12 +58,22 @@ class IdentifyService:
     def image_fetcher(self, data_key: Optional[str] = None):
         return self._fetcher or fit_mod.label_studio_image_fetcher(data_key)
 
-    def identifier(self, project_id) -> Identifier:
-        """The Pipeline identify hook for this project's index."""
+    def identifier(self, project_id, provider=None, pin: bool = False) -> Identifier:
+        """The Pipeline identify hook for this project's index.
+
+        ``provider``: thresholds (min_cosine, min_margin, top_k) to use instead of the service's,
+        e.g. the ``providers.identify`` of the YAML the caller runs. ``pin``: search one snapshot,
+        taken now, for the hook's whole life (a request answers from one index version, given by
+        ``last_version`` from the start) instead of the newest on every call."""
         store = self.indexes.get(project_id)
         if store is None:
             raise KeyError(f"project {project_id} is not served")
-        return Identifier.from_config(store, self.embedder, self.provider)
+        if not pin:
+            return Identifier.from_config(store, self.embedder, provider or self.provider)
+        snap = store.current()
+        ident = Identifier.from_config(snap, self.embedder, provider or self.provider)
+        ident.last_version = snap.version
+        return ident
 
     def index_version(self, project_id) -> int:
         store = self.indexes.get(project_id)

@@ -65,15 +65,20 @@ def layout_of(interface) -> Layout:
 
 
 def identity_results(lay: Layout, boxes, box_labels: Sequence[Optional[str]], matches: Sequence[Match],
-                     width: int, height: int, label_map: Optional[dict] = None) -> list[dict]:
+                     width: int, height: int, label_map: Optional[dict] = None,
+                     box_scores: Optional[Sequence[Optional[float]]] = None) -> list[dict]:
     """Label Studio results for boxes (pixel xyxy) and their identify matches.
 
     ``label_map``: identity -> config label for the RectangleLabels (e.g. from
-    ``LabelStudioMLBase.build_label_map``); by default exact names."""
+    ``LabelStudioMLBase.build_label_map``); by default exact names.
+    ``box_scores``: the rectangle's own score (e.g. verify's P(yes)) for a box whose
+    RectangleLabels label is *not* the identity (unknown, or the identity sits in a per-region
+    TextArea/Choices); by default every rectangle is scored with the cosine."""
     out = []
     common = {"to_name": lay.to_name, "original_width": int(width), "original_height": int(height),
               "image_rotation": 0}
-    for box, own, m in zip(np.asarray(boxes).reshape(-1, 4), box_labels, matches):
+    own_scores = list(box_scores) if box_scores is not None else [None] * len(box_labels)
+    for box, own, m, own_score in zip(np.asarray(boxes).reshape(-1, 4), box_labels, matches, own_scores):
         rid = uuid.uuid4().hex[:10]
         score = None if m is None or np.isnan(m.cosine) else float(m.cosine)
         ident = m.label if m is not None and m.known else None
@@ -89,23 +94,28 @@ def identity_results(lay: Layout, boxes, box_labels: Sequence[Optional[str]], ma
             extra.append({"id": rid, "from_name": lay.choices_name, "type": "choices", **common,
                           "value": {**value, "choices": [ident]}})
             placed_elsewhere = True
+        on_rect = False  # the rectangle's label is the identity
         if ident and not placed_elsewhere:
             mapped = (label_map or {}).get(ident, ident if ident in lay.rect_labels else None)
             if mapped:
-                rect_label = mapped
+                rect_label, on_rect = mapped, True
         rect = {"id": rid, "from_name": lay.rect_name, "type": lay.rect_type, **common, "value": dict(value)}
         if lay.rect_type == "rectanglelabels":
             if not rect_label or (lay.rect_labels and rect_label not in lay.rect_labels):
                 rect_label = lay.rect_labels[0] if lay.rect_labels else rect_label
             rect["value"]["rectanglelabels"] = [rect_label] if rect_label else []
+        rect_score = score if (box_scores is None or on_rect) else own_score
+        if rect_score is not None and not np.isnan(rect_score):
+            rect["score"] = float(rect_score)
         if score is not None:
-            rect["score"] = score
             for e in extra:
                 e["score"] = score
-        meta = {"identity": m.label if m else None, "cosine": score,
-                "margin": None if m is None or np.isnan(m.margin) else round(float(m.margin), 4)}
-        rect["meta"] = {"text": [f"{meta['identity']} cos={score if score is None else round(score, 3)} "
-                                 f"margin={meta['margin']}"]}
+        if m is not None:  # what the index answered (also for "unknown"), shown as the region's meta
+            margin = None if np.isnan(m.margin) else round(float(m.margin), 4)
+            text = f"{m.label} cos={score if score is None else round(score, 3)} margin={margin}"
+            if own_score is not None and not np.isnan(own_score):
+                text += f" box={round(float(own_score), 3)}"
+            rect["meta"] = {"text": [text]}
         out.append(rect)
         out.extend(extra)
     return out

@@ -76,6 +76,7 @@ class LabelStudio:
     data_dir: Path
     files_dir: Path
     service: Service
+    _pat: Optional[str] = None
 
     @property
     def token(self) -> str:
@@ -97,10 +98,14 @@ class LabelStudio:
         return self.service.log_tail(n)
 
     def personal_access_token(self) -> str:
-        """A new personal access token (a JWT refresh token) for the admin."""
-        r = requests.post(f"{self.url}/api/token/", headers=self.headers(), timeout=30)
-        r.raise_for_status()
-        return r.json()["token"]
+        """The admin's personal access token (a JWT refresh token), created on first use.
+
+        Label Studio keeps one per user (a second POST /api/token/ answers 409), so it is cached."""
+        if self._pat is None:
+            r = requests.post(f"{self.url}/api/token/", headers=self.headers(), timeout=30)
+            r.raise_for_status()
+            self._pat = r.json()["token"]
+        return self._pat
 
     def headers(self) -> dict:
         return {"Authorization": f"Token {self.admin.token}"}
