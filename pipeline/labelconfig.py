@@ -26,7 +26,7 @@ def labeling_config(cfg: ProjectConfig, interactive_prompt: bool = True) -> str:
         lines.append(f"    <Label value={quoteattr(lab)} background=\"{PALETTE[i % len(PALETTE)]}\"{extra}/>")
     lines.append("  </RectangleLabels>")
     if interactive_prompt:
-        lines += [f'  <Header value="Text prompt for the ML backend (interactive pre-annotation)"/>',
+        lines += ['  <Header value="Text prompt for the ML backend (interactive pre-annotation)"/>',
                   f'  <TextArea name="{PROMPT_NAME}" toName="{IMAGE_NAME}" editable="true" rows="1" '
                   'maxSubmissions="1" showSubmitButton="true" placeholder="e.g. stop sign"/>']
     lines.append("</View>")

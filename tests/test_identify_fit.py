@@ -323,7 +323,6 @@ CONFIG_LABELS = """<View><Image name="img" value="$photo"/>
 def test_backend_predict_and_webhook_through_flask(world, clip_embedder, monkeypatch):
     from backends.base import init_app
     from backends.identify import model as idmodel
-    from backends.identify.fit import ProjectIndexes
     from pipeline.config import IdentifyProvider
     from pipeline.convert import xyxy_to_ls
 

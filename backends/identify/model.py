@@ -116,7 +116,6 @@ class IdentifyModel(LabelStudioMLBase):
         self.set("model_version", model_version_for(service().index_version(self.project_id)))
 
     def _user_boxes(self, context, lay, width, height):
-        from pipeline.convert import ls_to_xyxy
         boxes, labels = [], []
         for item in (context or {}).get("result") or []:
             value = (item or {}).get("value") or {}

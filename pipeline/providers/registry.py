@@ -7,6 +7,7 @@ modules are imported lazily: torch / transformers / mlx are only needed for the 
 """
 from __future__ import annotations
 
+import importlib
 import threading
 from typing import Callable
 
@@ -49,35 +50,31 @@ def _get(key: tuple, build: Callable[[], object]):
         return obj
 
 
-def _build_vlm(cfg: VLMProvider) -> VLM:
-    if cfg.kind == "transformers":
-        from pipeline.providers.transformers_vlm import TransformersVLM
-        return TransformersVLM.from_config(cfg)
-    if cfg.kind == "openai":
-        from pipeline.providers.openai_vlm import OpenAIVLM
-        return OpenAIVLM.from_config(cfg)
-    raise ValueError(f"unknown VLM provider kind {cfg.kind!r}")
+# provider kind -> "module:Class" with a from_config(cfg) classmethod
+_VLM_CLASSES = {
+    "transformers": "pipeline.providers.transformers_vlm:TransformersVLM",
+    "openai": "pipeline.providers.openai_vlm:OpenAIVLM",
+}
+_GROUNDER_CLASSES = {
+    "owlv2": "pipeline.providers.hf_detectors:OWLv2Grounder",
+    "grounding-dino": "pipeline.providers.hf_detectors:GroundingDINOGrounder",
+    "falcon": "pipeline.providers.falcon:FalconGrounder",
+}
 
 
-def _build_grounder(cfg: GrounderProvider) -> Grounder:
-    if cfg.kind == "owlv2":
-        from pipeline.providers.hf_detectors import OWLv2Grounder
-        return OWLv2Grounder.from_config(cfg)
-    if cfg.kind == "grounding-dino":
-        from pipeline.providers.hf_detectors import GroundingDINOGrounder
-        return GroundingDINOGrounder.from_config(cfg)
-    if cfg.kind == "falcon":
-        from pipeline.providers.falcon import FalconGrounder
-        return FalconGrounder.from_config(cfg)
-    raise ValueError(f"unknown grounder provider kind {cfg.kind!r}")
+def _build(role: str, classes: dict, cfg):
+    if cfg.kind not in classes:
+        raise ValueError(f"unknown {role} provider kind {cfg.kind!r}")
+    module, _, name = classes[cfg.kind].partition(":")
+    return getattr(importlib.import_module(module), name).from_config(cfg)
 
 
 def get_vlm(cfg: VLMProvider) -> VLM:
-    return _get(_key("vlm", cfg, _VLM_FIELDS), lambda: _build_vlm(cfg))
+    return _get(_key("vlm", cfg, _VLM_FIELDS), lambda: _build("VLM", _VLM_CLASSES, cfg))
 
 
 def get_grounder(cfg: GrounderProvider) -> Grounder:
-    return _get(_key("grounder", cfg, _GROUNDER_FIELDS), lambda: _build_grounder(cfg))
+    return _get(_key("grounder", cfg, _GROUNDER_FIELDS), lambda: _build("grounder", _GROUNDER_CLASSES, cfg))
 
 
 def cached() -> list[tuple]:

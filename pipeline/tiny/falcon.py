@@ -72,7 +72,7 @@ def build(out_dir, seed: int = 0) -> Path:
     model = FalconPerception(args)
 
     params = dict(tree_flatten(model.parameters()))
-    d, zeros = args.dim, lambda k: mx.zeros(params[k].shape)
+    zeros = lambda k: mx.zeros(params[k].shape)  # noqa: E731
     for k in list(params):
         if k.endswith(("attention.wo.weight", "feed_forward.w2.weight")):
             params[k] = zeros(k)  # identity layers: the last hidden state is the last input embedding

@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-import requests
 
-from pipeline.importer.http import Http, RetryableHTTPError
+from pipeline.importer.http import Http
 from pipeline.importer.records import Candidate
-from pipeline.importer.sources.base import Source, SourceError, SourceGaveUp
+from pipeline.importer.sources.base import Source, SourceError, api_errors
 
 DEFAULT_API = "https://api.openverse.org/v1"
 ANON_PAGE_SIZE = 20
@@ -48,17 +47,11 @@ class OpenverseSource(Source):
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        try:
+        with api_errors():
             resp = self.http.get(f"{self.api_url}/images/", params=params, headers=headers)
             if resp.status_code >= 400:
                 raise SourceError(f"HTTP {resp.status_code} for {resp.url}: {resp.text[:200]}")
             return resp.json()
-        except RetryableHTTPError as e:
-            if e.status == 429:
-                raise SourceGaveUp(f"rate-limited (HTTP 429) after retries: {e}") from e
-            raise SourceError(str(e)) from e
-        except (requests.RequestException, ValueError) as e:
-            raise SourceError(f"{type(e).__name__}: {e}") from e
 
     def search(self, query: str, bucket: str, limit: int) -> list[Candidate]:
         page_size = max(1, min(limit, 500 if self.token else ANON_PAGE_SIZE))

@@ -17,11 +17,10 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-import requests
 
-from pipeline.importer.http import Http, RetryableHTTPError
+from pipeline.importer.http import Http
 from pipeline.importer.records import Candidate
-from pipeline.importer.sources.base import Source, SourceError, SourceGaveUp, strip_html
+from pipeline.importer.sources.base import Source, SourceError, api_errors, strip_html
 
 DEFAULT_API = "https://commons.wikimedia.org/w/api.php"
 SUPPORTED_MIME = ("image/jpeg", "image/png", "image/webp", "image/gif")
@@ -52,14 +51,8 @@ class WikimediaSource(Source):
         }
         if self.thumb_width > 0:
             params["iiurlwidth"] = str(self.thumb_width)
-        try:
+        with api_errors():
             data = self.http.get_json(self.api_url, params=params)
-        except RetryableHTTPError as e:
-            if e.status == 429:
-                raise SourceGaveUp(f"rate-limited (HTTP 429) after retries: {e}") from e
-            raise SourceError(str(e)) from e
-        except (requests.RequestException, ValueError) as e:
-            raise SourceError(f"{type(e).__name__}: {e}") from e
         if "error" in data:
             err = data["error"]
             raise SourceError(f"API error {err.get('code')}: {err.get('info')}")
