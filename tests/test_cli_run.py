@@ -24,12 +24,14 @@ def tiny_project(tmp_path, vlm, grounder, **thresholds) -> Path:
     return path
 
 
-def test_cli_run_writes_coco_tasks_and_record(tmp_path, tiny_qwen_dir, tiny_owlv2_dir):
+@pytest.mark.parametrize("grounder", ["owlv2", "grounding-dino"])
+def test_cli_run_writes_coco_tasks_and_record(tmp_path, request, tiny_qwen_dir, grounder):
+    grounder_dir = request.getfixturevalue({"owlv2": "tiny_owlv2_dir", "grounding-dino": "tiny_gdino_dir"}[grounder])
     images = tmp_path / "images"
     write_samples(images)
     (images / "broken.jpg").write_bytes(b"not a jpeg")
     project = tiny_project(tmp_path, {"kind": "transformers", "model": str(tiny_qwen_dir), "device": "cpu"},
-                           {"kind": "owlv2", "model": str(tiny_owlv2_dir)}, max_boxes=3)
+                           {"kind": grounder, "model": str(grounder_dir)}, max_boxes=3)
     out = tmp_path / "out"
     cmd = [str(Path(sys.executable).parent / "label-factory"), "run", "--project", str(project),
            "--images", str(images), "--out", str(out), "--limit", "6", "--quiet"]

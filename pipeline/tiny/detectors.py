@@ -81,6 +81,6 @@ def build_grounding_dino(out_dir: Path, seed: int = 0, max_text_len: int = 32) -
         encoder_attention_heads=2, decoder_attention_heads=2, num_queries=20, max_text_len=max_text_len,
         num_feature_levels=4, encoder_n_points=2, decoder_n_points=2)
     GroundingDinoForObjectDetection(cfg).save_pretrained(out_dir)
-    GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}),
+    GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 128}),
                            tokenizer=tok).save_pretrained(out_dir)
     return out_dir
