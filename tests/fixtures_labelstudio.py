@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.stack.labelstudio import label_studio_bin, start_label_studio
-from pipeline.stack.processes import free_port  # noqa: F401 - shared by the e2e tests
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,79 +14,29 @@
 """
 from __future__ import annotations
 
-import math
-import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-KNOWN_YES_LOGIT, KNOWN_NO_LOGIT = 2.0, 1.0
-KNOWN_P_YES = 1.0 / (1.0 + math.exp(KNOWN_NO_LOGIT - KNOWN_YES_LOGIT))  # 0.7311
+from pipeline.stack.mlx_server import start_mlx_vlm_server
+from pipeline.tiny.qwen import plant_yes_no
+
 
 
 class ServerURL(str):
-    """A server's base URL that also carries the model it serves and its log file."""
+    """A server's base URL that also carries the model it serves, its log file and process."""
     model: str
     log: Path
     proc: subprocess.Popen
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _http_get(url: str, timeout: float = 2.0) -> bool:
-    import urllib.request
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def mlx_vlm_server_cmd(model_dir, port: int, top_logprobs_k: int | None = 5) -> list[str]:
-    cmd = [sys.executable, "-m", "mlx_vlm.server", "--model", str(model_dir), "--host", "127.0.0.1",
-           "--port", str(port)]
-    if top_logprobs_k:
-        cmd += ["--top-logprobs-k", str(top_logprobs_k)]
-    return cmd
-
-
-def start_mlx_vlm_server(model_dir, log_path: Path, top_logprobs_k: int | None = 5,
-                         startup_timeout: float = 90.0) -> ServerURL:
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(mlx_vlm_server_cmd(model_dir, port, top_logprobs_k), stdout=log,
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    log.close()
-    deadline = time.monotonic() + startup_timeout
-    while not _http_get(f"http://127.0.0.1:{port}/health"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_server(proc)
-            tail = Path(log_path).read_text(errors="replace")[-3000:]
-            pytest.fail(f"mlx_vlm.server did not come up on port {port} (exit {proc.returncode}):\n{tail}")
-        time.sleep(0.2)
-    url = ServerURL(f"http://127.0.0.1:{port}/v1")
-    url.model, url.log, url.proc = str(model_dir), Path(log_path), proc
+def start_server(model_dir, log_path: Path, top_logprobs_k: int | None = 5) -> ServerURL:
+    svc = start_mlx_vlm_server(model_dir, log_path, top_logprobs_k=top_logprobs_k, timeout=90)
+    url = ServerURL(svc.url)
+    url.model, url.log, url.proc, url.service = svc.model, svc.log_path, svc.proc, svc
     return url
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def warm_up(url: ServerURL) -> None:
@@ -95,40 +45,6 @@ def warm_up(url: ServerURL) -> None:
 
     from pipeline.providers.openai_vlm import OpenAIVLM
     OpenAIVLM(url, url.model, timeout=120, retries=0).generate_answer(Image.new("RGB", (64, 64)), "Hi?", 1)
-
-
-def plant_yes_no(model_dir: Path) -> None:
-    """Rewrite the tiny Qwen weights so the first answer token has logits yes=2, no=1, others 0.
-
-    Every layer's MLP and attention values are zeroed except layer 0's value bias, which the output
-    projection maps to a large constant along hidden dim 0; after the final RMSNorm the last hidden
-    state is 8 * e0 whatever the image and prompt, and lm_head reads it off."""
-    import json
-
-    import numpy as np
-    from safetensors.numpy import load_file, save_file
-
-    path = model_dir / "model.safetensors"
-    w = load_file(str(path))
-    vocab = json.loads((model_dir / "tokenizer.json").read_text())["model"]["vocab"]
-    hidden = w["model.norm.weight"].shape[0]
-    layers = sorted({k.split(".")[2] for k in w if k.startswith("model.layers.")}, key=int)
-    for i in layers:
-        p = f"model.layers.{i}."
-        w[p + "mlp.down_proj.weight"] = np.zeros_like(w[p + "mlp.down_proj.weight"])
-        w[p + "self_attn.v_proj.weight"] = np.zeros_like(w[p + "self_attn.v_proj.weight"])
-        w[p + "self_attn.v_proj.bias"] = np.full_like(w[p + "self_attn.v_proj.bias"], 1.0 if i == "0" else 0.0)
-        o = np.zeros_like(w[p + "self_attn.o_proj.weight"])
-        if i == "0":
-            o[0, :] = 10.0
-        w[p + "self_attn.o_proj.weight"] = o
-    w["model.norm.weight"] = np.ones_like(w["model.norm.weight"])
-    head = np.zeros_like(w["lm_head.weight"])
-    scale = math.sqrt(hidden)  # RMSNorm output along e0
-    head[vocab["yes"], 0] = KNOWN_YES_LOGIT / scale
-    head[vocab["no"], 0] = KNOWN_NO_LOGIT / scale
-    w["lm_head.weight"] = head
-    save_file(w, str(path), metadata={"format": "pt"})
 
 
 # -- fixtures ----------------------------------------------------------------------------------
@@ -152,13 +68,12 @@ def tiny_qwen_yesno_mlx_dir(tiny_qwen_mlx_dir, model_dir) -> Path:
 
 
 def _server_fixture(model_dir, tmp_path_factory, top_logprobs_k):
-    url = start_mlx_vlm_server(model_dir, tmp_path_factory.mktemp("mlx_vlm_server") / "server.log",
-                               top_logprobs_k=top_logprobs_k)
+    url = start_server(model_dir, tmp_path_factory.mktemp("mlx_vlm_server") / "server.log", top_logprobs_k)
     try:
         warm_up(url)
         yield url
     finally:
-        stop_server(url.proc)
+        url.service.stop()
 
 
 @pytest.fixture(scope="session")

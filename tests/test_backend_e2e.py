@@ -19,7 +19,8 @@ from PIL import Image, ImageDraw
 
 from pipeline.config import load_project
 from pipeline.labelconfig import labeling_config
-from tests.fixtures_labelstudio import REPO, free_port
+from pipeline.stack.processes import free_port
+from tests.fixtures_labelstudio import REPO
 
 pytestmark = pytest.mark.slow
 

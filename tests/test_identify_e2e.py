@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from pipeline.convert import xyxy_to_ls
-from tests.fixtures_labelstudio import free_port
+from pipeline.stack.processes import free_port
 from tests.identify_data import card, scene
 
 pytestmark = pytest.mark.slow

@@ -317,7 +317,7 @@ def test_openverse_pages_past_the_anonymous_page_size(web):
 
 
 def test_unreachable_source_is_abandoned_and_the_others_go_on(web, tmp_path, monkeypatch):
-    from tests.fixtures_labelstudio import free_port
+    from pipeline.stack.processes import free_port
     monkeypatch.setenv("LF_WIKIMEDIA_API", f"http://127.0.0.1:{free_port()}/w/api.php")   # nothing listens
     cfg = parse_project({"project_name": "x", "target_object": "stop sign", "data_root": str(tmp_path / "d"),
                          "buckets": {"b": ["stop sign", "q2", "q3", "q4", "q5", "q6", "red circle"]}})

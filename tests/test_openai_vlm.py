@@ -16,7 +16,8 @@ from PIL import Image
 from pipeline.config import VLMProvider
 from pipeline.providers.base import ProviderError
 from pipeline.providers.openai_vlm import OpenAIVLM, encode_image, first_token_top_logprobs
-from tests.fixtures_servers import KNOWN_P_YES, free_port
+from pipeline.stack.processes import free_port
+from pipeline.tiny.qwen import KNOWN_P_YES
 
 QUESTION = "Is this a stop sign? Answer YES or NO."
 

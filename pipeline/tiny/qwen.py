@@ -3,10 +3,15 @@
 ``mlx_copy`` rewrites a copy's config.json into the flat layout mlx-vlm 0.7.x reads
 (it cannot parse transformers-5's nested text_config / rope_parameters)."""
 import json
+import math
 import shutil
 from pathlib import Path
 
 from .tokenizers import byte_bpe
+
+# plant_yes_no: the first answer token always has these logits (all others 0)
+KNOWN_YES_LOGIT, KNOWN_NO_LOGIT = 2.0, 1.0
+KNOWN_P_YES = 1.0 / (1.0 + math.exp(KNOWN_NO_LOGIT - KNOWN_YES_LOGIT))  # 0.7311
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
             "<|image_pad|>", "<|video_pad|>"]
@@ -58,3 +63,36 @@ def mlx_copy(src: Path, out: Path) -> Path:
     flat["vision_config"]["model_type"] = "qwen2_5_vl"
     p.write_text(json.dumps(flat, indent=1))
     return out
+
+
+def plant_yes_no(model_dir: Path) -> None:
+    """Rewrite the tiny Qwen weights so the first answer token has logits yes=2, no=1, others 0.
+
+    Every layer's MLP and attention values are zeroed except layer 0's value bias, which the output
+    projection maps to a large constant along hidden dim 0; after the final RMSNorm the last hidden
+    state is 8 * e0 whatever the image and prompt, and lm_head reads it off."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    model_dir = Path(model_dir)
+    path = model_dir / "model.safetensors"
+    w = load_file(str(path))
+    vocab = json.loads((model_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    hidden = w["model.norm.weight"].shape[0]
+    layers = sorted({k.split(".")[2] for k in w if k.startswith("model.layers.")}, key=int)
+    for i in layers:
+        p = f"model.layers.{i}."
+        w[p + "mlp.down_proj.weight"] = np.zeros_like(w[p + "mlp.down_proj.weight"])
+        w[p + "self_attn.v_proj.weight"] = np.zeros_like(w[p + "self_attn.v_proj.weight"])
+        w[p + "self_attn.v_proj.bias"] = np.full_like(w[p + "self_attn.v_proj.bias"], 1.0 if i == "0" else 0.0)
+        o = np.zeros_like(w[p + "self_attn.o_proj.weight"])
+        if i == "0":
+            o[0, :] = 10.0
+        w[p + "self_attn.o_proj.weight"] = o
+    w["model.norm.weight"] = np.ones_like(w["model.norm.weight"])
+    head = np.zeros_like(w["lm_head.weight"])
+    scale = math.sqrt(hidden)  # RMSNorm output along e0
+    head[vocab["yes"], 0] = KNOWN_YES_LOGIT / scale
+    head[vocab["no"], 0] = KNOWN_NO_LOGIT / scale
+    w["lm_head.weight"] = head
+    save_file(w, str(path), metadata={"format": "pt"})
