@@ -43,21 +43,33 @@ def write_clip_vocab(out_dir: Path) -> Path:
     return out_dir
 
 
-def build_owlv2(out_dir: Path, seed: int = 0) -> Path:
+# OWLv2 sizes: "tiny" for tests; "base" is google/owlv2-base-patch16-ensemble's published shape
+# (random weights: for speed measurements only).
+OWLV2_SHAPES = {
+    "tiny": dict(text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
+                 vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                             image_size=64, patch_size=16),
+                 projection_dim=32),
+    "base": dict(text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
+                 vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                             image_size=960, patch_size=16),
+                 projection_dim=512),
+}
+
+
+def build_owlv2(out_dir: Path, seed: int = 0, shape: str = "tiny") -> Path:
     import torch
     from transformers import CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     # CLIPTokenizer(vocab_file=...) silently ignores the files in transformers 5: load from the dir.
     tok = CLIPTokenizer.from_pretrained(write_clip_vocab(out_dir / "_clip_vocab"), pad_token="!")
-    cfg = Owlv2Config(
-        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=16),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=64, patch_size=16),
-        projection_dim=32)
+    sh = OWLV2_SHAPES[shape]
+    side = sh["vision"]["image_size"]
+    cfg = Owlv2Config(text_config=dict(vocab_size=len(tok), max_position_embeddings=16, **sh["text"]),
+                      vision_config=sh["vision"], projection_dim=sh["projection_dim"])
     Owlv2ForObjectDetection(cfg).save_pretrained(out_dir)
-    Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}),
+    Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": side, "width": side}),
                    tokenizer=tok).save_pretrained(out_dir)
     return out_dir
 
