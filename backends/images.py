@@ -55,8 +55,10 @@ class HostPolicy:
         self.entries = [self._parse(a) for a in allowed if a.strip()]
 
     @classmethod
-    def from_env(cls) -> "HostPolicy":
-        return cls(credentials.label_studio_url(), (os.getenv("ALLOWED_IMAGE_HOSTS") or "").split(","))
+    def from_env(cls, label_studio_url: Optional[str] = None) -> "HostPolicy":
+        """LABEL_STUDIO_URL (or the given Label Studio) plus ALLOWED_IMAGE_HOSTS."""
+        return cls(label_studio_url or credentials.label_studio_url(),
+                   (os.getenv("ALLOWED_IMAGE_HOSTS") or "").split(","))
 
     @staticmethod
     def _parse(entry: str) -> tuple[str, Optional[int]]:
@@ -143,20 +145,25 @@ def check_url(url, policy: HostPolicy) -> None:
                            "upload/local-files path or s3/gs/azure-blob)")
 
 
-def fetch_image(url: str, task_id=None, policy: Optional[HostPolicy] = None) -> Image.Image:
-    """Download the image behind a task URL and decode it (EXIF orientation applied)."""
+def fetch_image(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
+                label_studio_url: Optional[str] = None, api_key: Optional[str] = None) -> Image.Image:
+    """Download the image behind a task URL and decode it (EXIF orientation applied).
+
+    ``label_studio_url`` / ``api_key``: the Label Studio to fetch from and its token (legacy or
+    personal access token); default LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY."""
     from label_studio_sdk._extensions.label_studio_tools.core.utils.io import get_local_path, http_session
-    policy = policy or HostPolicy.from_env()
+    ls_url = (label_studio_url or credentials.label_studio_url()).rstrip("/")
+    policy = policy or HostPolicy.from_env(ls_url)
     check_url(url, policy)
     max_bytes = _int_env("MAX_IMAGE_BYTES", 50_000_000)
     session = GuardedSession(policy, float(os.getenv("IMAGE_FETCH_TIMEOUT", "30")), max_bytes)
     tmp = tempfile.mkdtemp(prefix="lf-image-")
     try:
-        token = credentials.access_token() if policy.label_studio else ""
+        token = credentials.access_token(ls_url, api_key) if policy.label_studio else ""
         with http_session(session):
             # image_dir that does not exist: uploads are always fetched through Label Studio (which
             # checks permissions), never read from a local Label Studio data dir that happens to exist
-            path = get_local_path(url, cache_dir=tmp, hostname=credentials.label_studio_url() or None,
+            path = get_local_path(url, cache_dir=tmp, hostname=ls_url or None,
                                   access_token=token or None, task_id=task_id,
                                   image_dir=os.path.join(tmp, "no-local-uploads"))
         if os.path.getsize(path) > max_bytes:

@@ -11,17 +11,13 @@ from typing import Dict, List, Optional
 
 from backends.autolabel import identify, runner
 from backends.autolabel.interactive import parse_context
-from backends.autolabel.labels import find_target
 from backends.autolabel.project import resolve_project_path
+from backends.autolabel.runner import model_version_for
 from backends.base import LabelStudioMLBase, ModelResponse
-from pipeline.config import ProjectConfig
 
 log = logging.getLogger(__name__)
 
-
-def model_version_for(cfg: ProjectConfig) -> str:
-    p = cfg.providers
-    return f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.kind}"
+__all__ = ["AutoLabelModel", "model_version_for"]
 
 
 class AutoLabelModel(LabelStudioMLBase):
@@ -36,24 +32,18 @@ class AutoLabelModel(LabelStudioMLBase):
             self.set("model_version", version)
 
     def predict(self, tasks: List[Dict], context: Optional[Dict] = None, **kwargs) -> ModelResponse:
-        target = find_target(self.label_interface, self.cfg)
-        interaction = parse_context(context, target.prompt_name, target.from_name)
-        plan = identify.plan(self.cfg, self.project_id, self.label_interface, target)
-        pipeline = identify.with_identifier(self.pipeline, plan)
-        version = identify.request_version(model_version_for(self.cfg), plan)
-        outcomes = runner.predict_all(
-            tasks, lambda task: runner.predict_task(task, pipeline, target, version, interaction or None, plan))
+        req = runner.prepare(self.cfg, self.pipeline, self.project_id, self.label_interface)
+        interaction = parse_context(context, req.target.prompt_name, req.target.from_name)
+        outcomes = runner.predict_all(tasks, lambda task: req.run(task, interaction or None))
         predictions, errors = [], []
         for o in outcomes:
-            for label, n in o.dropped.items():
-                log.info("task %s: dropped %d box(es) labelled %r: no such label in <RectangleLabels name=%r>",
-                         o.task_id, n, label, target.from_name)
+            runner.log_dropped(o, req.target)
             if o.prediction is None:
                 predictions.append([])  # no prediction stored: Label Studio asks again next time
                 errors.append({"task": o.task_id, "reason": o.error})
             else:
                 predictions.append(o.prediction)
-        return ModelResponse(model_version=version, predictions=predictions, errors=errors)
+        return ModelResponse(model_version=req.version, predictions=predictions, errors=errors)
 
     def fit(self, event, data, **kwargs):
         """Annotation created/updated/deleted and START_TRAINING update the project's reference index

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 from backends.autolabel import identify
 from backends.autolabel.interactive import Interaction
-from backends.autolabel.labels import Target
+from backends.autolabel.labels import Target, find_target
 from backends.images import display_url, fetch_image
 from pipeline.config import ProjectConfig, load_project
 from pipeline.convert import ls_results, ls_to_xyxy, task_score
@@ -57,6 +57,41 @@ def clear() -> None:
         _pipelines.clear()
 
 
+def model_version_for(cfg: ProjectConfig) -> str:
+    """The backend's model_version for a project YAML (before the identify index version, if any)."""
+    p = cfg.providers
+    return f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.kind}"
+
+
+@dataclass
+class Request:
+    """What one predict call over a Label Studio project needs: where boxes go, the identify
+    plan (pinned index snapshot, or None), the pipeline that runs it and the model_version."""
+    target: Target
+    plan: Optional[identify.Plan]
+    pipeline: Pipeline
+    version: str
+
+    def run(self, task: dict, interaction: Optional[Interaction] = None, fetch: Optional[Callable] = None
+            ) -> "TaskOutcome":
+        return predict_task(task, self.pipeline, self.target, self.version, interaction, self.plan, fetch=fetch)
+
+
+def prepare(cfg: ProjectConfig, pipeline: Pipeline, project_id, label_interface) -> Request:
+    """The labeling-config target, identify plan and model_version, as the backend's predict uses them
+    (raises LabelConfigError when the config has no RectangleLabels on an Image)."""
+    target = find_target(label_interface, cfg)
+    plan = identify.plan(cfg, project_id, label_interface, target)
+    return Request(target, plan, identify.with_identifier(pipeline, plan),
+                   identify.request_version(model_version_for(cfg), plan))
+
+
+def log_dropped(outcome: "TaskOutcome", target: Target) -> None:
+    for label, n in outcome.dropped.items():
+        log.info("task %s: dropped %d box(es) labelled %r: no such label in <RectangleLabels name=%r>",
+                 outcome.task_id, n, label, target.from_name)
+
+
 def concurrency_limit() -> int:
     try:
         return max(1, int(os.getenv("PREDICT_CONCURRENCY", "4")))
@@ -82,15 +117,17 @@ class TaskOutcome:
 
 
 def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: str,
-                 interaction: Optional[Interaction] = None, plan: Optional[identify.Plan] = None) -> TaskOutcome:
+                 interaction: Optional[Interaction] = None, plan: Optional[identify.Plan] = None,
+                 fetch: Optional[Callable] = None) -> TaskOutcome:
     """One task: fetch its image, run the cascade (or the interactive variant), convert to Label Studio.
 
     ``plan``: the identify stage (``pipeline`` must run ``plan.identifier``); each box's identity
-    then goes into the results as ``backends.autolabel.identify`` describes."""
+    then goes into the results as ``backends.autolabel.identify`` describes. ``fetch``: (url, task_id)
+    -> image, default IMAGE_FETCHER (the batch job passes one bound to its Label Studio)."""
     t0 = time.perf_counter()
     task_id = task.get("id")
     url = (task.get("data") or {}).get(target.data_key)
-    image = IMAGE_FETCHER(url, task_id)
+    image = (fetch or IMAGE_FETCHER)(url, task_id)
     out = TaskOutcome(task_id)
     if interaction and interaction.boxes:
         xyxy = [ls_to_xyxy(b.value, image.width, image.height) for b in interaction.boxes]
@@ -150,4 +187,5 @@ def predict_all(tasks: list[dict], run_one: Callable[[dict], TaskOutcome], limit
         return list(pool.map(guarded, tasks))
 
 
-__all__ = ["load", "clear", "predict_task", "predict_all", "TaskOutcome", "display_url"]
+__all__ = ["load", "clear", "model_version_for", "Request", "prepare", "log_dropped", "predict_task", "predict_all",
+           "TaskOutcome", "display_url"]

@@ -1,0 +1,237 @@
+"""Pre-annotate a whole Label Studio project as a batch job (``label-factory predict``).
+
+Label Studio's "Retrieve predictions" asks the backend synchronously and times out on big
+projects; this job does the same work from outside: it lists the project's tasks through
+label-studio-sdk (paginated), runs exactly what the backend's ``predict`` runs per task
+(``runner.prepare`` + ``runner.predict_task``: same image fetching, pipeline, label mapping,
+identify plan and model_version) and stores each prediction with ``client.predictions.create``
+as soon as its batch is done, so an interrupted job keeps what it did.
+
+With ``only_missing`` (the default) a task that already has a prediction with the current
+model_version is skipped: re-running predicts nothing twice. A task that fails (image gone or
+corrupt, model error, Label Studio refusing the prediction) is recorded with its reason and the
+job goes on."""
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Optional
+
+from label_studio_sdk.label_interface import LabelInterface
+from tqdm import tqdm
+
+from backends.autolabel import identify, runner
+from backends.autolabel.labels import find_target
+from pipeline.config import ProjectConfig
+from pipeline.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+TASK_FIELDS = "id,data,predictions"  # what the job reads of a task (no annotations, no drafts)
+
+
+class JobError(RuntimeError):
+    """The job cannot start: no such project, ambiguous title, unusable labeling config, ..."""
+
+
+# -- which tasks ------------------------------------------------------------------------------
+def prediction_versions(task) -> list[str]:
+    """model_version of each prediction a listed task carries (SDK objects or plain dicts)."""
+    preds = task.get("predictions") if isinstance(task, dict) else getattr(task, "predictions", None)
+    out = []
+    for p in preds or []:
+        v = p.get("model_version") if isinstance(p, dict) else getattr(p, "model_version", None)
+        out.append(v or "")
+    return out
+
+
+def needs_prediction(task, model_version: str, only_missing: bool = True) -> bool:
+    """False when ``only_missing`` and the task already has a prediction with ``model_version``."""
+    return not only_missing or model_version not in prediction_versions(task)
+
+
+def as_task(task) -> dict:
+    """The task as the backend receives it: ``{"id", "data"}``."""
+    if isinstance(task, dict):
+        return {"id": task.get("id"), "data": task.get("data") or {}}
+    return {"id": task.id, "data": getattr(task, "data", None) or {}}
+
+
+def find_project_id(client, title: str) -> int:
+    """The id of the one Label Studio project titled ``title``."""
+    matches = [p for p in client.projects.list(title=title, page_size=100) if p.title == title]
+    if not matches:
+        raise JobError(f"no Label Studio project titled {title!r} (the YAML's project_name): create it with "
+                       "`label-factory import`, or pass --ls-project ID")
+    if len(matches) > 1:
+        raise JobError(f"{len(matches)} Label Studio projects are titled {title!r} (ids "
+                       f"{', '.join(str(p.id) for p in matches)}): pass --ls-project ID")
+    return matches[0].id
+
+
+# -- what happened ------------------------------------------------------------------------------
+@dataclass
+class Summary:
+    project_id: int
+    model_version: str
+    only_missing: bool = True
+    dry_run: bool = False
+    limit: Optional[int] = None
+    seen: int = 0  # tasks listed
+    predicted: int = 0  # predictions created (or, dry run: tasks that would be predicted)
+    empty: int = 0  # of those, predictions with no boxes
+    boxes: int = 0
+    already: int = 0  # skipped: already predicted with this model_version
+    failed: list[dict] = field(default_factory=list)  # {"task": id, "reason": str}
+    stopped_at_limit: bool = False
+    seconds: float = 0.0  # wall time spent predicting and storing
+
+    @property
+    def attempted(self) -> int:
+        return self.predicted + len(self.failed)
+
+    @property
+    def seconds_per_task(self) -> Optional[float]:
+        return self.seconds / self.attempted if self.attempted and not self.dry_run else None
+
+    def failed_by_reason(self) -> dict[str, list[dict]]:
+        """Failures grouped by kind (the part of the reason before the first colon, e.g. ImageFetchError)."""
+        out: dict[str, list[dict]] = OrderedDict()
+        for f in self.failed:
+            out.setdefault(f["reason"].split(":", 1)[0].strip() or "error", []).append(f)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"project": self.project_id, "model_version": self.model_version, "only_missing": self.only_missing,
+                "dry_run": self.dry_run, "limit": self.limit, "stopped_at_limit": self.stopped_at_limit,
+                "seen": self.seen, "predicted": self.predicted, "empty": self.empty, "boxes": self.boxes,
+                "skipped_already_predicted": self.already, "failed": len(self.failed),
+                "failed_by_reason": {k: [f["task"] for f in v] for k, v in self.failed_by_reason().items()},
+                "failures": self.failed, "seconds": round(self.seconds, 3),
+                "seconds_per_task": None if self.seconds_per_task is None else round(self.seconds_per_task, 3)}
+
+    def lines(self) -> list[str]:
+        verb = "would predict" if self.dry_run else "predicted"
+        out = [f"Label Studio project {self.project_id}, model_version {self.model_version}"
+               + (" (dry run: nothing stored)" if self.dry_run else ""),
+               f"tasks seen: {self.seen}",
+               f"{verb}: {self.predicted}" + ("" if self.dry_run else f" ({self.boxes} boxes, {self.empty} with none)"),
+               f"skipped, already predicted with this model_version: {self.already}"
+               + ("" if self.only_missing else " (--no-only-missing: none skipped)"),
+               f"failed: {len(self.failed)}"]
+        for kind, items in self.failed_by_reason().items():
+            out.append(f"  {kind}: {len(items)}")
+            out += [f"    task {f['task']}: {f['reason']}" for f in items]
+        if self.stopped_at_limit:
+            out.append(f"stopped at --limit {self.limit}: tasks after the last one seen were not looked at")
+        if self.seconds_per_task is not None:
+            out.append(f"seconds per task: {self.seconds_per_task:.3f} ({self.seconds:.1f} s for {self.attempted})")
+        return out
+
+
+# -- the job ------------------------------------------------------------------------------
+def list_tasks(client, project_id: int, page_size: int) -> Iterable:
+    """The project's tasks, page by page (raw data URLs: the fetcher resolves them like the backend)."""
+    return client.tasks.list(project=project_id, include=TASK_FIELDS, resolve_uri=False, page_size=page_size)
+
+
+def _batches(tasks: Iterable, size: int) -> Iterator[list]:
+    batch = []
+    for t in tasks:
+        batch.append(t)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _api_reason(e: Exception) -> str:
+    status = getattr(e, "status_code", None)
+    body = str(getattr(e, "body", "") or "")[:300]
+    return f"HTTP {status}: {body}" if status is not None else f"{type(e).__name__}: {str(e)[:300]}"
+
+
+def run(client, cfg: ProjectConfig, pipeline: Pipeline, project_id: int, *, only_missing: bool = True,
+        limit: Optional[int] = None, batch_size: int = 50, dry_run: bool = False, progress: bool = True,
+        fetch: Optional[Callable] = None, concurrency: Optional[int] = None) -> Summary:
+    """Predict the project's tasks and store the predictions in Label Studio.
+
+    ``fetch``: (url, task_id) -> PIL image (default: the backend's fetcher, runner.IMAGE_FETCHER);
+    ``limit``: at most this many tasks predicted (failures count, skipped ones do not);
+    ``batch_size``: tasks per page listed, run together (``concurrency`` at a time, default
+    PREDICT_CONCURRENCY as in the backend) and stored before the next page."""
+    if batch_size < 1:
+        raise JobError("--batch-size must be at least 1")
+    project = client.projects.get(project_id)
+    label_interface = LabelInterface(config=project.label_config)
+    try:
+        if dry_run:  # no models loaded, no index snapshot pinned: only the target check and the version
+            target = find_target(label_interface, cfg)
+            version = identify.current_version(runner.model_version_for(cfg), cfg, str(project_id))
+            req = None
+        else:
+            req = runner.prepare(cfg, pipeline, str(project_id), label_interface)
+            target, version = req.target, req.version
+    except ValueError as e:  # LabelConfigError
+        raise JobError(f"Label Studio project {project_id}: {e}") from None
+
+    s = Summary(project_id, version, only_missing=only_missing, dry_run=dry_run, limit=limit)
+    total = getattr(project, "task_number", None)
+    bar = tqdm(total=total if isinstance(total, int) else None, desc="tasks", unit="task", disable=not progress)
+
+    def run_one(task: dict):
+        try:
+            return req.run(task, fetch=fetch)
+        finally:
+            bar.update(1)
+
+    t0 = time.perf_counter()
+    try:
+        for page in _batches(list_tasks(client, project_id, batch_size), batch_size):
+            todo = []
+            for t in page:
+                if limit is not None and s.attempted + len(todo) >= limit:
+                    s.stopped_at_limit = True
+                    break
+                s.seen += 1
+                if needs_prediction(t, version, only_missing):
+                    todo.append(as_task(t))
+                else:
+                    s.already += 1
+                    bar.update(1)
+            if dry_run:
+                s.predicted += len(todo)
+                bar.update(len(todo))
+            elif todo:
+                _predict_and_store(client, req, todo, run_one, concurrency, s)
+            bar.set_postfix(predicted=s.predicted, skipped=s.already, failed=len(s.failed), refresh=False)
+            if s.stopped_at_limit:
+                break
+    finally:
+        bar.close()
+        s.seconds = time.perf_counter() - t0
+    return s
+
+
+def _predict_and_store(client, req: runner.Request, tasks: list[dict], run_one, concurrency, s: Summary) -> None:
+    for o in runner.predict_all(tasks, run_one, limit=concurrency):
+        runner.log_dropped(o, req.target)
+        if o.prediction is None:
+            s.failed.append({"task": o.task_id, "reason": o.error})
+            continue
+        p = o.prediction
+        try:
+            client.predictions.create(task=o.task_id, result=p["result"], score=p.get("score"),
+                                      model_version=p["model_version"])
+        except Exception as e:  # noqa: BLE001 - one refused prediction fails its task only
+            reason = f"predictions.create: {_api_reason(e)}"
+            log.warning("task %s: %s", o.task_id, reason)
+            s.failed.append({"task": o.task_id, "reason": reason})
+            continue
+        s.predicted += 1
+        n = sum(1 for r in p["result"] if r.get("from_name") == req.target.from_name)
+        s.boxes += n
+        s.empty += n == 0

@@ -1,0 +1,83 @@
+"""``label-factory predict``: pre-annotate a Label Studio project as a batch job (backends/autolabel/batch.py).
+
+Wired into pipeline/cli.py through its tuple of optional sub-command modules (``add_parser``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "predict", help="pre-annotate a Label Studio project's tasks (batch job; stores predictions via the API)",
+        description="Run the project's cascade over the tasks of its Label Studio project and store the "
+                    "predictions there, as the ML backend would, without Label Studio's synchronous "
+                    "'Retrieve predictions' (which times out on big projects).")
+    p.add_argument("--project", "-p", required=True, help="project YAML")
+    p.add_argument("--label-studio-url", default=None, help="Label Studio URL (default: env LABEL_STUDIO_URL)")
+    p.add_argument("--api-key", default=None,
+                   help="legacy token or personal access token (default: env LABEL_STUDIO_API_KEY)")
+    p.add_argument("--ls-project", type=int, default=None,
+                   help="Label Studio project id (default: the project titled like the YAML's project_name)")
+    p.add_argument("--only-missing", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip tasks that already have a prediction with the current model_version "
+                        "(default: on; --no-only-missing predicts every task again, adding a second prediction)")
+    p.add_argument("--limit", type=int, default=None, help="predict at most N tasks (skipped ones do not count)")
+    p.add_argument("--batch-size", type=int, default=50,
+                   help="tasks per page: listed, predicted and stored together (default 50)")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="tasks predicted at a time (default: PREDICT_CONCURRENCY, as in the backend, or 4)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list and count what would be predicted: no models loaded, nothing stored")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+    return p
+
+
+def cmd_predict(args) -> int:
+    from backends.autolabel import batch, runner
+    from backends.base import credentials
+
+    url = (args.label_studio_url or credentials.label_studio_url()).rstrip("/")
+    api_key = args.api_key or credentials.label_studio_api_key()
+    if not url or not api_key:
+        print("error: Label Studio needs a URL and an API key (--label-studio-url/--api-key or "
+              "LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY)", file=sys.stderr)
+        return 2
+    for name in ("limit", "batch_size", "concurrency"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
+            return 2
+
+    from label_studio_sdk import LabelStudio
+    from backends.images import fetch_image
+
+    cfg, pipeline = runner.load(args.project)  # the backend's process-wide Pipeline (lazy providers)
+    client = LabelStudio(base_url=url, api_key=api_key, timeout=120)
+    try:
+        project_id = args.ls_project or batch.find_project_id(client, cfg.project_name)
+        print(f"Label Studio project {project_id} at {url}: " + (
+            "--only-missing (default): tasks that already have a prediction with the current model_version "
+            "are skipped (--no-only-missing predicts them again)" if args.only_missing else
+            "--no-only-missing: every task is predicted, also those that already have this model_version's "
+            "prediction (they get a second one)"), file=sys.stderr)
+        if not args.dry_run:
+            pipeline.load()  # models load now, not inside the first task's timing
+
+        def fetch(image_url, task_id):
+            return fetch_image(image_url, task_id, label_studio_url=url, api_key=api_key)
+
+        summary = batch.run(client, cfg, pipeline, project_id, only_missing=args.only_missing, limit=args.limit,
+                            batch_size=args.batch_size, dry_run=args.dry_run, progress=not args.quiet,
+                            fetch=fetch, concurrency=args.concurrency)
+    except batch.JobError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=1, default=str))
+    else:
+        print("\n".join(summary.lines()))
+    return 0
