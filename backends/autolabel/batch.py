@@ -169,12 +169,12 @@ def run(client, cfg: ProjectConfig, pipeline: Pipeline, project_id: int, *, only
     label_interface = LabelInterface(config=project.label_config)
     try:
         if dry_run:  # no models loaded, no index snapshot pinned: only the target check and the version
-            target = find_target(label_interface, cfg)
+            find_target(label_interface, cfg)  # raises when the config has no Image + RectangleLabels
             version = identify.current_version(runner.model_version_for(cfg), cfg, str(project_id))
             req = None
         else:
             req = runner.prepare(cfg, pipeline, str(project_id), label_interface)
-            target, version = req.target, req.version
+            version = req.version
     except ValueError as e:  # LabelConfigError
         raise JobError(f"Label Studio project {project_id}: {e}") from None
 
