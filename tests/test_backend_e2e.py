@@ -4,7 +4,6 @@ for predictions; everything is checked through Label Studio's own API.
 Random weights: thresholds are 0 so boxes survive; the test asserts the protocol and shapes, not quality."""
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -15,25 +14,16 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from PIL import Image, ImageDraw
 
 from pipeline.config import load_project
 from pipeline.labelconfig import labeling_config
 from pipeline.stack.processes import free_port
 from tests.fixtures_labelstudio import REPO
+from tests.ls_helpers import assert_one_rectangle_prediction, project_with_broken_task
 
 pytestmark = pytest.mark.slow
 
 AUTH = ("lf-backend", "s3cret-pass")
-
-
-def _jpeg(seed: int, size=(96, 64)) -> bytes:
-    im = Image.new("RGB", size, (40 + seed * 30, 90, 120))
-    d = ImageDraw.Draw(im)
-    d.regular_polygon((size[0] // 2, size[1] // 2, 18), 8, fill=(200, 20, 20))
-    buf = io.BytesIO()
-    im.save(buf, "JPEG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -92,19 +82,8 @@ def backend(label_studio, project_yaml, tmp_path_factory):
 def test_label_studio_gets_predictions(label_studio, backend, project_yaml):
     ls = label_studio.client()
     cfg = load_project(project_yaml)
-    project = ls.projects.create(title="e2e backend", label_config=labeling_config(cfg))
-
     # 5 uploaded images (one request, multipart) + one task whose image URL is broken
-    files = [("file%d" % i, (f"img{i}.jpg", _jpeg(i), "image/jpeg")) for i in range(5)]
-    r = requests.post(f"{label_studio.url}/api/projects/{project.id}/import", files=files,
-                      headers=label_studio.headers(), timeout=60)
-    assert r.status_code == 201, r.text
-    broken_url = f"/data/upload/{project.id}/does-not-exist.jpg"
-    ls.projects.import_tasks(project.id, request=[{"image": broken_url}])
-    tasks = list(ls.tasks.list(project=project.id))
-    assert len(tasks) == 6
-    broken = next(t for t in tasks if t.data["image"] == broken_url)
-    good = [t for t in tasks if t.id != broken.id]
+    project, good, broken = project_with_broken_task(label_studio, "e2e backend", labeling_config(cfg), 5)
 
     # connect the backend (basic auth on) and read the model version it announced
     ml = ls.ml.create(project=project.id, url=backend.url, title="label-factory", is_interactive=True,
@@ -122,22 +101,7 @@ def test_label_studio_gets_predictions(label_studio, backend, project_yaml):
 
     labels = set(cfg.labels())
     for t in good:
-        preds = list(ls.predictions.list(task=t.id))
-        assert len(preds) == 1, (t.id, preds)
-        p = preds[0]
-        assert p.model_version == version
-        assert p.result, f"task {t.id}: empty prediction (thresholds are 0, boxes should survive)"
-        assert p.score is not None and 0 <= p.score <= 1
-        for region in p.result:
-            assert region["from_name"] == "label" and region["to_name"] == "image"
-            assert region["type"] == "rectanglelabels"
-            assert region["original_width"] == 96 and region["original_height"] == 64
-            v = region["value"]
-            assert set(v["rectanglelabels"]) <= labels
-            assert 0 <= v["x"] <= 100 and 0 <= v["y"] <= 100
-            assert 0 < v["width"] and v["x"] + v["width"] <= 100 + 1e-6
-            assert 0 < v["height"] and v["y"] + v["height"] <= 100 + 1e-6
-            assert 0 <= region["score"] <= 1
+        assert_one_rectangle_prediction(ls, t.id, version, labels)
     assert list(ls.predictions.list(task=broken.id)) == []
     log = backend.log()
     assert f"task {broken.id}: no prediction" in log and "does-not-exist.jpg" in log and "HTTP 4" in log

@@ -5,14 +5,12 @@ fetcher and scripted providers; the slow one runs the CLI in-process against a r
 with tiny random-weight models (thresholds 0: the protocol is asserted, not the quality)."""
 from __future__ import annotations
 
-import io
 import json
 from types import SimpleNamespace
 
 import pytest
-import requests
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from backends.autolabel import batch, runner
 from backends.images import ImageFetchError
@@ -22,6 +20,7 @@ from pipeline.images import open_image
 from pipeline.labelconfig import labeling_config
 from pipeline.pipeline import Pipeline
 from tests.fakes import ScriptedGrounder, ScriptedVLM
+from tests.ls_helpers import assert_one_rectangle_prediction, project_with_broken_task
 
 PROJECT = {"project_name": "job-signs", "target_object": "stop sign", "label": "Stop Sign",
            "extra_labels": ["Other"], "falcon_queries": ["stop sign"],
@@ -202,12 +201,6 @@ def test_cli_needs_label_studio(monkeypatch, tmp_path, capsys):
 
 
 # -- slow: real Label Studio, tiny models, the CLI in-process --------------------------------------
-def _jpeg(seed: int, size=(96, 64)) -> bytes:
-    im = Image.new("RGB", size, (40 + seed * 30, 90, 120))
-    ImageDraw.Draw(im).regular_polygon((size[0] // 2, size[1] // 2, 18), 8, fill=(200, 20, 20))
-    buf = io.BytesIO()
-    im.save(buf, "JPEG")
-    return buf.getvalue()
 
 
 @pytest.mark.slow
@@ -226,18 +219,7 @@ def test_predict_job_against_label_studio(label_studio, tiny_qwen_dir, tiny_owlv
     }))
     cfg = load_project(path)
     ls = label_studio.client()
-    project = ls.projects.create(title=cfg.project_name, label_config=labeling_config(cfg))
-
-    files = [(f"file{i}", (f"img{i}.jpg", _jpeg(i), "image/jpeg")) for i in range(4)]
-    r = requests.post(f"{label_studio.url}/api/projects/{project.id}/import", files=files,
-                      headers=label_studio.headers(), timeout=60)
-    assert r.status_code == 201, r.text
-    broken_url = f"/data/upload/{project.id}/does-not-exist.jpg"
-    ls.projects.import_tasks(project.id, request=[{"image": broken_url}])
-    tasks = list(ls.tasks.list(project=project.id))
-    assert len(tasks) == 5
-    broken = next(t for t in tasks if t.data["image"] == broken_url)
-    good = [t for t in tasks if t.id != broken.id]
+    project, good, broken = project_with_broken_task(label_studio, cfg.project_name, labeling_config(cfg), 4)
     runner.clear()
 
     # 1st run: URL and legacy token as options, project found by the YAML's project_name, pages of 2
@@ -260,21 +242,7 @@ def test_predict_job_against_label_studio(label_studio, tiny_qwen_dir, tiny_owlv
 
     labels = set(cfg.labels())
     for t in good:
-        preds = list(ls.predictions.list(task=t.id))
-        assert len(preds) == 1, (t.id, preds)
-        p = preds[0]
-        assert p.model_version == version
-        assert p.result, f"task {t.id}: empty prediction (thresholds are 0, boxes should survive)"
-        assert p.score is not None and 0 <= p.score <= 1
-        for region in p.result:
-            assert region["from_name"] == "label" and region["to_name"] == "image"
-            assert region["type"] == "rectanglelabels"
-            assert region["original_width"] == 96 and region["original_height"] == 64
-            v = region["value"]
-            assert v["rectanglelabels"] and set(v["rectanglelabels"]) <= labels
-            assert 0 <= v["x"] <= 100 and 0 <= v["y"] <= 100
-            assert 0 < v["width"] and v["x"] + v["width"] <= 100 + 1e-6
-            assert 0 < v["height"] and v["y"] + v["height"] <= 100 + 1e-6
+        assert_one_rectangle_prediction(ls, t.id, version, labels)
     assert list(ls.predictions.list(task=broken.id)) == []
 
     # 2nd run: URL and a personal access token from the environment, project by id: nothing new

@@ -1,0 +1,58 @@
+"""Shared steps of the end-to-end tests against a real Label Studio: a project with uploaded images
+plus one broken task, and the checks every stored RectangleLabels prediction must pass."""
+from __future__ import annotations
+
+import io
+
+import requests
+from PIL import Image, ImageDraw
+
+IMAGE_SIZE = (96, 64)
+
+
+def sign_jpeg(seed: int, size=IMAGE_SIZE) -> bytes:
+    """A small JPEG with a red octagon on a coloured background (distinct bytes per seed)."""
+    im = Image.new("RGB", size, (40 + seed * 30, 90, 120))
+    ImageDraw.Draw(im).regular_polygon((size[0] // 2, size[1] // 2, 18), 8, fill=(200, 20, 20))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def project_with_broken_task(label_studio, title: str, label_config: str, n_images: int):
+    """A project with ``n_images`` uploaded images (one multipart request) and one task whose image
+    URL is broken; returns (project, good tasks, broken task)."""
+    ls = label_studio.client()
+    project = ls.projects.create(title=title, label_config=label_config)
+    files = [(f"file{i}", (f"img{i}.jpg", sign_jpeg(i), "image/jpeg")) for i in range(n_images)]
+    r = requests.post(f"{label_studio.url}/api/projects/{project.id}/import", files=files,
+                      headers=label_studio.headers(), timeout=60)
+    assert r.status_code == 201, r.text
+    broken_url = f"/data/upload/{project.id}/does-not-exist.jpg"
+    ls.projects.import_tasks(project.id, request=[{"image": broken_url}])
+    tasks = list(ls.tasks.list(project=project.id))
+    assert len(tasks) == n_images + 1
+    broken = next(t for t in tasks if t.data["image"] == broken_url)
+    return project, [t for t in tasks if t.id != broken.id], broken
+
+
+def assert_one_rectangle_prediction(ls, task_id: int, version: str, labels: set, size=IMAGE_SIZE):
+    """The task has exactly one prediction, of ``version``, with non-empty RectangleLabels results
+    named after the config, in percent of the original size, and scores in [0, 1]."""
+    preds = list(ls.predictions.list(task=task_id))
+    assert len(preds) == 1, (task_id, preds)
+    p = preds[0]
+    assert p.model_version == version
+    assert p.result, f"task {task_id}: empty prediction (thresholds are 0, boxes should survive)"
+    assert p.score is not None and 0 <= p.score <= 1
+    for region in p.result:
+        assert region["from_name"] == "label" and region["to_name"] == "image"
+        assert region["type"] == "rectanglelabels"
+        assert (region["original_width"], region["original_height"]) == size
+        v = region["value"]
+        assert v["rectanglelabels"] and set(v["rectanglelabels"]) <= labels
+        assert 0 <= v["x"] <= 100 and 0 <= v["y"] <= 100
+        assert 0 < v["width"] and v["x"] + v["width"] <= 100 + 1e-6
+        assert 0 < v["height"] and v["y"] + v["height"] <= 100 + 1e-6
+        assert 0 <= region["score"] <= 1
+    return p
