@@ -8,6 +8,8 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# extras: ml = transformers/open_clip providers, falcon = Falcon Perception (its torch path needs CUDA)
+ARG EXTRAS=ml,falcon
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -32,7 +34,7 @@ COPY pipeline ./pipeline
 COPY backends ./backends
 COPY projects ./projects
 RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.14.1 torchvision==0.29.1 \
-    && pip install ".[ml]"
+    && pip install ".[${EXTRAS}]"
 
 RUN useradd --create-home --uid 1000 app && mkdir -p /data/models /data/hf && chown -R app /data
 USER 1000

