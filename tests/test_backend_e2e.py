@@ -5,8 +5,6 @@ Random weights: thresholds are 0 so boxes survive; the test asserts the protocol
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ import yaml
 
 from pipeline.config import load_project
 from pipeline.labelconfig import labeling_config
-from pipeline.stack.processes import free_port
+from pipeline.stack.processes import Service, free_port
 from tests.fixtures_labelstudio import REPO
 from tests.ls_helpers import assert_one_rectangle_prediction, project_with_broken_task
 
@@ -53,30 +51,15 @@ def backend(label_studio, project_yaml, tmp_path_factory):
            "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
            "BASIC_AUTH_USER": AUTH[0], "BASIC_AUTH_PASS": AUTH[1], "PREDICT_CONCURRENCY": "2",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:backends.gunicorn_conf",
-                             "backends._wsgi:app"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    # the documented command: gunicorn -c python:backends.gunicorn_conf backends._wsgi:app
+    svc = Service("ML backend", [sys.executable, "-m", "gunicorn", "-c", "python:backends.gunicorn_conf",
+                                 "backends._wsgi:app"], env, log_path, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"backend exited:\n{log_path.read_text()}"
-            try:
-                if requests.get(f"{url}/health", auth=AUTH, timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"backend not up:\n{log_path.read_text()}"
-            time.sleep(0.3)
+        svc.wait_http(f"{url}/health", 60, auth=AUTH)
         yield type("Backend", (), {"url": url, "log_path": log_path, "log": lambda: log_path.read_text()})
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        svc.stop()
 
 
 def test_label_studio_gets_predictions(label_studio, backend, project_yaml):

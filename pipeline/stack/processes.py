@@ -47,14 +47,15 @@ class Service:
         except OSError:
             return ""
 
-    def wait_http(self, url: str, timeout: float, ok: Callable[[requests.Response], bool] = lambda r: r.ok) -> None:
+    def wait_http(self, url: str, timeout: float, ok: Callable[[requests.Response], bool] = lambda r: r.ok,
+                  auth=None) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode} during start-up "
                                    f"(log: {self.log_path}):\n{self.log_tail()}")
             try:
-                if ok(requests.get(url, timeout=2)):
+                if ok(requests.get(url, timeout=2, auth=auth)):
                     return
             except requests.RequestException:
                 pass
