@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
-from urllib.parse import quote
 
 import numpy as np
 from tqdm import tqdm
@@ -16,7 +15,7 @@ from tqdm import tqdm
 from pipeline.config import ProjectConfig
 from pipeline.convert import CocoBuilder, ls_results, task_score
 from pipeline.images import ImageLoadError, open_image
-from pipeline.labelconfig import IMAGE_NAME, LABELS_NAME
+from pipeline.labelconfig import IMAGE_NAME, LABELS_NAME, local_files_url
 from pipeline.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -35,12 +34,6 @@ class BatchOutput:
     tasks: list
     record: dict
     paths: dict = field(default_factory=dict)
-
-
-def local_files_url(path: Path, document_root: Path) -> str:
-    """Label Studio local-files URL (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=document_root)."""
-    rel = os.path.relpath(Path(path).resolve(), Path(document_root).resolve())
-    return "/data/local-files/?d=" + quote(rel)
 
 
 def run_folder(cfg: ProjectConfig, images: list[Path], pipeline: Pipeline, document_root: Path,

@@ -36,6 +36,7 @@ def cmd_config(args) -> int:
 
 def cmd_run(args) -> int:
     from pipeline.batch import list_images, run_folder, write_outputs
+    from pipeline.labelconfig import local_files_url
     from pipeline.pipeline import Pipeline
 
     cfg = load_project(args.project)
@@ -43,10 +44,16 @@ def cmd_run(args) -> int:
     if not images:
         log.error("no images (%s) under %s", ", ".join(sorted({".jpg", ".png", "..."})), args.images)
         return 2
+    root = Path(args.document_root or Path(args.images).resolve().parent)
+    try:  # before any model loads: every task URL must lie under Label Studio's document root
+        for path in images:
+            local_files_url(path, root)
+    except ValueError as e:
+        log.error("--document-root: %s", e)
+        return 2
     pipe = Pipeline(cfg).load()
     version = f"{cfg.project_name}-{cfg.fingerprint()}"
-    out = run_folder(cfg, images, pipe, Path(args.document_root or Path(args.images).resolve().parent), version,
-                     progress=not args.quiet)
+    out = run_folder(cfg, images, pipe, root, version, progress=not args.quiet)
     paths = write_outputs(out, Path(args.out))
     c = out.record["counts"]
     print(f"{c['labeled']}/{c['images']} images labeled, {c['boxes']} boxes, {c['skipped']} skipped")

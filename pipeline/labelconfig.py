@@ -4,6 +4,8 @@ Object/control names are fixed (``image``, ``label``, ``prompt``) so the backend
 importer agree; the backends still read whatever names a hand-written config uses."""
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
 from pipeline.config import ProjectConfig
@@ -31,3 +33,14 @@ def labeling_config(cfg: ProjectConfig, interactive_prompt: bool = True) -> str:
                   'maxSubmissions="1" showSubmitButton="true" placeholder="e.g. stop sign"/>']
     lines.append("</View>")
     return "\n".join(lines) + "\n"
+
+
+def local_files_url(path: Path, document_root: Path) -> str:
+    """Label Studio local-files URL of ``path`` (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=document_root).
+
+    Label Studio serves nothing outside its document root, so a path outside it is refused."""
+    try:
+        rel = Path(path).resolve().relative_to(Path(document_root).resolve()).as_posix()
+    except ValueError:
+        raise ValueError(f"{path} is not under the Label Studio document root {document_root}") from None
+    return "/data/local-files/?d=" + quote(rel)

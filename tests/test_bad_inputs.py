@@ -74,3 +74,15 @@ def test_model_error_fails_that_image_only(folder, tmp_path):
     out = run_folder(cfg, images, pipe, folder, "v", progress=False)
     assert out.record["counts"]["labeled"] == 2
     assert "good1.jpg: model error: RuntimeError: server exploded" in out.record["skipped"][0]["reason"]
+
+
+def test_document_root_outside_the_images_is_refused_before_models_load(folder, tmp_path, capsys):
+    from pipeline import cli
+    project = tmp_path / "p.yaml"
+    project.write_text("project_name: t\ntarget_object: thing\n"
+                       "providers: {vlm: {kind: transformers, model: /nonexistent}}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    rc = cli.main(["run", "--project", str(project), "--images", str(folder), "--out", str(tmp_path / "o"),
+                   "--document-root", str(elsewhere), "--quiet"])
+    assert rc == 2 and not (tmp_path / "o").exists()

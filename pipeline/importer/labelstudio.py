@@ -27,12 +27,11 @@ import mimetypes
 import os
 from pathlib import Path
 from typing import Callable, Iterable, Optional
-from urllib.parse import quote
 
 import requests
 
 from pipeline.config import ProjectConfig
-from pipeline.labelconfig import IMAGE_NAME, labeling_config
+from pipeline.labelconfig import IMAGE_NAME, labeling_config, local_files_url
 
 META_KEYS = ("bucket", "source", "license", "attribution", "query", "page_url", "image_url", "title")
 BATCH = 50
@@ -133,11 +132,6 @@ class LabelStudioTarget:
         self.client.import_storage.local.create(project=project_id, path=str(data_root),
                                                 title="label-factory images", use_blob_urls=True)
 
-    @staticmethod
-    def local_url(path: Path, document_root: Path) -> str:
-        rel = path.resolve().relative_to(document_root.resolve()).as_posix()
-        return f"/data/local-files/?d={quote(rel)}"
-
     def import_tasks(self, project_id: int, tasks: list[dict]) -> list[int]:
         resp = self.client.projects.import_tasks(project_id, request=tasks, return_task_ids=True)
         ids = list(getattr(resp, "task_ids", None) or [])
@@ -176,7 +170,7 @@ class LabelStudioTarget:
             tasks = []
             for e in batch:
                 path = manifest.file(e)
-                url = (self.local_url(path, document_root) if storage == "local-files"
+                url = (local_files_url(path, document_root) if storage == "local-files"
                        else self.upload(project_id, path))
                 meta = {k: e.get(k, "") for k in META_KEYS}
                 meta.update(sha256=e["sha256"], id=e["id"])
