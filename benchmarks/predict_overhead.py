@@ -134,7 +134,8 @@ def main(argv=None) -> None:
     total_d, total_h = sum(t_direct), sum(t_http)
     print_config("predict_overhead: configuration", {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
-        "model": f"OWLv2 {shape} shape ({'google/owlv2-base-patch16-ensemble, 960x960' if shape == 'base' else 'test model'})"
+        "model": f"OWLv2 {shape} shape "
+                 f"({'google/owlv2-base-patch16-ensemble, 960x960' if shape == 'base' else 'test model'})"
                  ", random weights; ground stage only (filter/verify off), 1 query",
         "tasks": f"{len(images)} sample images (pipeline/samples.py, 480-800 px), {a.rounds} rounds, sides alternate",
         "http": "POST /predict, 1 task per request, gunicorn 1 worker x 2 threads (backends._wsgi), image fetched "

@@ -19,8 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import _qwen  # noqa: E402
-from benchmarks._common import (fmt_s, log, machine, median, noise_images, now, peak_rss_mib,  # noqa: E402
-                                print_config, table, timed)
+from benchmarks._common import fmt_s, log, machine, median, noise_images, now, peak_rss_mib, print_config, table, timed  # noqa: E402
 
 QUESTION = "Is this a stop sign? Answer YES or NO."  # pipeline's default verify prompt form
 

@@ -17,8 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import _qwen  # noqa: E402
-from benchmarks._common import (fmt_s, log, machine, median, noise_images, now, peak_rss_mib,  # noqa: E402
-                                print_config, table, timed)
+from benchmarks._common import fmt_s, log, machine, median, noise_images, now, peak_rss_mib, print_config, table, timed  # noqa: E402
 
 QUESTION = "Does this image show a stop sign? Answer YES or NO."  # pipeline's default filter prompt form
 

@@ -24,7 +24,6 @@ from pipeline.stack.mlx_server import start_mlx_vlm_server
 from pipeline.tiny.qwen import plant_yes_no
 
 
-
 class ServerURL(str):
     """A server's base URL that also carries the model it serves, its log file and process."""
     model: str

@@ -6,8 +6,7 @@ import logging
 
 import pytest
 
-from backends.base import LabelStudioMLBase, ModelResponse, init_app
-from backends.base import credentials
+from backends.base import LabelStudioMLBase, ModelResponse, credentials, init_app
 from backends.base.cache import SqliteCache, get_cache
 from pipeline.config import parse_project
 from pipeline.labelconfig import labeling_config

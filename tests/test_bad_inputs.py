@@ -44,7 +44,8 @@ def test_bomb_limit_is_configurable(folder):
 def test_bad_images_are_skipped_with_reasons_and_the_rest_labeled(folder, tmp_path):
     cfg = parse_project({"project_name": "t", "target_object": "thing",
                          "providers": {"vlm": {"kind": "transformers", "model": "x"}}})
-    pipe = Pipeline(cfg, vlm=ScriptedVLM(lambda im, q: 0.9), grounder=ScriptedGrounder([([5, 5, 30, 30], 0.8, "thing")]))
+    pipe = Pipeline(cfg, vlm=ScriptedVLM(lambda im, q: 0.9),
+                    grounder=ScriptedGrounder([([5, 5, 30, 30], 0.8, "thing")]))
     images = list_images(folder)
     assert len(images) == 8 and not any(p.suffix == ".txt" for p in images)
     out = run_folder(cfg, images, pipe, folder.parent, "t-v1", progress=False)

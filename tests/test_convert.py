@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.convert import (CocoBuilder, coco_to_xyxy, ls_results, ls_to_xyxy, task_score, xyxy_to_coco,
-                              xyxy_to_ls)
+from pipeline.convert import CocoBuilder, coco_to_xyxy, ls_results, ls_to_xyxy, task_score, xyxy_to_coco, xyxy_to_ls
 from pipeline.detections import Detections
 from pipeline.images import open_image
 

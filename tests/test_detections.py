@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
+from PIL import Image
 
 from pipeline.config import Thresholds
 from pipeline.detections import Detections
 from pipeline.stages import ground
 from tests.fakes import ScriptedGrounder
-from PIL import Image
 
 
 def dets(rows):

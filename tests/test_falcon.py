@@ -4,11 +4,11 @@ from __future__ import annotations
 import logging
 import time
 
+import falcon_perception
 import numpy as np
 import pytest
 from PIL import Image
 
-import falcon_perception
 from pipeline.config import GrounderProvider
 from pipeline.detections import Detections
 from pipeline.providers.base import ProviderError
@@ -80,7 +80,8 @@ def test_boxes_maps_each_query_output(grounder, monkeypatch):
              "cat": [],
              "car": [{"x": 0.25, "y": 0.75}, {"h": 0.1, "w": 0.1}, {"x": 0.0, "y": 0.0}, {"h": 0.2, "w": 0.2}]}
     seen = []
-    monkeypatch.setattr(grounder, "_generate", lambda image, qs: seen.append((image.size, qs)) or [known[q] for q in qs])
+    monkeypatch.setattr(grounder, "_generate",
+                        lambda image, qs: seen.append((image.size, qs)) or [known[q] for q in qs])
     det = grounder.boxes(Image.new("RGB", (400, 200)), ["dog", "cat", "car", "dog", " "])
     assert seen == [((400, 200), ["dog", "cat", "car"])]  # one task per (distinct, non-empty) query, batched
     np.testing.assert_allclose(det.xyxy, [[150, 50, 250, 150], [80, 140, 120, 160], [0, 0, 40, 20]], atol=1e-4)

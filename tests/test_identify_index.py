@@ -153,7 +153,7 @@ def test_verify_report_on_constructed_index():
             vecs.append(centers[k] + rng.normal(scale=0.05, size=dim))
             entries.append(make_entry(f"Label {k}", source_ref=j))
     twin = centers[5]
-    for j in range(2):
+    for _ in range(2):
         vecs.append(twin + rng.normal(scale=0.01, size=dim))
         entries.append(make_entry("Twin A"))
         vecs.append(twin + rng.normal(scale=0.01, size=dim))
@@ -238,7 +238,7 @@ def test_sigkill_during_writes_leaves_a_loadable_index(tmp_path):
     path = tmp_path / "idx.lfidx"
     IndexStore(path).replace_all(IndexSnapshot(np.ones((4, 64)), [make_entry("first")] * 4, info={"gen": 0}))
     rng = np.random.default_rng(0)
-    for trial in range(3):
+    for _trial in range(3):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "150000"], cwd=REPO,
                                 stdout=subprocess.PIPE, text=True)
         try:

@@ -181,6 +181,7 @@ def test_gather_download_dedupe_and_rerun(web, cfg):
 
 def test_perceptual_duplicate_is_close_and_distinct_images_are_far(images):
     import imagehash
+
     from pipeline.images import open_image
     h = {k: str(imagehash.phash(open_image(images[k]))) for k in ("a_png", "a_jpg_reencoded", "c_png", "d_jpg")}
     assert hamming(h["a_png"], h["a_jpg_reencoded"]) <= 6

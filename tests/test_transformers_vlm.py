@@ -8,8 +8,13 @@ from PIL import Image
 
 from pipeline.config import VLMProvider
 from pipeline.providers.base import ProviderError, YesNo
-from pipeline.providers.transformers_vlm import (NO_VARIANTS, YES_VARIANTS, TransformersVLM, resolve_device,
-                                                 yes_no_from_logits)
+from pipeline.providers.transformers_vlm import (
+    NO_VARIANTS,
+    YES_VARIANTS,
+    TransformersVLM,
+    resolve_device,
+    yes_no_from_logits,
+)
 
 Q = "Is this a stop sign? Answer YES or NO."
 

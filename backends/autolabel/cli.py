@@ -53,6 +53,7 @@ def cmd_predict(args) -> int:
             return 2
 
     from label_studio_sdk import LabelStudio
+
     from backends.images import fetch_image
 
     cfg, pipeline = runner.load(args.project)  # the backend's process-wide Pipeline (lazy providers)

@@ -65,7 +65,8 @@ def find_target(label_interface: LabelInterface, cfg: ProjectConfig) -> Target:
     labels = list((control.labels_attrs or {}).keys())
     label_map = build_label_map(control, cfg.labels())
     if not label_map:
-        log.warning("no project label (%s) matches a label of <RectangleLabels name=%r> (%s): every box will be dropped",
+        log.warning("no project label (%s) matches a label of <RectangleLabels name=%r> (%s): "
+                    "every box will be dropped",
                     ", ".join(cfg.labels()), from_name, ", ".join(labels))
     default = label_map.get(cfg.label) or (labels[0] if labels else cfg.label)
     try:  # a per-region TextArea names boxes (identify), it is not a prompt

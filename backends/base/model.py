@@ -144,7 +144,8 @@ class LabelStudioMLBase:
         """Download (or find) the file behind a task URL via the SDK, with the Label Studio token."""
         if ls_access_token is None:
             ls_access_token = self.get_label_studio_access_token()
-        return _sdk_get_local_path(url, *args, project_dir=project_dir, hostname=ls_host or credentials.label_studio_url(),
+        hostname = ls_host or credentials.label_studio_url()
+        return _sdk_get_local_path(url, *args, project_dir=project_dir, hostname=hostname,
                                    access_token=ls_access_token, task_id=task_id, **kwargs)
 
     def preload_task_data(self, task: Dict, value=None, read_file: bool = True):

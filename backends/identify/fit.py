@@ -2,9 +2,9 @@
 
 ``fit(event, data, index_store, image_fetcher, embedder, client=None)``:
 
-* ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` (and the bulk ``ANNOTATIONS_CREATED``): crop each rectangle of that annotation from
-  the task image, embed the crops, and replace the annotation's vectors (keyed by annotation
-  and region id) — one annotation's work, whatever the index size.  A cancelled (skipped)
+* ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` (and the bulk ``ANNOTATIONS_CREATED``): crop each
+  rectangle of that annotation from the task image, embed the crops, and replace the annotation's
+  vectors (keyed by annotation and region id) — one annotation's work, whatever the index size.  A cancelled (skipped)
   annotation or one without rectangles just removes its vectors.
 * ``ANNOTATION_DELETED`` / ``ANNOTATIONS_DELETED``: remove the vectors of those annotations.
 * ``START_TRAINING``: rebuild the whole index from every annotation of the project, fetched

@@ -122,7 +122,7 @@ def format_report(rep: dict) -> str:
     lines.append("")
     lines.append("median margin | verdict")
     lines.append("------------- | -------")
-    for (lo, verdict, _), rng in zip(GUIDANCE, ["> 0.3", "0.1 - 0.3", "< 0.1"]):
+    for (_lo, verdict, _), rng in zip(GUIDANCE, ["> 0.3", "0.1 - 0.3", "< 0.1"]):
         mark = "  <== this index" if verdict == rep["guidance"] else ""
         lines.append(f"{rng:<13} | {verdict}{mark}")
     lines.append("")

@@ -76,8 +76,13 @@ def build_owlv2(out_dir: Path, seed: int = 0, shape: str = "tiny") -> Path:
 
 def build_grounding_dino(out_dir: Path, seed: int = 0, max_text_len: int = 32) -> Path:
     import torch
-    from transformers import (BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor)
+    from transformers import (
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+    )
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     vocab_dir = out_dir / "_bert_vocab"

@@ -58,10 +58,9 @@ def use_tiny_model_args(model_dir, monkeypatch) -> None:
 def build(out_dir, seed: int = 0) -> Path:
     import mlx.core as mx
     import numpy as np
-    from mlx.utils import tree_flatten
-
     from falcon_perception import ModelArgs, get_tokenizer
     from falcon_perception.mlx.model import FalconPerception
+    from mlx.utils import tree_flatten
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

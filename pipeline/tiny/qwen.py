@@ -26,8 +26,14 @@ CHAT_TEMPLATE = (
 
 def build(out: Path, seed: int = 0) -> Path:
     import torch
-    from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                              Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
     out = Path(out)
     torch.manual_seed(seed)
     tok = PreTrainedTokenizerFast(tokenizer_object=byte_bpe(SPECIALS), eos_token="<|im_end|>",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-
 from pipeline.importer.http import Http
 from pipeline.importer.records import Candidate
 from pipeline.importer.sources.base import Source, SourceError, api_errors

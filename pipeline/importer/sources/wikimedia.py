@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-
 from pipeline.importer.http import Http
 from pipeline.importer.records import Candidate
 from pipeline.importer.sources.base import Source, SourceError, api_errors, strip_html
@@ -76,7 +75,7 @@ class WikimediaSource(Source):
                 continue
             meta = info.get("extmetadata") or {}
 
-            def val(key: str) -> str:
+            def val(key: str, meta: dict = meta) -> str:
                 return strip_html((meta.get(key) or {}).get("value"))
 
             license_ = val("LicenseShortName") or val("License")
