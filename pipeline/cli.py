@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import ConfigError, load_project
+from pipeline.logs import cli_level, setup_logging
 
 log = logging.getLogger("label-factory")
 
@@ -68,7 +69,8 @@ def cmd_run(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="label-factory", description=__doc__)
     p.add_argument("--version", action="version", version=_version())
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default=None,
+                   help="DEBUG, INFO, WARNING, ... (default: INFO; WARNING for import unless -v)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("run", help="pre-annotate a folder of images")
@@ -101,8 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(cli_level(args))
     from pipeline.stack.models import ModelsUnavailable
     try:
         return int(args.func(args) or 0)

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import string
 from pathlib import Path
 from typing import Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.config_compat import from_data_label_factory
 
 DEFAULT_FILTER_PROMPT = "Does this image show a {target_object}? Answer YES or NO."
 DEFAULT_VERIFY_PROMPT = "Is this a {target_object}? Answer YES or NO."
@@ -117,6 +120,11 @@ class ProjectConfig(_Strict):
             raise ValueError("must not contain '{' or '}': it is substituted into the prompt templates with str.format")
         return v.strip()
 
+    @field_validator("data_root")
+    @classmethod
+    def _expand_home(cls, v: str) -> str:
+        return os.path.expanduser(v)
+
     @field_validator("buckets")
     @classmethod
     def _bucket_names(cls, v):
@@ -175,6 +183,7 @@ def _format_errors(path: str, err: ValidationError) -> str:
 def parse_project(data: dict, source: str = "<project>") -> ProjectConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: (top level): expected a mapping of fields, got {type(data).__name__}")
+    data = from_data_label_factory(data, source)   # data-label-factory YAMLs: mapped, ignored keys warned
     try:
         return ProjectConfig.model_validate(data)
     except ValidationError as e:

@@ -10,14 +10,21 @@ Wikimedia Commons — MediaWiki Action API, ``action=query&generator=search&gsrn
 API:Imageinfo, Extension:CommonsMetadata):
   * ``query.pages``: a list with ``formatversion=2`` (what the importer asks for), an object keyed
     by page id with formatversion=1; both are served. No ``query`` key at all when nothing matched.
-  * per page: ``pageid``, ``ns`` (6), ``title`` ("File:..."), ``index`` (search rank — pages are
-    NOT in rank order, so the importer sorts by it), ``imagerepository``.
+  * per page: ``pageid``, ``ns`` (6), ``title`` ("File:..."), ``index`` (search rank counted from
+    the first result, offset included — pages are NOT in rank order, so the importer sorts by
+    it), ``imagerepository``.
+  * paging (API:Continue): ``gsrlimit`` is at most 50 without the bot right; while there are more
+    results the answer carries ``continue: {"gsroffset": N, "continue": "gsroffset||"}`` and no
+    ``continue`` on the last batch.
+  * ``thumburl`` (with ``iiurlwidth``): a rendition at most that wide (the original itself when
+    narrower); a TIFF's rendition is a JPEG at another URL (``thumb=`` names its body here).
   * ``imageinfo[0]``: ``url`` (original file), ``descriptionurl`` (file page), ``mime``, ``size``,
     ``width``, ``height``, ``extmetadata`` with ``{"value", "source"[, "hidden"]}`` entries:
     ``LicenseShortName``, ``Artist`` (HTML), ``Credit`` (HTML), ``AttributionRequired``, ``LicenseUrl``.
 
 Openverse — ``GET /v1/images/?q=...&page_size=N&page=P`` (api.openverse.org/v1 docs, ImageSerializer;
-anonymous page_size is at most 20):
+anonymous page_size is at most 20; pages past 20 — ``openverse_max_page`` — answer HTTP 400 with a
+DRF ``{"detail": ...}`` body):
   * top level ``result_count``, ``page_count``, ``page_size``, ``page``, ``results``, ``warnings``.
   * per result: ``id``, ``title``, ``indexed_on``, ``foreign_landing_url``, ``url``, ``creator``,
     ``creator_url``, ``license`` (code, e.g. "by-sa"), ``license_version``, ``license_url``,
@@ -28,6 +35,9 @@ anonymous page_size is at most 20):
 
 Image host: ``/img/<name>`` serves registered bodies; a body can be scripted to answer with a
 list of statuses first (e.g. 429 then 200), and every request is logged.
+
+DuckDuckGo cannot be served from here (ddgs hard-codes its hosts): :class:`DDGReplay` stands in
+for ``DDGS().images`` at the importer's source boundary, with ddgs' keywords, pages and errors.
 """
 from __future__ import annotations
 
@@ -84,6 +94,7 @@ class FakeWeb:
         self.bodies: dict[str, Body] = {}
         self.wikimedia: dict[str, list[dict]] = {}   # query -> list of file specs
         self.openverse: dict[str, list[dict]] = {}
+        self.openverse_max_page = 20                 # deepest page served to anonymous callers
         self.log: list[tuple[str, str, dict]] = []   # (path, query string, headers)
         self.img_delay = img_delay
         self.inflight = 0
@@ -102,9 +113,9 @@ class FakeWeb:
 
     def add_wikimedia(self, query: str, name: str, *, mime="image/jpeg", license="CC BY-SA 4.0",
                       artist='<a href="//commons.wikimedia.org/wiki/User:Example" title="User:Example">Example</a>',
-                      width=160, height=120, size=None):
+                      width=160, height=120, size=None, thumb: Optional[str] = None):
         self.wikimedia.setdefault(query, []).append(dict(name=name, mime=mime, license=license, artist=artist,
-                                                         width=width, height=height, size=size))
+                                                         width=width, height=height, size=size, thumb=thumb))
 
     def add_openverse(self, query: str, name: str, *, license="by", version="2.0", creator="Jane Doe",
                       filetype="jpg", mature=False):
@@ -118,26 +129,28 @@ class FakeWeb:
     def wikimedia_response(self, qs: dict) -> dict:
         search = qs.get("gsrsearch", [""])[0]
         query = search.replace("filetype:bitmap", "").strip()
-        limit = int(qs.get("gsrlimit", ["10"])[0])
-        specs = self.wikimedia.get(query, [])[:limit]
+        limit = min(50, int(qs.get("gsrlimit", ["10"])[0]))
+        offset = int(qs.get("gsroffset", ["0"])[0])
+        matches = self.wikimedia.get(query, [])
+        specs = matches[offset:offset + limit]
         if not specs:
             return {"batchcomplete": True if qs.get("formatversion") == ["2"] else ""}
         pages = []
-        for rank, s in enumerate(specs, 1):
+        for rank, s in enumerate(specs, offset + 1):
             body = self.bodies.get(s["name"])
             title = f"File:{s['name']}"
             pages.append({
-                "pageid": 1000 + (len(specs) - rank),   # page ids in reverse rank order on purpose
+                "pageid": 100000 - rank,   # page ids in reverse rank order on purpose
                 "ns": 6, "title": title, "index": rank, "imagerepository": "local",
                 "imageinfo": [{
                     "size": s["size"] or (len(body.data) if body else 1234),
                     "width": s["width"], "height": s["height"],
                     "url": self.url(f"/img/{s['name']}"),
                     # with iiurlwidth: a rendition at most that wide; the original itself when narrower
-                    **({"thumburl": self.url(f"/img/{s['name']}"), "thumbwidth": s["width"],
+                    **({"thumburl": self.url(f"/img/{s['thumb'] or s['name']}"), "thumbwidth": s["width"],
                         "thumbheight": s["height"]} if "iiurlwidth" in qs else {}),
                     "descriptionurl": f"https://commons.wikimedia.org/wiki/{title}",
-                    "descriptionshorturl": f"https://commons.wikimedia.org/w/index.php?curid={1000 + rank}",
+                    "descriptionshorturl": f"https://commons.wikimedia.org/w/index.php?curid={100000 - rank}",
                     "mime": s["mime"],
                     "extmetadata": {
                         "DateTime": {"value": "2024-05-01 10:00:00", "source": "mediawiki-metadata", "hidden": ""},
@@ -157,7 +170,9 @@ class FakeWeb:
                 }],
             })
         pages.sort(key=lambda p: p["pageid"])
-        out = {"batchcomplete": True, "continue": {"gsroffset": len(specs), "continue": "gsroffset||"}}
+        out = {"batchcomplete": True}
+        if offset + len(specs) < len(matches):
+            out["continue"] = {"gsroffset": offset + len(specs), "continue": "gsroffset||"}
         if qs.get("formatversion") == ["2"]:
             out["query"] = {"pages": pages}
         else:
@@ -165,10 +180,13 @@ class FakeWeb:
             out["query"] = {"pages": {str(p["pageid"]): p for p in pages}}
         return out
 
-    def openverse_response(self, qs: dict) -> dict:
+    def openverse_response(self, qs: dict, headers) -> tuple[int, dict]:
         q = qs.get("q", [""])[0]
         page_size = int(qs.get("page_size", ["20"])[0])
         page = int(qs.get("page", ["1"])[0])
+        if page > self.openverse_max_page and not headers.get("Authorization"):
+            return 400, {"detail": f"Anonymous searches are limited to the first {self.openverse_max_page} pages "
+                                   "of results."}
         specs = self.openverse.get(q, [])
         results = []
         for i, s in list(enumerate(specs))[(page - 1) * page_size:page * page_size]:
@@ -192,8 +210,8 @@ class FakeWeb:
                 "related_url": f"https://api.openverse.org/v1/images/{ident}/related/",
                 "unstable__sensitivity": [],
             })
-        return {"result_count": len(specs), "page_count": -(-len(specs) // page_size), "page_size": page_size,
-                "page": page, "results": results, "warnings": []}
+        return 200, {"result_count": len(specs), "page_count": -(-len(specs) // page_size), "page_size": page_size,
+                     "page": page, "results": results, "warnings": []}
 
     def ml_response(self, path: str, body: dict) -> dict:
         """A minimal Label Studio ML backend (/health, /setup, /predict) answering one box per task."""
@@ -240,7 +258,8 @@ class FakeWeb:
                     return self._send(200, json.dumps(web.wikimedia_response(qs)).encode(),
                                       "application/json; charset=utf-8")
                 if parts.path == "/v1/images/":
-                    return self._send(200, json.dumps(web.openverse_response(qs)).encode(), "application/json")
+                    status, body = web.openverse_response(qs, self.headers)
+                    return self._send(status, json.dumps(body).encode(), "application/json")
                 if parts.path.startswith("/img/"):
                     body = web.bodies.get(parts.path[5:])
                     if body is None:
@@ -282,3 +301,30 @@ class FakeWeb:
         if self.server:
             self.server.shutdown()
             self.server.server_close()
+
+
+class DDGReplay:
+    """``DDGS().images`` for the DDG source: ``(query, *, max_results, page=1)`` -> ddgs' image
+    dicts. Like ddgs with the duckduckgo engine: one engine page per call (``page_size`` results,
+    100 on DuckDuckGo), truncated to ``max_results``; an empty page raises
+    ``DDGSException("No results found.")``; ``fail`` maps a page number to the exception that
+    page raises (e.g. a ``RatelimitException``). Every call is logged in ``calls``."""
+
+    def __init__(self, rows: dict[str, list[dict]], page_size: int = 100, fail: Optional[dict] = None):
+        self.rows, self.page_size, self.fail = rows, page_size, dict(fail or {})
+        self.calls: list[tuple[str, int, int]] = []
+
+    @staticmethod
+    def row(image: str, n: int = 0) -> dict:
+        return {"title": f"image {n}", "image": image, "thumbnail": f"https://tse.mm.bing.net/th?id=OIP.{n}",
+                "url": f"https://example.org/page/{n}", "height": 120, "width": 160, "source": "Bing"}
+
+    def __call__(self, query: str, *, max_results: int, page: int = 1) -> list[dict]:
+        from ddgs.exceptions import DDGSException
+        self.calls.append((query, max_results, page))
+        if page in self.fail:
+            raise self.fail[page]
+        rows = self.rows.get(query, [])[(page - 1) * self.page_size:page * self.page_size]
+        if not rows:
+            raise DDGSException("No results found.")
+        return rows[:max_results]

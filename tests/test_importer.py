@@ -18,6 +18,7 @@ from pipeline.importer.dedupe import hamming
 from pipeline.importer.http import HostRateLimiter
 from pipeline.importer.manifest import Manifest
 from pipeline.importer.runner import ImportOptions, run_import
+from pipeline.importer.sources.base import SourceError
 from pipeline.importer.sources.ddg import DDGSource
 from tests.fakeweb import FakeWeb, bomb_png, encode, jpeg_with_orientation, pattern_image
 
@@ -98,7 +99,7 @@ class RateLimitedDDG:
         self.exc = exc or RatelimitException("https://duckduckgo.com/i.js 403 Ratelimit")
         self.calls = []
 
-    def __call__(self, query, max_results):
+    def __call__(self, query, *, max_results, page=1):
         self.calls.append((time.monotonic(), query))
         raise self.exc
 
@@ -206,16 +207,18 @@ def test_dedupe_across_runs_by_content(web, cfg, images):
 def test_ddg_results_are_used_and_other_failure_modes(web, cfg):
     calls = []
 
-    def ddg(query, max_results):   # ddgs DDGS().images() result shape
-        calls.append(max_results)
-        if query != "stop sign":
+    def ddg(query, *, max_results, page=1):   # ddgs DDGS().images() keywords and result shape
+        calls.append((query, max_results, page))
+        if query != "stop sign" or page > 1:
             return []
         return [{"title": "E", "image": web.url("/img/e.jpg"), "thumbnail": "https://tse.mm.bing.net/th?id=x",
                  "url": "https://example.org/e-page", "height": 120, "width": 160, "source": "Bing"},
                 {"title": "bad", "image": "data:image/png;base64,AAAA", "url": "", "source": "Bing"}]
 
     s = run_import(cfg, fast_opts(ddg_search=ddg, sources=["ddg"], max_per_query=7))
-    assert calls == [7, 7] and s.sources["ddg"].gave_up is None
+    # page 2 of "stop sign" is empty: the end of its results
+    assert calls == [("stop sign", 7, 1), ("stop sign", 7, 2), ("red circle", 7, 1)]
+    assert s.sources["ddg"].gave_up is None
     assert s.found == 1 and s.downloaded == 1
     (e,) = list(Manifest.load(cfg.data_root))
     assert e["source"] == "ddg" and e["page_url"] == "https://example.org/e-page" and e["license"] == ""
@@ -228,7 +231,7 @@ def test_ddg_source_rate_limit_variants():
     def src(exc_seq):
         seq = list(exc_seq)
 
-        def fn(q, n):
+        def fn(q, *, max_results, page=1):
             x = seq.pop(0) if seq else None
             if isinstance(x, Exception):
                 raise x
@@ -339,3 +342,128 @@ def test_downloader_gives_up_on_persistent_5xx_after_retries(web, images):
     assert not bad.ok and bad.reason == "download failed" and "503" in bad.detail and web.hits("down.jpg") == 3
     good = dl.fetch(Candidate("openverse", "b", "q", web.url("/img/recovers.jpg")))
     assert good.ok and web.hits("recovers.jpg") == 3 and good.sha256 and len(good.phash) == 16
+
+
+# -- paging -----------------------------------------------------------------------------------
+def test_wikimedia_follows_continue_past_one_batch(web):
+    from pipeline.importer.http import Http
+    from pipeline.importer.sources.wikimedia import WikimediaSource
+    for i in range(120):
+        web.add_wikimedia("many", f"w{i}.jpg")
+    got = WikimediaSource(Http()).search("many", "b", 110)
+    assert [c.image_url.rsplit("/", 1)[1] for c in got] == [f"w{i}.jpg" for i in range(110)]
+    assert [c.rank for c in got] == list(range(110))
+    offsets = [dict(p.split("=", 1) for p in q.split("&")).get("gsroffset")
+               for p_, q, _ in web.log if p_ == "/w/api.php"]
+    assert offsets == [None, "50", "100"]           # the continue values sent back as they came
+    # the end of the results (no continue) ends the query
+    assert len(WikimediaSource(Http()).search("many", "b", 500)) == 120
+
+
+def test_wikimedia_uses_a_tiffs_jpeg_rendition(web, images, cfg):
+    from pipeline.importer.http import Http
+    from pipeline.importer.sources.wikimedia import WikimediaSource
+    web.add_body("scan.tif", encode(pattern_image(7), "TIFF"), "image/tiff")
+    web.add_body("scan-2048px.jpg", images["e_jpg"], "image/jpeg")
+    web.add_wikimedia("stop sign", "scan.tif", mime="image/tiff", thumb="scan-2048px.jpg")
+    got = WikimediaSource(Http()).search("stop sign", "b", 10)
+    assert [c.image_url.rsplit("/", 1)[1] for c in got] == ["a.png", "a-copy.png", "b-rotated.jpg",
+                                                             "scan-2048px.jpg"]
+    # without renditions (LF_WIKIMEDIA_THUMB_WIDTH=0) a TIFF cannot be used: skipped
+    assert "scan.tif" not in {c.image_url.rsplit("/", 1)[1] for c in WikimediaSource(Http(), thumb_width=0)
+                              .search("stop sign", "b", 10)}
+    s = run_import(cfg, fast_opts(sources=["wikimedia"]))
+    assert s.rejected == {} and web.hits("scan-2048px.jpg") == 1 and web.hits("scan.tif") == 0
+    assert {e["image_url"].rsplit("/", 1)[1] for e in Manifest.load(cfg.data_root)} >= {"scan-2048px.jpg"}
+
+
+def test_openverse_stops_at_the_page_cap_and_keeps_what_it_fetched(web, cfg):
+    for i in range(450):
+        web.add_openverse("deep", f"d{i}.jpg")
+    cfg = parse_project({"project_name": "deep", "target_object": "x", "data_root": cfg.data_root,
+                         "buckets": {"b": ["deep"]}})
+    s = run_import(cfg, fast_opts(sources=["openverse"], dry_run=True, max_per_query=450))
+    st = s.sources["openverse"]
+    assert s.found == 400 and st.found == 400 and st.failed_queries == 0 and st.gave_up is None
+    assert st.notes and "page cap" in st.notes[0] and "'deep'" in st.notes[0]
+    pages = [q for p, q, _ in web.log if p == "/v1/images/" and "q=deep" in q]
+    assert len(pages) == 20 and "page=21" not in " ".join(pages)   # no request the API would refuse
+    assert any("note: 'deep'" in line for line in s.lines())
+
+
+def test_openverse_http_400_past_page_one_keeps_the_earlier_pages(web):
+    from pipeline.importer.http import Http
+    from pipeline.importer.sources.openverse import OpenverseSource
+    web.openverse_max_page = 3    # today's API stops anonymous searches sooner (240 works)
+    for i in range(100):
+        web.add_openverse("deep", f"d{i}.jpg")
+    src = OpenverseSource(Http())
+    got = src.search("deep", "b", 100)
+    assert [c.image_url.rsplit("/", 1)[1] for c in got] == [f"d{i}.jpg" for i in range(60)]
+    assert len(src.notes) == 1 and "HTTP 400" in src.notes[0] and "pages 1-3" in src.notes[0]
+    web.openverse_max_page = 0
+    with pytest.raises(SourceError, match="HTTP 400"):   # a 400 on page 1 is an error, not a cap
+        src.search("deep", "b", 10)
+
+
+def test_ddg_pages_through_results_up_to_max_per_query(web, cfg):
+    from tests.fakeweb import DDGReplay
+    rows = [DDGReplay.row(f"https://images.example/{i}.jpg", i) for i in range(250)]
+    ddg = DDGReplay({"stop sign": rows + rows[:5]})          # page 3 repeats 5: counted once
+    s = run_import(cfg, fast_opts(sources=["ddg"], ddg_search=ddg, dry_run=True, max_per_query=240))
+    assert ddg.calls[:3] == [("stop sign", 240, 1), ("stop sign", 240, 2), ("stop sign", 240, 3)]
+    assert s.found == 240 and s.sources["ddg"].gave_up is None
+    s = run_import(cfg, fast_opts(sources=["ddg"], ddg_search=DDGReplay({"stop sign": rows}), dry_run=True,
+                                  max_per_query=1000))
+    assert s.found == 250       # page 4 says "No results found.": the end, not a rate limit
+    assert s.sources["ddg"].gave_up is None and s.sources["ddg"].failed_queries == 0
+
+
+def test_ddg_rate_limit_on_a_later_page_keeps_the_earlier_pages(web, cfg):
+    from ddgs.exceptions import RatelimitException
+
+    from tests.fakeweb import DDGReplay
+    rows = [DDGReplay.row(f"https://images.example/{i}.jpg", i) for i in range(300)]
+    ddg = DDGReplay({"stop sign": rows, "red circle": rows}, fail={2: RatelimitException("403 Ratelimit")})
+    s = run_import(cfg, fast_opts(sources=["ddg"], ddg_search=ddg, dry_run=True, max_per_query=300))
+    st = s.sources["ddg"]
+    assert st.gave_up and "rate-limited" in st.gave_up and st.found == 100 and s.found == 100
+    assert [c[2] for c in ddg.calls] == [1, 2, 2, 2]        # page 2 tried 3 times, then the source gave up
+    assert st.skipped_queries == 2
+
+
+# -- data_root and logging ---------------------------------------------------------------------
+def test_data_root_with_tilde_is_under_home(web, tmp_path, monkeypatch):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    cfg = parse_project({"project_name": "t", "target_object": "stop sign", "data_root": "~/lf/stop-signs",
+                         "buckets": {"positive/street": ["stop sign"]}})
+    assert cfg.data_root == str(home / "lf" / "stop-signs")
+    s = run_import(cfg, fast_opts(sources=["wikimedia"]))
+    assert s.downloaded == 2 and len(Manifest.load(home / "lf" / "stop-signs")) == 2
+    s = run_import(cfg, fast_opts(sources=["wikimedia"], data_root="~/other"))   # --data-root as well
+    assert s.downloaded == 2 and (home / "other" / "manifest.jsonl").is_file()
+    assert list(cwd.iterdir()) == []            # no literal "~" folder
+
+
+def test_label_factory_import_verbose_flag_sets_the_log_level(web, cfg, tmp_path):
+    import yaml
+    p = tmp_path / "proj.yaml"
+    p.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True)))
+    env = {**os.environ, "LF_WIKIMEDIA_API": web.url("/w/api.php"), "PYTHONPATH": str(ROOT)}
+    env.pop("LABEL_STUDIO_URL", None)
+
+    def stderr(*before, after=()):
+        r = subprocess.run([sys.executable, "-m", "pipeline.cli", *before, "import", "--project", str(p),
+                            "--dry-run", "--sources", "wikimedia", "--no-progress", *after],
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stderr
+
+    per_query = "INFO pipeline.importer.gather: wikimedia: positive/street / 'stop sign': 3 candidates"
+    assert " INFO " not in stderr()                          # default for import: warnings only
+    assert per_query in stderr(after=["-v"])
+    assert per_query in stderr("--log-level", "info")        # the global option works too
+    assert " INFO " not in stderr("--log-level", "error", after=["-v"])   # an explicit level wins

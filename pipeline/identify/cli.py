@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from pipeline.identify.naming import IMAGE_SUFFIXES, label_from_filename
+from pipeline.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging("INFO")
     parser = argparse.ArgumentParser(prog="python -m pipeline.identify")
     sub = parser.add_subparsers(dest="command")
     add_parser(sub)

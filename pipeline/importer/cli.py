@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from typing import Optional
 
 from pipeline.importer.sources import ALL
+from pipeline.logs import cli_level, setup_logging
 
 
 def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -49,7 +49,8 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="tries per query while DuckDuckGo rate-limits, then the source gives up (default 3)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log each query and each rejected image")
+    p.set_defaults(default_log_level="WARNING")
     return p
 
 
@@ -100,6 +101,9 @@ def render(summary, stream=None) -> None:
             state += f" ({st.skipped_queries} not searched)"
         s.add_row(st.name, str(st.queries), str(st.found), state)
     console.print(s)
+    for st in summary.sources.values():
+        for note in st.notes:
+            console.print(f"note ({st.name}): {note}", markup=False, highlight=False)
     for line in ([f"Label Studio: {summary.label_studio}"] if summary.label_studio else []) + \
                 ([f"ML backend: {summary.backend}"] if summary.backend else []):
         console.print(line, markup=False, highlight=False)
@@ -111,8 +115,6 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.config import ConfigError, load_project
     from pipeline.importer.runner import ImportOptions, run_import
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_project(args.project)
     except ConfigError as e:
@@ -146,7 +148,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="label-factory import",
                                      description="Gather web images per the project YAML into Label Studio")
     _configure(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    setup_logging(cli_level(args))
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ import requests
 from PIL import Image
 
 from pipeline.images import MAX_PIXELS, ImageLoadError, open_image
-from pipeline.importer.http import Http, RetryableHTTPError
+from pipeline.importer.http import Http
 from pipeline.importer.records import Candidate
+from pipeline.retry import Transient
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 # Stored as downloaded when no EXIF rotation is needed; anything else is re-encoded to JPEG.
@@ -79,7 +80,7 @@ class Downloader:
 
         try:
             resp = self.http.get(cand.image_url, stream=True, headers={"Accept": "image/*"})
-        except RetryableHTTPError as e:
+        except Transient as e:
             return reject(R_FAILED, f"{e} (gave up after retries)")
         except requests.RequestException as e:
             return reject(R_FAILED, f"{type(e).__name__}: {e}")

@@ -2,6 +2,7 @@
 progress bar each) so a source that backs off or gives up does not hold the others."""
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from tqdm import tqdm
@@ -9,6 +10,8 @@ from tqdm import tqdm
 from pipeline.config import ProjectConfig
 from pipeline.importer.records import Candidate, SourceStatus
 from pipeline.importer.sources.base import Source, SourceError, SourceGaveUp
+
+log = logging.getLogger(__name__)
 
 
 def jobs(cfg: ProjectConfig) -> list[tuple[str, str]]:
@@ -31,10 +34,15 @@ def _run_source(src: Source, work: list[tuple[str, str]], limit: int, position: 
             except SourceGaveUp as e:
                 status.gave_up = str(e)
                 status.skipped_queries = len(work) - i
+                status.found += len(e.partial)
+                found.extend(e.partial)
+                log.info("%s: %s / %r: gave up (%d kept from earlier pages): %s", src.name, bucket, query,
+                         len(e.partial), e)
                 bar.set_postfix_str("gave up")
                 break
             except Exception as e:  # noqa: BLE001 - SourceError, or a surprise in one source: the others go on
                 msg = str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
+                log.info("%s: %s / %r failed: %s", src.name, bucket, query, msg)
                 status.failed_queries += 1
                 status.errors.append(f"{bucket} / {query!r}: {msg}")
                 bar.update(1)
@@ -45,6 +53,10 @@ def _run_source(src: Source, work: list[tuple[str, str]], limit: int, position: 
                     bar.set_postfix_str("gave up")
                     break
                 continue
+            finally:
+                status.notes += src.notes
+                src.notes.clear()
+            log.info("%s: %s / %r: %d candidates", src.name, bucket, query, len(hits))
             streak = 0
             status.queries += 1
             status.found += len(hits)

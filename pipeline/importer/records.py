@@ -32,6 +32,7 @@ class SourceStatus:
     gave_up: Optional[str] = None   # why the source was abandoned (e.g. rate-limited), None = completed
     skipped_queries: int = 0  # queries never searched because the source gave up
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)   # queries that stopped short of their limit, and why
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Summary:
             extra = f", {s.failed_queries} failed queries" if s.failed_queries else ""
             skipped = f", {s.skipped_queries} queries not searched" if s.skipped_queries else ""
             out.append(f"  source {s.name}: {s.found} found in {s.queries} queries{extra}{skipped} — {state}")
+            out += [f"    note: {n}" for n in s.notes]
         if self.known:
             out.append(f"  already in the manifest (not downloaded again): {self.known}")
         for kind, n in sorted(self.duplicates.items()):

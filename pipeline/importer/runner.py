@@ -15,11 +15,12 @@ from pipeline.config import ProjectConfig
 from pipeline.importer.dedupe import DEFAULT_PHASH_DISTANCE
 from pipeline.importer.download import DEFAULT_MAX_BYTES, Downloader, Fetched
 from pipeline.importer.gather import gather
-from pipeline.importer.http import HostRateLimiter, Http, RetryPolicy, make_session
+from pipeline.importer.http import HostRateLimiter, Http, make_session
 from pipeline.importer.manifest import Manifest
 from pipeline.importer.records import Candidate, Summary
 from pipeline.importer.sources import ALL, build_sources
 from pipeline.importer.sources.ddg import SearchFn
+from pipeline.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class ImportOptions:
     sources: list[str] = field(default_factory=lambda: list(ALL))
     max_per_query: int = 20
     dry_run: bool = False
-    data_root: Optional[str] = None            # default: the YAML's data_root (relative to the cwd)
+    data_root: Optional[str] = None            # default: the YAML's data_root (relative to the cwd; ~ expanded)
     label_studio_url: Optional[str] = None     # default: LABEL_STUDIO_URL; none → no Label Studio step
     api_key: Optional[str] = None              # default: LABEL_STUDIO_API_KEY
     storage: str = "upload"                    # or "local-files"
@@ -138,7 +139,7 @@ def download_all(cands: list[Candidate], manifest: Manifest, opts: ImportOptions
 def run_import(cfg: ProjectConfig, opts: Optional[ImportOptions] = None) -> Summary:
     opts = opts or ImportOptions()
     summary = Summary(dry_run=opts.dry_run)
-    data_root = Path(opts.data_root or cfg.data_root)
+    data_root = Path(opts.data_root or cfg.data_root).expanduser()
     manifest = Manifest.load(data_root)
     http = Http(make_session(pool=max(16, opts.concurrency * 2)), HostRateLimiter(opts.per_host_interval),
                 RetryPolicy(attempts=opts.retries, backoff=opts.backoff, max_wait=opts.max_wait),

@@ -11,6 +11,15 @@ a rendition at most that wide — the original's URL when it is narrower), ``des
 ``size``, ``width``, ``height`` and ``extmetadata`` entries ``{"value": ...}``:
 ``LicenseShortName``, ``Artist`` (HTML), ``Credit`` (HTML), ``Attribution``,
 ``AttributionRequired``, ``LicenseUrl``.
+
+Paging (mediawiki.org API:Continue): an answer that has more carries ``continue`` (e.g.
+``{"gsroffset": 50, "continue": "gsroffset||"}``); its keys are sent back as they are with the
+same query for the next batch. A search gives at most 50 files per request to a client without
+the bot right. Pages repeat across batches when ``iicontinue`` is involved: repeats are dropped.
+
+Formats: JPEG, PNG, WebP and GIF files are used as they are (or as a ``thumburl`` rendition);
+TIFF only through its ``thumburl`` (Commons renders TIFFs to JPEG; browsers cannot show TIFF).
+SVG, PDF, DjVu, video and audio are skipped.
 """
 from __future__ import annotations
 
@@ -23,6 +32,8 @@ from pipeline.importer.sources.base import Source, SourceError, api_errors, stri
 
 DEFAULT_API = "https://commons.wikimedia.org/w/api.php"
 SUPPORTED_MIME = ("image/jpeg", "image/png", "image/webp", "image/gif")
+THUMB_ONLY_MIME = ("image/tiff",)     # usable through the JPEG rendition only
+BATCH = 50                            # gsrlimit maximum without the bot right
 
 
 class WikimediaSource(Source):
@@ -30,6 +41,7 @@ class WikimediaSource(Source):
 
     def __init__(self, http: Http, api_url: Optional[str] = None, max_bytes: Optional[int] = None,
                  thumb_width: Optional[int] = None):
+        super().__init__()
         self.http = http
         self.api_url = api_url or os.environ.get("LF_WIKIMEDIA_API") or DEFAULT_API
         self.max_bytes = max_bytes
@@ -41,53 +53,58 @@ class WikimediaSource(Source):
     def describe(self) -> str:
         return f"{self.name} ({self.api_url})"
 
-    def search(self, query: str, bucket: str, limit: int) -> list[Candidate]:
+    def pages(self, query: str, bucket: str, limit: int):
         params = {
             "action": "query", "format": "json", "formatversion": "2",
             "generator": "search", "gsrsearch": f"filetype:bitmap {query}", "gsrnamespace": "6",
-            "gsrlimit": str(max(1, min(limit * 2, 50))),   # over-fetch: some hits are not photos
+            "gsrlimit": str(max(1, min(limit * 2, BATCH))),   # over-fetch: some hits are not photos
             "prop": "imageinfo", "iiprop": "url|extmetadata|mime|size",
         }
         if self.thumb_width > 0:
             params["iiurlwidth"] = str(self.thumb_width)
-        with api_errors():
-            data = self.http.get_json(self.api_url, params=params)
-        if "error" in data:
-            err = data["error"]
-            raise SourceError(f"API error {err.get('code')}: {err.get('info')}")
-        pages = (data.get("query") or {}).get("pages") or []
-        if isinstance(pages, dict):
-            pages = list(pages.values())
-        pages = sorted(pages, key=lambda p: p.get("index", 1 << 30))
-        out: list[Candidate] = []
-        for page in pages:
-            infos = page.get("imageinfo") or []
-            if not infos:
-                continue
-            info = infos[0]
-            mime = info.get("mime", "")
-            if mime and mime not in SUPPORTED_MIME:
-                continue   # SVG, TIFF, PDF, DjVu, video ...
-            url = info.get("thumburl") or info.get("url")
-            if not info.get("thumburl") and self.max_bytes and (info.get("size") or 0) > self.max_bytes:
-                continue
-            if not url:
-                continue
-            meta = info.get("extmetadata") or {}
+        cont: dict = {}
+        while True:
+            with api_errors():
+                data = self.http.get_json(self.api_url, params={**params, **cont})
+            if "error" in data:
+                err = data["error"]
+                raise SourceError(f"API error {err.get('code')}: {err.get('info')}")
+            pages = (data.get("query") or {}).get("pages") or []
+            if isinstance(pages, dict):
+                pages = list(pages.values())
+            pages = sorted(pages, key=lambda p: p.get("index", 1 << 30))
+            yield [c for c in (self._candidate(page, query, bucket) for page in pages) if c]
+            nxt = data.get("continue")
+            nxt = {k: str(v) for k, v in nxt.items()} if isinstance(nxt, dict) else {}
+            if not nxt or nxt == cont:
+                return
+            cont = nxt
 
-            def val(key: str, meta: dict = meta) -> str:
-                return strip_html((meta.get(key) or {}).get("value"))
+    def _candidate(self, page: dict, query: str, bucket: str) -> Optional[Candidate]:
+        infos = page.get("imageinfo") or []
+        if not infos:
+            return None
+        info = infos[0]
+        mime = info.get("mime", "")
+        thumb = info.get("thumburl")
+        if mime and mime not in SUPPORTED_MIME and not (mime in THUMB_ONLY_MIME and thumb):
+            return None   # SVG, PDF, DjVu, video; TIFF without a rendition
+        if not thumb and self.max_bytes and (info.get("size") or 0) > self.max_bytes:
+            return None
+        url = thumb or info.get("url")
+        if not url:
+            return None
+        meta = info.get("extmetadata") or {}
 
-            license_ = val("LicenseShortName") or val("License")
-            author = val("Artist") or val("Credit")
-            attribution = val("Attribution")
-            if not attribution:
-                parts = [p for p in (author, license_) if p]
-                attribution = ", ".join(parts) + (" via Wikimedia Commons" if parts else "")
-            out.append(Candidate(source=self.name, bucket=bucket, query=query, image_url=url,
-                                 page_url=info.get("descriptionurl", ""), license=license_,
-                                 attribution=attribution, title=page.get("title", ""),
-                                 rank=len(out)))
-            if len(out) >= limit:
-                break
-        return out
+        def val(key: str) -> str:
+            return strip_html((meta.get(key) or {}).get("value"))
+
+        license_ = val("LicenseShortName") or val("License")
+        author = val("Artist") or val("Credit")
+        attribution = val("Attribution")
+        if not attribution:
+            parts = [p for p in (author, license_) if p]
+            attribution = ", ".join(parts) + (" via Wikimedia Commons" if parts else "")
+        return Candidate(source=self.name, bucket=bucket, query=query, image_url=url,
+                         page_url=info.get("descriptionurl", ""), license=license_,
+                         attribution=attribution, title=page.get("title", ""))
