@@ -69,8 +69,9 @@ def cmd_run(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="label-factory", description=__doc__)
     p.add_argument("--version", action="version", version=_version())
-    p.add_argument("--log-level", default=None,
-                   help="DEBUG, INFO, WARNING, ... (default: INFO; WARNING for import unless -v)")
+    p.add_argument("--log-level", default=None, type=str.upper,
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                   help="default: INFO (for import: WARNING unless -v)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("run", help="pre-annotate a folder of images")

@@ -72,7 +72,7 @@ def from_data_label_factory(data: Any, source: str = "<project>") -> Any:
     backends = data.get("backends")
     used_openrouter = False
     if isinstance(backends, dict):
-        used_openrouter = _backends(backends, data, out, warn)
+        used_openrouter = _backends(backends, data, out, warn, source)
     elif backends is not None:
         warn("backends", f"expected a mapping of stage -> backend, got {type(backends).__name__}; ignored")
     for key in ("r2", "pod", "openrouter"):
@@ -108,7 +108,7 @@ def _prompts(prompts: dict, warn) -> dict:
     return out
 
 
-def _backends(backends: dict, data: dict, out: dict, warn) -> bool:
+def _backends(backends: dict, data: dict, out: dict, warn, source: str) -> bool:
     """Map ``backends`` into ``out["providers"]``; True when the openrouter section was used."""
     providers = dict(out.get("providers") or {})
     vlm, vlm_from, used_openrouter = None, None, False
@@ -150,7 +150,8 @@ def _backends(backends: dict, data: dict, out: dict, warn) -> bool:
             warn(vlm_from, "ignored: providers.vlm is set")
         else:
             providers["vlm"] = vlm
-            log.info("%s -> providers.vlm %s at %s (LF_VLM_URL overrides)", vlm_from, vlm["model"], vlm["url"])
+            log.info("%s: %s -> providers.vlm %s at %s (LF_VLM_URL overrides)", source, vlm_from, vlm["model"],
+                     vlm["url"])
     if providers:
         out["providers"] = providers
     return used_openrouter

@@ -21,7 +21,6 @@ def cli_level(args: argparse.Namespace) -> str:
 
 
 def setup_logging(level: str | int) -> None:
-    """Root logger at ``level``, one stderr handler (kept if one is there already)."""
-    logging.basicConfig(format=FORMAT, stream=sys.stderr)
-    logging.getLogger().setLevel(level)
-    logging.getLogger("urllib3").setLevel(max(logging.WARNING, logging.getLogger().level))
+    """Root logger at ``level`` with one stderr handler; nothing when the process already has
+    handlers (a host application or pytest owns logging then)."""
+    logging.basicConfig(level=level, format=FORMAT, stream=sys.stderr)

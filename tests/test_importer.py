@@ -333,8 +333,9 @@ def test_unreachable_source_is_abandoned_and_the_others_go_on(web, tmp_path, mon
 
 def test_downloader_gives_up_on_persistent_5xx_after_retries(web, images):
     from pipeline.importer.download import Downloader
-    from pipeline.importer.http import Http, RetryPolicy
+    from pipeline.importer.http import Http
     from pipeline.importer.records import Candidate
+    from pipeline.retry import RetryPolicy
     web.add_body("down.jpg", images["d_jpg"], "image/jpeg", statuses=[503] * 10)
     web.add_body("recovers.jpg", images["d_jpg"], "image/jpeg", statuses=[502, 500])
     dl = Downloader(Http(retry=RetryPolicy(attempts=3, backoff=0.01, max_wait=0.05)))

@@ -14,8 +14,9 @@ a rendition at most that wide — the original's URL when it is narrower), ``des
 
 Paging (mediawiki.org API:Continue): an answer that has more carries ``continue`` (e.g.
 ``{"gsroffset": 50, "continue": "gsroffset||"}``); its keys are sent back as they are with the
-same query for the next batch. A search gives at most 50 files per request to a client without
-the bot right. Pages repeat across batches when ``iicontinue`` is involved: repeats are dropped.
+same query for the next batch, until an answer has no ``continue``. Batches are at most 50 files
+(``gsrlimit``, each with its rendition). Pages repeat across batches when ``iicontinue`` is
+involved: repeats are dropped.
 
 Formats: JPEG, PNG, WebP and GIF files are used as they are (or as a ``thumburl`` rendition);
 TIFF only through its ``thumburl`` (Commons renders TIFFs to JPEG; browsers cannot show TIFF).
@@ -33,7 +34,7 @@ from pipeline.importer.sources.base import Source, SourceError, api_errors, stri
 DEFAULT_API = "https://commons.wikimedia.org/w/api.php"
 SUPPORTED_MIME = ("image/jpeg", "image/png", "image/webp", "image/gif")
 THUMB_ONLY_MIME = ("image/tiff",)     # usable through the JPEG rendition only
-BATCH = 50                            # gsrlimit maximum without the bot right
+BATCH = 50                            # gsrlimit per request
 
 
 class WikimediaSource(Source):
