@@ -18,6 +18,7 @@ setup(
         "supervision",
         "label-studio-sdk>=2",
         "flask>=3",
+        "semver>=3,<4",  # model_version as upstream label-studio-ml: a semver.Version when it is one
         "gunicorn",
         "imagehash",
         "ddgs",

@@ -1,11 +1,9 @@
 """gunicorn settings from the environment: PORT (9090), HOST (0.0.0.0), WORKERS (1), THREADS (8),
-LOG_LEVEL (info), TIMEOUT (300 s: silence before a worker is restarted).
+LOG_LEVEL (info), TIMEOUT (300 s: silence before a worker is restarted), PRELOAD_MODELS (1).
 
     gunicorn -c python:backends.gunicorn_conf backends._wsgi:app
 """
-import logging
 import os
-import threading
 
 bind = f"{os.getenv('HOST', '0.0.0.0')}:{os.getenv('PORT', '9090')}"
 workers = int(os.getenv("WORKERS", "1"))
@@ -23,11 +21,8 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 
 def post_worker_init(worker):
-    """Load the models in the background so the worker answers /health at once."""
-    if os.getenv("PRELOAD_MODELS", "1") in ("0", "false", "no"):
-        return
-    from backends._wsgi import model_class
-    warm_up = getattr(model_class(), "warm_up", None)  # model_class() -> the MODEL_CLASS class
-    if warm_up is not None:
-        threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
-    logging.getLogger(__name__).debug("warm-up started")
+    """Tell the app how many threads it has (it keeps some free of /predict) and load the models
+    in the background, so a new worker answers /health ("loading") at once."""
+    from backends.base.api import on_worker_start
+    on_worker_start(worker.wsgi, threads=worker.cfg.threads,
+                    warm_up=os.getenv("PRELOAD_MODELS", "1") not in ("0", "false", "no"))

@@ -267,7 +267,12 @@ def test_project_from_extra_params_and_model_version(backend, tmp_path, ls_files
     assert v_env.startswith("signs-") and v_extra.startswith("drones-")
     r = client.post("/setup", json={"project": "10.1", "schema": config,
                                     "extra_params": {"project": "../model-dir/cache.db"}})
-    assert r.status_code == 500 and "inside PROJECTS_DIR" in r.json["reason"]
+    assert r.status_code == 422 and "inside PROJECTS_DIR" in r.json["detail"]
+    # a project that does not exist is refused and not stored: project 9 keeps its YAML
+    r = client.post("/setup", json={"project": "9.1", "schema": config, "extra_params": {"project": "nope"}})
+    assert r.status_code == 422 and "no project 'nope'" in r.json["detail"]
+    r = client.post("/predict", json={"tasks": [], "project": "9.1", "label_config": config})
+    assert r.status_code == 200 and r.json["model_version"] == v_extra
     # the version follows the YAML
     (tmp_path / "projects" / "drones.yaml").write_text(yaml.safe_dump({**other, "thresholds": {"verify": 0.9}}))
     time.sleep(0.01)
@@ -279,11 +284,11 @@ def test_misconfiguration_is_reported_as_json(backend, tmp_path, monkeypatch):
     client, config, _, _ = backend()
     monkeypatch.setenv("PROJECT_CONFIG", str(tmp_path / "nope.yaml"))
     r = client.post("/setup", json={"project": "1.1", "schema": config})
-    assert r.status_code == 500 and "nope.yaml" in r.json["reason"]
+    assert r.status_code == 500 and "nope.yaml" in r.json["detail"]  # the backend's own setting: its fault
     client, config, _, _ = backend()
     no_rect = '<View><Image name="i" value="$i"/><Choices name="c" toName="i"><Choice value="a"/></Choices></View>'
     r = client.post("/predict", json={"tasks": [{"id": 1}], "project": "1.1", "label_config": no_rect})
-    assert r.status_code == 500 and "RectangleLabels" in r.json["reason"]
+    assert r.status_code == 422 and "RectangleLabels" in r.json["detail"]  # the project's config: a client error
 
 
 # -- the identify stage inside the auto-label backend ------------------------------------------------

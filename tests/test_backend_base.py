@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import pytest
+from semver import Version
 
-from backends.base import LabelStudioMLBase, ModelResponse, credentials, init_app
+import backends.base.model as base_model
+from backends.base import ExtraParamsError, LabelConfigError, LabelStudioMLBase, ModelResponse, credentials, init_app
+from backends.base.api import on_worker_start, worker_of
 from backends.base.cache import SqliteCache, get_cache
 from pipeline.config import parse_project
 from pipeline.labelconfig import labeling_config
@@ -56,7 +60,8 @@ def test_health_metrics_and_predict_contract():
     c = init_app(EchoModel).test_client()
     assert c.get("/health").json == {"status": "UP", "model_class": "EchoModel"}
     assert c.get("/").json["status"] == "UP"
-    assert c.get("/metrics").json == {}
+    assert c.get("/metrics").json["worker"]["predict"] == {"in_flight": 0, "limit": None, "served": 0,
+                                                           "refused_busy": 0}
     r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"image": "x"}}, {"id": 2, "data": {"image": "y"}}],
                                  "project": "7.1712345678", "label_config": CONFIG,
                                  "params": {"login": None, "password": None, "context": {"result": []}}})
@@ -67,6 +72,7 @@ def test_health_metrics_and_predict_contract():
     assert body["results"][0]["result"][0]["from_name"] == "label"
     assert EchoModel.seen[-1]["project"] == "7" and EchoModel.seen[-1]["context"] == {"result": []}
     assert EchoModel.seen[-1]["kwargs"] == {"login": None, "password": None}
+    assert c.get("/metrics").json["worker"]["predict"]["served"] == 1
 
 
 def test_plain_list_predictions_pass_through():
@@ -123,7 +129,74 @@ def test_cache_is_per_project_and_shared_between_processes(tmp_path):
     with pytest.raises(ValueError):
         a.set("k", 3)
     assert get_cache().path == tmp_path / "model-dir" / "cache.db"
-    assert a.model_version == "0.0.1" and a.bump_model_version() == "0.1.0"
+
+
+def test_model_version_is_semver_when_it_can_be():
+    m = LabelStudioMLBase(project_id="1", label_config=CONFIG)
+    assert isinstance(m.model_version, Version) and str(m.model_version) == "0.0.1"
+    assert str(m.model_version.bump_patch()) == "0.0.2"  # upstream model code does this
+    assert str(m.bump_model_version()) == "0.1.0" and m.get("model_version") == "0.1.0"
+    m.set("model_version", "signs-abc123-openai+owlv2")  # ours are not semver: kept as strings
+    assert m.model_version == "signs-abc123-openai+owlv2" and m.bump_model_version() == "signs-abc123-openai+owlv2.1"
+    r = init_app(ListModel).test_client().post("/predict", json={"tasks": [{"id": 1}], "project": "5.1"})
+    assert r.json["model_version"] == "0.0.1"  # JSON: the string
+
+
+class SubstringModel(LabelStudioMLBase):
+    """Written like upstream's text examples: the task text may be missing, or a file to read."""
+
+    def predict(self, tasks, context=None, **kwargs):
+        from_name, to_name, value = self.get_first_tag_occurence("Labels", "Text")
+        predictions = []
+        for task in tasks:
+            text = self.preload_task_data(task, task["data"].get(value))
+            if not text:
+                continue
+            start = text.lower().find("stop")
+            if start >= 0:
+                predictions.append({"result": [{"from_name": from_name, "to_name": to_name, "type": "labels",
+                                                "value": {"start": start, "end": start + 4, "labels": ["Sign"]}}]})
+        return predictions
+
+
+TEXT_CONFIG = ('<View><Text name="text" value="$text"/>'
+               '<Labels name="label" toName="text"><Label value="Sign"/></Labels></View>')
+
+
+def test_preload_task_data_keeps_none_and_missing_values(tmp_path):
+    m = SubstringModel(project_id="1", label_config=TEXT_CONFIG)
+    data = {"root": {"text": "plain", "null": None, "list": [None, 1, 2.5, False]}, "null": None}
+    task = {"id": 1, "data": data}
+    assert m.preload_task_data(task) == data  # was RecursionError on the first None
+    assert m.preload_task_data(task, None) is None  # a missing key stays missing, not task["data"]
+    assert task["data"] == data
+    c = init_app(SubstringModel).test_client()
+    r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"other": "x"}}], "project": "1.1",
+                                 "label_config": TEXT_CONFIG})
+    assert r.status_code == 200 and r.json["results"] == []  # was 500: 'dict' object has no attribute 'lower'
+
+
+def test_preload_task_data_reads_local_files_and_passes_url_by_name(tmp_path, monkeypatch):
+    local = tmp_path / "note.txt"
+    local.write_text("Big STOP sign")
+    m = SubstringModel(project_id="1", label_config=TEXT_CONFIG)
+    assert m.preload_task_data({"id": 3, "data": {"text": str(local)}}) == {"text": "Big STOP sign"}
+    assert m.preload_task_data({"id": 3}, str(local), read_file=False) == str(local)
+    calls = []
+
+    def fake_get_local_path(self, url, **kwargs):
+        calls.append((url, kwargs))
+        return str(local)
+
+    monkeypatch.setattr(SubstringModel, "get_local_path", fake_get_local_path)
+    task = {"id": 4, "data": {"a": "/data/upload/1/x.txt", "b": ["s3://bucket/y.txt"], "c": "just words"}}
+    assert m.preload_task_data(task) == {"a": "Big STOP sign", "b": ["Big STOP sign"], "c": "just words"}
+    # upstream models override get_local_path(url=..., task_id=...): the keywords must match
+    assert calls == [("/data/upload/1/x.txt", {"task_id": 4}), ("s3://bucket/y.txt", {"task_id": 4})]
+    c = init_app(SubstringModel).test_client()
+    r = c.post("/predict", json={"tasks": [{"id": 5, "data": {"text": str(local)}}], "project": "1.1",
+                                 "label_config": TEXT_CONFIG})
+    assert r.json["results"][0]["result"][0]["value"]["start"] == 4
 
 
 def test_build_label_map_semantics():
@@ -136,26 +209,193 @@ def test_build_label_map_semantics():
 @pytest.mark.parametrize("path,method,body,status", [
     ("/predict", "post", "not json", 400),
     ("/predict", "post", {"tasks": "nope"}, 400),
+    ("/predict", "post", {"tasks": [1, 2]}, 400),
+    ("/predict", "post", {"tasks": [], "params": ["login"]}, 400),
+    ("/predict", "post", {"tasks": [], "params": {"context": "box"}}, 400),
+    ("/predict", "post", {"tasks": [], "label_config": {"xml": 1}}, 400),
+    ("/predict", "post", {"tasks": [{"id": 1}], "label_config": "<View><Image"}, 422),
     ("/setup", "post", [1, 2], 400),
+    ("/setup", "post", {"project": "1.1", "schema": "not xml"}, 422),
+    ("/webhook", "post", {"action": "START_TRAINING", "project": {"id": 1, "label_config": "<View"}}, 422),
     ("/nope", "get", None, 404),
     ("/predict", "get", None, 405),
 ])
-def test_errors_are_json_with_a_reason(path, method, body, status):
+def test_errors_are_json_in_upstream_shape(path, method, body, status):
     c = init_app(EchoModel).test_client()
     kw = {"data": body} if isinstance(body, str) else ({"json": body} if body is not None else {})
     r = getattr(c, method)(path, **kw)
     assert r.status_code == status
-    assert r.is_json and r.json["reason"] and r.json["status"] == "error"
+    assert r.is_json and r.json["status"] == status and r.json["detail"]
+    if status == 422:
+        assert "labeling config is not valid" in r.json["detail"] and r.json["result"]["error"] == "LabelConfigError"
 
 
-def test_model_exception_is_json_without_traceback(caplog):
+def test_model_exception_is_500_without_traceback(caplog):
     c = init_app(BrokenModel).test_client()
     with caplog.at_level(logging.ERROR):
         r = c.post("/predict", json={"tasks": [{"id": 1}], "project": "1.1", "label_config": CONFIG})
     assert r.status_code == 500 and r.is_json
-    assert r.json["reason"] == "KeyError: 'weights/missing.bin'"
+    assert r.json == {"status": 500, "detail": "KeyError: 'weights/missing.bin'", "result": {"error": "KeyError"}}
     assert "Traceback" not in r.get_data(as_text=True)
     assert "Traceback" in caplog.text  # ... it is in the log
+
+
+class PickyModel(LabelStudioMLBase):
+    """Refuses extra params it cannot use and configs without a RectangleLabels, as a model class should."""
+
+    def setup(self):
+        flavour = self.extra_params.get("flavour", "plain")
+        if flavour not in ("plain", "spicy"):
+            raise ExtraParamsError(f"unknown flavour {flavour!r}")
+        self.set("model_version", "picky-" + flavour)
+
+    def predict(self, tasks, context=None, **kwargs):
+        try:
+            self.get_first_tag_occurence("RectangleLabels", "Image")
+        except ValueError:
+            raise LabelConfigError("no <RectangleLabels> on an <Image>") from None
+        return [{"result": []} for _ in tasks]
+
+
+def test_client_errors_of_the_model_are_4xx_with_the_reason():
+    c = init_app(PickyModel).test_client()
+    no_rect = '<View><Image name="i" value="$i"/><Choices name="c" toName="i"><Choice value="a"/></Choices></View>'
+    r = c.post("/predict", json={"tasks": [{"id": 1}], "project": "1.1", "label_config": no_rect})
+    assert r.status_code == 422 and r.json["detail"] == "no <RectangleLabels> on an <Image>"
+
+
+def test_extra_params_are_validated_before_they_are_stored():
+    c = init_app(PickyModel).test_client()
+    r = c.post("/setup", json={"project": "3.1", "schema": CONFIG, "extra_params": {"flavour": "spicy"}})
+    assert r.status_code == 200 and r.json == {"model_version": "picky-spicy"}  # setup() saw the new ones
+    for bad in ({"flavour": "sour"}, "{not json", [1, 2], '["a"]'):
+        r = c.post("/setup", json={"project": "3.1", "schema": CONFIG, "extra_params": bad})
+        assert r.status_code == 422 and r.json["result"]["error"] == "ExtraParamsError", bad
+        assert "flavour" in r.json["detail"] or "JSON" in r.json["detail"]
+    # nothing bad was stored: the project keeps working with its last good params
+    assert PickyModel(project_id="3").extra_params == {"flavour": "spicy"}
+    r = c.post("/predict", json={"tasks": [{"id": 1}], "project": "3.1", "label_config": CONFIG})
+    assert r.status_code == 200 and r.json["model_version"] == "picky-spicy"
+    # Label Studio sends its current extra params on every /setup: emptied there, emptied here
+    for empty in (None, "", {}):
+        c.post("/setup", json={"project": "3.1", "schema": CONFIG, "extra_params": {"flavour": "spicy"}})
+        r = c.post("/setup", json={"project": "3.1", "schema": CONFIG, "extra_params": empty})
+        assert r.json == {"model_version": "picky-plain"} and PickyModel(project_id="3").extra_params == {}
+    # ... and a /setup without the field leaves them alone
+    c.post("/setup", json={"project": "3.1", "schema": CONFIG, "extra_params": '{"flavour": "spicy"}'})
+    assert c.post("/setup", json={"project": "3.1", "schema": CONFIG}).json == {"model_version": "picky-spicy"}
+
+
+def test_upstream_module_level_app_and_a_single_task_dict():
+    from backends.base.api import _server
+    c = _server.test_client()
+    assert c.get("/health").json == {"model_class": "LabelStudioMLBase", "status": "UP"}
+    r = c.post("/predict", json={"tasks": {"id": 1}, "label_config": "<View></View>", "project": "1.1",
+                                 "params": {"context": {}}})
+    assert r.status_code == 200 and r.json["results"] == []
+    seen = []
+
+    class One(LabelStudioMLBase):
+        def predict(self, tasks, context=None, **kwargs):
+            seen.append(tasks)
+            return [{"result": []} for _ in tasks]
+
+    r = init_app(One).test_client().post("/predict", json={"tasks": {"id": 7, "data": {}}, "project": "1.1"})
+    assert r.status_code == 200 and seen == [[{"id": 7, "data": {}}]] and len(r.json["results"]) == 1
+
+
+def test_predict_fn_and_update_fn_register_plain_functions(monkeypatch):
+    monkeypatch.setattr(base_model, "_predict_fn", None)
+    monkeypatch.setattr(base_model, "_update_fn", None)
+    calls = []
+
+    @base_model.predict_fn
+    def predict(tasks, context, helper, **kwargs):
+        calls.append(("predict", helper.project_id, context, kwargs))
+        return [{"result": [], "score": 0.5} for _ in tasks]
+
+    @base_model.update_fn
+    def update(event, data, helper, **kwargs):
+        calls.append(("update", helper.project_id, event))
+        return {"updated": True}
+
+    c = init_app(LabelStudioMLBase).test_client()
+    r = c.post("/predict", json={"tasks": [{"id": 1}], "project": "4.1", "params": {"login": "x", "context": {"a": 1}}})
+    assert r.json["results"] == [{"result": [], "score": 0.5}]
+    r = c.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 4}})
+    assert r.status_code == 201 and r.json["result"] == {"updated": True}
+    assert calls == [("predict", "4", {"a": 1}, {"login": "x"}), ("update", "4", "ANNOTATION_CREATED")]
+
+
+class GatedModel(LabelStudioMLBase):
+    """predict waits for ``gate``; warm_up waits for ``warm``."""
+    gate = threading.Event()
+    warm = threading.Event()
+    started = threading.Semaphore(0)
+
+    def predict(self, tasks, context=None, **kwargs):
+        GatedModel.started.release()
+        assert GatedModel.gate.wait(30)
+        return [{"result": []} for _ in tasks]
+
+    @classmethod
+    def warm_up(cls):
+        assert cls.warm.wait(30)
+
+    @classmethod
+    def metrics(cls):
+        return {"index_lag": {"7": 3}}
+
+
+def test_predict_beyond_the_limit_is_503_and_health_stays_free(monkeypatch):
+    monkeypatch.delenv("PREDICT_MAX_REQUESTS", raising=False)
+    GatedModel.gate.clear()
+    app = init_app(GatedModel)
+    on_worker_start(app, threads=4, warm_up=False)  # 4 threads: 2 for /predict, 2 kept free
+    assert worker_of(app).predict_limit == 2
+    body = {"tasks": [{"id": 1}], "project": "1.1"}
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(app.test_client().post("/predict", json=body)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for _ in threads:
+        assert GatedModel.started.acquire(timeout=30)
+    c = app.test_client()
+    try:
+        r = c.post("/predict", json=body)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+        assert r.json["status"] == 503 and "busy" in r.json["detail"] and r.json["result"] == {"retry_after": 5}
+        assert c.get("/health").json["status"] == "UP"
+        metrics = c.get("/metrics").json
+        assert metrics["worker"]["predict"] == {"in_flight": 2, "limit": 2, "served": 0, "refused_busy": 1}
+        assert metrics["index_lag"] == {"7": 3}  # the model class's own entries
+        assert c.post("/setup", json={"project": "1.1", "schema": CONFIG}).status_code == 200
+    finally:
+        GatedModel.gate.set()
+        for t in threads:
+            t.join(30)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert c.post("/predict", json=body).status_code == 200  # slots are given back
+    monkeypatch.setenv("PREDICT_MAX_REQUESTS", "7")
+    on_worker_start(app, threads=4, warm_up=False)
+    assert worker_of(app).predict_limit == 7
+
+
+def test_health_says_loading_while_the_worker_warms_up():
+    GatedModel.warm.clear()
+    app = init_app(GatedModel)
+    c = app.test_client()
+    on_worker_start(app, threads=8)
+    try:
+        assert c.get("/health").json == {"status": "loading", "model_class": "GatedModel"}
+        assert c.get("/metrics").json["worker"]["loading"] is True
+        assert c.post("/setup", json={"project": "1.1", "schema": CONFIG}).status_code == 200
+    finally:
+        GatedModel.warm.set()
+    worker_of(app)._warm_up.join(30)
+    assert c.get("/health").json == {"status": "UP", "model_class": "GatedModel"}
+    assert c.get("/metrics").json["worker"]["warm_up_seconds"] is not None
 
 
 @pytest.mark.parametrize("auth,status", [(None, 401), (("u", "wrong"), 401), (("x", "p@ss"), 401),
@@ -168,7 +408,7 @@ def test_basic_auth_on(monkeypatch, auth, status):
         r = c.get(path, auth=auth)
         assert r.status_code == status
         if status == 401:
-            assert r.is_json and "basic auth" in r.json["reason"]
+            assert r.is_json and "basic auth" in r.json["detail"] and r.json["status"] == 401
             assert r.headers["WWW-Authenticate"].startswith("Basic")
     r = c.post("/predict", json={"tasks": [], "project": "1.1", "label_config": CONFIG}, auth=auth)
     assert r.status_code == status
@@ -197,6 +437,32 @@ def test_legacy_and_jwt_token_headers(monkeypatch):
     assert credentials.access_token() == "abc123legacy"  # legacy: used as is, no network
     assert credentials.auth_header("abc123legacy") == {"Authorization": "Token abc123legacy"}
     assert credentials.auth_header("eyJh.eyJ.sig")["Authorization"].startswith("Bearer ")
+
+
+def test_label_studio_client_is_shared_and_a_failure_falls_back_to_the_key(monkeypatch):
+    built = []
+
+    class FakeClient:
+        def __init__(self, base_url, api_key):
+            built.append((base_url, api_key))
+            if api_key == "expired":
+                raise RuntimeError("API key has expired")
+            self._client_wrapper = type("W", (), {"_tokens_client": type("T", (), {"api_key": "access-1"})()})()
+
+    monkeypatch.setattr(base_model, "LabelStudio", FakeClient)
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:8080/ls")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "eyJ-refresh")
+    a, b = LabelStudioMLBase(project_id="1"), LabelStudioMLBase(project_id="2")
+    assert a._get_label_studio_client() is a._get_label_studio_client() is b._get_label_studio_client()
+    assert a.get_label_studio_access_token() == "access-1"
+    # the key is passed (the SDK reads LABEL_STUDIO_API_KEY only when imported); the slash keeps a sub-path
+    assert built == [("http://127.0.0.1:8080/ls/", "eyJ-refresh")]
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "expired")
+    c = LabelStudioMLBase(project_id="3")
+    assert c.get_label_studio_access_token() == c.get_label_studio_access_token() == "expired"
+    assert built[1:] == [("http://127.0.0.1:8080/ls/", "expired")]  # tried once per model object
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY")
+    assert LabelStudioMLBase(project_id="4").get_label_studio_access_token() == "" and len(built) == 2
 
 
 def test_init_app_refuses_other_classes():

@@ -114,4 +114,4 @@ def test_label_studio_gets_predictions(label_studio, backend, project_yaml):
 
     # without the basic auth credentials the backend refuses, as JSON
     r = requests.post(f"{backend.url}/predict", json={"tasks": []}, timeout=10)
-    assert r.status_code == 401 and r.json()["reason"]
+    assert r.status_code == 401 and r.json()["detail"]

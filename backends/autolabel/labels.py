@@ -7,14 +7,11 @@ from typing import Optional
 
 from label_studio_sdk.label_interface import LabelInterface
 
+from backends.base.errors import LabelConfigError  # raised when the config has no place for the boxes (422)
 from backends.base.labels import build_label_map
 from pipeline.config import ProjectConfig
 
 log = logging.getLogger(__name__)
-
-
-class LabelConfigError(ValueError):
-    """The labeling config has no place for the pipeline's boxes."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from backends.base.errors import ExtraParamsError
 from pipeline.config import ConfigError
 
 
@@ -22,13 +23,16 @@ def resolve_project_path(extra_params: Optional[dict]) -> Path:
     name = extra.get("project_config") or extra.get("project")
     if name:
         if not isinstance(name, str):
-            raise ConfigError("extra params: 'project' / 'project_config' must be a string")
+            raise ExtraParamsError("extra params: 'project' / 'project_config' must be a string")
         base = projects_dir()
         candidate = (base / name).resolve()
         if candidate.suffix not in (".yaml", ".yml"):
             candidate = candidate.with_name(candidate.name + ".yaml")
         if base not in candidate.parents:
-            raise ConfigError(f"extra params: project {name!r} must name a YAML file inside PROJECTS_DIR ({base})")
+            raise ExtraParamsError(f"extra params: project {name!r} must name a YAML file inside PROJECTS_DIR "
+                                   f"({base})")
+        if not candidate.is_file():
+            raise ExtraParamsError(f"extra params: no project {name!r} in PROJECTS_DIR ({base})")
         return candidate
     env = os.getenv("PROJECT_CONFIG")
     if env:

@@ -1,8 +1,12 @@
 """``init_app(model_class)``: the Flask app Label Studio talks to (label-studio-ml 2.x routes).
 
-/setup, /predict, /webhook, /health (and /), /metrics. HTTP basic auth when BASIC_AUTH_USER and
-BASIC_AUTH_PASS are set. Every error is JSON with a ``reason``; tracebacks go to the log only.
-Request bodies and headers are never logged: /setup carries a Label Studio token."""
+/setup, /predict, /webhook, /health (and /), /metrics; ``_server`` is the app of the base class
+itself, as upstream. HTTP basic auth on every route when BASIC_AUTH_USER and BASIC_AUTH_PASS
+are set. Errors are JSON in upstream's shape, ``{"status": <code>, "detail": <reason>,
+"result": {...}}``: a ``ClientError`` (bad body, params, labeling config or extra params) is
+answered with its 4xx code, a full worker 503 with Retry-After, anything else 500 with its
+traceback in the log only. Request bodies and headers are never logged: /setup carries a
+Label Studio token."""
 from __future__ import annotations
 
 import hmac
@@ -13,21 +17,24 @@ import time
 from typing import Optional
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.exceptions import HTTPException
 
-from backends.base.cache import get_cache
-from backends.base.model import LabelStudioMLBase
+from backends.base.errors import ClientError, ExtraParamsError
+from backends.base.model import LabelStudioMLBase, extra_params_on_trial
 from backends.base.response import ModelResponse
+from backends.base.worker import Busy, Worker, predict_limit_for
 
 log = logging.getLogger(__name__)
 
+_WORKER = "label_factory.worker"
+_ABSENT = object()
 
-class RequestError(BadRequest):
-    """A request Label Studio (or a person with curl) got wrong; answered 400 with the reason."""
 
-
-def _error(status: int, reason: str, **extra) -> Response:
-    resp = jsonify({"status": "error", "code": status, "reason": reason, **extra})
+def _answer(status: int, detail: str, result: Optional[dict] = None) -> Response:
+    body = {"status": status, "detail": detail}
+    if result is not None:
+        body["result"] = result
+    resp = jsonify(body)
     resp.status_code = status
     return resp
 
@@ -35,7 +42,7 @@ def _error(status: int, reason: str, **extra) -> Response:
 def _body() -> dict:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise RequestError("request body must be a JSON object (Content-Type: application/json)")
+        raise ClientError("request body must be a JSON object (Content-Type: application/json)")
     return data
 
 
@@ -46,8 +53,75 @@ def _project_id(value) -> str:
     return str(value).split(".", 1)[0] if value not in (None, "") else ""
 
 
+def _label_config(value) -> Optional[str]:
+    if value is not None and not isinstance(value, str):
+        raise ClientError("the labeling config must be a string of XML")
+    return value
+
+
+def _tasks(data: dict) -> list:
+    tasks = data.get("tasks")
+    if isinstance(tasks, dict):  # one task sent on its own
+        return [tasks]
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+        raise ClientError("'tasks' must be a list of Label Studio tasks (JSON objects)")
+    return tasks
+
+
+def _predict_params(data: dict) -> tuple[dict, dict]:
+    """(context, the other params) from ``params``; both must be JSON objects."""
+    params = data.get("params")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ClientError(f"'params' must be a JSON object, got {type(params).__name__}")
+    params = dict(params)
+    context = params.pop("context", None) or {}
+    if not isinstance(context, dict):
+        raise ClientError(f"'params.context' must be a JSON object, got {type(context).__name__}")
+    return context, params
+
+
+def _extra_params(data: dict):
+    """The connection's extra params as a dict ({} when emptied), or _ABSENT when not sent.
+    Label Studio sends them as an object or as a JSON string."""
+    if "extra_params" not in data:
+        return _ABSENT
+    raw = data["extra_params"]
+    if isinstance(raw, str):
+        if not raw.strip():
+            return {}
+        try:
+            raw = json.loads(raw)
+        except ValueError as e:
+            raise ExtraParamsError(f"extra params are not valid JSON: {e}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ExtraParamsError(f"extra params must be a JSON object, got {type(raw).__name__}")
+    return raw
+
+
 def _same(a: Optional[str], b: str) -> bool:
     return hmac.compare_digest((a or "").encode(), b.encode())
+
+
+def worker_of(app: Flask) -> Worker:
+    return app.extensions[_WORKER]
+
+
+def on_worker_start(app: Flask, threads: Optional[int], warm_up: bool = True) -> None:
+    """A server process starts serving ``app`` with ``threads`` request threads: admit at most
+    ``predict_limit_for(threads)`` /predict at once, and warm the model class up in the background.
+    An app that ``init_app`` did not build is left alone."""
+    worker = getattr(app, "extensions", {}).get(_WORKER)
+    if worker is None:
+        return
+    worker.predict_limit = predict_limit_for(threads)
+    log.info("serving %s: at most %s /predict at once on %s threads", app.config["MODEL_CLASS"].__name__,
+             worker.predict_limit, threads)
+    if warm_up:
+        worker.start_warm_up(app.config["MODEL_CLASS"])
 
 
 def init_app(model_class, basic_auth_user: Optional[str] = None, basic_auth_pass: Optional[str] = None) -> Flask:
@@ -60,6 +134,7 @@ def init_app(model_class, basic_auth_user: Optional[str] = None, basic_auth_pass
     app = Flask(model_class.__module__)
     app.config["MODEL_CLASS"] = model_class
     app.json.sort_keys = False
+    worker = app.extensions[_WORKER] = Worker(predict_limit_for(None))
 
     @app.before_request
     def _check_auth():
@@ -70,31 +145,41 @@ def init_app(model_class, basic_auth_user: Optional[str] = None, basic_auth_pass
         # both compared (constant time) even when the user name is already wrong
         ok = _same(given[0], basic_auth[0]) & _same(given[1], basic_auth[1])
         if not ok or auth is None:
-            resp = _error(401, "authentication required: HTTP basic auth with BASIC_AUTH_USER / BASIC_AUTH_PASS")
+            resp = _answer(401, "authentication required: HTTP basic auth with BASIC_AUTH_USER / BASIC_AUTH_PASS")
             resp.headers["WWW-Authenticate"] = 'Basic realm="label-factory ML backend"'
             return resp
         return None
 
+    @app.errorhandler(ClientError)
+    def _client_error(e: ClientError):
+        log.warning("%s %s: %s %s: %s", request.method, request.path, e.status, type(e).__name__, e)
+        return _answer(e.status, str(e), {"error": type(e).__name__})
+
+    @app.errorhandler(Busy)
+    def _busy(e: Busy):
+        resp = _answer(503, str(e), {"retry_after": e.retry_after})
+        resp.headers["Retry-After"] = str(e.retry_after)
+        return resp
+
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException):
-        return _error(e.code or 500, e.description or e.name)
+        return _answer(e.code or 500, e.description or e.name)
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception):
         log.exception("%s %s failed", request.method, request.path)
-        return _error(500, f"{type(e).__name__}: {e}")
+        return _answer(500, f"{type(e).__name__}: {e}", {"error": type(e).__name__})
 
     @app.post("/predict")
     def predict():
         data = _body()
-        tasks = data.get("tasks")
-        if not isinstance(tasks, list):
-            raise RequestError("'tasks' must be a list of Label Studio tasks")
-        params = dict(data.get("params") or {})
-        context = params.pop("context", None) or {}
+        tasks = _tasks(data)
+        context, params = _predict_params(data)
+        label_config = _label_config(data.get("label_config"))
         t0 = time.perf_counter()
-        model = model_class(project_id=_project_id(data.get("project")), label_config=data.get("label_config"))
-        response = model.predict(tasks, context=context, **params)
+        with worker.predict_slot():
+            model = model_class(project_id=_project_id(data.get("project")), label_config=label_config)
+            response = model.predict(tasks, context=context, **params)
         body = {"results": [], "model_version": None}
         if isinstance(response, ModelResponse):
             if not response.has_model_version():
@@ -111,7 +196,8 @@ def init_app(model_class, basic_auth_user: Optional[str] = None, basic_auth_pass
             body["results"] = response.get("predictions", response.get("results", []))
         elif response is not None:
             body["results"] = list(response)
-        body["model_version"] = body["model_version"] or model.model_version
+        if not body["model_version"] and model.model_version:
+            body["model_version"] = str(model.model_version)
         log.info("predict: project=%s tasks=%d interactive=%s in %.2fs", model.project_id, len(tasks), bool(context),
                  time.perf_counter() - t0)
         return jsonify(body)
@@ -120,11 +206,15 @@ def init_app(model_class, basic_auth_user: Optional[str] = None, basic_auth_pass
     def setup():
         data = _body()
         project_id = _project_id(data.get("project"))
-        extra = data.get("extra_params")
-        if extra not in (None, "", {}):
-            # stored before the model is built, so setup() already sees this project's params
-            get_cache()[project_id, "extra_params"] = json.dumps(extra)
-        model = model_class(project_id=project_id, label_config=data.get("schema"))
+        label_config = _label_config(data.get("schema"))
+        extra = _extra_params(data)
+        if extra is _ABSENT:
+            model = model_class(project_id=project_id, label_config=label_config)
+        else:
+            # built with the new params first: params it cannot work with are refused, not stored
+            with extra_params_on_trial(extra):
+                model = model_class(project_id=project_id, label_config=label_config)
+            model.set_extra_params(extra)
         return jsonify({"model_version": model.get("model_version")})
 
     @app.post("/webhook")
@@ -135,18 +225,24 @@ def init_app(model_class, basic_auth_user: Optional[str] = None, basic_auth_pass
             return jsonify({"status": "Unknown event", "event": event}), 200
         project = data.get("project") or {}
         if not isinstance(project, dict) or "id" not in project:
-            raise RequestError("webhook payload needs project.id")
-        model = model_class(project_id=str(project["id"]), label_config=project.get("label_config"))
+            raise ClientError("webhook payload needs project.id")
+        model = model_class(project_id=str(project["id"]),
+                            label_config=_label_config(project.get("label_config")))
         result = model.fit(event, data)
         return jsonify({"result": result, "status": "ok"}), 201
 
     @app.get("/")
     @app.get("/health")
     def health():
-        return jsonify({"status": "UP", "model_class": model_class.__name__})
+        # Label Studio counts any 2xx JSON answer as connected: "loading" keeps it connected
+        return jsonify({"status": "loading" if worker.loading else "UP", "model_class": model_class.__name__})
 
     @app.get("/metrics")
     def metrics():
-        return jsonify({})
+        return jsonify({**model_class.metrics(), "worker": worker.metrics()})
 
     return app
+
+
+# upstream's module-level app (``from label_studio_ml.api import _server``), serving the base class
+_server = init_app(LabelStudioMLBase)

@@ -21,6 +21,42 @@ def label_studio_api_key() -> str:
     return os.getenv("LABEL_STUDIO_API_KEY") or os.getenv("LABEL_STUDIO_ACCESS_TOKEN") or ""
 
 
+def client(base_url: Optional[str] = None, api_key: Optional[str] = None, factory=None):
+    """The process-wide SDK client for (URL, key); ``factory`` builds it (default ``LabelStudio``).
+
+    Built once per (URL, key) and kept: it holds the personal access token's current access
+    token and refreshes it. Raises ``PermissionError`` (reason, never the token) when it cannot
+    be built, e.g. an expired personal access token."""
+    base_url = (base_url or label_studio_url()).rstrip("/")
+    api_key = api_key or label_studio_api_key()
+    if not base_url or not api_key:
+        raise PermissionError("set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to reach Label Studio")
+    if factory is None:
+        from label_studio_sdk import LabelStudio as factory
+    key = (base_url, api_key, factory)
+    with _lock:
+        found = _clients.get(key)
+        if found is None:
+            # the trailing slash keeps a Label Studio under a sub-path: the SDK joins the
+            # token refresh URL to it; the key is passed because the SDK reads
+            # LABEL_STUDIO_API_KEY only once, when it is imported
+            try:
+                found = factory(base_url=base_url + "/", api_key=api_key)
+            except Exception as e:  # an expired PAT is refused already here
+                raise PermissionError(f"LABEL_STUDIO_API_KEY is not usable: {_reason(e)}") from None
+            _clients[key] = found
+    return found
+
+
+def client_token(sdk_client, base_url: str = "") -> str:
+    """The token ``sdk_client`` sends now: the legacy token, or a fresh access token for a PAT."""
+    try:
+        return sdk_client._client_wrapper._tokens_client.api_key
+    except Exception as e:
+        raise PermissionError(f"cannot exchange the personal access token at {base_url}/api/token/refresh/: "
+                              f"{_reason(e)}") from None
+
+
 def access_token(base_url: Optional[str] = None, api_key: Optional[str] = None) -> str:
     """A token to send to Label Studio now: the legacy token, or a fresh access token for a PAT."""
     base_url = (base_url or label_studio_url()).rstrip("/")
@@ -29,21 +65,7 @@ def access_token(base_url: Optional[str] = None, api_key: Optional[str] = None) 
         return ""
     if not base_url:
         return api_key
-    key = (base_url, api_key)
-    with _lock:
-        client = _clients.get(key)
-        if client is None:
-            from label_studio_sdk import LabelStudio
-            try:
-                client = LabelStudio(base_url=base_url + "/", api_key=api_key)
-            except Exception as e:  # an expired PAT is refused already here
-                raise PermissionError(f"LABEL_STUDIO_API_KEY is not usable: {_reason(e)}") from None
-            _clients[key] = client
-    try:
-        return client._client_wrapper._tokens_client.api_key
-    except Exception as e:
-        raise PermissionError(f"cannot exchange the personal access token at {base_url}/api/token/refresh/: "
-                              f"{_reason(e)}") from None
+    return client_token(client(base_url, api_key), base_url)
 
 
 def is_jwt(token: str) -> bool:

@@ -2,21 +2,30 @@
 
 A model object is created per request with the project id and labeling config; state that
 must outlive the request (model_version, label config, extra params) lives in the per-project
-cache (``get``/``set``/``has``), heavy objects belong in module-level singletons."""
+cache (``get``/``set``/``has``), heavy objects belong in module-level singletons. Classmethod
+hooks the app calls without a request: ``warm_up`` (load weights when a worker starts) and
+``metrics`` (added to /metrics). ``predict_fn`` / ``update_fn`` register plain functions as
+``predict`` / ``fit`` of the base class itself."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
-import re
-from typing import Callable, Dict, List, Optional, Tuple, Union
+import os
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
+from label_studio_sdk import LabelStudio
 from label_studio_sdk._extensions.label_studio_tools.core.label_config import parse_config
 from label_studio_sdk._extensions.label_studio_tools.core.utils.io import get_local_path as _sdk_get_local_path
 from label_studio_sdk.label_interface import LabelInterface
+from semver import Version
 
 from backends.base import credentials
 from backends.base.cache import get_cache
+from backends.base.errors import LabelConfigError
 from backends.base.response import ModelResponse
+from backends.base.utils import is_preload_needed, needs_download
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +35,46 @@ log = logging.getLogger(__name__)
 # webhook it creates for a connected ML backend sends every action, so both reach /webhook -> fit().
 TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED",
                 "ANNOTATIONS_DELETED", "START_TRAINING")
-_PRELOAD_PREFIXES = ("http://", "https://", "/data/", "data/", "upload/", "/upload/", "/storage-data/", "s3:", "gs:",
-                     "azure-blob:")
+_OMITTED = object()  # preload_task_data(task) without a value: preload task["data"]
+
+_predict_fn: Optional[Callable] = None
+_update_fn: Optional[Callable] = None
+# extra params /setup is validating: the model sees them before they are stored
+_pending_extra_params: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("pending_extra_params",
+                                                                                       default=None)
+
+
+def predict_fn(f: Callable) -> Callable:
+    """Register ``f(tasks, context, helper=<model>, **params)`` as ``LabelStudioMLBase.predict``."""
+    global _predict_fn
+    _predict_fn = f
+    log.info("predict function %r registered", f.__name__)
+    return f
+
+
+def update_fn(f: Callable) -> Callable:
+    """Register ``f(event, data, helper=<model>, **params)`` as ``LabelStudioMLBase.fit``."""
+    global _update_fn
+    _update_fn = f
+    log.info("update function %r registered", f.__name__)
+    return f
+
+
+@contextlib.contextmanager
+def extra_params_on_trial(extra_params: dict) -> Iterator[None]:
+    """Models built inside see ``extra_params`` as theirs, before anything is stored (/setup
+    builds the model with the new params and stores them only if that worked)."""
+    token = _pending_extra_params.set(extra_params)
+    try:
+        yield
+    finally:
+        _pending_extra_params.reset(token)
 
 
 class LabelStudioMLBase:
     INITIAL_MODEL_VERSION = "0.0.1"
     TRAIN_EVENTS = TRAIN_EVENTS
+    _label_studio_client = None  # None: not built yet; False: could not be built (see the log)
 
     def __init__(self, project_id: Optional[str] = None, label_config: Optional[str] = None):
         self.project_id = str(project_id or "")
@@ -47,11 +89,24 @@ class LabelStudioMLBase:
 
     def setup(self):
         """Override: per-request set-up, e.g. ``self.set("model_version", ...)``. Must be fast
-        (Label Studio gives /setup 3 s): load weights once per process, not here."""
+        (Label Studio gives /setup 3 s): load weights once per process, not here. Raise
+        ``ExtraParamsError`` / ``LabelConfigError`` when the project's settings cannot work."""
+
+    @classmethod
+    def warm_up(cls) -> None:
+        """Override: load weights when a worker starts (in a thread; /health says "loading" meanwhile)."""
+
+    @classmethod
+    def metrics(cls) -> dict:
+        """Override: entries for /metrics (JSON, this worker process); must be fast and never raise."""
+        return {}
 
     # -- labeling config --------------------------------------------------------------
     def use_label_config(self, label_config: str) -> None:
-        self.label_interface = LabelInterface(config=label_config)
+        try:
+            self.label_interface = LabelInterface(config=label_config)
+        except Exception as e:  # the SDK raises its XML syntax errors, not ValueError
+            raise LabelConfigError(f"the labeling config is not valid: {type(e).__name__}: {e}") from None
         if self.get("label_config") != label_config:
             self.set("label_config", label_config)
             self.set("parsed_label_config", json.dumps(parse_config(label_config)))
@@ -94,6 +149,9 @@ class LabelStudioMLBase:
 
     @property
     def extra_params(self) -> dict:
+        pending = _pending_extra_params.get()
+        if pending is not None:
+            return pending
         raw = self.get("extra_params")
         if not raw:
             return {}
@@ -110,20 +168,29 @@ class LabelStudioMLBase:
 
     # -- versions ---------------------------------------------------------------------
     @property
-    def model_version(self) -> Optional[str]:
-        return self.get("model_version")
+    def model_version(self) -> Union[Version, str, None]:
+        """A ``semver.Version`` when the stored version is one (``.bump_patch()`` etc.), else the string."""
+        mv = self.get("model_version")
+        if not mv:
+            return None
+        try:
+            return Version.parse(mv)
+        except ValueError:
+            return mv
 
-    def bump_model_version(self) -> str:
-        mv = self.model_version or self.INITIAL_MODEL_VERSION
-        m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", mv)
-        new = f"{m[1]}.{int(m[2]) + 1}.0" if m else f"{mv}.1"
-        self.set("model_version", new)
+    def bump_model_version(self) -> Union[Version, str]:
+        """Next minor version (``0.0.1`` -> ``0.1.0``); a version that is not semver gets ``.1`` appended."""
+        mv = self.model_version or Version.parse(self.INITIAL_MODEL_VERSION)
+        new = mv.bump_minor() if isinstance(mv, Version) else f"{mv}.1"
+        self.set("model_version", str(new))
         return new
 
     # -- predict / train --------------------------------------------------------------
     def predict(self, tasks: List[Dict], context: Optional[Dict] = None,
                 **kwargs) -> Union[List[Dict], ModelResponse, None]:
         """Override: predictions for ``tasks`` (one entry per task, in order)."""
+        if _predict_fn is not None:
+            return _predict_fn(tasks, context, helper=self, **kwargs)
         return None
 
     def process_event(self, event, data, job_id=None, additional_params=None):
@@ -132,33 +199,55 @@ class LabelStudioMLBase:
 
     def fit(self, event, data, **kwargs):
         """Override: update the model on an annotation event or START_TRAINING."""
+        if _update_fn is not None:
+            return _update_fn(event, data, helper=self, **kwargs)
         return None
 
     # -- data access --------------------------------------------------------------------
+    def _get_label_studio_client(self):
+        """The SDK client for LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (shared by the process), or
+        False when it cannot be built (logged once per model object, which then uses the key as is)."""
+        if self._label_studio_client is None:
+            try:
+                self._label_studio_client = credentials.client(factory=LabelStudio)
+            except Exception as e:  # noqa: BLE001 - credentials.client says why, never with the token
+                log.warning("no Label Studio SDK client for %r: %s", credentials.label_studio_url(), e)
+                self._label_studio_client = False
+        return self._label_studio_client
+
     def get_label_studio_access_token(self) -> str:
         """Legacy token as is, or a current access token exchanged for the personal access token."""
-        return credentials.access_token()
+        client = self._get_label_studio_client() if credentials.label_studio_api_key() else False
+        if client:
+            return credentials.client_token(client, credentials.label_studio_url())
+        return credentials.label_studio_api_key()
 
     def get_local_path(self, url, project_dir=None, ls_host=None, ls_access_token=None, task_id=None, *args,
                        **kwargs) -> str:
-        """Download (or find) the file behind a task URL via the SDK, with the Label Studio token."""
+        """The file behind a task URL: downloaded (cached) by the SDK with the Label Studio token, or
+        the path itself when it is a file on this machine."""
+        if not needs_download(url) and os.path.isfile(url):
+            return url
         if ls_access_token is None:
             ls_access_token = self.get_label_studio_access_token()
         hostname = ls_host or credentials.label_studio_url()
         return _sdk_get_local_path(url, *args, project_dir=project_dir, hostname=hostname,
                                    access_token=ls_access_token, task_id=task_id, **kwargs)
 
-    def preload_task_data(self, task: Dict, value=None, read_file: bool = True):
-        """Replace URL-like values in ``value`` (default: ``task['data']``) by file contents (or paths)."""
-        value = task.get("data") if value is None else value
+    def preload_task_data(self, task: Dict, value=_OMITTED, read_file: bool = True):
+        """``value`` (default ``task['data']``) with each string that names a file (see
+        ``utils.is_preload_needed``) replaced by the file's text (``read_file``) or local path.
+        Dicts and lists are walked; other values (``None`` too) come back as they are."""
+        if value is _OMITTED:
+            value = task.get("data")
         if isinstance(value, dict):
             return {k: self.preload_task_data(task, v, read_file) for k, v in value.items()}
         if isinstance(value, list):
             return [self.preload_task_data(task, v, read_file) for v in value]
-        if isinstance(value, str) and value.startswith(_PRELOAD_PREFIXES):
-            path = self.get_local_path(value, task_id=task.get("id"))
+        if isinstance(value, str) and is_preload_needed(value):
+            path = self.get_local_path(url=value, task_id=task.get("id"))
             if not read_file:
                 return path
-            with open(path) as f:
+            with open(path, "r") as f:
                 return f.read()
         return value
