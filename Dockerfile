@@ -39,7 +39,8 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.14.1 torchvision==0.29
 RUN useradd --create-home --uid 1000 app && mkdir -p /data/models /data/hf && chown -R app /data
 USER 1000
 EXPOSE 9090
+# with basic auth on, /health needs the credentials too (as in docker-compose.yml)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["curl", "-fsS", "http://127.0.0.1:9090/health"]
+    CMD ["sh", "-c", "curl -fsS -o /dev/null -u \"${BASIC_AUTH_USER}:${BASIC_AUTH_PASS}\" http://127.0.0.1:${PORT}/health"]
 # gunicorn with backends/gunicorn_conf.py: PORT, WORKERS, THREADS, LOG_LEVEL from the environment
 CMD ["python", "-m", "backends._wsgi"]

@@ -1,19 +1,28 @@
 """The deployment files are checked by their own tools (no Docker engine runs in CI)."""
+import json
+import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import yaml
+from werkzeug.serving import make_server
+
+from backends.base import LabelStudioMLBase, init_app
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+INSTALLED_BY = {"docker-compose": ".ci/run installs it with apt", "hadolint": "scripts/setup.sh installs it"}
 
 
 def _tool(name):
     path = shutil.which(name) or (Path(sys.executable).parent / name)
     if not Path(path).exists():
-        pytest.skip(f"{name} not installed (scripts/setup.sh installs it)")
+        pytest.skip(f"{name} not installed ({INSTALLED_BY[name]})")
     return str(path)
 
 
@@ -34,3 +43,38 @@ def test_compose_file_is_valid():
 def test_dockerfile_lints_clean():
     out = subprocess.run([_tool("hadolint"), "Dockerfile"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _compose_healthcheck() -> str:
+    test = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["ml-backend"]["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    return test[1].replace("$$", "$")  # compose's escape for a $ the container's shell expands
+
+
+def _dockerfile_healthcheck() -> str:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    args = json.loads(re.search(r"^HEALTHCHECK .*?CMD (\[.*\])$", text, re.M).group(1))
+    assert args[:2] == ["sh", "-c"]
+    return args[2]
+
+
+@pytest.mark.parametrize("command", [_compose_healthcheck, _dockerfile_healthcheck])
+@pytest.mark.parametrize("auth", [("lf-backend", "p@ss w:rd"), None])
+def test_backend_healthcheck_passes_with_and_without_basic_auth(command, auth):
+    if not shutil.which("curl"):
+        pytest.skip("curl not installed (.ci/run installs it)")
+    app = init_app(LabelStudioMLBase, *(auth or (None, None)))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    user, password = auth or ("", "")
+    env = {"PATH": "/usr/bin:/bin", "PORT": str(server.server_port), "BASIC_AUTH_USER": user,
+           "BASIC_AUTH_PASS": password}
+    try:
+        ok = subprocess.run(["sh", "-c", command()], env=env, capture_output=True, text=True, timeout=30)
+        assert ok.returncode == 0, ok.stderr
+        if auth:  # ... and it really checks: wrong credentials fail it
+            bad = subprocess.run(["sh", "-c", command()], env={**env, "BASIC_AUTH_PASS": "wrong"},
+                                 capture_output=True, text=True, timeout=30)
+            assert bad.returncode != 0 and "401" in bad.stderr
+    finally:
+        server.shutdown()
