@@ -17,7 +17,7 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HOME=/data/hf \
     PORT=9090 \
     WORKERS=1 \
-    THREADS=4 \
+    THREADS=8 \
     LOG_LEVEL=INFO \
     PROJECT_CONFIG=/app/projects/stop-signs.yaml
 
