@@ -1,26 +1,58 @@
-"""Task image URL -> PIL image, fetched through the SDK with the Label Studio token, never from
-a host that is not Label Studio's own or in ALLOWED_IMAGE_HOSTS (no SSRF into the backend's network).
+"""Task image URL -> PIL image, downloaded only from Label Studio's media paths or explicitly allowed
+hosts, with memory bounded by ``MAX_IMAGE_BYTES`` and time bounded by ``IMAGE_FETCH_TIMEOUT``.
 
-What is resolved: uploaded files (``/data/upload/...``), local storage (``/data/local-files/?d=``),
-cloud storage URIs (``s3://``, ``gs://``, ``azure-blob://`` via Label Studio's presign endpoint,
-whose redirect to the bucket is followed because Label Studio issued it) and plain http(s) URLs.
-Every request, redirects included, passes the host check; sizes and times are capped."""
+What is resolved: uploaded files (``/data/upload/...``, fetched there directly; only a 404 tries
+Label Studio's storage proxy ``/storage-data/uploaded/?filepath=`` used when its default storage is
+a bucket), local storage (``/data/local-files/?d=``, always through Label Studio, which checks
+access), cloud storage URIs (``s3://``, ``gs://``, ``azure-blob://`` via ``/tasks/<id>/presign/``,
+whose redirect to the bucket is followed because Label Studio issued it), already resolved
+``/tasks|projects/<id>/resolve|presign/`` URLs, and plain http(s) URLs.
+
+Guards, on every request including each redirect hop:
+
+* host: Label Studio's own or one in ``ALLOWED_IMAGE_HOSTS`` (or the target of a redirect Label
+  Studio issued); anything else is refused before a byte is sent (no SSRF into the backend's network);
+* on Label Studio's host only media paths are requested, and the backend's token goes only there:
+  the path is percent-decoded until stable, any ``.``/``..`` segment, backslash or NUL is refused,
+  so ``/data/upload/1/../../api/...`` (or ``%2e%2e``) never reaches Label Studio's API;
+* size: the body is streamed and reading stops at ``MAX_IMAGE_BYTES`` whatever Content-Length says
+  (or does not say), so memory stays bounded by the cap;
+* time: ``IMAGE_FETCH_TIMEOUT`` is a total deadline per image (connect, headers, body, redirects),
+  cut to the request's deadline (``pipeline.deadline``) when that ends sooner; a watchdog shuts the
+  socket when it expires, so a server dripping one byte at a time cannot hold the thread longer.
+
+Not here: decoding (``pipeline.images.open_image``) and which model runs on the image."""
 from __future__ import annotations
 
+import base64
+import contextvars
 import os
-import shutil
-import tempfile
+import re
+import socket
+import threading
+import time
 from typing import Iterable, Optional
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 import requests
+import urllib3
 from PIL import Image
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from backends.base import credentials
+from pipeline import deadline
 from pipeline.images import ImageLoadError, open_image
 
-LS_RELATIVE_PREFIXES = ("/data/", "data/", "upload/", "/upload/", "/storage-data/")
+LS_RELATIVE_PREFIXES = ("/data/", "data/", "upload/", "/upload/", "/storage-data/", "storage-data/",
+                        "/tasks/", "/projects/")
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
+MAX_REDIRECTS = 5
+CHUNK = 64 * 1024
+# Label Studio paths that serve media; everything else on its host (the API above all) is refused
+MEDIA_PATH = re.compile(r"^/(?:data/upload/[^/].*|data/local-files/?|storage-data/uploaded/?"
+                        r"|(?:tasks|projects)/\d+/(?:presign|resolve)/?)$")
+_PATH_PARAMS = ("d", "filepath")  # query parameters that name a file under a root
 _SECRET_QUERY_HINTS = ("signature", "token", "sig=", "key=", "credential")
 
 
@@ -29,7 +61,7 @@ class ImageFetchError(RuntimeError):
 
 
 class ImageRefused(ImageFetchError):
-    """The URL points at a host the backend may not fetch from."""
+    """The URL points at a host (or a Label Studio path) the backend may not fetch from."""
 
 
 def display_url(url: str) -> str:
@@ -42,6 +74,13 @@ def display_url(url: str) -> str:
 def _int_env(name: str, default: int) -> int:
     try:
         return int(os.getenv(name, default))
+    except ValueError:
+        return default
+
+
+def _float_env(name: str, default: float) -> float:
+    try:
+        return float(os.getenv(name, default))
     except ValueError:
         return default
 
@@ -65,18 +104,18 @@ class HostPolicy:
         entry = entry.strip()
         if "://" not in entry:
             entry = "//" + entry
-        p = urlparse(entry)
+        p = urlsplit(entry)
         port = p.port
         if port is None and p.scheme:
             port = {"http": 80, "https": 443}.get(p.scheme)
         host = (p.hostname or "").lower()
-        if entry.startswith("//."):  # ".example.com": urlparse drops nothing, hostname keeps the dot
+        if entry.startswith("//."):  # ".example.com": the hostname keeps the dot
             host = "." + host.lstrip(".")
         return host, port
 
     @staticmethod
     def _host_port(url: str) -> tuple[str, Optional[int]]:
-        p = urlparse(url)
+        p = urlsplit(url)
         return (p.hostname or "").lower(), p.port or {"http": 80, "https": 443}.get(p.scheme)
 
     @staticmethod
@@ -92,57 +131,285 @@ class HostPolicy:
         return self.label_studio is not None and self._match(self.label_studio, *self._host_port(url))
 
     def allows(self, url: str) -> bool:
-        if urlparse(url).scheme not in ("http", "https"):
+        if urlsplit(url).scheme not in ("http", "https"):
             return False
         host, port = self._host_port(url)
         return self.is_label_studio(url) or any(self._match(e, host, port) for e in self.entries)
 
 
-class GuardedSession(requests.Session):
-    """A requests session that checks every request's host (redirect hops too), adds a timeout
-    and refuses bodies over ``max_bytes`` (announced by Content-Length)."""
+# -- Label Studio media paths ---------------------------------------------------------------------
+def _decoded(text: str) -> Optional[str]:
+    """``text`` percent-decoded until it stops changing (None: still changing after 4 rounds)."""
+    for _ in range(4):
+        nxt = unquote(text)
+        if nxt == text:
+            return text
+        text = nxt
+    return None
 
-    def __init__(self, policy: HostPolicy, timeout: float, max_bytes: int):
-        super().__init__()
-        self.policy, self.timeout, self.max_bytes = policy, timeout, max_bytes
-        self.trust_env = False  # no proxies / netrc credentials from the environment
-        self._redirect_from_ls = False
 
-    def rebuild_auth(self, prepared_request, response):
-        super().rebuild_auth(prepared_request, response)  # drops Authorization when the host changes
-        self._redirect_from_ls = self.policy.is_label_studio(response.url)
+def _traversal(text: str) -> bool:
+    decoded = _decoded(text)
+    if decoded is None or "\\" in decoded or "\x00" in decoded:
+        return True
+    return any(seg in (".", "..") for seg in decoded.split("/"))
 
-    def send(self, request, **kwargs):
-        from_ls, self._redirect_from_ls = self._redirect_from_ls, False
-        scheme_ok = urlparse(request.url).scheme in ("http", "https")
-        if not scheme_ok or not (self.policy.allows(request.url) or from_ls):
-            raise ImageRefused(f"{display_url(request.url)}: host is not Label Studio's and not in "
-                               "ALLOWED_IMAGE_HOSTS; refusing to fetch it")
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
-        resp = super().send(request, **kwargs)
-        size = resp.headers.get("Content-Length")
-        if size and size.isdigit() and int(size) > self.max_bytes:
-            resp.close()
-            raise ImageFetchError(f"{display_url(request.url)}: {size} bytes exceeds MAX_IMAGE_BYTES={self.max_bytes}")
-        return resp
+
+def media_path_problem(url: str) -> Optional[str]:
+    """Why ``url`` (on Label Studio's host) is not a media path, or None when it is one."""
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    if _traversal(path) or "//" in (_decoded(path) or "//"):
+        return "path has '.' or '..' segments (percent-encoded or not), backslashes or empty segments"
+    if not MEDIA_PATH.match(_decoded(path)):
+        return "not a Label Studio media path (/data/upload/, /data/local-files/, /storage-data/uploaded/, " \
+               "/tasks/<id>/presign/)"
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _PATH_PARAMS and (_traversal(value) or value.startswith("/")):
+            return f"query parameter {key!r} leaves its root"
+    return None
+
+
+def _relative_to_label_studio(url: str) -> str:
+    """A Label Studio relative media URL with its canonical leading path (``upload/x`` -> ``/data/upload/x``)."""
+    path = url if url.startswith("/") else "/" + url
+    if path.startswith("/upload/"):
+        path = "/data" + path
+    return path
+
+
+def locate(url: str, task_id, ls_url: str) -> list[str]:
+    """Absolute URLs to try for a task URL, in order (several only for uploads: see the module doc)."""
+    p = urlsplit(url)
+    if p.scheme in ("http", "https"):
+        return [url]
+    if p.scheme in CLOUD_SCHEMES:
+        try:
+            tid = int(task_id)
+        except (TypeError, ValueError):
+            raise ImageFetchError(f"{display_url(url)}: a cloud storage URI needs the task id to be presigned "
+                                  "by Label Studio") from None
+        return [f"{ls_url}/tasks/{tid}/presign/?fileuri={base64.urlsafe_b64encode(url.encode()).decode()}"]
+    path = _relative_to_label_studio(url)
+    if path.startswith("/data/upload/"):
+        proxy = "/storage-data/uploaded/?filepath=" + path[len("/data/"):]
+        return [ls_url + path, ls_url + proxy]
+    return [ls_url + path]
 
 
 def check_url(url, policy: HostPolicy) -> None:
     """Refuse what would never be fetched, before any network traffic."""
     if not isinstance(url, str) or not url.strip():
         raise ImageFetchError("task has no image URL")
-    p = urlparse(url)
+    p = urlsplit(url)
     if p.scheme in ("http", "https"):
         if not policy.allows(url):
             raise ImageRefused(f"{display_url(url)}: host {p.hostname!r} is not Label Studio's and not in "
                                "ALLOWED_IMAGE_HOSTS; refusing to fetch it")
-    elif p.scheme in CLOUD_SCHEMES or url.startswith(LS_RELATIVE_PREFIXES):
+        if policy.is_label_studio(url):
+            _check_media(url)
+    elif p.scheme in CLOUD_SCHEMES or (not p.scheme and not url.startswith("//")
+                                       and url.startswith(LS_RELATIVE_PREFIXES)):
         if policy.label_studio is None:
             raise ImageFetchError(f"{display_url(url)}: is served by Label Studio, but LABEL_STUDIO_URL is not set")
+        if not p.scheme:
+            _check_media("http://label-studio" + _relative_to_label_studio(url))
     else:
         raise ImageRefused(f"{display_url(url)}: unsupported image URL (expected http(s), a Label Studio "
                            "upload/local-files path or s3/gs/azure-blob)")
+
+
+def _check_media(url: str) -> None:
+    problem = media_path_problem(url)
+    if problem:
+        raise ImageRefused(f"{display_url(url)}: on Label Studio's host only media is fetched: {problem}; "
+                           "refusing to fetch it")
+
+
+# -- the time limit: a watchdog that shuts the sockets of one download -----------------------------
+class _Watchdog:
+    """Shuts every socket the download opened once its time is up (wakes a read blocked on a drip)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.fired = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self.fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_Watchdog":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.append(sock)
+            if self.fired:
+                _shut(sock)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for sock in self._socks:
+                _shut(sock)
+
+
+def _shut(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+_watchdog: contextvars.ContextVar[Optional[_Watchdog]] = contextvars.ContextVar("lf_image_watchdog", default=None)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def connect(self):
+        super().connect()
+        dog = _watchdog.get()
+        if dog is not None:
+            dog.watch(self.sock)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self):
+        super().connect()
+        dog = _watchdog.get()
+        if dog is not None:
+            dog.watch(self.sock)
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+# -- the download ------------------------------------------------------------------------------------
+class Download:
+    """One image's bytes: every hop checked, the body streamed up to ``max_bytes``, all within ``seconds``."""
+
+    def __init__(self, policy: HostPolicy, token: str, max_bytes: int, seconds: float, limit_name: str):
+        self.policy, self.token, self.max_bytes = policy, token, max_bytes
+        self.seconds, self.limit_name = seconds, limit_name
+        self.bytes_read = 0
+        self.session = requests.Session()
+        self.session.trust_env = False  # no proxies / netrc credentials from the environment
+        self.session.verify = os.getenv("VERIFY_SSL", "true").lower() not in ("0", "false", "no")
+        adapter = _WatchedAdapter(max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def fetch(self, candidates: list[str], original: str) -> bytes:
+        """The first candidate that is not a 404 (errors name the first candidate's answer)."""
+        dog = _Watchdog(self.seconds)
+        token = _watchdog.set(dog)
+        t0 = time.monotonic()
+        first_error = None
+        try:
+            with dog:
+                for url in candidates:
+                    try:
+                        return self._get(url, dog)
+                    except requests.HTTPError as e:
+                        first_error = first_error or e
+                        if e.response is None or e.response.status_code != 404:
+                            break
+            raise first_error
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
+            if dog.fired:
+                raise self._too_slow(original, t0) from None
+            if isinstance(e, requests.HTTPError) and e.response is not None:
+                where = display_url(e.response.url or "?")
+                raise ImageFetchError(f"{display_url(original)}: HTTP {e.response.status_code} from {where}") from None
+            raise ImageFetchError(f"{display_url(original)}: {type(e).__name__}: cannot download") from None
+        finally:
+            _watchdog.reset(token)
+            self.session.close()
+
+    def _too_slow(self, url: str, t0: float) -> ImageFetchError:
+        return ImageFetchError(f"{display_url(url)}: not downloaded within {self.limit_name} "
+                               f"({self.bytes_read} bytes in {time.monotonic() - t0:.1f} s)")
+
+    def _get(self, url: str, dog: _Watchdog) -> bytes:
+        issued_by_ls = False
+        for _ in range(MAX_REDIRECTS + 1):
+            self._check_hop(url, issued_by_ls)
+            headers = {"Accept-Encoding": "identity"}
+            if self.policy.is_label_studio(url):
+                headers.update(credentials.auth_header(self.token))
+            timeout = max(0.01, self.seconds)
+            resp = self.session.get(url, headers=headers, stream=True, allow_redirects=False,
+                                    timeout=(timeout, timeout))
+            try:
+                if resp.is_redirect and resp.headers.get("Location"):
+                    issued_by_ls = self.policy.is_label_studio(url)
+                    url = urljoin(url, resp.headers["Location"])
+                    continue
+                resp.raise_for_status()
+                return self._body(resp, url, dog)
+            finally:
+                resp.close()
+        raise ImageFetchError(f"{display_url(url)}: more than {MAX_REDIRECTS} redirects")
+
+    def _check_hop(self, url: str, issued_by_ls: bool) -> None:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ImageRefused(f"{display_url(url)}: not http(s); refusing to fetch it")
+        if self.policy.is_label_studio(url):
+            _check_media(url)
+        elif not (issued_by_ls or self.policy.allows(url)):
+            raise ImageRefused(f"{display_url(url)}: host is not Label Studio's and not in "
+                               "ALLOWED_IMAGE_HOSTS; refusing to fetch it")
+
+    def _body(self, resp: requests.Response, url: str, dog: _Watchdog) -> bytes:
+        size = resp.headers.get("Content-Length")
+        if size and size.isdigit() and int(size) > self.max_bytes:
+            raise ImageFetchError(f"{display_url(url)}: {size} bytes exceeds MAX_IMAGE_BYTES={self.max_bytes}")
+        buf = bytearray()
+        for chunk in resp.iter_content(CHUNK):
+            buf += chunk
+            self.bytes_read += len(chunk)
+            if len(buf) > self.max_bytes:
+                raise ImageFetchError(f"{display_url(url)}: more than MAX_IMAGE_BYTES={self.max_bytes} bytes; "
+                                      "stopped reading")
+        if dog.fired:  # the watchdog ended a body without a length: what was read is not the image
+            raise requests.ConnectionError("deadline")
+        return bytes(buf)
+
+
+def fetch_bytes(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
+                label_studio_url: Optional[str] = None, api_key: Optional[str] = None) -> bytes:
+    """The bytes behind a task URL, under the guards of this module's docstring."""
+    ls_url = (label_studio_url or credentials.label_studio_url()).rstrip("/")
+    policy = policy or HostPolicy.from_env(ls_url)
+    check_url(url, policy)
+    candidates = locate(url, task_id, ls_url)
+    seconds = _float_env("IMAGE_FETCH_TIMEOUT", 30.0)
+    name = f"IMAGE_FETCH_TIMEOUT={seconds:g} s"
+    left, d = deadline.remaining(), deadline.current()
+    if left is not None and left < seconds:
+        if left <= 0:
+            raise deadline.DeadlineExceeded(f"{d.describe()} ran out before the image was downloaded")
+        seconds, name = left, d.describe()
+    needs_token = any(policy.is_label_studio(c) for c in candidates)
+    try:
+        token = credentials.access_token(ls_url, api_key) if needs_token else ""
+    except PermissionError as e:
+        raise ImageFetchError(f"{display_url(url)}: {e}") from None
+    return Download(policy, token, _int_env("MAX_IMAGE_BYTES", 50_000_000), seconds, name).fetch(candidates, url)
 
 
 def fetch_image(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
@@ -151,40 +418,7 @@ def fetch_image(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
 
     ``label_studio_url`` / ``api_key``: the Label Studio to fetch from and its token (legacy or
     personal access token); default LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY."""
-    from label_studio_sdk._extensions.label_studio_tools.core.utils.io import get_local_path, http_session
-    ls_url = (label_studio_url or credentials.label_studio_url()).rstrip("/")
-    policy = policy or HostPolicy.from_env(ls_url)
-    check_url(url, policy)
-    max_bytes = _int_env("MAX_IMAGE_BYTES", 50_000_000)
-    session = GuardedSession(policy, float(os.getenv("IMAGE_FETCH_TIMEOUT", "30")), max_bytes)
-    tmp = tempfile.mkdtemp(prefix="lf-image-")
-    try:
-        token = credentials.access_token(ls_url, api_key) if policy.label_studio else ""
-        with http_session(session):
-            # image_dir that does not exist: uploads are always fetched through Label Studio (which
-            # checks permissions), never read from a local Label Studio data dir that happens to exist
-            path = get_local_path(url, cache_dir=tmp, hostname=ls_url or None,
-                                  access_token=token or None, task_id=task_id,
-                                  image_dir=os.path.join(tmp, "no-local-uploads"))
-        if os.path.getsize(path) > max_bytes:
-            raise ImageFetchError(f"{display_url(url)}: file exceeds MAX_IMAGE_BYTES={max_bytes}")
-        with open(path, "rb") as f:
-            data = f.read()
-    except ImageFetchError:
-        raise
-    except requests.HTTPError as e:
-        status = e.response.status_code if e.response is not None else "?"
-        where = display_url(e.request.url) if e.request else "?"
-        raise ImageFetchError(f"{display_url(url)}: HTTP {status} from {where}") from None
-    except requests.RequestException as e:
-        raise ImageFetchError(f"{display_url(url)}: {type(e).__name__}: cannot download") from None
-    except PermissionError as e:
-        raise ImageFetchError(f"{display_url(url)}: {e}") from None
-    except (OSError, ValueError) as e:
-        raise ImageFetchError(f"{display_url(url)}: {e}") from None
-    finally:
-        session.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+    data = fetch_bytes(url, task_id, policy, label_studio_url=label_studio_url, api_key=api_key)
     try:
         return open_image(data)
     except ImageLoadError as e:

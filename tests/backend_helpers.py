@@ -27,12 +27,14 @@ def jpeg_bytes(size=(64, 48), color=(200, 30, 30), exif_orientation=None) -> byt
 
 
 class FileServer:
-    """Serves ``files`` (path -> bytes, or (status, headers, bytes)) on 127.0.0.1 and records requests.
+    """Serves ``files`` (path -> bytes, (status, headers, bytes), or a callable that answers the
+    request itself: ``f(handler)``) on 127.0.0.1 and records requests.
 
     Label Studio's upload URLs are answered both as ``/data/upload/...`` and through the storage
-    proxy ``/storage-data/uploaded/?filepath=upload/...`` the SDK asks first."""
+    proxy ``/storage-data/uploaded/?filepath=upload/...``. ``host``: another loopback address
+    (e.g. 127.0.0.2, a host the backend must refuse)."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.files: dict = {}
         self.requests: list[dict] = []
         server = self
@@ -49,6 +51,9 @@ class FileServer:
                     self.send_response(404)
                     self.end_headers()
                     return
+                if callable(entry):
+                    entry(self)
+                    return
                 status, headers, body = entry if isinstance(entry, tuple) else (200, {}, entry)
                 self.send_response(status)
                 for k, v in headers.items():
@@ -60,8 +65,8 @@ class FileServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 

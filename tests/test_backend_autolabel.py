@@ -186,7 +186,7 @@ def test_concurrency_is_limited(backend, ls_files, monkeypatch):
 
 
 def test_allow_list_refuses_other_hosts(backend, ls_files, monkeypatch):
-    other = FileServer()
+    other, refused = FileServer(), FileServer("127.0.0.2")  # a loopback alias the backend must refuse
     try:
         other.files["/cat.jpg"] = jpeg_bytes()
         # a redirect from an allowed host to a host that is not allowed
@@ -195,11 +195,11 @@ def test_allow_list_refuses_other_hosts(backend, ls_files, monkeypatch):
         client, config, _, _ = backend()
         tasks = [{"id": 1, "data": {"image": other.url + "/cat.jpg"}},
                  {"id": 2, "data": {"image": "file:///etc/passwd"}},
-                 {"id": 3, "data": {"image": "http://169.254.169.254/latest/meta-data/"}}]
+                 {"id": 3, "data": {"image": refused.url + "/latest/meta-data/"}}]
         body = _predict(client, config, tasks)
         assert body["results"] == [[], [], []]
         assert all("refusing" in e["reason"] or "unsupported" in e["reason"] for e in body["errors"])
-        assert other.requests == []  # refused before any request
+        assert other.requests == [] and refused.requests == []  # refused before any request
 
         monkeypatch.setenv("ALLOWED_IMAGE_HOSTS", f"cdn.example.com, 127.0.0.1:{other.httpd.server_address[1]}")
         body = _predict(client, config, [{"id": 4, "data": {"image": other.url + "/cat.jpg"}},
@@ -210,6 +210,7 @@ def test_allow_list_refuses_other_hosts(backend, ls_files, monkeypatch):
         assert ls_files.hits("/private.jpg") == []
     finally:
         other.close()
+        refused.close()
 
 
 def test_host_policy_entries():

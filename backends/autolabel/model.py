@@ -34,7 +34,8 @@ class AutoLabelModel(LabelStudioMLBase):
     def predict(self, tasks: List[Dict], context: Optional[Dict] = None, **kwargs) -> ModelResponse:
         req = runner.prepare(self.cfg, self.pipeline, self.project_id, self.label_interface)
         interaction = parse_context(context, req.target.prompt_name, req.target.from_name)
-        outcomes = runner.predict_all(tasks, lambda task: req.run(task, interaction or None))
+        outcomes = runner.predict_all(tasks, lambda task: req.run(task, interaction or None),
+                                      deadline_seconds=runner.predict_deadline())
         predictions, errors = [], []
         for o in outcomes:
             runner.log_dropped(o, req.target)

@@ -5,6 +5,8 @@ here, at module level: one ``Pipeline`` per project YAML per process (providers 
 process-wide registry), re-created only when the YAML file changes."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 import threading
@@ -18,6 +20,7 @@ from backends.autolabel import identify
 from backends.autolabel.interactive import Interaction
 from backends.autolabel.labels import Target, find_target
 from backends.images import display_url, fetch_image
+from pipeline import deadline
 from pipeline.config import ProjectConfig, load_project
 from pipeline.convert import ls_results, ls_to_xyxy, task_score
 from pipeline.pipeline import Pipeline
@@ -33,6 +36,10 @@ _pipelines: dict[str, tuple[int, ProjectConfig, Pipeline]] = {}
 _pipelines_lock = threading.Lock()
 _semaphores: dict[int, threading.BoundedSemaphore] = {}
 _sem_lock = threading.Lock()
+# the model-slot semaphore of the predict_all call this thread works for
+_slots: contextvars.ContextVar[Optional[threading.BoundedSemaphore]] = contextvars.ContextVar("lf_slots", default=None)
+LABEL_STUDIO_PREDICT_TIMEOUT = 100  # seconds Label Studio waits for /predict
+DEFAULT_PREDICT_DEADLINE = 90.0
 
 
 def load(path: str | os.PathLike) -> tuple[ProjectConfig, Pipeline]:
@@ -99,12 +106,37 @@ def concurrency_limit() -> int:
         return 4
 
 
+def predict_deadline() -> Optional[float]:
+    """``PREDICT_DEADLINE`` seconds for one /predict request (default 90, below Label Studio's 100);
+    0 or less: no deadline."""
+    try:
+        value = float(os.getenv("PREDICT_DEADLINE", DEFAULT_PREDICT_DEADLINE))
+    except ValueError:
+        value = DEFAULT_PREDICT_DEADLINE
+    return value if value > 0 else None
+
+
 def _semaphore(limit: int) -> threading.BoundedSemaphore:
     """Process-wide: concurrent requests (gunicorn threads) share the same limit."""
     with _sem_lock:
         if limit not in _semaphores:
             _semaphores[limit] = threading.BoundedSemaphore(limit)
         return _semaphores[limit]
+
+
+@contextlib.contextmanager
+def model_slot():
+    """Hold one of the process-wide model slots (PREDICT_CONCURRENCY) for the block: only model
+    compute runs under it, never a download. Waits no longer than the request's deadline."""
+    sem = _slots.get() or _semaphore(concurrency_limit())
+    left = deadline.remaining()
+    if not sem.acquire(timeout=None if left is None else max(left, 0.0)):
+        raise deadline.DeadlineExceeded(f"{deadline.current().describe()} ran out while waiting for a model slot "
+                                        f"(all PREDICT_CONCURRENCY slots of this worker were busy)")
+    try:
+        yield
+    finally:
+        sem.release()
 
 
 @dataclass
@@ -119,7 +151,8 @@ class TaskOutcome:
 def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: str,
                  interaction: Optional[Interaction] = None, plan: Optional[identify.Plan] = None,
                  fetch: Optional[Callable] = None) -> TaskOutcome:
-    """One task: fetch its image, run the cascade (or the interactive variant), convert to Label Studio.
+    """One task: fetch its image, then run the cascade (or the interactive variant) in a model slot,
+    convert to Label Studio.
 
     ``plan``: the identify stage (``pipeline`` must run ``plan.identifier``); each box's identity
     then goes into the results as ``backends.autolabel.identify`` describes. ``fetch``: (url, task_id)
@@ -127,7 +160,15 @@ def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: 
     t0 = time.perf_counter()
     task_id = task.get("id")
     url = (task.get("data") or {}).get(target.data_key)
-    image = (fetch or IMAGE_FETCHER)(url, task_id)
+    image = (fetch or IMAGE_FETCHER)(url, task_id)  # outside the model slot: a slow URL holds none
+    with model_slot():
+        out = _run_models(task_id, image, pipeline, target, model_version, interaction, plan)
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def _run_models(task_id, image, pipeline: Pipeline, target: Target, model_version: str,
+                interaction: Optional[Interaction], plan: Optional[identify.Plan]) -> TaskOutcome:
     out = TaskOutcome(task_id)
     if interaction and interaction.boxes:
         xyxy = [ls_to_xyxy(b.value, image.width, image.height) for b in interaction.boxes]
@@ -157,35 +198,41 @@ def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: 
     score = task_score([r for r in results if r["from_name"] == target.from_name])  # boxes, not their names
     pred["score"] = 0.0 if score is None else score  # no boxes: lowest, so it sorts last in Label Studio
     out.prediction = pred
-    out.seconds = time.perf_counter() - t0
     if not results and res.note:
         log.info("task %s: no boxes (%s)", task_id, res.note)
     return out
 
 
-def predict_all(tasks: list[dict], run_one: Callable[[dict], TaskOutcome], limit: Optional[int] = None
-                ) -> list[TaskOutcome]:
-    """Run ``run_one`` over the tasks, at most ``limit`` at a time in this process; a task that
-    raises gets an outcome with the reason instead of failing the batch. Order is kept."""
+def predict_all(tasks: list[dict], run_one: Callable[[dict], TaskOutcome], limit: Optional[int] = None,
+                deadline_seconds: Optional[float] = None) -> list[TaskOutcome]:
+    """Run ``run_one`` over the tasks, ``limit`` tasks at a time, their model compute in at most
+    ``limit`` process-wide model slots (``model_slot``); a task that raises gets an outcome with the
+    reason instead of failing the batch. Order is kept.
+
+    ``deadline_seconds``: the whole call's time budget (``pipeline.deadline``): downloads, the wait
+    for a slot and the VLM calls stop when it runs out and the task's error says so."""
     limit = limit or concurrency_limit()
-    sem = _semaphore(limit)
-
-    def guarded(task: dict) -> TaskOutcome:
-        task_id = task.get("id") if isinstance(task, dict) else None
+    with deadline.within(deadline_seconds, f"PREDICT_DEADLINE; Label Studio waits {LABEL_STUDIO_PREDICT_TIMEOUT} s"):
+        token = _slots.set(_semaphore(limit))
         try:
-            with sem:
-                return run_one(task)
-        except Exception as e:  # noqa: BLE001 - isolate every failure to its task
-            reason = f"{type(e).__name__}: {e}"
-            log.warning("task %s: no prediction: %s", task_id, reason,
-                        exc_info=not isinstance(e, (ValueError, RuntimeError, OSError, PermissionError)))
-            return TaskOutcome(task_id, None, reason)
+            if len(tasks) <= 1:
+                return [_guarded(run_one, t) for t in tasks]
+            with ThreadPoolExecutor(max_workers=min(limit, len(tasks)), thread_name_prefix="predict") as pool:
+                return list(pool.map(deadline.propagate(lambda t: _guarded(run_one, t)), tasks))
+        finally:
+            _slots.reset(token)
 
-    if len(tasks) <= 1:
-        return [guarded(t) for t in tasks]
-    with ThreadPoolExecutor(max_workers=min(limit, len(tasks)), thread_name_prefix="predict") as pool:
-        return list(pool.map(guarded, tasks))
+
+def _guarded(run_one: Callable[[dict], TaskOutcome], task: dict) -> TaskOutcome:
+    task_id = task.get("id") if isinstance(task, dict) else None
+    try:
+        return run_one(task)
+    except Exception as e:  # noqa: BLE001 - isolate every failure to its task
+        reason = f"{type(e).__name__}: {e}"
+        log.warning("task %s: no prediction: %s", task_id, reason,
+                    exc_info=not isinstance(e, (ValueError, RuntimeError, OSError, PermissionError)))
+        return TaskOutcome(task_id, None, reason)
 
 
 __all__ = ["load", "clear", "model_version_for", "Request", "prepare", "log_dropped", "predict_task", "predict_all",
-           "TaskOutcome", "display_url"]
+           "TaskOutcome", "display_url", "model_slot", "predict_deadline"]

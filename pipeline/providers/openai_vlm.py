@@ -25,6 +25,7 @@ import requests
 from PIL import Image
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from pipeline import deadline
 from pipeline.providers.answers import p_yes_from_text, p_yes_from_top_logprobs
 from pipeline.providers.base import VLM, ProviderError, YesNo
 
@@ -123,10 +124,14 @@ class OpenAIVLM(VLM):
         return headers
 
     def _post_once(self, body: dict, headers: dict) -> dict:
+        timeout = deadline.clamp(self.timeout, f"asking the VLM server at {self.url}")  # the request's budget
         try:
             with self._sem:
-                resp = self._session.post(self.endpoint, json=body, headers=headers, timeout=self.timeout)
+                resp = self._session.post(self.endpoint, json=body, headers=headers, timeout=timeout)
         except requests.Timeout:
+            if deadline.expired():
+                raise deadline.DeadlineExceeded(f"{deadline.current().describe()} ran out: the VLM server at "
+                                                f"{self.url} gave no answer") from None
             raise _Transient(f"no answer within {self.timeout:g} s") from None
         except requests.ConnectionError as e:
             raise _Transient(f"cannot connect ({_short_reason(e)})") from None
@@ -148,7 +153,9 @@ class OpenAIVLM(VLM):
         exp = wait_exponential(multiplier=self.backoff, max=self.backoff_max)(state)
         exc = state.outcome.exception() if state.outcome else None
         ra = getattr(exc, "retry_after", None)
-        return min(max(exp, ra), self.backoff_max) if ra else exp
+        wait = min(max(exp, ra), self.backoff_max) if ra else exp
+        left = deadline.remaining()
+        return wait if left is None else max(0.0, min(wait, left))
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception()
@@ -229,7 +236,7 @@ class OpenAIVLM(VLM):
             return [self.yes_probability(im, question) for im in images]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(images)),
                                 thread_name_prefix="openai-vlm") as pool:
-            return list(pool.map(lambda im: self.yes_probability(im, question), images))
+            return list(pool.map(deadline.propagate(lambda im: self.yes_probability(im, question)), images))
 
 
 def _short_reason(e: Exception) -> str:
