@@ -1,9 +1,9 @@
 """Task image URL -> PIL image, downloaded only from Label Studio's media paths or explicitly allowed
 hosts, with memory bounded by ``MAX_IMAGE_BYTES`` and time bounded by ``IMAGE_FETCH_TIMEOUT``.
 
-What is resolved: uploaded files (``/data/upload/...``, fetched there directly; only a 404 tries
-Label Studio's storage proxy ``/storage-data/uploaded/?filepath=`` used when its default storage is
-a bucket), local storage (``/data/local-files/?d=``, always through Label Studio, which checks
+What is resolved: uploaded files (``/data/upload/...``, fetched there directly; only a 404 or 5xx
+tries Label Studio's storage proxy ``/storage-data/uploaded/?filepath=``, which serves them when its
+default storage is a bucket), local storage (``/data/local-files/?d=``, always through Label Studio, which checks
 access), cloud storage URIs (``s3://``, ``gs://``, ``azure-blob://`` via ``/tasks/<id>/presign/``,
 whose redirect to the bucket is followed because Label Studio issued it), already resolved
 ``/tasks|projects/<id>/resolve|presign/`` URLs, and plain http(s) URLs.
@@ -314,27 +314,27 @@ class Download:
         self.session.mount("https://", adapter)
 
     def fetch(self, candidates: list[str], original: str) -> bytes:
-        """The first candidate that is not a 404 (errors name the first candidate's answer)."""
+        """The first candidate that answers; the next one is tried only after a 404 or 5xx."""
         dog = _Watchdog(self.seconds)
         token = _watchdog.set(dog)
         t0 = time.monotonic()
-        first_error = None
+        failed: list[requests.Response] = []
         try:
             with dog:
                 for url in candidates:
                     try:
                         return self._get(url, dog)
                     except requests.HTTPError as e:
-                        first_error = first_error or e
-                        if e.response is None or e.response.status_code != 404:
+                        if e.response is None:
+                            raise
+                        failed.append(e.response)
+                        if e.response.status_code != 404 and e.response.status_code < 500:
                             break
-            raise first_error
+            answers = ", then ".join(f"HTTP {r.status_code} from {display_url(r.url or '?')}" for r in failed)
+            raise ImageFetchError(f"{display_url(original)}: {answers}")
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
             if dog.fired:
                 raise self._too_slow(original, t0) from None
-            if isinstance(e, requests.HTTPError) and e.response is not None:
-                where = display_url(e.response.url or "?")
-                raise ImageFetchError(f"{display_url(original)}: HTTP {e.response.status_code} from {where}") from None
             raise ImageFetchError(f"{display_url(original)}: {type(e).__name__}: cannot download") from None
         finally:
             _watchdog.reset(token)

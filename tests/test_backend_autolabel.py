@@ -3,6 +3,8 @@ standing in for Label Studio (so image fetching, the token header and the host a
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 
 import numpy as np
@@ -183,6 +185,87 @@ def test_concurrency_is_limited(backend, ls_files, monkeypatch):
     assert len(body["results"]) == 6 and "errors" not in body
     assert vlm.max_active == 2  # in parallel, but never more than the limit
     assert took >= 3 * 0.15
+
+
+def test_a_slow_image_holds_no_model_slot(backend, ls_files, monkeypatch):
+    """PREDICT_CONCURRENCY=1: while one request waits for its image, another request's task gets the model."""
+    monkeypatch.setenv("PREDICT_CONCURRENCY", "1")
+    client, config, vlm, _ = backend()
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
+    image, asked, release = jpeg_bytes(), threading.Event(), threading.Event()
+
+    def slow(handler):
+        asked.set()
+        release.wait(60)
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(image)))
+        handler.end_headers()
+        handler.wfile.write(image)
+
+    ls_files.files["/data/upload/5/slow.jpg"] = slow
+    bodies = {}
+
+    def run(name, url):  # a test client per thread, like two Label Studio requests
+        bodies[name] = _predict(init_app(AutoLabelModel).test_client(), config, [{"id": 1, "data": {"image": url}}])
+
+    slow_req = threading.Thread(target=run, args=("slow", "/data/upload/5/slow.jpg"))
+    slow_req.start()
+    try:
+        assert asked.wait(10)
+        fast_req = threading.Thread(target=run, args=("fast", "/data/upload/5/a.jpg"))
+        fast_req.start()
+        fast_req.join(20)
+        assert not fast_req.is_alive(), "the ordinary task waited for the model slot held by a download"
+        assert not release.is_set() and bodies["fast"]["results"][0]["result"]
+        asked_for_one = len(vlm.questions)  # the ordinary task's questions only: the slow one is still downloading
+    finally:
+        release.set()
+        slow_req.join(30)
+    assert bodies["slow"]["results"][0]["result"] and len(vlm.questions) == 2 * asked_for_one
+
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never answers (a hung model server)."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        self.conns: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_a_vlm_that_never_answers_is_cut_by_the_request_deadline(backend, ls_files, monkeypatch):
+    from pipeline.providers.openai_vlm import OpenAIVLM
+
+    monkeypatch.setenv("PREDICT_DEADLINE", "2")
+    silent = SilentServer()
+    try:
+        # 4 attempts x 5 s without the deadline
+        client, config, _, _ = backend(vlm=OpenAIVLM(silent.url, "m", timeout=5, retries=3, backoff=0.1))
+        ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
+        t0 = time.monotonic()
+        body = _predict(client, config, [{"id": i, "data": {"image": "/data/upload/5/a.jpg"}} for i in (1, 2)])
+        took = time.monotonic() - t0
+        assert silent.conns, "the VLM server was never asked"
+    finally:
+        silent.close()
+    assert body["results"] == [[], []]
+    for err in body["errors"]:
+        assert "the request's 2 s deadline (PREDICT_DEADLINE; Label Studio waits 100 s) ran out" in err["reason"]
+        assert silent.url in err["reason"]
+    assert took < 12, took  # 2 s plus slack; 20 s and more without the deadline
 
 
 def test_allow_list_refuses_other_hosts(backend, ls_files, monkeypatch):
