@@ -422,6 +422,7 @@ class FakeIdentifyService:
         self.answers, self.version = answers, version
         self.identifiers: list[FakeIdentifier] = []
         self.calls: list[tuple] = []
+        self.watched: list[tuple] = []
 
     def identifier(self, project_id, provider=None, pin=False):
         self.calls.append(("identifier", project_id, pin))
@@ -431,6 +432,9 @@ class FakeIdentifyService:
 
     def index_version(self, project_id):
         return self.version
+
+    def watch(self, project_id, data_key=None):
+        self.watched.append((project_id, data_key))
 
     @property
     def embedder(self):
@@ -446,8 +450,12 @@ def identify_service(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _no_process_identify_service(monkeypatch):
-    """Every test gets its own identify service (none leaks from another test's MODEL_DIR)."""
+    """Every test gets its own identify service (none leaks from another test's MODEL_DIR), and its
+    journal thread stops with the test."""
     monkeypatch.setattr(idmodel, "_service", None)
+    yield
+    if isinstance(idmodel._service, idmodel.IdentifyService):
+        idmodel._service.stop()
 
 
 def _by_id(results):
@@ -464,6 +472,7 @@ def test_identity_in_a_per_region_textarea(backend, ls_files, identify_service):
     assert body["model_version"].startswith("signs-") and body["model_version"].endswith("-openai+falcon+identify-v3")
     assert pred["model_version"] == body["model_version"]
     assert identify_service.calls == [("identifier", "5", True)]  # one pinned snapshot for the request
+    assert set(identify_service.watched) == {("5", "image")}  # caught up with Label Studio (journal.py)
     provider = identify_service.identifiers[0].provider
     assert (provider.min_cosine, provider.min_margin, provider.top_k) == (0.7, 0.02, 3)  # the YAML's thresholds
     rects, names = _by_id(pred["result"])
@@ -596,10 +605,10 @@ def test_fit_through_webhook_updates_the_index_and_model_version(backend, ls_fil
     def setup_version():
         return client.post("/setup", json={"project": "5.1700000000", "schema": CONFIG_TEXTAREA}).json["model_version"]
 
-    def hook(action, **body):
+    def hook(action, **body):  # journalled and answered at once; applied by the service's thread
         r = client.post("/webhook", json={"action": action, **body})
-        assert r.status_code == 201, r.get_data(as_text=True)
-        return r.json["result"]
+        assert r.status_code == 201 and r.json["result"]["status"] == "queued", r.get_data(as_text=True)
+        return svc.journal.wait(r.json["result"]["journal_id"], 60)["result"]
 
     def predict_names():
         body = _predict(client, CONFIG_TEXTAREA, [{"id": 22, "data": {"image": "/data/upload/5/query.png"}}])

@@ -333,10 +333,15 @@ def test_backend_predict_and_webhook_through_flask(world, clip_embedder, monkeyp
     monkeypatch.setenv("MODEL_DIR", str(world.indexes.model_dir))
     app = init_app(idmodel.IdentifyModel).test_client()
 
+    def hook(body):  # journalled and answered at once; applied by the service's thread
+        r = app.post("/webhook", json=body)
+        assert r.status_code == 201 and r.json["result"]["status"] == "queued", r.json
+        return svc.journal.wait(r.json["result"]["journal_id"], 60)["result"]
+
     body = webhook("ANNOTATION_CREATED", PID, world.t1, world.ann1)
     body["project"]["label_config"] = CONFIG_TEXTAREA
-    r = app.post("/webhook", json=body)
-    assert r.status_code == 201 and r.json["result"]["status"] == "ok" and r.json["result"]["index_version"] == 1
+    res = hook(body)
+    assert res["status"] == "ok" and res["index_version"] == 1
 
     q, (qbox,) = scene([(world.cards[1], 90, 30, 1.3)])
     t9 = {"id": 9, "project": PID, "data": {"image": world.images.put("/data/upload/3/q.png", q)}}
@@ -354,7 +359,7 @@ def test_backend_predict_and_webhook_through_flask(world, clip_embedder, monkeyp
 
     # a config whose RectangleLabels has the names: the rectangle gets the identity (case-insensitive map)
     body2 = webhook("ANNOTATION_CREATED", PID, world.t2, world.ann2)
-    assert app.post("/webhook", json=body2).json["result"]["index_version"] == 2
+    assert hook(body2)["index_version"] == 2
     q2, (box2,) = scene([(world.cards[2], 40, 20, 1.1)])
     t10 = {"id": 10, "project": PID, "data": {"photo": "/data/upload/3/q2.png", "image": world.images.put(
         "/data/upload/3/q2.png", q2)}}
@@ -370,6 +375,7 @@ def test_backend_predict_and_webhook_through_flask(world, clip_embedder, monkeyp
     gone = {"id": 11, "project": PID, "data": {"image": "/data/upload/3/gone.png"}}
     r = app.post("/predict", json={"tasks": [gone], "project": str(PID), "label_config": CONFIG_TEXTAREA})
     assert r.status_code == 200 and r.json["results"] == [[]] and "image unavailable" in r.json["errors"][0]["reason"]
+    svc.stop()
 
 
 # -- concurrency ---------------------------------------------------------------------------------

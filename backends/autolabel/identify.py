@@ -147,18 +147,37 @@ def results(dets: Detections, width: int, height: int, target: Target, label_map
                             width, height, id_map, box_scores=own)
 
 
+def _data_key(cfg: ProjectConfig, label_interface) -> Optional[str]:
+    """Where task["data"] has the image (None: the fetcher looks for an image URL in the task data)."""
+    try:
+        return find_target(label_interface, cfg).data_key
+    except (LabelConfigError, AttributeError):
+        return None
+
+
 def fit(event: str, data: dict, cfg: ProjectConfig, label_interface, project_path=None) -> dict:
-    """Annotation webhooks / START_TRAINING -> the identify service (when the YAML has identify on)."""
+    """Annotation webhooks / START_TRAINING -> the identify service's journal (when the YAML has identify on)."""
     if not enabled(cfg):
         return {"event": event, "status": "ignored",
                 "reason": f"stages.identify is off in {project_path or cfg.project_name}: no reference index to update"}
-    try:
-        data_key = find_target(label_interface, cfg).data_key  # where task["data"] has the image
-    except LabelConfigError:
-        data_key = None  # the fetcher looks for an image URL in the task data
-    return service().fit(event, data, data_key)
+    return service().fit(event, data, _data_key(cfg, label_interface))
+
+
+def watch(cfg: ProjectConfig, project_id, label_interface) -> None:
+    """A Label Studio project this process serves with identify on: caught up with Label Studio."""
+    if enabled(cfg) and project_id:
+        service().watch(project_id, _data_key(cfg, label_interface))
 
 
 def warm_up(cfg: ProjectConfig) -> None:
+    """Load the embedder and start applying the webhook journal (what a killed worker left)."""
     if enabled(cfg):
-        _ = service().embedder
+        svc = service()
+        _ = svc.embedder
+        svc.start()
+
+
+def metrics() -> dict:
+    """The identify index's lag (``IdentifyService.metrics``), once this MODEL_DIR has a journal."""
+    svc = service()
+    return {"identify": svc.metrics()} if svc.journal_path.exists() else {}

@@ -26,6 +26,7 @@ class AutoLabelModel(LabelStudioMLBase):
         self.project_path = resolve_project_path(self.extra_params)
         self.cfg, self.pipeline = runner.load(self.project_path)
         self._set_version(identify.current_version(model_version_for(self.cfg), self.cfg, self.project_id))
+        identify.watch(self.cfg, self.project_id, self.label_interface)
 
     def _set_version(self, version: str) -> None:
         if self.get("model_version") != version:
@@ -48,11 +49,16 @@ class AutoLabelModel(LabelStudioMLBase):
 
     def fit(self, event, data, **kwargs):
         """Annotation created/updated/deleted and START_TRAINING update the project's reference index
-        (identify stage on), and the model_version follows its version."""
+        (identify stage on) through its journal, and the model_version follows its version."""
         res = identify.fit(event, data, self.cfg, self.label_interface, self.project_path)
         if res.get("index_version") is not None:
             self._set_version(identify.version(model_version_for(self.cfg), res["index_version"]))
         return res
+
+    @classmethod
+    def metrics(cls) -> dict:
+        """For /metrics: how far the identify index is behind."""
+        return identify.metrics()
 
     @classmethod
     def warm_up(cls) -> None:

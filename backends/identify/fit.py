@@ -25,6 +25,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
@@ -183,13 +184,59 @@ def embed_annotation(annotation: dict, task: dict, image: Image.Image, embedder,
 
 
 # -- the handlers -------------------------------------------------------------------------------
+# Which annotations the index reflects, kept in the index itself (``info["applied"]``, written in the
+# same atomic update as the vectors): annotation id -> [its updated_at (epoch s, or None), index version].
+# Cancelled annotations and ones without rectangles are there too, with no vectors. The catch-up
+# (``backends.identify.journal``) compares it with Label Studio's annotations.
+APPLIED = "applied"
+
+
+class _Skip(Exception):
+    """An upsert that must not touch the index (aborts ``IndexStore.update`` before it writes)."""
+
+
+def updated_at(annotation: dict) -> Optional[float]:
+    """An annotation's ``updated_at`` as epoch seconds (None when absent or unreadable)."""
+    value = annotation.get("updated_at")
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def applied(snap: IndexSnapshot) -> dict:
+    return snap.info.get(APPLIED) or {}
+
+
 def _stamp(entries: list[dict], version: int) -> list[dict]:
     return [{**e, "v": version} for e in entries]
 
 
-def _upsert(store: IndexStore, annotation_id, vecs, entries, embedder_id: str) -> IndexSnapshot:
+def _why_skip(snap: IndexSnapshot, annotation_id, stamp: Optional[float], listed_at: Optional[int]) -> str:
+    """Why an upsert of this annotation version would be wrong now ('' when it is not)."""
+    seen = applied(snap).get(str(annotation_id))
+    if seen and seen[0] is not None and stamp is not None and stamp < seen[0]:
+        return "a newer version of the annotation is already in the index"
+    if listed_at is not None and any(str(a) == str(annotation_id) and v > listed_at
+                                     for a, v in snap.info.get("deleted", [])):
+        return "the annotation was deleted after Label Studio listed it"
+    return ""
+
+
+def _upsert(store: IndexStore, annotation_id, vecs, entries, embedder_id: Optional[str],
+            stamp: Optional[float] = None, listed_at: Optional[int] = None) -> IndexSnapshot:
+    """Replace the annotation's vectors (none: it has no rectangles) and record it as applied."""
     def change(old: IndexSnapshot) -> IndexSnapshot:
+        reason = _why_skip(old, annotation_id, stamp, listed_at)
+        if reason:
+            raise _Skip(reason)
         new = old.with_annotation(annotation_id, vecs, _stamp(entries, old.version + 1), embedder_id)
+        new.info = {**new.info, APPLIED: {**applied(old), str(annotation_id): [stamp, old.version + 1]}}
         if not len(old):
             new.info.setdefault("created_by", "fit")
         return new
@@ -200,7 +247,9 @@ def _delete(store: IndexStore, annotation_ids: list) -> IndexSnapshot:
     def change(old: IndexSnapshot) -> IndexSnapshot:
         new = old.without_annotations(annotation_ids)
         tomb = list(old.info.get("deleted", [])) + [[str(a), old.version + 1] for a in annotation_ids]
-        new.info = {**old.info, "deleted": tomb[-MAX_TOMBSTONES:]}
+        gone = {str(a) for a in annotation_ids}
+        new.info = {**old.info, "deleted": tomb[-MAX_TOMBSTONES:],
+                    APPLIED: {a: v for a, v in applied(old).items() if a not in gone}}
         return new
     return store.update(change)
 
@@ -278,31 +327,37 @@ def _fit_annotation(event, data, store, image_fetcher, embedder, client, padding
     ann = _as_dict(data.get("annotation"))
     if not ann or ann.get("id") is None:
         return {"status": "ignored", "reason": "payload has no annotation (with an id)"}
-    aid = ann["id"]
-    if ann.get("was_cancelled"):
-        snap = _delete(store, [aid])
-        return {"status": "ok", "annotation": aid, "vectors_added": 0, "index_version": snap.version,
-                "note": "annotation was cancelled (skipped): its vectors are removed"}
+    aid, stamp = ann["id"], updated_at(ann)
+    listed_at = (data.get("catch_up") or {}).get("index_version")  # set by the catch-up, see journal.py
+    reason = _why_skip(store.current(), aid, stamp, listed_at)
+    if reason:  # checked again under the write lock; here it saves the download and the embedding
+        return {"status": "ok", "annotation": aid, "vectors_added": 0, "note": f"not applied: {reason}"}
     task = _as_dict(data.get("task"))
-    if not task.get("data"):
-        task = _fetch_task(client, task.get("id") or ann.get("task")) or task
-    if not task.get("data"):
-        return {"status": "error", "annotation": aid, "reason": "no task data in the payload and the task "
-                                                                  "could not be fetched"}
     regions_present = any(isinstance(r, dict) and str(r.get("type", "")).lower() in ("rectanglelabels", "rectangle")
                           for r in ann.get("result") or [])
-    if not regions_present:
-        snap = _delete(store, [aid])
-        return {"status": "ok", "annotation": aid, "vectors_added": 0, "index_version": snap.version}
+    vecs, entries, note = np.zeros((0, embedder.dim), np.float32), [], None
+    if ann.get("was_cancelled"):
+        note = "annotation was cancelled (skipped): its vectors are removed"
+    elif regions_present:
+        if not task.get("data"):
+            task = _fetch_task(client, task.get("id") or ann.get("task")) or task
+        if not task.get("data"):
+            return {"status": "error", "annotation": aid, "reason": "no task data in the payload and the task "
+                                                                      "could not be fetched"}
+        try:
+            image = image_fetcher(task)
+        except Exception as e:  # noqa: BLE001 - the image is gone / refused / broken
+            log.warning("%s: annotation %s of task %s: image unavailable: %s", event, aid, task.get("id"), e)
+            return {"status": "error", "annotation": aid, "task": task.get("id"),
+                    "reason": f"image unavailable: {e}"}
+        vecs, entries = embed_annotation(ann, task, image, embedder, pid, padding)
     try:
-        image = image_fetcher(task)
-    except Exception as e:  # noqa: BLE001 - the image is gone / refused / broken
-        log.warning("%s: annotation %s of task %s: image unavailable: %s", event, aid, task.get("id"), e)
-        return {"status": "error", "annotation": aid, "task": task.get("id"), "reason": f"image unavailable: {e}"}
-    vecs, entries = embed_annotation(ann, task, image, embedder, pid, padding)
-    snap = _upsert(store, aid, vecs, entries, embedder.id)
-    return {"status": "ok", "annotation": aid, "task": task.get("id"), "vectors_added": len(entries),
-            "labels": sorted({e["label"] for e in entries}), "index_version": snap.version, "vectors": len(snap)}
+        snap = _upsert(store, aid, vecs, entries, embedder.id if len(entries) else None, stamp, listed_at)
+    except _Skip as e:
+        return {"status": "ok", "annotation": aid, "vectors_added": 0, "note": f"not applied: {e}"}
+    out = {"status": "ok", "annotation": aid, "task": task.get("id"), "vectors_added": len(entries),
+           "labels": sorted({e["label"] for e in entries}), "index_version": snap.version, "vectors": len(snap)}
+    return {**out, "note": note} if note else out
 
 
 def iter_project_tasks(client, project_id) -> Iterable[dict]:
@@ -322,10 +377,14 @@ def rebuild(project_id, store: IndexStore, image_fetcher: ImageFetcher, embedder
         log.warning("START_TRAINING: project %s not available from Label Studio: %s", project_id, e)
         return {"status": "error", "reason": f"project {project_id} not available from Label Studio: {e}"}
     start_version = store.current().version
-    vecs, entries, skipped, n_ann = [], [], [], 0
+    vecs, entries, skipped, n_ann, seen = [], [], [], 0, {}
     for task in iter_project_tasks(client, project_id):
-        anns = [a for a in (_as_dict(a) for a in task.get("annotations") or [])
-                if not a.get("was_cancelled") and a.get("result")]
+        anns = []
+        for a in (_as_dict(a) for a in task.get("annotations") or []):
+            if not a.get("was_cancelled") and a.get("result"):
+                anns.append(a)
+            elif a.get("id") is not None:
+                seen[str(a["id"])] = updated_at(a)  # nothing to embed: applied as it is
         if not anns:
             continue
         try:
@@ -337,6 +396,7 @@ def rebuild(project_id, store: IndexStore, image_fetcher: ImageFetcher, embedder
         for ann in anns:
             v, ents = embed_annotation(ann, task, image, embedder, str(project_id), padding)
             n_ann += 1
+            seen[str(ann.get("id"))] = updated_at(ann)
             if len(ents):
                 vecs.append(v)
                 entries.extend(ents)
@@ -350,19 +410,23 @@ def rebuild(project_id, store: IndexStore, image_fetcher: ImageFetcher, embedder
     def change(old: IndexSnapshot) -> IndexSnapshot:
         new_version = old.version + 1
         snap = fresh
+        done = {a: [ts, new_version] for a, ts in seen.items()}
         if old.version > start_version and old.embedder == embedder.id:  # events landed meanwhile: keep them
             dead = {a for a, ver in old.info.get("deleted", []) if ver > start_version}
+            later = {a: v for a, v in applied(old).items() if v[1] > start_version}
             newer = {}
             for i, e in enumerate(old.entries):
                 if e.get("v", 0) > start_version and "annotation" in e["source"]:
                     newer.setdefault(str(e["source"]["annotation"]), []).append(i)
-            drop = dead | set(newer)
+            drop = dead | set(newer) | set(later)
             snap = snap.removed(lambda e: str(e["source"].get("annotation")) in drop)
             idx = [i for ids in newer.values() for i in ids]
             if idx:
                 snap = snap.added(old.vectors[idx], [old.entries[i] for i in idx], old.embedder)
+            done = {a: v for a, v in {**done, **later}.items() if a not in dead}
         snap = IndexSnapshot(snap.vectors, _stamp(snap.entries, new_version), embedder=embedder.id, dim=embedder.dim,
-                             normalized=True, info={**fresh.info, "deleted": old.info.get("deleted", [])})
+                             normalized=True, info={**fresh.info, "deleted": old.info.get("deleted", []),
+                                                    APPLIED: done})
         return snap
 
     snap = store.update(change)

@@ -3,8 +3,10 @@
 * ``predict``: boxes drawn by the person (interactive mode, ``context.result``) — or, when
   there are none, the whole image as one box — are identified against the project's index.
   ``model_version`` is ``identify-v<index version>``.
-* ``fit``: ``backends.identify.fit.fit`` — annotation webhooks keep the index current;
-  START_TRAINING rebuilds it.
+* ``fit``: annotation webhooks and START_TRAINING are written to the durable journal and
+  acknowledged at once; a background thread applies them with ``backends.identify.fit.fit``
+  (``backends.identify.journal``), and a catch-up with Label Studio finds what no webhook said.
+* ``metrics``: how far the index is behind (journal backlog, last applied, last catch-up).
 
 Heavy state is process-wide (``service()``): the embedder loads once, the per-project index
 stores are shared by all requests.  Environment: ``MODEL_DIR`` (indexes),
@@ -17,10 +19,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Optional
 
 from backends.base import LabelStudioMLBase, ModelResponse, init_app
 from backends.identify import fit as fit_mod
+from backends.identify import journal as journal_mod
 from backends.identify.predict import identity_results, layout_of
 from pipeline.identify.stage import Identifier
 
@@ -28,7 +32,8 @@ log = logging.getLogger(__name__)
 
 
 class IdentifyService:
-    """Embedder + per-project indexes + thresholds: one per process (or injected in tests)."""
+    """Embedder + per-project indexes + thresholds + the webhook journal and its applier thread:
+    one per process (or injected in tests)."""
 
     def __init__(self, provider=None, model_dir=None, embedder=None, client_factory=None, image_fetcher=None):
         from pipeline.config import IdentifyProvider
@@ -38,6 +43,9 @@ class IdentifyService:
         self._client_factory = client_factory or fit_mod.label_studio_client
         self._fetcher = image_fetcher
         self._lock = threading.Lock()
+        self._journal: Optional[journal_mod.Journal] = None
+        self._applier: Optional[journal_mod.Applier] = None
+        self._watched: set = set()
 
     @classmethod
     def from_env(cls) -> "IdentifyService":
@@ -79,13 +87,112 @@ class IdentifyService:
         store = self.indexes.get(project_id)
         return store.current().version if store is not None else 0
 
+    # -- events: journalled, then applied by the applier thread ----------------------------------
+    @property
+    def journal_path(self):
+        return self.indexes.model_dir / "identify" / "journal.db"
+
+    @property
+    def journal(self) -> journal_mod.Journal:
+        with self._lock:
+            if self._journal is None:
+                self._journal = journal_mod.Journal(self.journal_path)
+            return self._journal
+
+    def start(self) -> None:
+        """Start this process's applier thread (idempotent)."""
+        journal = self.journal
+        with self._lock:
+            if self._applier is None or not self._applier.is_alive():
+                self._applier = journal_mod.Applier(journal, self._apply_entry, self.catch_up)
+                self._applier.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            applier, self._applier = self._applier, None
+        if applier is not None:
+            applier.stop()
+
     def fit(self, event, data, data_key: Optional[str] = None) -> dict:
+        """Journal an index event (on disk when this returns) for the applier thread; answers at once."""
+        data = data or {}
+        pid = fit_mod.normalize_project_id(data.get("project") or (data.get("task") or {}).get("project"))
+        out = {"event": event, "project": pid or None}
+        if event not in fit_mod.EVENTS:
+            return {**out, "status": "ignored", "reason": f"event {event!r} is not handled"}
+        if not pid or self.indexes.get(pid) is None:
+            return {**out, "status": "ignored", "reason": f"unknown project {pid}" if pid else "no project id"}
+        entry_id = self.journal.append(pid, event, data, data_key)
+        self.watch(pid, data_key)
+        self.start()
+        self._applier.wake()
+        return {**out, "status": "queued", "journal_id": entry_id, "backlog": self.journal.open_entries(pid)}
+
+    def apply(self, event, data, data_key: Optional[str] = None) -> dict:
+        """Apply one event to the index now (``fit.fit``)."""
         try:
             client = self._client_factory() if event == fit_mod.REBUILD_EVENT else None
         except Exception as e:  # noqa: BLE001
             log.warning("no Label Studio client: %s", e)
             client = None
         return fit_mod.fit(event, data, self.indexes, self.image_fetcher(data_key), self.embedder, client=client)
+
+    def _apply_entry(self, entry: journal_mod.Entry) -> dict:
+        return self.apply(entry.event, entry.data, entry.data_key)
+
+    # -- catching up with Label Studio ---------------------------------------------------------------
+    def watch(self, project_id, data_key: Optional[str] = None) -> None:
+        """A project this process serves: caught up with Label Studio at first sight, then on schedule."""
+        pid = fit_mod.normalize_project_id(project_id)
+        if not pid or (pid, data_key) in self._watched or self.indexes.get(pid) is None:
+            return
+        self.journal.watch(pid, data_key)
+        self._watched.add((pid, data_key))
+        self.start()
+
+    def catch_up(self, project_id, data_key: Optional[str] = None) -> dict:
+        """Journal what Label Studio has and the index lacks (and deletes it missed); a report."""
+        pid = fit_mod.normalize_project_id(project_id)
+        store = self.indexes.get(pid)
+        if store is None:
+            return {"status": "ignored", "reason": f"unknown project {pid}"}
+        client = self._client_factory()
+        if client is None:
+            return {"status": "error", "reason": "no Label Studio client (set LABEL_STUDIO_URL and "
+                                                 "LABEL_STUDIO_API_KEY): cannot compare with Label Studio"}
+        t0, listed_at = time.monotonic(), store.current().version
+        listing = []
+        for task in fit_mod.iter_project_tasks(client, pid):
+            bare = {k: v for k, v in task.items() if k not in ("annotations", "predictions", "drafts")}
+            listing.extend((bare, fit_mod._as_dict(a)) for a in task.get("annotations") or [])
+        diff = journal_mod.compare(listing, store.current(), listed_at)
+        for task, ann in diff["upsert"]:
+            self.journal.append(pid, "ANNOTATION_UPDATED", {"project": {"id": pid}, "task": task, "annotation": ann,
+                                                            "catch_up": {"index_version": listed_at}},
+                                data_key, source="catch-up")
+        if diff["gone"]:
+            self.journal.append(pid, "ANNOTATIONS_DELETED", {"project": {"id": pid},
+                                                             "annotations": [{"id": a} for a in diff["gone"]]},
+                                data_key, source="catch-up")
+        report = {"status": "ok", **{k: v for k, v in diff.items() if k not in ("upsert", "gone")},
+                  "journalled": len(diff["upsert"]) + bool(diff["gone"]),
+                  "seconds": round(time.monotonic() - t0, 3)}
+        if report["journalled"]:
+            log.warning("identify catch-up, project %s: %d annotation(s) not in the index, %d outdated, %d deleted "
+                        "in Label Studio: journalled", pid, diff["not_in_index"], diff["outdated_in_index"],
+                        diff["deleted_in_ls"])
+        return report
+
+    def metrics(self) -> dict:
+        """How far the indexes are behind: journal backlog, last applied entry, last catch-up per project."""
+        stats = self.journal.stats()
+        for pid, p in stats["projects"].items():
+            store = self.indexes.get(pid)
+            if store is not None:
+                snap = store.current()
+                p.update(index_version=snap.version, vectors=len(snap), annotations_applied=len(fit_mod.applied(snap)))
+        stats["applier_running"] = self._applier is not None and self._applier.is_alive()
+        return stats
 
 
 _service: Optional[IdentifyService] = None
@@ -113,7 +220,29 @@ def model_version_for(index_version: int) -> str:
 
 class IdentifyModel(LabelStudioMLBase):
     def setup(self):
-        self.set("model_version", model_version_for(service().index_version(self.project_id)))
+        svc = service()
+        self.set("model_version", model_version_for(svc.index_version(self.project_id)))
+        if self.project_id:
+            svc.watch(self.project_id, self._data_key())
+
+    def _data_key(self) -> Optional[str]:
+        if self.label_interface is None:
+            return None
+        try:
+            return layout_of(self.label_interface).data_key
+        except ValueError:
+            return None
+
+    @classmethod
+    def warm_up(cls) -> None:
+        """At worker start: load the embedder and apply what the journal holds (e.g. after a kill)."""
+        svc = service()
+        _ = svc.embedder
+        svc.start()
+
+    @classmethod
+    def metrics(cls) -> dict:
+        return {"identify": service().metrics()}
 
     def _user_boxes(self, context, lay, width, height):
         boxes, labels = [], []
@@ -160,16 +289,8 @@ class IdentifyModel(LabelStudioMLBase):
         return ModelResponse(model_version=model_version_for(version), predictions=preds, errors=errors)
 
     def fit(self, event, data, **kwargs):
-        key = None
-        if self.label_interface is not None:
-            try:
-                key = layout_of(self.label_interface).data_key
-            except ValueError:
-                pass
-        res = service().fit(event, data, key)
-        if res.get("index_version") is not None:
-            self.set("model_version", model_version_for(res["index_version"]))
-        return res
+        """Journalled and answered at once; the model_version follows the index on the next request."""
+        return service().fit(event, data, self._data_key())
 
 
 def app():
