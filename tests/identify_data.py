@@ -44,3 +44,22 @@ def webhook(action: str, project_id: int, task: dict, annotation: dict) -> dict:
             "task": {"is_labeled": True, "overlap": 1, "project": project_id, "meta": {}, **task},
             "project": {"id": project_id, "title": "cards", "label_config": "<View/>", "task_number": 3,
                         "total_annotations_number": 1}}
+
+
+class HashEmbedder:
+    """Deterministic vectors from the pixels, without torch (child processes, slow-fit tests).
+    ``delay``: seconds each ``embed`` call takes (a slow fit)."""
+    dim, id, model_spec, pretrained = 32, "hash", "hash", None
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+
+    def embed(self, images):
+        import hashlib
+        import time
+        time.sleep(self.delay)
+        out = []
+        for im in images:
+            seed = int(hashlib.md5(im.tobytes()).hexdigest()[:8], 16)
+            out.append(np.random.default_rng(seed).normal(size=self.dim))
+        return np.array(out, np.float32).reshape(-1, self.dim)

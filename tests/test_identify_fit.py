@@ -231,19 +231,10 @@ def test_rebuild_keeps_events_that_land_while_it_runs(world, clip_embedder):
 
 
 REBUILDER = textwrap.dedent("""
-    import hashlib, sys, time, numpy as np
+    import sys, time
     from PIL import Image
     from backends.identify.fit import ProjectIndexes, fit
-    from tests.identify_data import ls_rect
-
-    class HashEmbedder:  # deterministic vectors without loading torch in the child
-        dim, id, model_spec, pretrained = 32, "hash", "hash", None
-        def embed(self, images):
-            out = []
-            for im in images:
-                seed = int(hashlib.md5(im.tobytes()).hexdigest()[:8], 16)
-                out.append(np.random.default_rng(seed).normal(size=self.dim))
-            return np.array(out, np.float32)
+    from tests.identify_data import HashEmbedder, ls_rect
 
     def fetch(task):
         time.sleep(0.05)

@@ -74,8 +74,15 @@ CREATE TABLE IF NOT EXISTS projects (
 );
 """
 
-# this process, as it names itself in claims
-OWNER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+_owner: tuple[int, str] = (0, "")
+
+
+def process_owner() -> str:
+    """This process as it names itself in claims: host:pid:nonce (computed again after a fork)."""
+    global _owner
+    if _owner[0] != os.getpid():
+        _owner = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
+    return _owner[1]
 
 
 @dataclass
@@ -90,18 +97,18 @@ class Entry:
     received: float
 
 
-def _owner_alive(owner: Optional[str]) -> bool:
-    """False only when ``owner`` surely died: a process on this host whose pid is gone, or this very
+def _owner_alive(name: Optional[str]) -> bool:
+    """False only when the claim's owner surely died: a process on this host whose pid is gone, or this very
     pid with another nonce (a restarted container reuses pids)."""
     try:
-        host, pid, nonce = (owner or "").rsplit(":", 2)
+        host, pid, _nonce = (name or "").rsplit(":", 2)
         pid = int(pid)
     except ValueError:
         return False
     if host != socket.gethostname():
         return True  # another host: only the lease tells
     if pid == os.getpid():
-        return owner == OWNER
+        return name == process_owner()
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -153,7 +160,7 @@ class Journal:
                              (str(project), event, json.dumps(data, default=str), data_key, source, time.time()))
             return int(cur.lastrowid)
 
-    def claim(self, owner: str = OWNER) -> Optional[Entry]:
+    def claim(self) -> Optional[Entry]:
         """The oldest entry that may be applied now (its project's first open entry, not held by a
         live applier), marked as ours; None when there is none."""
         now = time.time()
@@ -175,29 +182,30 @@ class Journal:
                               reason)
                     continue
                 db.execute("UPDATE entries SET state='applying', owner=?, heartbeat=?, attempts=attempts+1 "
-                           "WHERE id=?", (owner, now, row["id"]))
+                           "WHERE id=?", (process_owner(), now, row["id"]))
                 return Entry(row["id"], row["project"], row["event"], json.loads(row["payload"]), row["data_key"],
                              row["source"], row["attempts"] + 1, row["received"])
         return None
 
-    def beat(self, entry_id: int, owner: str = OWNER) -> None:
+    def beat(self, entry_id: int) -> None:
         with self._tx() as db:
             db.execute("UPDATE entries SET heartbeat=? WHERE id=? AND owner=? AND state='applying'",
-                       (time.time(), entry_id, owner))
+                       (time.time(), entry_id, process_owner()))
 
-    def finish(self, entry_id: int, result: dict, owner: str = OWNER) -> None:
+    def finish(self, entry_id: int, result: dict) -> None:
         with self._tx() as db:
             db.execute("UPDATE entries SET state='done', status=?, result=?, applied=? "
                        "WHERE id=? AND owner=? AND state='applying'",
-                       (str(result.get("status")), json.dumps(result, default=str), time.time(), entry_id, owner))
+                       (str(result.get("status")), json.dumps(result, default=str), time.time(), entry_id,
+                        process_owner()))
             db.execute("DELETE FROM entries WHERE state='done' AND id < "
                        "(SELECT MAX(id) FROM entries WHERE state='done') - ?", (KEEP_DONE,))
 
-    def release(self, entry_id: int, owner: str = OWNER) -> None:
+    def release(self, entry_id: int) -> None:
         """Give a claimed entry back (its application raised): applied again later, up to MAX_ATTEMPTS."""
         with self._tx() as db:
             db.execute("UPDATE entries SET state='pending', owner=NULL WHERE id=? AND owner=? AND state='applying'",
-                       (entry_id, owner))
+                       (entry_id, process_owner()))
 
     def get(self, entry_id: int) -> Optional[dict]:
         row = self._db().execute("SELECT * FROM entries WHERE id=?", (entry_id,)).fetchone()
@@ -234,7 +242,12 @@ class Journal:
                        "ON CONFLICT (project) DO UPDATE SET data_key=COALESCE(excluded.data_key, data_key), "
                        "requested=excluded.requested", (str(project), data_key, time.time()))
 
-    def claim_check(self, interval: float, owner: str = OWNER) -> Optional[tuple[str, Optional[str]]]:
+    def request_checks(self) -> None:
+        """Ask for a catch-up of every known project (a process starting: what did it miss while down?)."""
+        with self._tx() as db:
+            db.execute("UPDATE projects SET requested=?", (time.time(),))
+
+    def claim_check(self, interval: float) -> Optional[tuple[str, Optional[str]]]:
         """A project due for a catch-up (project, data_key), marked as being checked by us."""
         now = time.time()
         with self._tx() as db:
@@ -249,14 +262,14 @@ class Journal:
                     self.lease
                 if due and not busy:
                     db.execute("UPDATE projects SET checker=?, checker_since=? WHERE project=?",
-                               (owner, now, row["project"]))
+                               (process_owner(), now, row["project"]))
                     return row["project"], row["data_key"]
         return None
 
-    def finish_check(self, project: str, report: dict, owner: str = OWNER) -> None:
+    def finish_check(self, project: str, report: dict) -> None:
         with self._tx() as db:
             db.execute("UPDATE projects SET checked=?, checker=NULL, report=? WHERE project=? AND checker=?",
-                       (time.time(), json.dumps(report, default=str), str(project), owner))
+                       (time.time(), json.dumps(report, default=str), str(project), process_owner()))
 
     # -- what /metrics shows ---------------------------------------------------------------------
     def stats(self) -> dict:
@@ -298,6 +311,7 @@ class Applier(threading.Thread):
         self.poll = poll
         self._wake = threading.Event()
         self._halt = threading.Event()
+        self._pause = 0.0  # after an entry raised: seconds before the next attempt
 
     def wake(self) -> None:
         self._wake.set()
@@ -315,9 +329,10 @@ class Applier(threading.Thread):
             except Exception:  # noqa: BLE001 - the thread must survive a bad database moment
                 log.exception("identify journal: applying failed; retrying")
                 worked = False
-            if not worked:
-                self._wake.wait(self.poll)
+            if not worked or self._pause:
+                self._wake.wait(self._pause or self.poll)
                 self._wake.clear()
+                self._pause = 0.0
 
     def step(self) -> bool:
         """Apply one entry, or else run one due catch-up; False when there was nothing to do."""
@@ -352,12 +367,16 @@ class Applier(threading.Thread):
         try:
             result = self._apply(entry)
         except Exception as e:  # noqa: BLE001 - fit answers errors itself; this is the unexpected kind
-            log.exception("journal entry %s (%s, project %s) raised; it will be applied again", entry.id,
-                          entry.event, entry.project)
-            self.journal.release(entry.id)
             result = None
             if entry.attempts >= MAX_ATTEMPTS:
-                self.journal.finish(entry.id, {"status": "error", "reason": f"{type(e).__name__}: {e}"})
+                log.exception("journal entry %s (%s, project %s) raised %d times; given up", entry.id,
+                              entry.event, entry.project, entry.attempts)
+                result = {"status": "error", "reason": f"{type(e).__name__}: {e}", "attempts": entry.attempts}
+            else:
+                log.exception("journal entry %s (%s, project %s) raised; it will be applied again", entry.id,
+                              entry.event, entry.project)
+                self.journal.release(entry.id)
+                self._pause = min(60.0, 2.0 ** entry.attempts)
         finally:
             beat_stop.set()
             beater.join()
@@ -382,13 +401,13 @@ def compare(listing, snap, listed_at: int) -> dict:
     Returns ``{"upsert": [(task, annotation)], "gone": [ids], ...counts}``."""
     from backends.identify.fit import applied, updated_at
     known = {**{str(a): [None, 0] for a in snap.annotation_ids()}, **applied(snap)}
-    deleted = {str(a): v for a, v in snap.info.get("deleted", [])}
+    deleted = {str(a) for a, _ in snap.info.get("deleted", [])}
     upsert, in_ls, missing, outdated = [], set(), 0, 0
     for task, ann in listing:
         aid = str(ann.get("id"))
         in_ls.add(aid)
-        if deleted.get(aid, -1) > listed_at:
-            continue  # deleted while the listing was taken: the delete stands
+        if aid in deleted:
+            continue  # a delete reached the index (Label Studio never reuses an id): it stands
         seen = known.get(aid)
         stamp = updated_at(ann)
         if seen is None:

@@ -100,10 +100,13 @@ class IdentifyService:
             return self._journal
 
     def start(self) -> None:
-        """Start this process's applier thread (idempotent)."""
+        """Start this process's applier thread (idempotent); the first start asks for a catch-up of
+        every project the journal knows (what happened while no process was listening)."""
         journal = self.journal
         with self._lock:
             if self._applier is None or not self._applier.is_alive():
+                if self._applier is None:
+                    journal.request_checks()
                 self._applier = journal_mod.Applier(journal, self._apply_entry, self.catch_up)
                 self._applier.start()
 
