@@ -2,7 +2,8 @@
 /webhook (the webhook Label Studio creates when an ML backend is connected), and a later interactive
 prediction on a new task showing a shifted, rescaled copy names the annotated object; deleting the
 annotation removes its vectors. Run against the stand-alone IdentifyModel and against AutoLabelModel
-with stages.identify on (one Label Studio connection for the cascade and the index)."""
+with stages.identify on (one Label Studio connection for the cascade and the index). And an
+annotation saved while the backend was down reaches the index through the catch-up."""
 import io
 import threading
 import time
@@ -52,31 +53,45 @@ def _autolabel_model(tmp_path, monkeypatch):
     return AutoLabelModel
 
 
+class Served:
+    """A backend app on 127.0.0.1:port in a thread, with its own identify service (one 'process')."""
+
+    def __init__(self, model_class, port, label_studio, clip_embedder, model_dir, monkeypatch):
+        from werkzeug.serving import make_server
+
+        from backends.base import init_app
+        from backends.identify import model as idmodel
+        from pipeline.config import IdentifyProvider
+
+        monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
+        monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+        monkeypatch.setenv("MODEL_DIR", str(model_dir))  # the per-project cache.db too
+        self.service = idmodel.IdentifyService(IdentifyProvider(min_cosine=0.0, min_margin=0.0), model_dir=model_dir,
+                                               embedder=clip_embedder)
+        monkeypatch.setattr(idmodel, "_service", self.service)
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = make_server("127.0.0.1", port, init_app(model_class), threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+        self.service.stop()
+
+
 @pytest.fixture(params=["identify", "autolabel"])
 def identify_backend(request, label_studio, clip_embedder, tmp_path, monkeypatch):
     """The stand-alone IdentifyModel, or the auto-label backend with its identify stage on."""
-    from werkzeug.serving import make_server
-
-    from backends.base import init_app
     from backends.identify import model as idmodel
-    from pipeline.config import IdentifyProvider
 
-    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
-    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))  # the per-project cache.db too
-    svc = idmodel.IdentifyService(IdentifyProvider(min_cosine=0.0, min_margin=0.0), model_dir=tmp_path / "models",
-                                  embedder=clip_embedder)
-    monkeypatch.setattr(idmodel, "_service", svc)
     model_class = idmodel.IdentifyModel if request.param == "identify" else _autolabel_model(tmp_path, monkeypatch)
-    port = free_port()
-    server = make_server("127.0.0.1", port, init_app(model_class), threaded=True)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
+    backend = Served(model_class, free_port(), label_studio, clip_embedder, tmp_path / "models", monkeypatch)
     try:
-        yield type("Backend", (), {"url": f"http://127.0.0.1:{port}", "service": svc})
+        yield backend
     finally:
-        server.shutdown()
-        t.join(10)
+        backend.stop()
 
 
 def test_annotation_webhook_then_prediction(label_studio, identify_backend):
@@ -135,3 +150,61 @@ def test_annotation_webhook_then_prediction(label_studio, identify_backend):
         time.sleep(0.25)
     assert len(store.current()) == 0, f"ANNOTATIONS_DELETED did not reach fit():\n{label_studio.log_tail()}"
     assert store.current().version == 2
+
+
+def _wait_for(what, check, timeout=90):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, what
+        time.sleep(0.25)
+
+
+def test_catch_up_finds_an_annotation_saved_while_the_backend_was_down(label_studio, clip_embedder, tmp_path,
+                                                                      monkeypatch):
+    from backends.identify import journal
+    from backends.identify import model as idmodel
+
+    monkeypatch.setattr(journal, "CATCHUP_MIN_GAP", 0.0)  # the restart comes seconds after the last check
+    ls = label_studio.client()
+    project = ls.projects.create(title="identify catch-up", label_config=CONFIG)
+    img, boxes = scene([(card(300), 10, 20, 1.0)])
+    r = requests.post(f"{label_studio.url}/api/projects/{project.id}/import", headers=label_studio.headers(),
+                      files=[("f1", ("shelf.png", _png(img), "image/png"))], timeout=60)
+    assert r.status_code == 201, r.text
+    (task,) = ls.tasks.list(project=project.id)
+    port, model_dir = free_port(), tmp_path / "models"
+
+    backend = Served(idmodel.IdentifyModel, port, label_studio, clip_embedder, model_dir, monkeypatch)
+    try:
+        ls.ml.create(project=project.id, url=backend.url, title="identify", is_interactive=True)  # /setup
+        first = _wait_for("no catch-up after /setup", lambda: backend.service.metrics()["projects"].get(
+            str(project.id), {}).get("last_check"))
+        assert first["status"] == "ok" and first["ls_annotations"] == 0
+    finally:
+        backend.stop()  # the backend is down: Label Studio's webhook for the next annotation is lost
+
+    w, h = img.size
+    value = xyxy_to_ls(boxes[0], w, h)
+    common = {"id": "r0", "to_name": "image", "original_width": w, "original_height": h}
+    ann = ls.annotations.create(id=task.id, result=[
+        {**common, "from_name": "label", "type": "rectanglelabels", "value": {**value, "rectanglelabels": ["Card"]}},
+        {**common, "from_name": "name", "type": "textarea", "value": {**value, "text": ["Dark Magician"]}}])
+
+    backend = Served(idmodel.IdentifyModel, port, label_studio, clip_embedder, model_dir, monkeypatch)  # restart
+    try:
+        store = backend.service.indexes.get(project.id)
+        assert len(store.current()) == 0  # no webhook ever reached a backend
+        idmodel.IdentifyModel.warm_up()  # gunicorn's post_worker_init: starts the journal's applier
+        _wait_for(f"the catch-up did not index annotation {ann.id}:\n{label_studio.log_tail()}",
+                  lambda: store.current().label_set() == ["Dark Magician"])
+        assert {e["source"]["annotation"] for e in store.current().entries} == {ann.id}
+        report = _wait_for("no catch-up report", lambda: backend.service.metrics()["projects"][str(project.id)].get(
+            "last_check"))
+        assert report["not_in_index"] == 1 and report["journalled"] == 1
+        metrics = requests.get(backend.url + "/metrics", timeout=10).json()["identify"]
+        assert metrics["backlog"] == 0 and metrics["last_applied"]["source"] == "catch-up"
+    finally:
+        backend.stop()

@@ -5,7 +5,9 @@
 * ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` (and the bulk ``ANNOTATIONS_CREATED``): crop each
   rectangle of that annotation from the task image, embed the crops, and replace the annotation's
   vectors (keyed by annotation and region id) — one annotation's work, whatever the index size.  A cancelled (skipped)
-  annotation or one without rectangles just removes its vectors.
+  annotation or one without rectangles just removes its vectors.  The index records each annotation's
+  ``updated_at`` (``info["applied"]``) in the same atomic write, so applying an event twice is harmless
+  and an older version never replaces a newer one (events may arrive late: ``backends.identify.journal``).
 * ``ANNOTATION_DELETED`` / ``ANNOTATIONS_DELETED``: remove the vectors of those annotations.
 * ``START_TRAINING``: rebuild the whole index from every annotation of the project, fetched
   with label-studio-sdk.  Everything is embedded first and swapped in with one atomic write, so
@@ -220,8 +222,11 @@ def _stamp(entries: list[dict], version: int) -> list[dict]:
 def _why_skip(snap: IndexSnapshot, annotation_id, stamp: Optional[float], listed_at: Optional[int]) -> str:
     """Why an upsert of this annotation version would be wrong now ('' when it is not)."""
     seen = applied(snap).get(str(annotation_id))
-    if seen and seen[0] is not None and stamp is not None and stamp < seen[0]:
-        return "a newer version of the annotation is already in the index"
+    if seen and seen[0] is not None and stamp is not None:
+        if stamp < seen[0]:
+            return "a newer version of the annotation is already in the index"
+        if stamp == seen[0] and listed_at is not None:  # a webhook got there first
+            return "this version of the annotation is already in the index"
     if listed_at is not None and any(str(a) == str(annotation_id) and v > listed_at
                                      for a, v in snap.info.get("deleted", [])):
         return "the annotation was deleted after Label Studio listed it"
