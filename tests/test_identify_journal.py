@@ -206,6 +206,28 @@ def test_catch_up_journals_what_label_studio_has_and_the_index_lacks(service):
     assert svc.catch_up(PID, "image")["journalled"] == 0  # nothing left to catch up on
 
 
+def test_catch_up_far_behind_rebuilds_once(service, monkeypatch):
+    from backends.identify import journal as jmod
+
+    monkeypatch.setattr(jmod, "CATCHUP_REBUILD_ABOVE", 2)
+    ls = FakeLabelStudio([{**task(i), "annotations": [annotation(10 + i, f"Card {i}")]} for i in (1, 2, 3)])
+    ls.projects = type("Projects", (), {"get": staticmethod(lambda id: {"id": id})})()
+    svc = service(client_factory=lambda: ls)
+    report = svc.catch_up(PID, "image")
+    assert report["not_in_index"] == 3 and report["rebuild"] and report["journalled"] == 1
+    entry = svc.journal.claim()
+    assert entry.event == "START_TRAINING" and entry.source == "catch-up"
+    svc.journal.release(entry.id)
+    svc.start()
+    deadline = time.monotonic() + 60
+    while svc.journal.open_entries():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    snap = svc.indexes.get(PID).current()
+    assert snap.version == 1 and snap.label_set() == ["Card 1", "Card 2", "Card 3"]
+    assert sorted(applied(snap)) == ["11", "12", "13"]
+
+
 def test_scheduled_catch_up_shows_in_metrics(service, monkeypatch):
     ls = FakeLabelStudio([{**task(1), "annotations": [annotation(11, "Dark Magician")]}])
     svc = service(client_factory=lambda: ls)

@@ -17,9 +17,10 @@ Catch-up: for each project the process serves, Label Studio's annotations (ids +
 are compared with what the index has applied (``fit.APPLIED``). Annotations the backend never heard
 of, or whose newer version it missed, are journalled as ANNOTATION_UPDATED (with the task, so no
 second request is needed); annotations deleted in Label Studio while the backend was away, as one
-ANNOTATIONS_DELETED. It runs when a process first sees a project (so after every restart, unless
-another worker checked a minute ago) and every ``IDENTIFY_CATCHUP_INTERVAL`` seconds, never while
-the project still has entries to apply.
+ANNOTATIONS_DELETED; more than ``CATCHUP_REBUILD_ABOVE`` to embed (identify just turned on on a
+labelled project, say) becomes one START_TRAINING. It runs when a process first sees a project
+(so after every restart, unless another worker checked a minute ago) and every
+``IDENTIFY_CATCHUP_INTERVAL`` seconds, never while the project still has entries to apply.
 
 Not here: what an event does to the index (``fit.py``), which project a request is for (the models)."""
 from __future__ import annotations
@@ -44,6 +45,7 @@ KEEP_DONE = 10_000  # applied entries kept for /metrics and post-mortems
 DEFAULT_LEASE = 120.0  # seconds without a heartbeat after which a claim is taken over
 DEFAULT_CATCHUP_INTERVAL = 600.0
 CATCHUP_MIN_GAP = 60.0  # a project seen again by another process is not re-checked sooner than this
+CATCHUP_REBUILD_ABOVE = 200  # more annotations to (re-)embed than this: one START_TRAINING instead
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (

@@ -169,16 +169,24 @@ class IdentifyService:
             bare = {k: v for k, v in task.items() if k not in ("annotations", "predictions", "drafts")}
             listing.extend((bare, fit_mod._as_dict(a)) for a in task.get("annotations") or [])
         diff = journal_mod.compare(listing, store.current(), listed_at)
-        for task, ann in diff["upsert"]:
-            self.journal.append(pid, "ANNOTATION_UPDATED", {"project": {"id": pid}, "task": task, "annotation": ann,
-                                                            "catch_up": {"index_version": listed_at}},
-                                data_key, source="catch-up")
-        if diff["gone"]:
-            self.journal.append(pid, "ANNOTATIONS_DELETED", {"project": {"id": pid},
-                                                             "annotations": [{"id": a} for a in diff["gone"]]},
-                                data_key, source="catch-up")
+        journalled = 0
+        if len(diff["upsert"]) > journal_mod.CATCHUP_REBUILD_ABOVE:  # far behind (e.g. identify just turned on):
+            self.journal.append(pid, fit_mod.REBUILD_EVENT, {"project": {"id": pid}}, data_key, source="catch-up")
+            journalled = 1  # one rebuild writes the index once instead of once per annotation
+        else:
+            for task, ann in diff["upsert"]:
+                self.journal.append(pid, "ANNOTATION_UPDATED", {"project": {"id": pid}, "task": task,
+                                                                "annotation": ann,
+                                                                "catch_up": {"index_version": listed_at}},
+                                    data_key, source="catch-up")
+            journalled = len(diff["upsert"])
+            if diff["gone"]:
+                self.journal.append(pid, "ANNOTATIONS_DELETED", {"project": {"id": pid},
+                                                                 "annotations": [{"id": a} for a in diff["gone"]]},
+                                    data_key, source="catch-up")
+                journalled += 1
         report = {"status": "ok", **{k: v for k, v in diff.items() if k not in ("upsert", "gone")},
-                  "journalled": len(diff["upsert"]) + bool(diff["gone"]),
+                  "journalled": journalled, "rebuild": len(diff["upsert"]) > journal_mod.CATCHUP_REBUILD_ABOVE,
                   "seconds": round(time.monotonic() - t0, 3)}
         if report["journalled"]:
             log.warning("identify catch-up, project %s: %d annotation(s) not in the index, %d outdated, %d deleted "
