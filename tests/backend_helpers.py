@@ -1,7 +1,10 @@
-"""Helpers for the backend tests: a stand-in "Label Studio" file server and providers with known answers."""
+"""Helpers for the backend tests (and benchmarks/hostile_input.py): a stand-in "Label Studio" file
+server, raw loopback servers that misbehave (endless or dripping bodies, a model server that never
+answers) and providers with known answers."""
 from __future__ import annotations
 
 import io
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,6 +79,94 @@ class FileServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class RawServer:
+    """A loopback TCP server whose handler writes raw HTTP (``handler(conn, server)``); counts bytes sent."""
+
+    def __init__(self, handler):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.sent = 0
+        self.done = threading.Event()
+        self._handler = handler
+        self._closed = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self._closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        try:
+            conn.recv(65536)  # the request head
+            self._handler(conn, self)
+        except OSError:
+            pass  # the client hung up: what these tests provoke
+        finally:
+            conn.close()
+            self.done.set()
+
+    def send(self, conn, data: bytes):
+        conn.sendall(data)
+        self.sent += len(data)
+
+    def close(self):
+        self._closed = True
+        self.sock.close()
+
+
+def endless_chunked(conn, server, safety_stop=100_000_000):
+    """Chunked transfer, no Content-Length, 64 KiB chunks until the client leaves (or 100 MB)."""
+    server.send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n" % 65536 + b"\xff" * 65536 + b"\r\n"
+    while server.sent < safety_stop:
+        server.send(conn, chunk)
+    server.send(conn, b"0\r\n\r\n")
+
+
+def drip_body(conn, server, seconds=20.0, interval=0.1):
+    """Headers, then one body byte every ``interval`` seconds for ``seconds``."""
+    server.send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\n\r\n")
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        server.send(conn, b"\xff")
+        time.sleep(interval)
+
+
+def drip_headers(conn, server, seconds=20.0):
+    stop = time.monotonic() + seconds
+    for byte in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"a" * 10_000:
+        if time.monotonic() > stop:
+            return
+        server.send(conn, bytes([byte]))
+        time.sleep(0.1)
+
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never answers (a hung model server)."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        self.conns: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
 
 
 class KnownVLM(VLM):

@@ -3,7 +3,6 @@ standing in for Label Studio (so image fetching, the token header and the host a
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
@@ -20,7 +19,7 @@ from pipeline.config import parse_project
 from pipeline.identify.index import UNKNOWN
 from pipeline.labelconfig import labeling_config
 from pipeline.pipeline import Pipeline
-from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, jpeg_bytes
+from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, SilentServer, jpeg_bytes
 
 TOKEN = "feedc0ffee0123456789abcdef0123456789abcd"
 PROJECT = {
@@ -222,28 +221,6 @@ def test_a_slow_image_holds_no_model_slot(backend, ls_files, monkeypatch):
         release.set()
         slow_req.join(30)
     assert bodies["slow"]["results"][0]["result"] and len(vlm.questions) == 2 * asked_for_one
-
-
-class SilentServer:
-    """Accepts connections on 127.0.0.1 and never answers (a hung model server)."""
-
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
-        self.conns: list = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                self.conns.append(self.sock.accept()[0])
-            except OSError:
-                return
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
 
 
 def test_a_vlm_that_never_answers_is_cut_by_the_request_deadline(backend, ls_files, monkeypatch):

@@ -3,8 +3,6 @@
 hold the thread), and on Label Studio's host only media paths are ever requested."""
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import tracemalloc
 
@@ -12,74 +10,9 @@ import pytest
 
 from backends.images import HostPolicy, ImageFetchError, ImageRefused, fetch_image
 from pipeline import deadline
-from tests.backend_helpers import FileServer, jpeg_bytes
+from tests.backend_helpers import FileServer, RawServer, drip_body, drip_headers, endless_chunked, jpeg_bytes
 
 TOKEN = "feedc0ffee0123456789abcdef0123456789abcd"
-
-
-class RawServer:
-    """A loopback TCP server whose handler writes raw HTTP (``handler(conn, server)``); counts bytes sent."""
-
-    def __init__(self, handler):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.sent = 0
-        self.done = threading.Event()
-        self._handler = handler
-        self._closed = False
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while not self._closed:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn):
-        try:
-            conn.recv(65536)  # the request head
-            self._handler(conn, self)
-        except OSError:
-            pass  # the client hung up: what these tests provoke
-        finally:
-            conn.close()
-            self.done.set()
-
-    def send(self, conn, data: bytes):
-        conn.sendall(data)
-        self.sent += len(data)
-
-    def close(self):
-        self._closed = True
-        self.sock.close()
-
-
-def endless_chunked(conn, server, safety_stop=100_000_000):
-    """Chunked transfer, no Content-Length, 64 KiB chunks until the client leaves (or 100 MB)."""
-    server.send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n")
-    chunk = b"%x\r\n" % 65536 + b"\xff" * 65536 + b"\r\n"
-    while server.sent < safety_stop:
-        server.send(conn, chunk)
-    server.send(conn, b"0\r\n\r\n")
-
-
-def drip_body(conn, server, seconds=20.0):
-    server.send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\n\r\n")
-    stop = time.monotonic() + seconds
-    while time.monotonic() < stop:
-        server.send(conn, b"\xff")
-        time.sleep(0.1)
-
-
-def drip_headers(conn, server, seconds=20.0):
-    stop = time.monotonic() + seconds
-    for byte in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"a" * 10_000:
-        if time.monotonic() > stop:
-            return
-        server.send(conn, bytes([byte]))
-        time.sleep(0.1)
 
 
 @pytest.fixture

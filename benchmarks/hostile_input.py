@@ -1,0 +1,184 @@
+"""Hostile input against the backend, each case in its own process, all traffic on loopback:
+
+* ``endless``: a 1,000 MB chunked body without Content-Length, MAX_IMAGE_BYTES = 50 MB: peak RSS of
+  the fetching process, bytes the server got out, seconds;
+* ``drip``: a server sending 1 byte/s for 20 s, IMAGE_FETCH_TIMEOUT = 5 s: seconds until the fetch gives up;
+* ``slow-images``: 4 requests whose image takes 15 s, then an ordinary one-task /predict
+  (PREDICT_CONCURRENCY = 4): its seconds;
+* ``hung-vlm``: a VLM server that accepts and never answers (timeout 10 s, 3 retries),
+  PREDICT_DEADLINE = 15 s: seconds of a one-task /predict and its error;
+* ``webhook``: an annotation webhook while embedding takes 3 s: seconds until the answer.
+
+    .venv/bin/python benchmarks/hostile_input.py [--only endless,drip] [--code DIR]
+
+``--code DIR`` runs the cases against the ``backends``/``pipeline`` packages in DIR instead (e.g.
+``git archive main backends pipeline | tar -x -C /tmp/lf-main``), to print before/after side by side
+over two runs; the loopback servers come from this checkout's ``tests/backend_helpers.py``."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = ("endless", "drip", "slow-images", "hung-vlm", "webhook")
+
+
+def _rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def case_endless() -> dict:
+    from functools import partial
+
+    from backends.images import HostPolicy, fetch_image
+    from tests.backend_helpers import RawServer, endless_chunked
+    os.environ["MAX_IMAGE_BYTES"] = str(50_000_000)
+    server = RawServer(partial(endless_chunked, safety_stop=1_000_000_000))
+    rss0, t0 = _rss_mb(), time.monotonic()
+    try:
+        fetch_image(server.url + "/huge.jpg", policy=HostPolicy("", [server.url]))
+        error = ""
+    except Exception as e:  # noqa: BLE001 - the refusal is the expected outcome
+        error = f"{type(e).__name__}: {e}"
+    seconds = time.monotonic() - t0
+    server.done.wait(30)
+    return {"peak_rss_mb": round(_rss_mb()), "rss_before_mb": round(rss0), "server_sent_mb": round(server.sent / 1e6),
+            "seconds": round(seconds, 1), "error": error[:160]}
+
+
+def case_drip() -> dict:
+    from functools import partial
+
+    from backends.images import HostPolicy, fetch_image
+    from tests.backend_helpers import RawServer, drip_body
+    os.environ["IMAGE_FETCH_TIMEOUT"] = "5"
+
+    server = RawServer(partial(drip_body, seconds=20.0, interval=1.0))
+    t0 = time.monotonic()
+    try:
+        fetch_image(server.url + "/slow.jpg", policy=HostPolicy("", [server.url]))
+        error = ""
+    except Exception as e:  # noqa: BLE001
+        error = f"{type(e).__name__}: {e}"
+    return {"seconds": round(time.monotonic() - t0, 1), "error": error[:160]}
+
+
+def _autolabel_client(tmp: Path, files_url: str, vlm, grounder):
+    import yaml
+
+    from backends.autolabel import runner
+    from backends.autolabel.model import AutoLabelModel
+    from backends.base import init_app
+    from pipeline.config import parse_project
+    from pipeline.labelconfig import labeling_config
+    from pipeline.pipeline import Pipeline
+    project = {"project_name": "signs", "target_object": "stop sign", "label": "Stop Sign",
+               "falcon_queries": {"Stop Sign": ["stop sign"]}}
+    (tmp / "p.yaml").write_text(yaml.safe_dump(project))
+    os.environ.update(PROJECT_CONFIG=str(tmp / "p.yaml"), MODEL_DIR=str(tmp / "models"), LABEL_STUDIO_URL=files_url,
+                      LABEL_STUDIO_API_KEY="0123456789abcdef0123456789abcdef01234567", PROJECTS_DIR=str(tmp))
+    runner.PIPELINE_FACTORY = lambda cfg: Pipeline(cfg, vlm=vlm, grounder=grounder)
+    return init_app(AutoLabelModel), labeling_config(parse_project(project))
+
+
+def _predict(app, config, url) -> tuple[float, dict]:
+    t0 = time.monotonic()
+    r = app.test_client().post("/predict", json={"tasks": [{"id": 1, "data": {"image": url}}], "project": "5.1",
+                                                 "label_config": config})
+    return time.monotonic() - t0, r.json
+
+
+def case_slow_images(tmp: Path) -> dict:
+    from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, jpeg_bytes
+    os.environ["PREDICT_CONCURRENCY"] = "4"
+    files, image = FileServer(), jpeg_bytes()
+    files.files["/data/upload/5/ok.jpg"] = image
+
+    def slow(handler):
+        time.sleep(15)
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(image)))
+        handler.end_headers()
+        handler.wfile.write(image)
+
+    files.files["/data/upload/5/slow.jpg"] = slow
+    app, config = _autolabel_client(tmp, files.url, KnownVLM(0.9), KnownGrounder({"stop sign": [(.1, .1, .5, .5)]}))
+    slow_requests = [threading.Thread(target=_predict, args=(app, config, "/data/upload/5/slow.jpg"))
+                     for _ in range(4)]
+    for t in slow_requests:
+        t.start()
+    time.sleep(1.0)  # the four slow downloads are under way
+    seconds, body = _predict(app, config, "/data/upload/5/ok.jpg")
+    for t in slow_requests:
+        t.join()
+    files.close()
+    return {"ordinary_predict_seconds": round(seconds, 2), "boxes": len(body["results"][0]["result"])}
+
+
+def case_hung_vlm(tmp: Path) -> dict:
+    from pipeline.providers.openai_vlm import OpenAIVLM
+    from tests.backend_helpers import FileServer, KnownGrounder, SilentServer, jpeg_bytes
+    os.environ["PREDICT_DEADLINE"] = "15"
+    files, silent = FileServer(), SilentServer()
+    files.files["/data/upload/5/ok.jpg"] = jpeg_bytes()
+    vlm = OpenAIVLM(silent.url, "m", timeout=10, retries=3)
+    app, config = _autolabel_client(tmp, files.url, vlm, KnownGrounder({}))
+    seconds, body = _predict(app, config, "/data/upload/5/ok.jpg")
+    silent.close()
+    files.close()
+    return {"predict_seconds": round(seconds, 1), "error": (body.get("errors") or [{}])[0].get("reason", "")[:200]}
+
+
+def case_webhook(tmp: Path) -> dict:
+    from backends.base import init_app
+    from backends.identify import model as idmodel
+    from tests.identify_data import HashEmbedder, card, ls_rect, webhook
+    image = card(1)
+    svc = idmodel.IdentifyService(model_dir=tmp / "models", embedder=HashEmbedder(delay=3.0),
+                                  image_fetcher=lambda task: image, client_factory=lambda: None)
+    idmodel.set_service(svc)
+    ann = {"id": 11, "result": [ls_rect([0, 0, 96, 136], 96, 136, "Dark Magician", "r")]}
+    body = webhook("ANNOTATION_CREATED", 3, {"id": 1, "data": {"image": "/data/upload/3/a.png"}}, ann)
+    t0 = time.monotonic()
+    r = init_app(idmodel.IdentifyModel).test_client().post("/webhook", json=body)
+    return {"answer_seconds": round(time.monotonic() - t0, 3), "status": r.status_code,
+            "result": r.json["result"].get("status")}
+
+
+def run_case(name: str) -> dict:
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="lf-hostile-") as tmp:
+        if name == "endless":
+            return case_endless()
+        if name == "drip":
+            return case_drip()
+        fn = {"slow-images": case_slow_images, "hung-vlm": case_hung_vlm, "webhook": case_webhook}[name]
+        return fn(Path(tmp))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", default=",".join(CASES))
+    ap.add_argument("--code", help="checkout whose backends/pipeline to measure (default: this one)")
+    ap.add_argument("--case", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case)), flush=True)
+        return
+    path = os.pathsep.join([p for p in (args.code, str(REPO)) if p])
+    for name in args.only.split(","):
+        out = subprocess.run([sys.executable, __file__, "--case", name], cwd=REPO, capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": path, "LOG_LEVEL": "ERROR"})
+        lines = out.stdout.strip().splitlines()
+        print(f"{name:12s} {lines[-1] if lines else 'failed: ' + out.stderr.strip()[-300:]}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
