@@ -268,7 +268,9 @@ def _shut(sock) -> None:
 _watchdog: contextvars.ContextVar[Optional[_Watchdog]] = contextvars.ContextVar("lf_image_watchdog", default=None)
 
 
-class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+class _Watched:
+    """Connection mixin: the socket of a new connection goes to the running download's watchdog."""
+
     def connect(self):
         super().connect()
         dog = _watchdog.get()
@@ -276,12 +278,12 @@ class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
             dog.watch(self.sock)
 
 
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def connect(self):
-        super().connect()
-        dog = _watchdog.get()
-        if dog is not None:
-            dog.watch(self.sock)
+class _WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):

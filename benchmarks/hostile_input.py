@@ -96,19 +96,12 @@ def _predict(app, config, url) -> tuple[float, dict]:
 
 
 def case_slow_images(tmp: Path) -> dict:
-    from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, jpeg_bytes
+    from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, held, jpeg_bytes
     os.environ["PREDICT_CONCURRENCY"] = "4"
     files, image = FileServer(), jpeg_bytes()
     files.files["/data/upload/5/ok.jpg"] = image
 
-    def slow(handler):
-        time.sleep(15)
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(len(image)))
-        handler.end_headers()
-        handler.wfile.write(image)
-
-    files.files["/data/upload/5/slow.jpg"] = slow
+    files.files["/data/upload/5/slow.jpg"] = held(image, lambda: time.sleep(15))
     app, config = _autolabel_client(tmp, files.url, KnownVLM(0.9), KnownGrounder({"stop sign": [(.1, .1, .5, .5)]}))
     slow_requests = [threading.Thread(target=_predict, args=(app, config, "/data/upload/5/slow.jpg"))
                      for _ in range(4)]

@@ -81,6 +81,17 @@ class FileServer:
         self.httpd.server_close()
 
 
+def held(body: bytes, wait):
+    """A FileServer entry that answers ``body`` once ``wait()`` returns (a slow image)."""
+    def answer(handler):
+        wait()
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+    return answer
+
+
 class RawServer:
     """A loopback TCP server whose handler writes raw HTTP (``handler(conn, server)``); counts bytes sent."""
 

@@ -19,7 +19,7 @@ from pipeline.config import parse_project
 from pipeline.identify.index import UNKNOWN
 from pipeline.labelconfig import labeling_config
 from pipeline.pipeline import Pipeline
-from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, SilentServer, jpeg_bytes
+from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, SilentServer, held, jpeg_bytes
 
 TOKEN = "feedc0ffee0123456789abcdef0123456789abcd"
 PROJECT = {
@@ -193,15 +193,7 @@ def test_a_slow_image_holds_no_model_slot(backend, ls_files, monkeypatch):
     ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
     image, asked, release = jpeg_bytes(), threading.Event(), threading.Event()
 
-    def slow(handler):
-        asked.set()
-        release.wait(60)
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(len(image)))
-        handler.end_headers()
-        handler.wfile.write(image)
-
-    ls_files.files["/data/upload/5/slow.jpg"] = slow
+    ls_files.files["/data/upload/5/slow.jpg"] = held(image, lambda: (asked.set(), release.wait(60)))
     bodies = {}
 
     def run(name, url):  # a test client per thread, like two Label Studio requests
