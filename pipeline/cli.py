@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-prompt", action="store_true", help="leave out the interactive text prompt")
     s.set_defaults(func=cmd_config)
 
-    for module in ("pipeline.importer.cli", "pipeline.identify.cli", "pipeline.stack", "backends.autolabel.cli"):
+    for module in ("pipeline.importer.cli", "pipeline.identify.cli", "pipeline.stack", "backends.autolabel.cli",
+                   "pipeline.distill.cli"):
         try:
             mod = __import__(module, fromlist=["add_parser"])
         except ImportError:

@@ -76,11 +76,18 @@ class VLMProvider(_Strict):
 
 
 class GrounderProvider(_Strict):
-    kind: Literal["falcon", "owlv2", "grounding-dino"] = "falcon"
+    kind: Literal["falcon", "owlv2", "grounding-dino", "student"] = "falcon"
     model: str = "tiiuae/Falcon-Perception"
     device: str = "auto"
     backend: Literal["auto", "mlx", "torch"] = Field("auto", description="falcon only: mlx (CPU/Apple) or torch (CUDA)")
     max_new_tokens: int = Field(64, ge=1, description="falcon only: generation budget per query")
+
+    def identity(self) -> str:
+        """The grounder as model_version names it: its kind; a student adds its weights' content hash."""
+        if self.kind != "student":
+            return self.kind
+        from pipeline.distill.weights import weights_tag
+        return f"student-{weights_tag(self.model)}"
 
 
 class IdentifyProvider(_Strict):
@@ -167,7 +174,10 @@ class ProjectConfig(_Strict):
     def fingerprint(self) -> str:
         """Short hash of everything that changes predictions (for model_version)."""
         keys = {"target_object", "label", "queries", "prompts", "stages", "thresholds", "providers"}
-        blob = json.dumps(self.model_dump(include=keys, mode="json"), sort_keys=True)
+        data = self.model_dump(include=keys, mode="json")
+        if self.providers.grounder.identity() != self.providers.grounder.kind:  # a student: its weights by hash
+            data["grounder_identity"] = self.providers.grounder.identity()
+        blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 

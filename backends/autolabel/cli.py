@@ -15,11 +15,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "predictions there, as the ML backend would, without Label Studio's synchronous "
                     "'Retrieve predictions' (which times out on big projects).")
     p.add_argument("--project", "-p", required=True, help="project YAML")
-    p.add_argument("--label-studio-url", default=None, help="Label Studio URL (default: env LABEL_STUDIO_URL)")
-    p.add_argument("--api-key", default=None,
-                   help="legacy token or personal access token (default: env LABEL_STUDIO_API_KEY)")
-    p.add_argument("--ls-project", type=int, default=None,
-                   help="Label Studio project id (default: the project titled like the YAML's project_name)")
+    add_connection_args(p)
     p.add_argument("--only-missing", action=argparse.BooleanOptionalAction, default=True,
                    help="skip tasks that already have a prediction with the current model_version "
                         "(default: on; --no-only-missing predicts every task again, adding a second prediction)")
@@ -36,15 +32,36 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def cmd_predict(args) -> int:
-    from backends.autolabel import batch, runner
+def add_connection_args(p: argparse.ArgumentParser) -> None:
+    """--label-studio-url, --api-key, --ls-project (also used by `label-factory export`)."""
+    p.add_argument("--label-studio-url", default=None, help="Label Studio URL (default: env LABEL_STUDIO_URL)")
+    p.add_argument("--api-key", default=None,
+                   help="legacy token or personal access token (default: env LABEL_STUDIO_API_KEY)")
+    p.add_argument("--ls-project", type=int, default=None,
+                   help="Label Studio project id (default: the project titled like the YAML's project_name)")
+
+
+def connection(args) -> tuple[str, str]:
+    """(Label Studio URL, API key) from add_connection_args' options or the environment; raises
+    batch.JobError when either is missing."""
+    from backends.autolabel.batch import JobError
     from backends.base import credentials
 
     url = (args.label_studio_url or credentials.label_studio_url()).rstrip("/")
     api_key = args.api_key or credentials.label_studio_api_key()
     if not url or not api_key:
-        print("error: Label Studio needs a URL and an API key (--label-studio-url/--api-key or "
-              "LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY)", file=sys.stderr)
+        raise JobError("Label Studio needs a URL and an API key (--label-studio-url/--api-key or "
+                       "LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY)")
+    return url, api_key
+
+
+def cmd_predict(args) -> int:
+    from backends.autolabel import batch, runner
+
+    try:
+        url, api_key = connection(args)
+    except batch.JobError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     for name in ("limit", "batch_size", "concurrency"):
         v = getattr(args, name)

@@ -67,7 +67,7 @@ def clear() -> None:
 def model_version_for(cfg: ProjectConfig) -> str:
     """The backend's model_version for a project YAML (before the identify index version, if any)."""
     p = cfg.providers
-    return f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.kind}"
+    return f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.identity()}"
 
 
 @dataclass

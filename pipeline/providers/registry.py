@@ -27,6 +27,7 @@ _GROUNDER_FIELDS = {
     "falcon": ("model", "device", "backend", "max_new_tokens"),
     "owlv2": ("model", "device"),
     "grounding-dino": ("model", "device"),
+    "student": ("model", "device"),
 }
 
 
@@ -59,6 +60,7 @@ _GROUNDER_CLASSES = {
     "owlv2": "pipeline.providers.hf_detectors:OWLv2Grounder",
     "grounding-dino": "pipeline.providers.hf_detectors:GroundingDINOGrounder",
     "falcon": "pipeline.providers.falcon:FalconGrounder",
+    "student": "pipeline.providers.student:StudentGrounder",
 }
 
 

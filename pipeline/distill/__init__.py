@@ -1,0 +1,11 @@
+"""Distillation: train a small, fast detector (the *student*) on reviewed Label Studio labels.
+
+The loop: ``label-factory export`` (reviewed annotations, optionally confident predictions as
+pseudo-labels -> YOLO or COCO data set with a manifest) -> ``label-factory train`` (ultralytics
+YOLO: weights, metrics.json, model card) -> serve the weights as the ``student`` grounder
+(pipeline/providers/student.py) -> ``label-factory predict`` relabels the project with it.
+
+Modules: ``split`` (deterministic train/val/test by task id), ``reviewed`` (which annotation or
+prediction of a task becomes its labels), ``export`` (images + labels on disk), ``yolo`` (importing
+ultralytics without downloads or telemetry), ``train`` (the training run and its records),
+``cli`` (the two sub-commands)."""

@@ -1,0 +1,134 @@
+"""``label-factory export`` and ``label-factory train`` (wired into pipeline/cli.py's optional sub-commands).
+
+The Label Studio connection options and project lookup are the ones ``label-factory predict`` uses
+(backends/autolabel/cli.py, batch.py); images come through the backend's guarded fetcher."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    from backends.autolabel.cli import add_connection_args
+    from pipeline.distill.export import FORMATS
+    from pipeline.distill.train import DEFAULT_MODEL
+
+    p = subparsers.add_parser(
+        "export", help="reviewed Label Studio labels -> YOLO or COCO data set with a manifest",
+        description="Export a Label Studio project's reviewed boxes (latest submitted, non-cancelled annotation per "
+                    "task; optionally confident predictions as pseudo-labels) with their EXIF-corrected images, "
+                    "split train/val/test by task id.")
+    p.add_argument("--out", "-o", required=True, help="output folder (replaced if it holds an earlier export)")
+    p.add_argument("--format", choices=FORMATS, default="yolo", help="yolo (data.yaml) or coco (default yolo)")
+    p.add_argument("--project", "-p", default=None, help="project YAML (its project_name finds the Label Studio "
+                                                         "project when --ls-project is not given)")
+    add_connection_args(p)
+    p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test ratios (default 0.8,0.1,0.1)")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated labels, in class-id order (default: the labeling config's RectangleLabels)")
+    p.add_argument("--pseudo-labels", metavar="MODEL_VERSION", default=None,
+                   help="tasks without an annotation contribute this model_version's predictions (marked pseudo)")
+    p.add_argument("--pseudo-min-score", type=float, default=0.5,
+                   help="pseudo-label boxes need at least this score (default 0.5)")
+    p.add_argument("--concurrency", type=int, default=4, help="images fetched at a time (default 4)")
+    p.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser(
+        "train", help="train the student detector (ultralytics YOLO) on an export",
+        description="Train a YOLO student on a `label-factory export --format yolo` folder; writes weights, "
+                    "metrics.json (val mAP50, mAP50-95, per-class P/R) and a model card to --out.")
+    p.add_argument("--data", "-d", required=True, help="export folder (data.yaml + manifest.json)")
+    p.add_argument("--out", "-o", required=True, help="run folder (weights/, metrics.json, model_card.*)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"checkpoint or architecture config (default {DEFAULT_MODEL}, pretrained; e.g. yolo11s.pt, "
+                        "yolo11n.yaml for random initial weights)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--imgsz", type=int, default=640, help="training image size (default 640)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    p.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
+    p.add_argument("--patience", type=int, default=50, help="stop after N epochs without improvement")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-plots", dest="plots", action="store_false", help="no plots (and no font download)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its last epoch")
+    p.set_defaults(func=cmd_train)
+
+
+def _project_id(args, client) -> int:
+    from backends.autolabel.batch import JobError, find_project_id
+    from pipeline.config import load_project
+    if args.ls_project:
+        return args.ls_project
+    if not args.project:
+        raise JobError("which Label Studio project? pass --ls-project ID or --project YAML (found by its project_name)")
+    return find_project_id(client, load_project(args.project).project_name)
+
+
+def cmd_export(args) -> int:
+    from label_studio_sdk import LabelStudio
+
+    from backends.autolabel.batch import JobError
+    from backends.autolabel.cli import connection
+    from backends.images import fetch_image
+    from pipeline.distill.export import ExportError, export_project
+    from pipeline.distill.split import parse_ratios
+
+    try:
+        ratios = parse_ratios(args.split)
+        url, api_key = connection(args)
+        client = LabelStudio(base_url=url, api_key=api_key, timeout=120)
+        project_id = _project_id(args, client)
+
+        def fetch(image_url, task_id):
+            return fetch_image(image_url, task_id, label_studio_url=url, api_key=api_key)
+
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+        manifest = export_project(client, project_id, Path(args.out), args.format, fetch, ratios=ratios,
+                                  classes=classes, pseudo_version=args.pseudo_labels,
+                                  pseudo_threshold=args.pseudo_min_score, label_studio_url=url,
+                                  concurrency=args.concurrency, progress=not args.quiet)
+    except (JobError, ExportError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = {k: manifest[k] for k in ("format", "classes", "counts", "boxes_per_class", "task_ids_sha256")}
+    left = manifest["left_out"]
+    summary["left_out"] = {**{k: v for k, v in left.items() if k != "image_failed" and v},
+                           "image_failed": len(left["image_failed"])}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    print(f"exported Label Studio project {project_id} to {Path(args.out).resolve()} ({args.format})")
+    for s, c in manifest["counts"].items():
+        print(f"  {s}: {c['images']} images, {c['boxes']} boxes, {c['pseudo']} pseudo-labelled")
+    print("  classes: " + ", ".join(f"{i}: {n} ({manifest['boxes_per_class'][n]} boxes)"
+                                    for i, n in enumerate(manifest["classes"])))
+    for k, v in summary["left_out"].items():
+        if v:
+            print(f"  left out: {k}: {v}")
+    for f in left["image_failed"]:
+        print(f"    task {f['task']}: {f['reason']}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from pipeline.distill.train import TrainConfig, TrainError, train
+    from pipeline.distill.yolo import UltralyticsMissing
+
+    cfg = TrainConfig(data=Path(args.data), out=Path(args.out), model=args.model, epochs=args.epochs,
+                      imgsz=args.imgsz, batch=args.batch, device=args.device, workers=args.workers,
+                      patience=args.patience, seed=args.seed, plots=args.plots)
+    try:
+        m = train(cfg, resume=args.resume)
+    except (TrainError, UltralyticsMissing) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    print(f"\nval: mAP50 {m['mAP50']:.3f}  mAP50-95 {m['mAP50-95']:.3f}  precision {m['precision']:.3f}  "
+          f"recall {m['recall']:.3f}  ({m['val_images']} images)")
+    print(f"weights: {out / m['weights']} (sha256 {m['weights_sha256'][:12]})")
+    print(f"metrics: {out / 'metrics.json'}; model card: {out / 'model_card.md'}")
+    print(f"serve it: providers.grounder: {{kind: student, model: {out / m['weights']}}}")
+    return 0

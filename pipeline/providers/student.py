@@ -1,0 +1,91 @@
+"""The ``student`` grounder: a YOLO detector trained by ``label-factory train`` on reviewed labels.
+
+``providers.grounder: {kind: student, model: runs/student/weights/best.pt, device: auto}``
+
+It answers ``boxes(image, queries)`` with the detector's own confidences (ultralytics predict,
+its class-aware NMS, every box with confidence >= ``min_score``; the ground stage then applies
+``thresholds.grounding``, per-label NMS and ``max_boxes``). Class names are the Label Studio labels
+the export wrote to data.yaml, so each box's label and query are its class name.
+
+Queries: a query that names a class (case-insensitive) selects that class; when no query names a
+class (e.g. the YAML's text queries such as "octagonal red sign"), every class is returned. The
+student needs no text: it detects what it was trained on.
+
+Weights load once per process (registry); if the file at ``model`` is replaced, the next call
+reloads it (model_version, which names the weights by content hash, changes with it)."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from pipeline.detections import Detections
+from pipeline.distill.weights import weights_sha256
+from pipeline.providers.base import Grounder, ProviderError
+
+
+class StudentGrounder(Grounder):
+    name = "student"
+
+    def __init__(self, weights: str, device: str = "auto", min_score: float = 0.001):
+        self.path = Path(weights).expanduser()
+        self.min_score = float(min_score)
+        self._lock = threading.Lock()
+        self._stat: Optional[tuple] = None
+        from pipeline.distill.yolo import torch_device
+        self.device = torch_device(device)
+        self._load()
+
+    @classmethod
+    def from_config(cls, cfg, min_score: float = 0.001):
+        return cls(cfg.model, device=cfg.device, min_score=min_score)
+
+    def _file_stat(self) -> Optional[tuple]:
+        try:
+            st = os.stat(self.path)
+            return st.st_size, st.st_mtime_ns
+        except OSError:
+            return None
+
+    def _load(self) -> None:
+        from pipeline.distill.yolo import ultralytics
+        stat = self._file_stat()
+        if stat is None or not self.path.is_file():
+            raise ProviderError(f"student grounder: no weights file at {str(self.path)!r} "
+                                "(train one with `label-factory train`)")
+        try:
+            model = ultralytics().YOLO(str(self.path), task="detect")
+            names = {int(k): str(v) for k, v in model.names.items()}
+        except Exception as e:  # noqa: BLE001 - report which weights failed and why
+            raise ProviderError(f"student grounder: cannot load {str(self.path)!r}: {e}") from e
+        self.model, self.names, self._stat = model, names, stat
+        self.sha256 = weights_sha256(self.path)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "model": str(self.path), "sha256": self.sha256, "device": self.device,
+                "classes": list(self.names.values()), "min_score": self.min_score}
+
+    def classes_for(self, queries: Sequence[str]) -> Optional[list[int]]:
+        """Class ids the queries name (case-insensitive), or None (= every class) when they name none."""
+        wanted = {str(q).strip().lower() for q in queries if isinstance(q, str)}
+        ids = [k for k, name in self.names.items() if name.strip().lower() in wanted]
+        return ids or None
+
+    def boxes(self, image: Image.Image, queries: Sequence[str] = ()) -> Detections:
+        image = image.convert("RGB") if image.mode != "RGB" else image
+        with self._lock:  # one prediction at a time; a replaced weights file reloads first
+            if self._file_stat() != self._stat:
+                self._load()
+            try:
+                res = self.model.predict(image, conf=self.min_score, device=self.device,
+                                         classes=self.classes_for(queries), verbose=False)[0]
+            except Exception as e:  # noqa: BLE001
+                raise ProviderError(f"student grounder {str(self.path)!r}: prediction failed: {e}") from e
+        b = res.boxes
+        xyxy = b.xyxy.float().cpu().numpy().reshape(-1, 4)
+        labels = np.array([self.names[int(c)] for c in b.cls.cpu().numpy()], dtype=object)
+        return Detections(xyxy=xyxy, scores=b.conf.float().cpu().numpy(), labels=labels, queries=labels.copy())
