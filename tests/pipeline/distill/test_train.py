@@ -1,0 +1,165 @@
+"""Training from a model config with random initial weights (nothing downloaded), 1-2 epochs at 64 px,
+and the student grounder loading the result through its real path (registry -> from_config -> YOLO)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import GrounderProvider, parse_project
+from pipeline.detections import Detections
+from pipeline.distill.train import TrainConfig, TrainError, train
+from pipeline.distill.weights import sha256_file
+from tests.pipeline.distill.conftest import CLASSES, make_examples, scene
+
+REPO = Path(__file__).resolve().parents[3]
+TINY = dict(model="yolo11n.yaml", imgsz=64, batch=4, device="cpu", workers=0, plots=False, amp=False)
+
+
+def _no_network_prefix() -> list[str]:
+    """``unshare -n`` (a network namespace with only a down loopback) where this machine allows it."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        return [unshare, "-n"]
+    return []
+
+
+@pytest.fixture(scope="module")
+def trained(yolo_export, tmp_path_factory):
+    """`label-factory train` as a user runs it, with no network at all where the machine allows it."""
+    data, manifest, _ = yolo_export
+    out = tmp_path_factory.mktemp("runs") / "student"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = _no_network_prefix() + [sys.executable, "-m", "pipeline.cli", "train", "--data", str(data), "--out", str(out),
+                                  "--model", "yolo11n.yaml", "--epochs", "1", "--imgsz", "64", "--batch", "4",
+                                  "--device", "cpu", "--workers", "0", "--no-plots"]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=out.parent)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return out, manifest, p.stdout + p.stderr
+
+
+def test_train_writes_weights_metrics_and_model_card(trained):
+    out, manifest, output = trained
+    for f in ("weights/best.pt", "weights/last.pt", "metrics.json", "model_card.json", "model_card.md",
+              "results.csv"):
+        assert (out / f).is_file(), f
+    assert not list(out.parent.glob("*.pt")), "nothing downloaded next to the run"
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"mAP50", "mAP50-95", "precision", "recall", "per_class", "epochs", "weights", "weights_sha256"} <= set(m)
+    assert set(m["per_class"]) == set(CLASSES)
+    for name, c in m["per_class"].items():
+        assert {"instances", "precision", "recall", "mAP50", "mAP50-95"} <= set(c)
+    val_instances = sum(c["instances"] for c in m["per_class"].values())
+    assert val_instances == manifest["counts"]["val"]["boxes"]
+    assert 0 <= m["mAP50-95"] <= m["mAP50"] <= 1
+    assert len(m["epochs"]) == 1 and m["epochs"][0]["images"] == manifest["counts"]["train"]["images"]
+    assert m["epochs"][0]["images_per_s"] > 0
+    assert m["weights_sha256"] == sha256_file(out / m["weights"])
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["data"]["task_ids_sha256"] == manifest["task_ids_sha256"]
+    assert card["data"]["labels"] == CLASSES and card["data"]["project_id"] == 7
+    assert card["training"]["ultralytics_args"]["epochs"] == 1
+    assert card["training"]["ultralytics_args"]["model"] == "yolo11n.yaml"
+    assert "mAP50" in (out / "model_card.md").read_text()
+    assert "epoch 1/1" in output and "serve it: providers.grounder: {kind: student" in output
+
+
+def test_student_grounder_loads_the_weights_and_returns_detections(trained):
+    from pipeline.providers import registry
+    from pipeline.providers.student import StudentGrounder
+    out, _, _ = trained
+    weights = out / "weights" / "best.pt"
+    registry.clear_cache()
+    g = registry.get_grounder(GrounderProvider(kind="student", model=str(weights), device="cpu"))
+    assert registry.get_grounder(GrounderProvider(kind="student", model=str(weights), device="cpu")) is g
+    assert g.describe()["classes"] == CLASSES and g.describe()["sha256"] == sha256_file(weights)
+    im = scene((320, 200), [("Stop Sign", (20, 20, 120, 120)), ("Car", (150, 60, 300, 180))])
+    assert isinstance(g.boxes(im, ["anything"]), Detections)
+    # the same loading path without the default confidence floor: random 1-epoch weights score low
+    dets = StudentGrounder.from_config(GrounderProvider(kind="student", model=str(weights), device="cpu"),
+                                       min_score=0.0).boxes(im, ["anything"])
+    assert len(dets) > 0
+    assert set(dets.labels) <= set(CLASSES) and list(dets.queries) == list(dets.labels)
+    assert np.all((dets.scores >= 0) & (dets.scores <= 1)) and dets.scores.max() > 0
+    assert np.all(dets.xyxy[:, [0, 2]] <= 320 + 1e-3) and np.all(dets.xyxy[:, [1, 3]] <= 200 + 1e-3)
+    assert np.all(dets.xyxy[:, 2] >= dets.xyxy[:, 0]) and np.all(dets.xyxy >= -1e-3)
+    only_cars = g.boxes(im, ["car"])  # a query naming a class selects it
+    assert set(only_cars.labels) <= {"Car"}
+    registry.clear_cache()
+
+
+def test_student_as_ground_stage_and_model_version_names_the_weights(trained, tmp_path):
+    from backends.autolabel.runner import model_version_for
+    from pipeline.pipeline import Pipeline
+    from pipeline.providers import registry
+    out, _, _ = trained
+    weights = tmp_path / "student.pt"
+    shutil.copy(out / "weights" / "best.pt", weights)
+    cfg = parse_project({"project_name": "signs", "target_object": "stop sign", "label": "Stop Sign",
+                         "queries": ["octagonal red sign"],  # names no class: the student answers with all
+                         "extra_labels": ["Car"], "stages": {"filter": False, "verify": False},
+                         "thresholds": {"grounding": 0.0},
+                         "providers": {"vlm": {"kind": "transformers", "model": "unused"},
+                                       "grounder": {"kind": "student", "model": str(weights), "device": "cpu"}}})
+    registry.clear_cache()
+    res = Pipeline(cfg).run(scene((320, 200), [("Stop Sign", (20, 20, 120, 120))]))
+    kept = res.detections.active()
+    assert len(kept) > 0 and set(kept.labels) <= set(CLASSES)
+    assert set(kept.stage) == {"ground"}
+
+    version = model_version_for(cfg)
+    assert version.endswith("+student-" + sha256_file(weights)[:12])
+    fingerprint = cfg.fingerprint()
+    shutil.copy(out / "weights" / "last.pt", weights)  # new weights at the same path
+    assert sha256_file(weights) != sha256_file(out / "weights" / "best.pt")
+    assert model_version_for(cfg) != version and cfg.fingerprint() != fingerprint
+    g = registry.get_grounder(cfg.providers.grounder)
+    g.boxes(scene((64, 64), []), [])
+    assert g.sha256 == sha256_file(weights)  # the provider reloaded them too
+    registry.clear_cache()
+
+
+def test_missing_weights_are_a_clear_error(tmp_path):
+    from pipeline.providers.base import ProviderError
+    from pipeline.providers.student import StudentGrounder
+    assert GrounderProvider(kind="student", model=str(tmp_path / "nope.pt")).identity() == "student-missing"
+    with pytest.raises(ProviderError, match="no weights file"):
+        StudentGrounder(str(tmp_path / "nope.pt"))
+
+
+def test_interrupted_training_resumes_from_the_last_epoch(yolo_export, tmp_path):
+    data, _, _ = yolo_export
+    cfg = TrainConfig(data=data, out=tmp_path / "run", epochs=2, **TINY)
+
+    class Killed(Exception):
+        pass
+
+    def die_after_first_save(trainer):
+        raise Killed(f"killed after epoch {trainer.epoch + 1}")
+
+    with pytest.raises(Killed, match="after epoch 1"):
+        train(cfg, callbacks={"on_model_save": die_after_first_save})
+    assert (tmp_path / "run" / "weights" / "last.pt").exists() and not (tmp_path / "run" / "metrics.json").exists()
+    with pytest.raises(TrainError, match="--resume"):
+        train(cfg)  # a second start must not silently overwrite the run
+    m = train(cfg, resume=True)
+    assert [e["epoch"] for e in m["epochs"]] == [2]  # only the missing epoch ran
+    rows = (tmp_path / "run" / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 2  # header + both epochs
+    with pytest.raises(TrainError, match="finished"):
+        train(cfg, resume=True)
+
+
+def test_an_export_without_val_images_is_refused(tmp_path):
+    from pipeline.distill.export import write_dataset
+    from tests.pipeline.distill.conftest import fetcher
+    exs, files, _ = make_examples(1)
+    write_dataset(exs, tmp_path / "one", "yolo", fetcher(files), CLASSES, progress=False)
+    with pytest.raises(TrainError, match="val split has no images"):
+        train(TrainConfig(data=tmp_path / "one", out=tmp_path / "run", epochs=1, **TINY))
+    with pytest.raises(TrainError, match="not a YOLO export"):
+        train(TrainConfig(data=tmp_path, out=tmp_path / "run", epochs=1, **TINY))
