@@ -8,8 +8,9 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# extras: ml = transformers/open_clip providers, falcon = Falcon Perception (its torch path needs CUDA)
-ARG EXTRAS=ml,falcon
+# extras: ml = transformers/open_clip providers, falcon = Falcon Perception (its torch path needs CUDA),
+# train = ultralytics (the student grounder, label-factory train)
+ARG EXTRAS=ml,falcon,train
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
