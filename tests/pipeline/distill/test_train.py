@@ -51,7 +51,7 @@ def test_train_writes_weights_metrics_and_model_card(trained):
     m = json.loads((out / "metrics.json").read_text())
     assert {"mAP50", "mAP50-95", "precision", "recall", "per_class", "epochs", "weights", "weights_sha256"} <= set(m)
     assert set(m["per_class"]) == set(CLASSES)
-    for name, c in m["per_class"].items():
+    for c in m["per_class"].values():
         assert {"instances", "precision", "recall", "mAP50", "mAP50-95"} <= set(c)
     val_instances = sum(c["instances"] for c in m["per_class"].values())
     assert val_instances == manifest["counts"]["val"]["boxes"]
