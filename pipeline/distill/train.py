@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from pipeline.distill.export import MANIFEST
 from pipeline.distill.weights import sha256_file
-from pipeline.distill.yolo import local_fonts_only, torch_device, ultralytics
+from pipeline.distill.yolo import keep_torch_threads, local_fonts_only, torch_device, ultralytics
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +149,8 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Optional[dict[str, 
         args = {k: args[k] for k in ("data", "device", "workers", "plots")} | {"resume": True}
     log.info("training %s on %s (%s) -> %s", "(resumed) " + str(last) if resume else cfg.model, yaml_path, device, out)
     t0 = time.perf_counter()
-    if cfg.plots:
-        model.train(**args)
-    else:
-        with local_fonts_only():
-            model.train(**args)
+    with keep_torch_threads(), (local_fonts_only() if not cfg.plots else nullcontext()):
+        model.train(**args)  # ultralytics trains on cores - 1 torch threads; the caller's count comes back after
     trainer = model.trainer
     best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
     names = {int(k): v for k, v in trainer.data["names"].items()}

@@ -4,6 +4,9 @@
   nothing is written to the user's ultralytics settings).
 * While checking a data set, ultralytics fetches the Arial.ttf font from GitHub even when nothing
   will be plotted; with ``plots=False`` that check only looks on disk (``local_fonts_only``).
+* ``import ultralytics`` and its device selection would pin torch to one thread on a 2-core machine
+  for the whole process (other providers included): both are undone (``ultralytics``,
+  ``keep_torch_threads``).
 * Nothing else here: pretrained checkpoints (``yolo11n.pt``) download the normal ultralytics way,
   a model config (``yolo11n.yaml``) builds random weights with no download. ``YOLO_CONFIG_DIR``
   says where ultralytics keeps its settings and fonts (tests point it at a temporary folder).
@@ -11,6 +14,7 @@
 Needs the ``train`` extra (``pip install label-factory[train]``)."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 
@@ -19,15 +23,39 @@ class UltralyticsMissing(ImportError):
 
 
 def ultralytics():
-    """The ``ultralytics`` module, analytics off (raises UltralyticsMissing with the install hint)."""
+    """The ``ultralytics`` module, analytics off (raises UltralyticsMissing with the install hint).
+
+    ``import ultralytics`` sets OMP_NUM_THREADS=1 when it is unset, which would pin torch (if torch is
+    imported after it) and every child process to one thread: torch is imported first and the
+    variable is put back as it was, so the other models in the process keep their threads."""
+    import torch  # noqa: F401 - before ultralytics: torch reads OMP_NUM_THREADS when it starts
+    omp = os.environ.get("OMP_NUM_THREADS")
     try:
         import ultralytics as ul
         from ultralytics.utils import events
     except ImportError as e:
         raise UltralyticsMissing("the student detector needs ultralytics: pip install 'label-factory[train]' "
                                  f"({e})") from None
+    finally:
+        if omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = omp
     events.events.enabled = False
     return ul
+
+
+@contextmanager
+def keep_torch_threads():
+    """ultralytics' device selection calls ``torch.set_num_threads(cores - 1)`` for the whole process (1 on
+    a 2-core machine); inside this block that change is undone on the way out."""
+    import torch
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from PIL import Image
 
 from pipeline.detections import Detections
 from pipeline.distill.weights import weights_sha256
+from pipeline.distill.yolo import keep_torch_threads, torch_device, ultralytics
 from pipeline.providers.base import Grounder, ProviderError
 
 
@@ -36,7 +37,6 @@ class StudentGrounder(Grounder):
         self.min_score = float(min_score)
         self._lock = threading.Lock()
         self._stat: Optional[tuple] = None
-        from pipeline.distill.yolo import torch_device
         self.device = torch_device(device)
         self._load()
 
@@ -52,7 +52,6 @@ class StudentGrounder(Grounder):
             return None
 
     def _load(self) -> None:
-        from pipeline.distill.yolo import ultralytics
         stat = self._file_stat()
         if stat is None or not self.path.is_file():
             raise ProviderError(f"student grounder: no weights file at {str(self.path)!r} "
@@ -81,8 +80,9 @@ class StudentGrounder(Grounder):
             if self._file_stat() != self._stat:
                 self._load()
             try:
-                res = self.model.predict(image, conf=self.min_score, device=self.device,
-                                         classes=self.classes_for(queries), verbose=False)[0]
+                with keep_torch_threads():  # the first predict would pin the process's torch to cores - 1
+                    res = self.model.predict(image, conf=self.min_score, device=self.device,
+                                             classes=self.classes_for(queries), verbose=False)[0]
             except Exception as e:  # noqa: BLE001
                 raise ProviderError(f"student grounder {str(self.path)!r}: prediction failed: {e}") from e
         b = res.boxes

@@ -123,6 +123,32 @@ def test_student_as_ground_stage_and_model_version_names_the_weights(trained, tm
     registry.clear_cache()
 
 
+def test_ultralytics_leaves_the_process_torch_threads_alone(trained):
+    """`import ultralytics` sets OMP_NUM_THREADS=1 and its predict sets torch to cores - 1 threads, process-wide:
+    with the student in the backend, every other model (VLM verify, OWLv2) would lose its threads."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"PYTHONPATH": str(REPO)}
+    probe = ("import os; from pipeline.distill.yolo import ultralytics; ultralytics(); import torch; "
+             "print(torch.get_num_threads(), os.environ.get('OMP_NUM_THREADS'))")
+    plain = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env,
+                           capture_output=True, text=True, check=True).stdout.split()
+    after = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert after == [plain[0], "None"]
+
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    from pipeline.providers.student import StudentGrounder
+    out, _, _ = trained
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(NUM_THREADS + 1)
+        StudentGrounder(str(out / "weights" / "best.pt"), device="cpu").boxes(scene((64, 64), []), [])
+        assert torch.get_num_threads() == NUM_THREADS + 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_missing_weights_are_a_clear_error(tmp_path):
     from pipeline.providers.base import ProviderError
     from pipeline.providers.student import StudentGrounder
