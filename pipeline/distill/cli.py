@@ -1,4 +1,4 @@
-"""``label-factory export`` and ``label-factory train`` (wired into pipeline/cli.py's optional sub-commands).
+"""``label-factory export``, ``train`` and ``evaluate`` (wired into pipeline/cli.py's optional sub-commands).
 
 The Label Studio connection options and project lookup are the ones ``label-factory predict`` uses
 (backends/autolabel/cli.py, batch.py); images come through the backend's guarded fetcher."""
@@ -35,6 +35,20 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser(
+        "evaluate", help="compare model_versions' predictions with the reviewed labels of the same tasks (mAP)",
+        description="COCO mAP50 / mAP50-95 of each --model-version's predictions against the latest submitted "
+                    "annotation of the tasks that every version predicted (e.g. the student vs the foundation "
+                    "cascade after `label-factory predict` ran both).")
+    p.add_argument("--model-version", "-m", action="append", required=True, dest="versions",
+                   help="a model_version to score (repeat to compare)")
+    p.add_argument("--project", "-p", default=None, help="project YAML (finds the Label Studio project by title)")
+    add_connection_args(p)
+    p.add_argument("--export", default=None, help="an export folder: score only the tasks of its --split")
+    p.add_argument("--split", default="test", help="with --export: train | val | test (default test)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser(
         "train", help="train the student detector (ultralytics YOLO) on an export",
@@ -110,6 +124,40 @@ def cmd_export(args) -> int:
             print(f"  left out: {k}: {v}")
     for f in left["image_failed"]:
         print(f"    task {f['task']}: {f['reason']}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from label_studio_sdk import LabelStudio
+
+    from backends.autolabel.batch import JobError
+    from backends.autolabel.cli import connection
+    from pipeline.distill.evaluate import compare
+    from pipeline.distill.export import MANIFEST, ExportError, labeling_target
+
+    try:
+        task_ids = None
+        if args.export:
+            manifest = json.loads((Path(args.export) / MANIFEST).read_text())
+            task_ids = {f["task_id"] for f in manifest["files"] if f["split"] == args.split}
+        url, api_key = connection(args)
+        client = LabelStudio(base_url=url, api_key=api_key, timeout=120)
+        project_id = _project_id(args, client)
+        from_name, data_key, labels = labeling_target(client.projects.get(project_id).label_config)
+        tasks = client.tasks.list(project=project_id, fields="all", resolve_uri=False, page_size=100)
+        res = compare(tasks, from_name, data_key, args.versions, labels, task_ids)
+    except (JobError, ExportError, OSError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    where = f" of {args.export} ({args.split} split)" if args.export else ""
+    print(f"Label Studio project {project_id}: {res['tasks']} reviewed tasks{where} predicted by every version "
+          f"({res['reviewed']} reviewed; predicted: {res['predicted']})")
+    for v, m in res["versions"].items():
+        per = ", ".join(f"{k} {'-' if a is None else f'{a:.3f}'}" for k, a in m["per_class_AP50"].items())
+        print(f"  {v}: mAP50 {m['mAP50']:.3f}  mAP50-95 {m['mAP50-95']:.3f}  ({m['boxes']} boxes; AP50 {per})")
     return 0
 
 

@@ -56,7 +56,7 @@ class Tally:
         return dict(vars(self))
 
 
-def _d(obj) -> dict:
+def as_dict(obj) -> dict:
     if obj is None or isinstance(obj, dict):
         return obj or {}
     return obj.model_dump(mode="json")
@@ -69,11 +69,12 @@ def _newest(items: list[dict]) -> Optional[dict]:
 
 def latest_annotation(task) -> Optional[dict]:
     """The latest submitted, non-cancelled annotation of a task (None if there is none)."""
-    return _newest([a for a in map(_d, _d(task).get("annotations") or []) if not a.get("was_cancelled")])
+    return _newest([a for a in map(as_dict, as_dict(task).get("annotations") or []) if not a.get("was_cancelled")])
 
 
 def latest_prediction(task, model_version: str) -> Optional[dict]:
-    return _newest([p for p in map(_d, _d(task).get("predictions") or []) if p.get("model_version") == model_version])
+    preds = map(as_dict, as_dict(task).get("predictions") or [])
+    return _newest([p for p in preds if p.get("model_version") == model_version])
 
 
 def rectangles(result: Iterable[dict], from_name: str, tally: Optional[Tally] = None,
@@ -102,7 +103,7 @@ def examples(tasks: Iterable, from_name: str, data_key: str, pseudo_version: Opt
     tally = Tally()
     out = []
     for raw in tasks:
-        task = _d(raw)
+        task = as_dict(raw)
         tally.tasks += 1
         tid = int(task["id"])
         url = (task.get("data") or {}).get(data_key)
