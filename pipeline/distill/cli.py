@@ -9,8 +9,14 @@ import sys
 from pathlib import Path
 
 
-def add_parser(subparsers) -> None:
+def _label_studio_args(p) -> None:
     from backends.autolabel.cli import add_connection_args
+    p.add_argument("--project", "-p", default=None, help="project YAML (its project_name finds the Label Studio "
+                                                         "project when --ls-project is not given)")
+    add_connection_args(p)
+
+
+def add_parser(subparsers) -> None:
     from pipeline.distill.export import FORMATS
     from pipeline.distill.train import DEFAULT_MODEL
 
@@ -21,9 +27,7 @@ def add_parser(subparsers) -> None:
                     "split train/val/test by task id.")
     p.add_argument("--out", "-o", required=True, help="output folder (replaced if it holds an earlier export)")
     p.add_argument("--format", choices=FORMATS, default="yolo", help="yolo (data.yaml) or coco (default yolo)")
-    p.add_argument("--project", "-p", default=None, help="project YAML (its project_name finds the Label Studio "
-                                                         "project when --ls-project is not given)")
-    add_connection_args(p)
+    _label_studio_args(p)
     p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test ratios (default 0.8,0.1,0.1)")
     p.add_argument("--classes", default=None,
                    help="comma-separated labels, in class-id order (default: the labeling config's RectangleLabels)")
@@ -43,8 +47,7 @@ def add_parser(subparsers) -> None:
                     "cascade after `label-factory predict` ran both).")
     p.add_argument("--model-version", "-m", action="append", required=True, dest="versions",
                    help="a model_version to score (repeat to compare)")
-    p.add_argument("--project", "-p", default=None, help="project YAML (finds the Label Studio project by title)")
-    add_connection_args(p)
+    _label_studio_args(p)
     p.add_argument("--export", default=None, help="an export folder: score only the tasks of its --split")
     p.add_argument("--split", default="test", help="with --export: train | val | test (default test)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -71,30 +74,32 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _project_id(args, client) -> int:
+def _connect(args):
+    """(label-studio-sdk client, URL, API key, project id) from the connection options (as `predict`)."""
+    from label_studio_sdk import LabelStudio
+
     from backends.autolabel.batch import JobError, find_project_id
+    from backends.autolabel.cli import connection
     from pipeline.config import load_project
+
+    url, api_key = connection(args)
+    client = LabelStudio(base_url=url, api_key=api_key, timeout=120)
     if args.ls_project:
-        return args.ls_project
+        return client, url, api_key, args.ls_project
     if not args.project:
         raise JobError("which Label Studio project? pass --ls-project ID or --project YAML (found by its project_name)")
-    return find_project_id(client, load_project(args.project).project_name)
+    return client, url, api_key, find_project_id(client, load_project(args.project).project_name)
 
 
 def cmd_export(args) -> int:
-    from label_studio_sdk import LabelStudio
-
     from backends.autolabel.batch import JobError
-    from backends.autolabel.cli import connection
     from backends.images import fetch_image
     from pipeline.distill.export import ExportError, export_project
     from pipeline.distill.split import parse_ratios
 
     try:
         ratios = parse_ratios(args.split)
-        url, api_key = connection(args)
-        client = LabelStudio(base_url=url, api_key=api_key, timeout=120)
-        project_id = _project_id(args, client)
+        client, url, api_key, project_id = _connect(args)
 
         def fetch(image_url, task_id):
             return fetch_image(image_url, task_id, label_studio_url=url, api_key=api_key)
@@ -128,10 +133,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from label_studio_sdk import LabelStudio
-
     from backends.autolabel.batch import JobError
-    from backends.autolabel.cli import connection
     from pipeline.distill.evaluate import compare
     from pipeline.distill.export import MANIFEST, ExportError, labeling_target
 
@@ -140,9 +142,7 @@ def cmd_evaluate(args) -> int:
         if args.export:
             manifest = json.loads((Path(args.export) / MANIFEST).read_text())
             task_ids = {f["task_id"] for f in manifest["files"] if f["split"] == args.split}
-        url, api_key = connection(args)
-        client = LabelStudio(base_url=url, api_key=api_key, timeout=120)
-        project_id = _project_id(args, client)
+        client, _, _, project_id = _connect(args)
         from_name, data_key, labels = labeling_target(client.projects.get(project_id).label_config)
         tasks = client.tasks.list(project=project_id, fields="all", resolve_uri=False, page_size=100)
         res = compare(tasks, from_name, data_key, args.versions, labels, task_ids)
