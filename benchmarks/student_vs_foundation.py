@@ -15,6 +15,10 @@
    weights never stop by themselves). Each grounder gets the full 1920x1080 RGB image and one query, as
    the ground stage calls it; preprocessing is inside the timing.
 
+Inference runs with ``--threads`` torch threads on both sides (default 1: this machine's 2 cores are shared,
+and two OpenMP threads stall whenever another process takes a core; measured 0.13-0.2 s vs 0.35-5.4 s per
+student call under load). Training uses ultralytics' own CPU choice (cores - 1 threads, 2 loader workers).
+
 Random weights: only speed means anything here (compute does not depend on weight values); no quality
 figure is printed. Goal (issue 12): the student >= 20x faster than the foundation grounder."""
 from __future__ import annotations
@@ -105,6 +109,9 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for inference, both sides (default 1: on a shared 2-core machine two "
+                         "OpenMP threads stall whenever another process takes a core)")
     a = ap.parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "1")
     size = (480, 270) if a.quick else PHOTO
@@ -133,6 +140,8 @@ def main(argv=None) -> None:
         falcon = falcon_grounder(a.falcon_tokens, a.quick)
         sides[f"Falcon Perception shape (MLX, <= 1024 px, {a.falcon_tokens} tokens)"] = \
             lambda im: falcon.boxes(im, ["stop sign"])
+    import torch
+    torch.set_num_threads(a.threads)
     photos = [photo(100 + i, size)[0] for i in range(a.images)]
     log("warming up ...")
     for fn in sides.values():
