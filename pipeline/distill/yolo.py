@@ -7,6 +7,10 @@
 * ``import ultralytics`` and its device selection would pin torch to one thread on a 2-core machine
   for the whole process (other providers included): both are undone (``ultralytics``,
   ``keep_torch_threads``).
+* ``import ultralytics`` replaces ``PIL.Image.open`` process-wide with a version that, on any file
+  Pillow cannot identify, pip-installs and imports pi-heif (HEIC support): a corrupt upload would then
+  fail with ModuleNotFoundError (or a run-time install) instead of pipeline/images.py's "not an
+  image". Pillow's own ``Image.open`` is put back; ``YOLO_AUTOINSTALL`` defaults to false.
 * Nothing else here: pretrained checkpoints (``yolo11n.pt``) download the normal ultralytics way,
   a model config (``yolo11n.yaml``) builds random weights with no download. ``YOLO_CONFIG_DIR``
   says where ultralytics keeps its settings and fonts (tests point it at a temporary folder).
@@ -30,9 +34,10 @@ def ultralytics():
     variable is put back as it was, so the other models in the process keep their threads."""
     import torch  # noqa: F401 - before ultralytics: torch reads OMP_NUM_THREADS when it starts
     omp = os.environ.get("OMP_NUM_THREADS")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install anything at run time
     try:
         import ultralytics as ul
-        from ultralytics.utils import events
+        from ultralytics.utils import events, patches
     except ImportError as e:
         raise UltralyticsMissing("the student detector needs ultralytics: pip install 'label-factory[train]' "
                                  f"({e})") from None
@@ -41,6 +46,9 @@ def ultralytics():
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = omp
+    from PIL import Image
+    if Image.open is getattr(patches, "image_open", None):  # put Pillow's own back (see the module docstring)
+        Image.open = patches._image_open
     events.events.enabled = False
     return ul
 

@@ -6,7 +6,6 @@ Set before the first ``import ultralytics`` (the distill modules import it lazil
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import pytest
@@ -86,8 +85,3 @@ def yolo_export(tmp_path_factory):
     source = {"label_studio_url": "http://127.0.0.1:8080", "project_id": 7, "project_title": "constructed"}
     manifest = write_dataset(exs, out, "yolo", fetcher(files), CLASSES, source=source, progress=False)
     return out, manifest, truth
-
-
-@pytest.fixture
-def offline_env():
-    return {k: os.environ[k] for k in ("YOLO_CONFIG_DIR", "YOLO_OFFLINE", "YOLO_AUTOINSTALL")}

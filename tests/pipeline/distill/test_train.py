@@ -96,6 +96,7 @@ def test_student_as_ground_stage_and_model_version_names_the_weights(trained, tm
     from backends.autolabel.runner import model_version_for
     from pipeline.pipeline import Pipeline
     from pipeline.providers import registry
+    from pipeline.providers.student import StudentGrounder
     out, _, _ = trained
     weights = tmp_path / "student.pt"
     shutil.copy(out / "weights" / "best.pt", weights)
@@ -106,9 +107,11 @@ def test_student_as_ground_stage_and_model_version_names_the_weights(trained, tm
                          "providers": {"vlm": {"kind": "transformers", "model": "unused"},
                                        "grounder": {"kind": "student", "model": str(weights), "device": "cpu"}}})
     registry.clear_cache()
-    res = Pipeline(cfg).run(scene((320, 200), [("Stop Sign", (20, 20, 120, 120))]))
+    # the student as the ground stage (no confidence floor: random 1-epoch weights score low)
+    student = StudentGrounder.from_config(cfg.providers.grounder, min_score=0.0)
+    res = Pipeline(cfg, grounder=student).run(scene((320, 200), [("Stop Sign", (20, 20, 120, 120))]))
     kept = res.detections.active()
-    assert len(kept) > 0 and set(kept.labels) <= set(CLASSES)
+    assert 0 < len(kept) <= cfg.thresholds.max_boxes and set(kept.labels) <= set(CLASSES)
     assert set(kept.stage) == {"ground"}
 
     version = model_version_for(cfg)
@@ -147,6 +150,20 @@ def test_ultralytics_leaves_the_process_torch_threads_alone(trained):
         assert torch.get_num_threads() == NUM_THREADS + 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_ultralytics_leaves_pillow_alone():
+    """`import ultralytics` patches PIL.Image.open to pip-install pi-heif on any unidentified file: a broken image
+    must still be "not an image" in a process that serves the student, whatever imported ultralytics first."""
+    import ultralytics  # noqa: F401 - imported directly first, as a third-party module might
+    from PIL import Image
+
+    from pipeline.distill.yolo import ultralytics as load
+    from pipeline.images import ImageLoadError, open_image
+    load()
+    assert Image.open.__module__ == "PIL.Image"
+    with pytest.raises(ImageLoadError, match="not an image"):
+        open_image(b"not an image at all")
 
 
 def test_missing_weights_are_a_clear_error(tmp_path):
