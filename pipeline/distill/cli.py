@@ -1,4 +1,4 @@
-"""``label-factory export``, ``train`` and ``evaluate`` (wired into pipeline/cli.py's optional sub-commands).
+"""``label-factory export`` and ``label-factory train`` (wired into pipeline/cli.py's optional sub-commands).
 
 The Label Studio connection options and project lookup are the ones ``label-factory predict`` uses
 (backends/autolabel/cli.py, batch.py); images come through the backend's guarded fetcher."""
@@ -9,14 +9,8 @@ import sys
 from pathlib import Path
 
 
-def _label_studio_args(p) -> None:
-    from backends.autolabel.cli import add_connection_args
-    p.add_argument("--project", "-p", default=None, help="project YAML (its project_name finds the Label Studio "
-                                                         "project when --ls-project is not given)")
-    add_connection_args(p)
-
-
 def add_parser(subparsers) -> None:
+    from backends.autolabel.cli import add_connection_args
     from pipeline.distill.export import FORMATS
     from pipeline.distill.train import DEFAULT_MODEL
 
@@ -27,7 +21,9 @@ def add_parser(subparsers) -> None:
                     "split train/val/test by task id.")
     p.add_argument("--out", "-o", required=True, help="output folder (replaced if it holds an earlier export)")
     p.add_argument("--format", choices=FORMATS, default="yolo", help="yolo (data.yaml) or coco (default yolo)")
-    _label_studio_args(p)
+    p.add_argument("--project", "-p", default=None, help="project YAML (its project_name finds the Label Studio "
+                                                         "project when --ls-project is not given)")
+    add_connection_args(p)
     p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test ratios (default 0.8,0.1,0.1)")
     p.add_argument("--classes", default=None,
                    help="comma-separated labels, in class-id order (default: the labeling config's RectangleLabels)")
@@ -39,19 +35,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_export)
-
-    p = subparsers.add_parser(
-        "evaluate", help="compare model_versions' predictions with the reviewed labels of the same tasks (mAP)",
-        description="COCO mAP50 / mAP50-95 of each --model-version's predictions against the latest submitted "
-                    "annotation of the tasks that every version predicted (e.g. the student vs the foundation "
-                    "cascade after `label-factory predict` ran both).")
-    p.add_argument("--model-version", "-m", action="append", required=True, dest="versions",
-                   help="a model_version to score (repeat to compare)")
-    _label_studio_args(p)
-    p.add_argument("--export", default=None, help="an export folder: score only the tasks of its --split")
-    p.add_argument("--split", default="test", help="with --export: train | val | test (default test)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser(
         "train", help="train the student detector (ultralytics YOLO) on an export",
@@ -75,7 +58,7 @@ def add_parser(subparsers) -> None:
 
 
 def _connect(args):
-    """(label-studio-sdk client, URL, API key, project id) from the connection options (as `predict`)."""
+    """(label-studio-sdk client, URL, API key, project id) from the connection options, as `predict` finds them."""
     from label_studio_sdk import LabelStudio
 
     from backends.autolabel.batch import JobError, find_project_id
@@ -129,35 +112,6 @@ def cmd_export(args) -> int:
             print(f"  left out: {k}: {v}")
     for f in left["image_failed"]:
         print(f"    task {f['task']}: {f['reason']}")
-    return 0
-
-
-def cmd_evaluate(args) -> int:
-    from backends.autolabel.batch import JobError
-    from pipeline.distill.evaluate import compare
-    from pipeline.distill.export import MANIFEST, ExportError, labeling_target
-
-    try:
-        task_ids = None
-        if args.export:
-            manifest = json.loads((Path(args.export) / MANIFEST).read_text())
-            task_ids = {f["task_id"] for f in manifest["files"] if f["split"] == args.split}
-        client, _, _, project_id = _connect(args)
-        from_name, data_key, labels = labeling_target(client.projects.get(project_id).label_config)
-        tasks = client.tasks.list(project=project_id, fields="all", resolve_uri=False, page_size=100)
-        res = compare(tasks, from_name, data_key, args.versions, labels, task_ids)
-    except (JobError, ExportError, OSError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(res, indent=1))
-        return 0
-    where = f" of {args.export} ({args.split} split)" if args.export else ""
-    print(f"Label Studio project {project_id}: {res['tasks']} reviewed tasks{where} predicted by every version "
-          f"({res['reviewed']} reviewed; predicted: {res['predicted']})")
-    for v, m in res["versions"].items():
-        per = ", ".join(f"{k} {'-' if a is None else f'{a:.3f}'}" for k, a in m["per_class_AP50"].items())
-        print(f"  {v}: mAP50 {m['mAP50']:.3f}  mAP50-95 {m['mAP50-95']:.3f}  ({m['boxes']} boxes; AP50 {per})")
     return 0
 
 

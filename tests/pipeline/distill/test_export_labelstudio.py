@@ -116,17 +116,6 @@ def test_coco_export_round_trips_against_label_studio(label_studio, project, tmp
     assert manifest["left_out"]["low_score"] == 1
 
 
-def test_evaluate_scores_a_model_version_on_the_reviewed_tasks(label_studio, project, capsys):
-    proj, tasks, *_ = project
-    capsys.readouterr()
-    assert main(["evaluate", "--label-studio-url", label_studio.url, "--api-key", label_studio.token,
-                 "--ls-project", str(proj.id), "-m", "cascade-v1", "--json"]) == 0
-    res = json.loads(capsys.readouterr().out)
-    # 'two' is the one reviewed task cascade-v1 predicted (a wrong Car box); 'pseudo' has no review
-    assert res["tasks"] == 1 and res["reviewed"] == 5 and res["predicted"] == {"cascade-v1": 2}
-    assert res["versions"]["cascade-v1"]["mAP50"] == 0.0 and res["versions"]["cascade-v1"]["boxes"] == 1
-
-
 def test_yolo_export_by_project_title_round_trips_and_keeps_exif_corrected_pixels(label_studio, project, tmp_path,
                                                                                   monkeypatch):
     proj, tasks, truth, ann, _, sizes = project

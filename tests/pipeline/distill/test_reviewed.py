@@ -1,5 +1,3 @@
-import pytest
-
 from pipeline.distill.reviewed import examples, latest_annotation
 
 
@@ -58,28 +56,3 @@ def test_what_each_kind_of_task_contributes():
     assert [(r.label, r.score) for r in pseudo.regions] == [("A", 0.8), ("C", 0.9)]
     assert tally.low_score == 2
 
-
-def test_evaluate_scores_versions_side_by_side_on_the_same_reviewed_tasks():
-    from pipeline.distill.evaluate import compare
-    truth = {1: [rect("A", 10, 10, 20, 20)], 2: [rect("A", 50, 50, 20, 20), rect("B", 5, 60, 10, 30)],
-             3: [rect("B", 30, 30, 40, 40)]}
-    shifted = lambda r: {**r, "value": {**r["value"], "x": r["value"]["x"] + r["value"]["width"] * 0.6}}  # noqa: E731
-
-    def pred(version, regions, score=0.9):
-        return {"id": hash((version, str(regions))) % 1000, "model_version": version,
-                "result": [{**r, "score": score} for r in regions]}
-
-    tasks = [task(tid, [ann(tid * 10, regions, "2026-01-02T00:00:00Z")],
-                  [pred("perfect", regions), pred("shifted", [shifted(r) for r in regions])])
-             for tid, regions in truth.items()]
-    tasks.append(task(4, [ann(40, [rect("A")], "2026-01-02T00:00:00Z")], [pred("perfect", [rect("A")])]))  # one only
-    tasks.append(task(5, predictions=[pred("perfect", [rect("A")]), pred("shifted", [rect("A")])]))  # not reviewed
-    res = compare(tasks, "label", "image", ["perfect", "shifted"], ["A", "B"])
-    assert res["tasks"] == 3 and res["reviewed"] == 4 and res["predicted"] == {"perfect": 5, "shifted": 4}
-    perfect, shifted_m = res["versions"]["perfect"], res["versions"]["shifted"]
-    assert perfect["mAP50"] == pytest.approx(1.0) and perfect["mAP50-95"] == pytest.approx(1.0)
-    assert perfect["per_class_AP50"] == {"A": pytest.approx(1.0), "B": pytest.approx(1.0)}
-    # a 60 % shift leaves IoU 0.25: every box misses at IoU 0.5
-    assert shifted_m["mAP50"] == 0.0 and shifted_m["boxes"] == 4
-    only = compare(tasks, "label", "image", ["perfect"], ["A", "B"], task_ids={1, 3})
-    assert only["tasks"] == 2 and only["versions"]["perfect"]["per_class_AP50"]["B"] == pytest.approx(1.0)
