@@ -96,6 +96,7 @@ class IdentifyProvider(_Strict):
     min_cosine: float = Field(0.8, ge=-1, le=1)
     min_margin: float = Field(0.05, ge=0, le=2)
     top_k: int = Field(5, ge=1)
+    projection: Optional[str] = None  # projection head file (label-factory identify train); None: raw CLIP
 
 
 class Providers(_Strict):

@@ -6,7 +6,10 @@ JSON (``.../My-Model.json``; registered with ``open_clip.add_model_config``, nam
 of a local checkpoint file, or empty/None for random weights (tests only).
 
 The env vars ``LF_CLIP_MODEL`` / ``LF_CLIP_PRETRAINED`` (as in config.ENV_OVERRIDES) override the YAML's values
-(``LF_CLIP_PRETRAINED=none`` means no weights)."""
+(``LF_CLIP_PRETRAINED=none`` means no weights).
+
+``projection`` (``providers.identify.projection``): the path of a projection head file
+(``head.py``); the embedder returned is then a ``head.ProjectedEmbedder`` whose id names the head."""
 from __future__ import annotations
 
 import logging
@@ -89,13 +92,13 @@ class Embedder:
                 "dim": self.dim, "device": self.device}
 
 
-_cache: dict[tuple, Embedder] = {}
+_cache: dict[tuple, object] = {}
 _cache_lock = threading.Lock()
 
 
 def get_embedder(model: str = "ViT-B-32", pretrained: Optional[str] = "laion2b_s34b_b79k", device: str = "cpu",
-                 apply_env: bool = True) -> Embedder:
-    """The process-wide embedder for (model, pretrained, device): weights load once per process."""
+                 apply_env: bool = True, projection: Optional[str] = None):
+    """The process-wide embedder for (model, pretrained, device[, projection head]): loaded once per process."""
     if apply_env:
         model, pretrained = resolve_spec(model, pretrained)
     key = (model, pretrained, device)
@@ -104,9 +107,18 @@ def get_embedder(model: str = "ViT-B-32", pretrained: Optional[str] = "laion2b_s
         if emb is None:
             log.info("loading open_clip %s (pretrained=%s) on %s", model, pretrained, device)
             emb = _cache[key] = Embedder(model, pretrained, device)
-        return emb
+        if not projection:
+            return emb
+        pkey = (*key, str(Path(projection).resolve()))
+        projected = _cache.get(pkey)
+        if projected is None:
+            from pipeline.identify.head import ProjectedEmbedder
+            projected = _cache[pkey] = ProjectedEmbedder(emb, projection)
+            log.info("projection head %s (%s -> dim %d)", projection, projected.id, projected.dim)
+        return projected
 
 
-def embedder_for(provider) -> Embedder:
-    """The embedder a ``config.IdentifyProvider`` asks for."""
-    return get_embedder(provider.model, provider.pretrained, getattr(provider, "device", "cpu"))
+def embedder_for(provider):
+    """The embedder a ``config.IdentifyProvider`` asks for (with its projection head, when it names one)."""
+    return get_embedder(provider.model, provider.pretrained, getattr(provider, "device", "cpu"),
+                        projection=getattr(provider, "projection", None))

@@ -9,6 +9,10 @@ Per reference vector (exact search, the reference itself left out):
   reference of the same label?  (A label with one reference cannot be scored that way.)
 * **most-confusable pairs**: label pairs ranked by the highest cosine between any of their
   references.
+
+``compare_report`` puts the same figures side by side for an index and for that index seen
+through a projection head (the head applied to its stored vectors), with the head's own
+evaluation on fresh augmented views when the head file has one.
 """
 from __future__ import annotations
 
@@ -127,4 +131,58 @@ def format_report(rep: dict) -> str:
         lines.append(f"{rng:<13} | {verdict}{mark}")
     lines.append("")
     lines.append(next(text for _, v, text in GUIDANCE if v == rep["guidance"]))
+    return "\n".join(lines)
+
+
+def compare_report(snap: IndexSnapshot, loaded, pairs: int = 10) -> dict:
+    """``verify_report`` of ``snap`` (raw CLIP vectors) and of the same references through the head
+    (``head.LoadedHead``), side by side."""
+    from pipeline.identify.head import projected_id
+    projected = IndexSnapshot(loaded.head.project(snap.vectors) if len(snap) else None, snap.entries, snap.version,
+                              projected_id(snap.embedder, loaded.hash), dim=loaded.head.config["out_dim"])
+    return {"before": verify_report(snap, pairs), "after": verify_report(projected, pairs),
+            "projection": {"path": str(loaded.path) if loaded.path else None, "hash": loaded.hash,
+                           "embedder": loaded.embedder, "config": loaded.head.config,
+                           "train_eval": (loaded.train or {}).get("eval")}}
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def format_comparison(cmp: dict) -> str:
+    b, a, p = cmp["before"], cmp["after"], cmp["projection"]
+    head = f"with head {p['hash']}"
+    rows = [("references / labels", f"{b['vectors']} / {b['labels']}", f"{a['vectors']} / {a['labels']}"),
+            ("dim", str(p["config"]["in_dim"]), str(p["config"]["out_dim"]))]
+    if b.get("note"):
+        return "\n".join([f"index v{b['version']} ({b['embedder']}): {b['note']}"])
+    rows += [("top-1 self-identification (leave-one-out)", _pct(b["top1_loo"]), _pct(a["top1_loo"])),
+             ("median margin to the nearest other label", _num(b["median_margin"]), _num(a["median_margin"])),
+             ("p10 margin", _num(b["p10_margin"]), _num(a["p10_margin"])),
+             ("min margin", _num(b["min_margin"]), _num(a["min_margin"])),
+             ("median leave-one-out margin", _num(b["median_loo_margin"]), _num(a["median_loo_margin"])),
+             ("verdict", b["guidance"], a["guidance"])]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len("without head"), *(len(r[1]) for r in rows))
+    lines = [f"index v{b['version']} ({b['embedder']}) and projection head {p['path'] or p['hash']}", "",
+             f"{'':<{w0}}  {'without head':<{w1}}  {head}", f"{'-' * w0}  {'-' * w1}  {'-' * len(head)}"]
+    lines += [f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]}" for r in rows]
+    ev = p.get("train_eval")
+    if ev:
+        lines += ["", f"the head's own evaluation ({ev['views']} fresh augmented views of its training references "
+                      "against the un-augmented ones):",
+                  f"  top-1 {_pct(ev['before']['top1'])} -> {_pct(ev['after']['top1'])}, median margin "
+                  f"{_num(ev['before']['median_margin'])} -> {_num(ev['after']['median_margin'])}"]
+    if a["confusable"]:
+        lines += ["", "most-confusable pairs with the head:"]
+        wa = max(len(x["a"]) for x in a["confusable"][:5])
+        lines += [f"  {x['a']:<{wa}}  <->  {x['b']}   cos {x['cosine']:.3f}" for x in a["confusable"][:5]]
+    lines += ["", "Margins here are between the index's own references; if the head was trained on them they are "
+                  "optimistic. Projected cosines are not CLIP cosines: re-tune min_cosine/min_margin for an index "
+                  "built with the head."]
     return "\n".join(lines)

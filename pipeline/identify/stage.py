@@ -59,7 +59,8 @@ class Identifier:
         if not len(snap):
             return snap.search(np.zeros((len(crops), 1), np.float32)), snap.version
         vecs = self.embedder.embed(crops)
-        return snap.search(vecs, self.top_k, self.min_cosine, self.min_margin), snap.version
+        return snap.search(vecs, self.top_k, self.min_cosine, self.min_margin,
+                           embedder=getattr(self.embedder, "id", None)), snap.version
 
     def __call__(self, image: Image.Image, dets: Detections) -> None:
         n = len(dets)
