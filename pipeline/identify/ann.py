@@ -2,30 +2,36 @@
 
 Exact search (faiss ``IndexFlatIP``) costs ~0.07 ms per 1,000 vectors per query here: 74 ms at 1 M.
 Above ``LF_ANN_MIN`` (default 50,000, where exact search is still ~4 ms) a snapshot is searched
-with faiss **IVF-Flat** (inner product):
+with faiss **IVF-SQ8** (inner product, about sqrt(n) lists, ``LF_ANN_NPROBE`` of them probed, vectors
+stored as 8-bit codes):
 
-* **Why IVF, not HNSW**: with one faiss thread, IVF builds 1 M x 512 vectors in well under a
-  minute (k-means on a 64k sample + one assignment pass, BLAS-bound); HNSW took 20 s for 50 k here
-  (minutes to tens of minutes at 1 M) and faiss's HNSW cannot remove vectors.  IVF-Flat keeps the
-  vectors themselves, so its cosines are exact; only *which* vectors it looks at is approximate.
+* **Why IVF, not HNSW**: with one faiss thread, IVF builds 1 M x 512 vectors in under a minute
+  (k-means on a 64k sample + one BLAS assignment pass); faiss HNSW took 20 s for 50 k here (many
+  minutes at 1 M), and cannot remove vectors.
+* **Why 8-bit codes**: a query's cost is reading its lists from memory.  At 1 M, 32 lists of
+  float32 vectors are ~64 MB per query (~8 ms on this machine under load, and past ~20 lists the
+  lists stop fitting the cache share); 8-bit codes read a quarter of that (~1.5 ms) and the base
+  takes 0.5 GB instead of 2 GB.  The codes only choose the candidates: every candidate's cosine is
+  recomputed from the snapshot's float32 vectors, so cosines, margins and the order of the top-k
+  are exact; only *which* vectors a query looks at is approximate.
 * **The .lfidx file stays the source of truth** (atomic versioned writes, unchanged).  Every
-  vector has a stable id (never reused within the index's lineage, see ``IndexSnapshot``), so an
+  vector has a stable id, never reused within the index's lineage (see ``IndexSnapshot``), so an
   IVF index built from one snapshot (the *base*) serves every later snapshot of the same lineage:
-  vectors removed since the base are masked out with a faiss ``IDSelectorBitmap`` of the live ids,
-  and vectors added since (ids >= the base's ``next_id``: always the snapshot's tail) are searched
-  exactly and merged.  So an annotation webhook costs what it cost before (rewrite the .lfidx
-  file) and no IVF work; the base is rebuilt, in the background, once the vectors added + removed
-  since it exceed ``LF_ANN_MAX_CHANGES`` (default 20,000: the exact tail then costs ~1.5 ms).
+  base vectors removed since are masked out with a faiss ``IDSelectorBitmap`` of the live ids, and
+  the rows the base does not hold (added since) are searched exactly and merged.  An annotation
+  webhook therefore costs what it cost before (rewrite the .lfidx file) and no IVF work.  The base
+  is rebuilt, in the background, once the vectors added + removed since it exceed
+  ``LF_ANN_MAX_CHANGES`` (default 20,000: an exact tail of that size costs ~1.5 ms per query).
 * **Built lazily, cached on disk**: the first search of a big snapshot starts a build in a
-  background thread and is answered exactly until the base is ready (``LF_ANN_BUILD=sync``
-  builds in the caller instead: tests, benchmarks, batch jobs).  The base is written atomically
-  next to the index (``.<name>.ivf``, with the lineage/version/next_id it covers), so other
-  worker processes and restarts load it instead of building; one process builds at a time
-  (``flock``).  A base of another lineage (the index was rebuilt) is ignored and replaced.
+  background thread and is answered exactly until the base is ready (``LF_ANN_BUILD=sync`` builds
+  in the caller instead: tests, benchmarks, batch jobs).  The base is written atomically next to
+  the index (``.<name>.ivf``: lineage, version, its ids, the faiss index), so other worker
+  processes and restarts load it instead of building; one process builds at a time (``flock``).
+  A base of another lineage (the index was rebuilt from scratch) is ignored and replaced.
 
-Settings (environment, read at each use): ``LF_ANN_MIN``, ``LF_ANN_NPROBE`` (lists probed per
-query, default 32), ``LF_ANN_NLIST`` (0: about sqrt(n), a power of two), ``LF_ANN_BUILD``
-(``background`` | ``sync``), ``LF_ANN_MAX_CHANGES``.  Faiss threads: ``LF_FAISS_THREADS``.
+Settings (environment, read at each use): ``LF_ANN_MIN``, ``LF_ANN_NPROBE`` (default 32),
+``LF_ANN_NLIST`` (0: about sqrt(n), a power of two), ``LF_ANN_BUILD`` (``background`` | ``sync``),
+``LF_ANN_MAX_CHANGES``.  Faiss threads: ``LF_FAISS_THREADS``.
 
 This module decides *which* vectors are candidates; labels, margins and thresholds stay in
 ``index.IndexSnapshot.search``.
@@ -117,7 +123,7 @@ class ExactSearch:
 
 
 class AnnBase:
-    """An immutable IVF-Flat index over one snapshot's vectors; faiss ids = the snapshot's stable ids."""
+    """An immutable IVF-SQ8 index over one snapshot's vectors; faiss ids = the snapshot's stable ids."""
 
     def __init__(self, index, ids: np.ndarray, lineage: str, version: int):
         self.index, self.ids, self.lineage, self.version = index, ids, lineage, int(version)
@@ -140,7 +146,8 @@ class AnnBase:
         faiss = faiss_module()
         n, d = snap.vectors.shape
         nlist = min(nlist or auto_nlist(n), max(1, n))
-        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                            faiss.METRIC_INNER_PRODUCT)
         ivf.cp.niter, ivf.cp.max_points_per_centroid, ivf.cp.seed = 10, 64, seed
         sample = np.sort(np.random.default_rng(seed).choice(n, min(n, nlist * 64), replace=False))
         ivf.train(np.ascontiguousarray(snap.vectors[sample]))
@@ -207,19 +214,30 @@ class ApproximateSearch:
         """Vectors added or removed since the base was built."""
         return len(self.extra) + self.removed
 
-    def knn(self, queries: np.ndarray, k: int):
+    def knn(self, queries: np.ndarray, k: int, block: int = 256):
         k = int(min(k, len(self.ids)))
-        D, ids = self.base.index.search(queries, k, params=self.params)
+        D, rows = [], []
+        for s in range(0, len(queries), block):
+            d, r = self._knn(queries[s:s + block], k)
+            D.append(d)
+            rows.append(r)
+        return np.concatenate(D), np.concatenate(rows)
+
+    def _knn(self, queries: np.ndarray, k: int):
+        _, ids = self.base.index.search(queries, k, params=self.params)
         rows = np.where(ids >= 0, np.searchsorted(self.ids, np.maximum(ids, 0)), -1)
-        if self.extra_vectors is None:
-            return D, rows
-        cos = queries @ self.extra_vectors.T  # (Q, extra)
-        kk = min(k, cos.shape[1])
-        top = np.argpartition(-cos, kk - 1, axis=1)[:, :kk]
-        D = np.concatenate([np.where(rows >= 0, D, -np.inf), np.take_along_axis(cos, top, 1)], axis=1)
-        rows = np.concatenate([rows, self.extra[top]], axis=1)
+        # the 8-bit codes only pick the candidates: their cosines come from the float32 vectors
+        D = np.einsum("qkd,qd->qk", self.vectors[np.maximum(rows, 0)], queries)
+        D = np.where(rows >= 0, D, -np.inf)
+        if self.extra_vectors is not None:
+            cos = queries @ self.extra_vectors.T  # (Q, extra)
+            kk = min(k, cos.shape[1])
+            top = np.argpartition(-cos, kk - 1, axis=1)[:, :kk]
+            D = np.concatenate([D, np.take_along_axis(cos, top, 1)], axis=1)
+            rows = np.concatenate([rows, self.extra[top]], axis=1)
         order = np.argsort(-D, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(D, order, 1), np.take_along_axis(rows, order, 1)
+        D, rows = np.take_along_axis(D, order, 1), np.take_along_axis(rows, order, 1)
+        return D.astype(np.float32), np.where(np.isfinite(D), rows, -1)
 
 
 # -- which base serves a snapshot -----------------------------------------------------------------
@@ -386,4 +404,5 @@ def searcher(snap, settings: Optional[AnnSettings] = None):
             if newer is not None and newer is not base:
                 s = ApproximateSearch(snap, newer, nprobe)
         snap._ann = s
+        snap._exact = None  # the exact copy used while the base was missing is not needed any more
     return s
