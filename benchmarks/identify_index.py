@@ -79,40 +79,49 @@ def ms(xs, p):
     return float(np.percentile(np.asarray(xs) * 1000, p))
 
 
+def timed_search(snap, q, settings, **kw):
+    """(wall seconds, CPU seconds of this thread, match): faiss runs on the calling thread (1 OpenMP
+    thread), so CPU time is the query's own cost, without the time other processes held the core."""
+    w, c = time.perf_counter(), time.thread_time()
+    (m,) = snap.search(q[None], settings=settings, **kw)
+    return time.perf_counter() - w, time.thread_time() - c, m
+
+
 def compare(snap, queries, approx):
     """Per query, interleaved: exact and IVF ``search``; latencies, recall@1, margin and answer agreement."""
-    lat_e, lat_a, hit, same_margin, same_answer = [], [], 0, 0, 0
+    wall_e, cpu_e, wall_a, cpu_a, hit, same_margin, same_answer = [], [], [], [], 0, 0, 0
     kw = {"min_cosine": 0.0, "min_margin": MIN_MARGIN}
     snap.search(queries[:2], settings=EXACT)
     snap.search(queries[:2], settings=approx)
     for q in queries:
-        t = time.perf_counter()
-        (e,) = snap.search(q[None], settings=EXACT, **kw)
-        lat_e.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        (a,) = snap.search(q[None], settings=approx, **kw)
-        lat_a.append(time.perf_counter() - t)
+        w, c, e = timed_search(snap, q, EXACT, **kw)
+        wall_e.append(w)
+        cpu_e.append(c)
+        w, c, a = timed_search(snap, q, approx, **kw)
+        wall_a.append(w)
+        cpu_a.append(c)
         hit += a.neighbors[0].source == e.neighbors[0].source or abs(a.cosine - e.cosine) < 1e-6
         same_margin += abs(a.margin - e.margin) < 1e-5
         same_answer += a.label == e.label
     n = len(queries)
-    return {"exact_p50": ms(lat_e, 50), "exact_p99": ms(lat_e, 99), "ivf_p50": ms(lat_a, 50),
-            "ivf_p99": ms(lat_a, 99), "recall": hit / n, "margin": same_margin / n, "answer": same_answer / n}
+    return {"exact_p50": ms(wall_e, 50), "exact_cpu": ms(cpu_e, 50), "ivf_p50": ms(wall_a, 50),
+            "ivf_p99": ms(wall_a, 99), "ivf_cpu": ms(cpu_a, 50), "recall": hit / n, "margin": same_margin / n,
+            "answer": same_answer / n}
 
 
 def sweep(snap, queries, nprobes, min_size):
-    """recall@1 and p50 per nprobe, on the IVF base already built."""
+    """recall@1 and p50 (wall, CPU) per nprobe, on the IVF base already built."""
     exact = snap.search(queries, settings=EXACT)
     rows = []
     for nprobe in nprobes:
         s = ann.AnnSettings(min_size=min_size, nprobe=nprobe, build="sync")
-        lat, hit = [], 0
+        wall, cpu, hit = [], [], 0
         for q, e in zip(queries, exact):
-            t = time.perf_counter()
-            (a,) = snap.search(q[None], settings=s)
-            lat.append(time.perf_counter() - t)
+            w, c, a = timed_search(snap, q, s)
+            wall.append(w)
+            cpu.append(c)
             hit += a.neighbors[0].source == e.neighbors[0].source or abs(a.cosine - e.cosine) < 1e-6
-        rows.append((nprobe, ms(lat, 50), hit / len(queries)))
+        rows.append((nprobe, ms(wall, 50), ms(cpu, 50), hit / len(queries)))
     return rows
 
 
@@ -132,8 +141,8 @@ def bench_search(kinds, sizes, dim, n_queries, nprobe, nprobes, rng):
             if n == max(sizes) and nprobes:
                 sweeps[kind] = sweep(snap, queries, nprobes, 0)
             results.append(r)
-            log(f"{kind} {n:,}: exact p50 {r['exact_p50']:.2f} ms, ivf p50 {r['ivf_p50']:.2f} ms, "
-                f"recall@1 {r['recall']:.3f}, build {build:.1f} s")
+            log(f"{kind} {n:,}: exact p50 {r['exact_p50']:.2f} ms (CPU {r['exact_cpu']:.2f}), ivf p50 "
+                f"{r['ivf_p50']:.2f} ms (CPU {r['ivf_cpu']:.2f}), recall@1 {r['recall']:.3f}, build {build:.1f} s")
             del x, snap, base
             ann.registry.clear()
             gc.collect()
@@ -181,17 +190,15 @@ def bench_big_updates(n, dim, rng, nprobe, n_queries):
             first_rm.append(time.perf_counter() - t)
         before, after = [], []
         for q in queries:  # the first snapshot and the updated one, interleaved
-            t = time.perf_counter()
-            first.search(q[None], settings=settings)
-            before.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            snap.search(q[None], settings=settings)
-            after.append(time.perf_counter() - t)
+            before.append(timed_search(first, q, settings)[:2])
+            after.append(timed_search(snap, q, settings)[:2])
+        before, after = np.array(before), np.array(after)
         s = snap.searcher(settings)
         assert s.kind == "ivf" and s.removed == 3 and len(s.extra) == 6 and s.base is first.searcher(settings).base
         out.update(add_s=float(np.median(adds)), first_after_add_ms=ms(first_add, 50),
                    remove_s=float(np.median(removes)), first_after_remove_ms=ms(first_rm, 50),
-                   before_p50_ms=ms(before, 50), after_p50_ms=ms(after, 50))
+                   before_p50_ms=ms(before[:, 0], 50), after_p50_ms=ms(after[:, 0], 50),
+                   before_cpu_ms=ms(before[:, 1], 50), after_cpu_ms=ms(after[:, 1], 50))
     ann.registry.clear()
     return out
 
@@ -265,16 +272,20 @@ def main():
 
     prod = ann.AnnSettings.from_env()
     print(f"\n### Search: exact vs IVF, one query at a time through IndexSnapshot.search (top-32 candidates, "
-          f"margin), dim {args.dim}, {args.queries} queries, faiss threads {threads}, IVF nprobe {args.nprobe}\n")
-    print(table(["vectors", "kind", "exact p50", "exact p99", "IVF p50", "IVF p99", "speed-up (p50)", "recall@1",
-                 "same margin", "same answer", "IVF lists", "IVF build", "production uses"],
-                [[f"{r['n']:,}", r["kind"], f"{r['exact_p50']:.2f} ms", f"{r['exact_p99']:.2f} ms",
-                  f"{r['ivf_p50']:.2f} ms", f"{r['ivf_p99']:.2f} ms", f"{r['exact_p50'] / r['ivf_p50']:.1f}x",
-                  f"{r['recall']:.3f}", f"{r['margin']:.3f}", f"{r['answer']:.3f}", r["nlist"], f"{r['build']:.1f} s",
+          f"margin), dim {args.dim}, {args.queries} queries, faiss threads {threads}, IVF nprobe {args.nprobe}; "
+          f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    print(table(["vectors", "kind", "exact p50", "exact CPU p50", "IVF p50", "IVF p99", "IVF CPU p50",
+                 "speed-up (CPU)", "recall@1", "same margin", "same answer", "IVF lists", "IVF build",
+                 "production uses"],
+                [[f"{r['n']:,}", r["kind"], f"{r['exact_p50']:.2f} ms", f"{r['exact_cpu']:.2f} ms",
+                  f"{r['ivf_p50']:.2f} ms", f"{r['ivf_p99']:.2f} ms", f"{r['ivf_cpu']:.2f} ms",
+                  f"{r['exact_cpu'] / r['ivf_cpu']:.1f}x", f"{r['recall']:.3f}", f"{r['margin']:.3f}",
+                  f"{r['answer']:.3f}", r["nlist"], f"{r['build']:.1f} s",
                   "exact" if r["n"] < prod.min_size else "IVF"] for r in results]))
     for kind, rows in sweeps.items():
         print(f"\nnprobe sweep, {kind}, {max(args.sizes):,} vectors:\n")
-        print(table(["nprobe", "IVF p50", "recall@1"], [[p, f"{lat:.2f} ms", f"{rec:.3f}"] for p, lat, rec in rows]))
+        print(table(["nprobe", "IVF p50", "IVF CPU p50", "recall@1"],
+                    [[p, f"{w:.2f} ms", f"{c:.2f} ms", f"{rec:.3f}"] for p, w, c, rec in rows]))
     if big:
         print(f"\n### Updates at {big_n:,} vectors (clustered; IndexStore atomic writes; IVF base + exact tail)\n")
         print(table(["operation", "time"], [
@@ -287,7 +298,8 @@ def main():
             ["remove one annotation: new snapshot + atomic write", f"{big['remove_s']:.1f} s"],
             ["first search after it (builds the live-id selector)", f"{big['first_after_remove_ms']:.1f} ms"],
             ["search p50: the first snapshot vs after 3 adds + 3 removes (same base, interleaved)",
-             f"{big['before_p50_ms']:.2f} ms vs {big['after_p50_ms']:.2f} ms"]]))
+             f"{big['before_p50_ms']:.2f} ms vs {big['after_p50_ms']:.2f} ms"],
+            ["the same, CPU time", f"{big['before_cpu_ms']:.2f} ms vs {big['after_cpu_ms']:.2f} ms"]]))
     n = args.update_size
     print(f"\n### Incremental update vs full rebuild at {n:,} vectors (file {small['file_mb']:.1f} MB)\n")
     rows = [["add/replace one annotation (2 regions), index + atomic write",

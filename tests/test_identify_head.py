@@ -65,7 +65,7 @@ def test_the_head_raises_the_median_margin_on_constructed_features():
     with torch_threads(1):
         head, losses = train_head(data.clean, data.labels, data.views, cfg)
     assert np.mean(losses[-10:]) < losses[0] - 1.0
-    ev = evaluate(head, data.clean, data.views(np.arange(len(data.labels))), data.labels)
+    ev = evaluate(head, data.clean, data.labels, data.views(np.arange(len(data.labels))), data.labels)
     before, after = ev["before"], ev["after"]
     assert before["median_margin"] < 0.05 and before["top1"] < 0.5  # raw features: classes close
     assert after["median_margin"] > before["median_margin"] + 0.1  # the margin rises
@@ -76,8 +76,8 @@ def test_an_untrained_head_does_not_separate_the_classes():
     """The control for the test above: the rise comes from training, not from projecting."""
     data = NuisanceFeatures()
     torch.manual_seed(0)
-    ev = evaluate(ProjectionHead(64, 16, 64).eval(), data.clean, data.views(np.arange(len(data.labels))),
-                  data.labels)
+    ev = evaluate(ProjectionHead(64, 16, 64).eval(), data.clean, data.labels,
+                  data.views(np.arange(len(data.labels))), data.labels)
     assert ev["after"]["top1"] < 0.5 and ev["after"]["median_margin"] < 0.1
 
 

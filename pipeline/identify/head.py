@@ -170,31 +170,35 @@ def train_head(clean: np.ndarray, labels: Sequence, views: ViewFn, cfg: TrainCon
     return head, losses
 
 
-def _space_metrics(index_vecs: np.ndarray, query_vecs: np.ndarray, labels: np.ndarray) -> dict:
+def _space_metrics(index_vecs: np.ndarray, labels: np.ndarray, query_vecs: np.ndarray, truth: np.ndarray) -> dict:
     from pipeline.identify.index import IndexSnapshot, make_entry
-    snap = IndexSnapshot(index_vecs, [make_entry(str(lab)) for lab in labels])
+    snap = IndexSnapshot(index_vecs, [make_entry(lab) for lab in labels])
     res = snap.search(query_vecs, top_k=1, min_cosine=-1.0, min_margin=-3.0)
     margins = np.array([m.margin for m in res])
-    return {"top1": float(np.mean([m.best_label == str(lab) for m, lab in zip(res, labels)])),
+    return {"top1": float(np.mean([m.best_label == lab for m, lab in zip(res, truth)])),
             "median_margin": float(np.median(margins)), "p10_margin": float(np.percentile(margins, 10))}
 
 
-def evaluate(head: ProjectionHead, clean: np.ndarray, fresh_views: np.ndarray, labels: Sequence) -> dict:
-    """Fresh augmented views vs the un-augmented references, raw space and projected space.
+def evaluate(head: ProjectionHead, clean: np.ndarray, labels: Sequence, fresh_views: np.ndarray,
+             view_labels: Sequence) -> dict:
+    """Fresh augmented views (``view_labels`` their labels) searched among the un-augmented
+    references (``clean``, ``labels``), in the raw space and the projected space.
 
     A view's margin is ``IndexSnapshot.search``'s: its cosine to the nearest reference minus the
     cosine of the nearest reference of another label (its own un-augmented reference is in the index,
     as a new photo of a known card would find its reference)."""
-    labels = np.asarray(labels).astype(str)
-    return {"before": _space_metrics(clean, fresh_views, labels),
-            "after": _space_metrics(head.project(clean), head.project(fresh_views), labels),
+    labels, view_labels = np.asarray(labels).astype(str), np.asarray(view_labels).astype(str)
+    return {"before": _space_metrics(clean, labels, fresh_views, view_labels),
+            "after": _space_metrics(head.project(clean), labels, head.project(fresh_views), view_labels),
             "views": int(len(fresh_views))}
 
 
 # -- images --------------------------------------------------------------------------------------
 def train_on_images(embedder, images: Sequence[Image.Image], labels: Sequence[str], cfg: TrainConfig,
-                    progress: Optional[Callable[[int, float], None]] = None) -> tuple[ProjectionHead, dict]:
-    """Train on reference crops through the frozen ``embedder``; returns the head and its training record."""
+                    progress: Optional[Callable[[int, float], None]] = None,
+                    eval_views: int = 2000) -> tuple[ProjectionHead, dict]:
+    """Train on reference crops through the frozen ``embedder``; returns the head and its training record
+    (``eval_views``: how many references, at most, get a fresh view for the before/after evaluation)."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     clean = embedder.embed(list(images))
@@ -203,7 +207,8 @@ def train_on_images(embedder, images: Sequence[Image.Image], labels: Sequence[st
         return embedder.embed([augment(images[i]) for i in idx])
     head, losses = train_head(clean, labels, views, cfg, progress)
     torch.manual_seed(cfg.seed + 1_000_003)  # evaluation views are new draws
-    metrics = evaluate(head, clean, views(np.arange(len(images))), labels)
+    picked = np.sort(np.random.default_rng(cfg.seed + 1).permutation(len(images))[:eval_views])
+    metrics = evaluate(head, clean, labels, views(picked), np.asarray(labels)[picked])
     record = {"config": asdict(cfg), "references": len(images), "labels": len(set(labels)),
               "loss_first": losses[0] if losses else None,
               "loss_last": float(np.mean(losses[-10:])) if losses else None,
