@@ -95,7 +95,7 @@ def faiss_module():
 
     One thread is fastest for what predict does (a few queries per request, requests served
     concurrently by threads/workers): multi-threaded OpenMP on a single query mostly spins,
-    and under CPU contention it is 10-20x slower (see benchmarks/identify_index.py)."""
+    and under CPU contention it is 10-20x slower (README, Performance)."""
     global _faiss_mod
     if _faiss_mod is None:
         import faiss
