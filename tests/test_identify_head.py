@@ -233,3 +233,44 @@ def test_the_backend_embedder_follows_the_yaml_projection(tmp_path, tiny_clip, c
     svc = IdentifyService(prov, model_dir=tmp_path / "models")
     assert svc.embedder is emb
     assert embedder_for(prov.model_copy(update={"projection": None})) is clip_embedder
+
+
+def test_the_backend_fits_and_identifies_through_the_head(tmp_path, tiny_clip, clip_embedder):
+    """providers.identify.projection: webhooks embed through the head, the identify stage searches with it,
+    and an index built without it refuses the projected vectors."""
+    from backends.identify.model import IdentifyService
+    from pipeline.config import IdentifyProvider
+    from pipeline.identify.index import IndexStore, project_index_path
+    from tests.identify_data import ls_rect, scene, webhook
+    torch.manual_seed(0)
+    head_path = tmp_path / "head.pt"
+    save_head(head_path, ProjectionHead(clip_embedder.dim, 16, 32).eval(), clip_embedder)
+    cards = [card(200 + i) for i in range(2)]
+    image, boxes = scene([(cards[0], 10, 20, 1.0), (cards[1], 150, 60, 1.1)])
+    w, h = image.size
+    task = {"id": 1, "project": 3, "data": {"image": "/data/upload/3/t.png"}}
+    ann = {"id": 21, "result": [ls_rect(boxes[0], w, h, "Alpha", "r1"), ls_rect(boxes[1], w, h, "Beta", "r2")]}
+    body = webhook("ANNOTATION_CREATED", 3, task, ann)
+    body.pop("action")
+    prov = IdentifyProvider(model=tiny_clip.model, pretrained=tiny_clip.pretrained, projection=str(head_path),
+                            min_cosine=0.0, min_margin=0.0)
+
+    svc = IdentifyService(prov, model_dir=tmp_path / "models", image_fetcher=lambda t: image,
+                          client_factory=lambda: None)
+    assert svc.apply("ANNOTATION_CREATED", body)["status"] == "ok"
+    snap = svc.indexes.get(3).current()
+    assert snap.embedder == svc.embedder.id == projected_id(clip_embedder.id, load_head(head_path).hash)
+    assert snap.dim == 16 and sorted(snap.labels) == ["Alpha", "Beta"]
+    query, (qbox,) = scene([(cards[1], 90, 30, 1.3)])
+    (m,), version = svc.identifier(3, pin=True).identify_boxes(query, [qbox])
+    assert m.label == "Beta" and version == 1
+
+    # the same project indexed without the head: the webhook is refused with a rebuild message
+    other = tmp_path / "raw-models"
+    IndexStore(project_index_path(other, 3)).replace_all(
+        IndexSnapshot(clip_embedder.embed(cards), [make_entry("Alpha"), make_entry("Beta")], embedder=clip_embedder.id))
+    svc = IdentifyService(prov, model_dir=other, image_fetcher=lambda t: image, client_factory=lambda: None)
+    res = svc.apply("ANNOTATION_CREATED", body)
+    assert res["status"] == "error" and "rebuild" in res["reason"]
+    with pytest.raises(IndexFileError, match="queries come from"):
+        svc.identifier(3).identify_boxes(query, [qbox])

@@ -152,10 +152,11 @@ class IndexSnapshot:
 
     def _check(self, vectors: np.ndarray, embedder: Optional[str]) -> np.ndarray:
         vectors = _unit(vectors) if len(vectors) else np.zeros((0, self.dim or 0), np.float32)
-        if len(self) and self.dim and vectors.shape[1] != self.dim:
-            raise IndexFileError(f"vectors of dim {vectors.shape[1]} do not fit an index of dim {self.dim}")
         if len(self) and embedder and self.embedder and embedder != self.embedder:
             raise IndexFileError(f"index was built with {self.embedder}, these vectors come from {embedder}: "
+                                 "rebuild the index (START_TRAINING / identify index)")
+        if len(self) and self.dim and vectors.shape[1] != self.dim:
+            raise IndexFileError(f"vectors of dim {vectors.shape[1]} do not fit an index of dim {self.dim}: "
                                  "rebuild the index (START_TRAINING / identify index)")
         return vectors
 
