@@ -23,6 +23,8 @@ setup(
         "imagehash",
         "ddgs",
         "faiss-cpu",
+        "faster-coco-eval",  # evaluate: AP50 / AP50:95
+        "matplotlib",  # evaluate: report.html plots (Agg)
     ],
     extras_require={
         "ml": ["torch", "torchvision", "transformers>=5", "open-clip-torch", "scipy"],
