@@ -187,7 +187,10 @@ def _suspects_table(suspects: list[dict], limit: int) -> Table:
 
 
 def print_report(report: dict, console: Optional[Console] = None, suspects_shown: int = 30) -> None:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a pipe or a file: no terminal width to respect, keep the tables whole
+            console = Console(width=max(console.width, 160))
     t, p = report["tasks"], report.get("project", {})
     console.print(f"[bold]{p.get('title', '')}[/bold] (project {p.get('id', '?')}): {t['listed']:,} tasks with an "
                   f"annotation listed, {t['reviewed']:,} reviewed (latest submitted annotation), "

@@ -30,7 +30,7 @@ body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:2rem auto;max-w
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 .meta{color:#666;font-size:.9rem}table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}
 th,td{border:1px solid #ddd;padding:.25rem .6rem;text-align:right}th{background:#f4f4f4}
-td:first-child,th:first-child{text-align:left}.fig{display:inline-block;margin:.4rem;vertical-align:top}
+.t{text-align:left}.fig{display:inline-block;margin:.4rem;vertical-align:top}
 .note{color:#555;font-size:.88rem;max-width:60rem}.pos{color:#2e7d32}.neg{color:#c62828}
 """
 
@@ -66,10 +66,11 @@ def _version_bars(versions: dict) -> str:
     x = np.arange(len(figs))
     for i, (v, f) in enumerate(versions.items()):
         vals = [f[a][ALL][b] for _, (a, b) in figs]
-        ax.bar(x + i * width, [0 if val is None else val for val in vals], width, label=_short(v),
-               color=PALETTE[i % len(PALETTE)])
+        bars = ax.bar(x + i * width, [0 if val is None else val for val in vals], width, label=_short(v),
+                      color=PALETTE[i % len(PALETTE)])
+        ax.bar_label(bars, labels=[fmt(val, "pct") for val in vals], fontsize=7, padding=1)
     ax.set_xticks(x + width * (len(versions) - 1) / 2, [t for t, _ in figs], rotation=20, ha="right")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.08)
     ax.set_title("Quality per model_version (all labels)")
     ax.legend(fontsize=8, frameon=False)
     return _svg(fig)
@@ -91,12 +92,16 @@ def _acceptance_bars(versions: dict) -> str:
 
 
 def _time_bars(report: dict) -> Optional[str]:
-    rows = [("no prediction", report["time_without_prediction"]["median_seconds"])]
-    rows += [(_short(v), f["time"]["median_seconds"]) for v, f in report["versions"].items()]
-    if all(val is None for _, val in rows):
+    times = [("no prediction", report["time_without_prediction"])]
+    times += [(_short(v), f["time"]) for v, f in report["versions"].items()]
+    if all(t["median_seconds"] is None for _, t in times):
         return None
-    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.45 * len(rows)))
-    ax.barh([r[0] for r in rows], [val or 0 for _, val in rows], color=["#777"] + list(PALETTE[: len(rows) - 1]))
+    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.45 * len(times)))
+    bars = ax.barh([name for name, _ in times], [t["median_seconds"] or 0 for _, t in times],
+                   color=["#777"] + list(PALETTE[: len(times) - 1]))
+    ax.bar_label(bars, labels=[f"{fmt(t['median_seconds'], 'sec')} ({t['tasks']:,} tasks)" for _, t in times],
+                 fontsize=7, padding=2)
+    ax.margins(x=0.3)
     ax.invert_yaxis()
     ax.set_xlabel("median seconds per task (lead_time)")
     ax.set_title("Labeling time")
@@ -171,9 +176,12 @@ def _reliability(versions: dict) -> Optional[str]:
 
 
 # -- tables ---------------------------------------------------------------------------------------
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f"<th>{_esc(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+def _table(head: list[str], rows: list[list[str]], text_columns: int = 1) -> str:
+    """Cells are HTML already; the first ``text_columns`` columns are left-aligned, numbers right."""
+    def cell(tag, i, c):
+        return f"<{tag} class='t'>{c}</{tag}>" if i < text_columns else f"<{tag}>{c}</{tag}>"
+    th = "".join(cell("th", i, _esc(h)) for i, h in enumerate(head))
+    body = "".join("<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>" for row in rows)
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -216,7 +224,7 @@ def _suspects(suspects: list[dict]) -> str:
     return (f"<h2>Suspects ({len(suspects):,})</h2><p class='note'>Annotated boxes the models strongly disagree "
             "with, strongest first: a confident prediction the annotator deleted or relabeled, or an annotated "
             "box a prediction of its label matched with a very low score. Click a task to open it.</p>"
-            + _table(["task", "model_version", "what", "label", "score", "IoU"], rows) + more)
+            + _table(["task", "model_version", "what", "label", "score", "IoU"], rows, text_columns=4) + more)
 
 
 def render(report: dict) -> str:
