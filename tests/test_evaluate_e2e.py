@@ -4,12 +4,12 @@ the command in-process; every figure below is worked out by hand from the boxes.
 
 Boxes are in percent of a 100 x 100 image (x, y, w, h).
 
-task | v1 prediction (score)                          | v2      | annotation (lead_time)
+task | v1 prediction (score)                          | v2             | annotation (lead_time)
 A    | cat 10,10 (.9)  dog 50,50 (.8)  cat 80,0 (.95) | cat 10,10 (.6) | cat 10,10, cat 50,50 (30 s)
-B    | cat 10,10 (.7)                                 |         | an older one (999 s), then cat 12,10 + dog 60,60 (50 s)
-C    |                                                |         | cat 0,0 (100 s)
-D    | cat 30,30 (.2)                                 |         | no box (10 s)
-E    | cat 5,5 (.04), made after the annotation       |         | cat 5,5 (70 s), then a cancelled one
+B    | cat 10,10 (.7)                                 |                | older (999 s); cat 12,10 + dog 60,60 (50 s)
+C    |                                                |                | cat 0,0 (100 s)
+D    | cat 30,30 (.2)                                 |                | no box (10 s)
+E    | cat 5,5 (.04), made after the annotation       |                | cat 5,5 (70 s), then a cancelled one
 
 v1 boxes: A kept, relabeled (dog on a cat), deleted (.95); B moved (IoU 360/440 = .818), dog added;
 D deleted; E kept. """
@@ -144,6 +144,8 @@ def test_clear_errors(label_studio, project, tmp_path, capsys):
     assert "no reviewed task has a prediction with model_version 'nope'" in capsys.readouterr().err
     assert cli.main(base) == 2
     assert "--project YAML" in capsys.readouterr().err
+    assert cli.main(base + ["--ls-project", "99999"]) == 2
+    assert "Label Studio answered HTTP 404" in capsys.readouterr().err
     assert cli.main(base + ["--ls-project", "1", "--iou", "0.95"]) == 2  # above --keep-iou
     assert "--iou <= --keep-iou" in capsys.readouterr().err
     other = label_studio.client().projects.create(title="no-boxes", label_config=(

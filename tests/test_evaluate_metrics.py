@@ -160,3 +160,11 @@ def test_report_json_and_html_are_self_contained_and_escaped():
     srcs = [s for s in page.split("xlink:href=")[1:] if not s.startswith(('"#', "'#"))]
     assert srcs == []  # SVGs reference only their own glyphs
     assert np.isfinite(report["versions"]["v1"]["scores"]["reliability"]["ece"])
+
+
+def test_figures_for_people():
+    from pipeline.evaluate.report import fmt, fmt_delta
+    assert [fmt(1234, "int"), fmt(0.1234, "pct"), fmt(4.56, "sec"), fmt(0.12345), fmt(None)] == [
+        "1,234", "12.3%", "4.6 s", "0.123", "–"]
+    assert [fmt_delta(0.5, 0.6, "pct"), fmt_delta(3, 1, "int"), fmt_delta(0.1, 0.05, "num"), fmt_delta(None, 1, "int")
+            ] == ["+10.0 pt", "-2", "-0.050", "–"]

@@ -88,20 +88,25 @@ def fetch_tasks(client, project_id: int, from_name, method: str, page_size: int,
 
     bar = tqdm(desc="tasks", unit="task", disable=not progress)
     t0 = time.perf_counter()
-    tasks, listed = [], 0
+    tasks, seen = [], set()
     try:
         for raw in list_reviewed_tasks(client, project_id, method, page_size, on_total=lambda n: bar.reset(total=n)):
-            listed += 1
+            if raw.get("id") in seen:  # a task annotated while we page shifts the pages: seen twice
+                continue
+            seen.add(raw.get("id"))
             task = parse_task(raw, from_name)
             if task.truth is not None:  # only cancelled annotations: not reviewed
                 tasks.append(task)
             bar.update(1)
     finally:
         bar.close()
-    return tasks, listed, time.perf_counter() - t0
+    return tasks, len(seen), time.perf_counter() - t0
 
 
 def cmd_evaluate(args) -> int:
+    import httpx
+    from label_studio_sdk.core.api_error import ApiError
+
     from backends import connection
     from pipeline.atomic import save_atomic
     from pipeline.evaluate import report_html
@@ -119,6 +124,7 @@ def cmd_evaluate(args) -> int:
     if args.project is not None:
         from pipeline.config import load_project
         title = load_project(args.project).project_name
+    conn = None
     try:
         conn = connection.connect(args)
         project_id = conn.project_id(args.ls_project, title)
@@ -131,6 +137,13 @@ def cmd_evaluate(args) -> int:
                                              progress=not args.quiet)
     except (connection.ConnectError, ListingError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ApiError as e:  # Label Studio refused: wrong project id, token, permissions
+        print(f"error: Label Studio answered HTTP {e.status_code}: {str(e.body)[:300]}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as e:  # down, wrong URL, timed out (after the SDK's retries)
+        where = conn.url if conn else args.label_studio_url or "LABEL_STUDIO_URL"
+        print(f"error: cannot reach Label Studio at {where}: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     try:

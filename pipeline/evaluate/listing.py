@@ -9,7 +9,8 @@ Three ways, compared on a 50,000-task project by benchmarks/evaluate_scale.py (R
   as plain dicts; memory holds one page.
 - ``sdk``: the same request through ``client.tasks.list`` (pages of typed objects, dumped to dicts).
 - ``export``: an export snapshot (``client.projects.exports.create`` with full predictions and
-  ``only_with_annotations``, then ``download``, then the snapshot is deleted). The plain
+  ``only_with_annotations``, then ``download``, then the snapshot is deleted). Without a job queue
+  (Redis) Label Studio builds the snapshot inside the POST, so that request may take minutes. The plain
   ``GET /api/projects/{id}/export?exportType=JSON`` cannot be used: it lists predictions by id only.
   The whole file is held in memory."""
 from __future__ import annotations
@@ -64,10 +65,12 @@ def list_sdk(client, project_id: int, page_size: int = 1000, on_total=None) -> I
 
 def list_export(client, project_id: int, page_size: int = 0, on_total=None, timeout: float = 3600) -> Iterator[dict]:
     exports = client.projects.exports
+    slow = {"timeout": timeout, "max_retries": 0}  # without a job queue Label Studio builds it inside the POST
     snap = exports.create(project_id, title="label-factory evaluate",
                           task_filter_options={"only_with_annotations": True},
                           serialization_options={"predictions": {"only_id": False},
-                                                 "annotations__completed_by": {"only_id": True}})
+                                                 "annotations__completed_by": {"only_id": True}},
+                          request_options=slow)
     try:
         t0 = time.monotonic()
         while snap.status not in ("completed", "failed"):
@@ -77,7 +80,8 @@ def list_export(client, project_id: int, page_size: int = 0, on_total=None, time
             snap = exports.get(project_id, export_pk=snap.id)
         if snap.status == "failed":
             raise ListingError(f"Label Studio failed to build export snapshot {snap.id}")
-        tasks = json.loads(b"".join(exports.download(project_id, export_pk=snap.id, export_type="JSON")))
+        tasks = json.loads(b"".join(exports.download(project_id, export_pk=snap.id, export_type="JSON",
+                                                     request_options=slow)))
     finally:
         try:
             exports.delete(project_id, export_pk=snap.id)

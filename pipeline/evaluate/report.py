@@ -52,29 +52,20 @@ SUMMARY: list[tuple[str, Callable, str]] = [
 ]
 
 
-def fmt(value, kind: str = "num") -> str:
+_FORMATS = {"int": (1, ",.0f", ""), "pct": (100, ".1f", "%"), "sec": (1, ".1f", " s"), "num": (1, ".3f", "")}
+
+
+def fmt(value, kind: str = "num", signed: bool = False) -> str:
+    """A figure for people: ``int`` 1,234 · ``pct`` 12.3% (signed: +1.2 pt) · ``sec`` 4.5 s · ``num`` 0.123."""
     if value is None:
         return "–"
-    if kind == "int":
-        return f"{int(value):,}"
-    if kind == "pct":
-        return f"{100 * value:.1f}%"
-    if kind == "sec":
-        return f"{value:.1f} s"
-    return f"{value:.3f}"
+    scale, spec, unit = _FORMATS[kind]
+    unit = " pt" if signed and kind == "pct" else unit
+    return f"{value * scale:{'+' if signed else ''}{spec}}{unit}"
 
 
 def fmt_delta(a, b, kind: str) -> str:
-    if a is None or b is None:
-        return "–"
-    d = b - a
-    if kind == "pct":
-        return f"{100 * d:+.1f} pt"
-    if kind == "int":
-        return f"{int(d):+,}"
-    if kind == "sec":
-        return f"{d:+.1f} s"
-    return f"{d:+.3f}"
+    return "–" if a is None or b is None else fmt(b - a, kind, signed=True)
 
 
 def versions_of(tasks: list[EvalTask]) -> list[str]:
