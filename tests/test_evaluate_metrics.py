@@ -123,6 +123,8 @@ def test_compare_uses_only_the_tasks_both_versions_predicted():
     assert rows["ECE of score as P(kept) (lower is better)"]["a"] == pytest.approx((0.1 + 0.6) / 2)
     assert rows["ECE of score as P(kept) (lower is better)"]["b"] == pytest.approx((0.05 + 0.05) / 2)
     assert rows["ECE of score as P(kept) (lower is better)"]["delta"] == pytest.approx(0.05 - 0.35)
+    assert rows["ECE of score as P(kept) (lower is better)"]["better"] == "b"  # lower ECE
+    assert rows["box precision"]["better"] is None and rows["reviewed tasks"]["better"] is None
     with pytest.raises(ValueError, match="'v9'"):
         evaluate_tasks(_two_versions(), compare=("v1", "v9"))
     only, _ = evaluate_tasks(_two_versions(), versions=["v2"])

@@ -7,7 +7,7 @@ the comparison."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from rich.console import Console
 from rich.table import Table
@@ -29,26 +29,32 @@ def _get(*path) -> Callable[[dict], object]:
     return get
 
 
-# (title, getter over one version's figures, format); higher is better except where noted in the name
-SUMMARY: list[tuple[str, Callable, str]] = [
-    ("reviewed tasks", _get("tasks"), "int"),
-    ("boxes predicted", _get("boxes", "predicted"), "int"),
-    ("boxes annotated", _get("boxes", "annotated"), "int"),
-    ("box precision", _get("detection", ALL, "precision"), "pct"),
-    ("box recall", _get("detection", ALL, "recall"), "pct"),
-    ("box F1", _get("detection", ALL, "f1"), "pct"),
-    ("AP50", _get("detection", ALL, "ap50"), "pct"),
-    ("AP50:95", _get("detection", ALL, "ap50_95"), "pct"),
-    ("image precision (filter)", _get("images", ALL, "precision"), "pct"),
-    ("image recall (filter)", _get("images", ALL, "recall"), "pct"),
-    ("kept", _get("acceptance", ALL, "kept_share"), "pct"),
-    ("moved", _get("acceptance", ALL, "moved_share"), "pct"),
-    ("relabeled", _get("acceptance", ALL, "relabeled_share"), "pct"),
-    ("deleted", _get("acceptance", ALL, "deleted_share"), "pct"),
-    ("boxes added by annotators", _get("acceptance", ALL, "added"), "int"),
-    ("ECE of score as P(kept) (lower is better)", _get("scores", "reliability", "ece"), "num"),
-    ("median s/task with this prediction", _get("time", "median_seconds"), "sec"),
-    ("tasks timed with this prediction", _get("time", "tasks"), "int"),
+class Figure(NamedTuple):
+    title: str
+    get: Callable[[dict], object]  # from one version's figures
+    kind: str  # format: int, pct, sec, num
+    better: int  # +1 higher is better, -1 lower is better, 0 neither (a count)
+
+
+SUMMARY: list[Figure] = [
+    Figure("reviewed tasks", _get("tasks"), "int", 0),
+    Figure("boxes predicted", _get("boxes", "predicted"), "int", 0),
+    Figure("boxes annotated", _get("boxes", "annotated"), "int", 0),
+    Figure("box precision", _get("detection", ALL, "precision"), "pct", 1),
+    Figure("box recall", _get("detection", ALL, "recall"), "pct", 1),
+    Figure("box F1", _get("detection", ALL, "f1"), "pct", 1),
+    Figure("AP50", _get("detection", ALL, "ap50"), "pct", 1),
+    Figure("AP50:95", _get("detection", ALL, "ap50_95"), "pct", 1),
+    Figure("image precision (filter)", _get("images", ALL, "precision"), "pct", 1),
+    Figure("image recall (filter)", _get("images", ALL, "recall"), "pct", 1),
+    Figure("kept", _get("acceptance", ALL, "kept_share"), "pct", 1),
+    Figure("moved", _get("acceptance", ALL, "moved_share"), "pct", -1),
+    Figure("relabeled", _get("acceptance", ALL, "relabeled_share"), "pct", -1),
+    Figure("deleted", _get("acceptance", ALL, "deleted_share"), "pct", -1),
+    Figure("boxes added by annotators", _get("acceptance", ALL, "added"), "int", -1),
+    Figure("ECE of score as P(kept) (lower is better)", _get("scores", "reliability", "ece"), "num", -1),
+    Figure("median s/task with this prediction", _get("time", "median_seconds"), "sec", -1),
+    Figure("tasks timed with this prediction", _get("time", "tasks"), "int", 0),
 ]
 
 
@@ -123,9 +129,12 @@ def compare_versions(tasks: list[EvalTask], a: str, b: str, *, match_iou: float,
     timing = metrics.lead_times(common, [a, b])
     fa, _ = _version_figures(common, a, match_iou, keep_iou, bins, timing)
     fb, _ = _version_figures(common, b, match_iou, keep_iou, bins, timing)
-    rows = [{"metric": title, "a": get(fa), "b": get(fb), "format": kind} for title, get, kind in SUMMARY]
-    for row in rows:
-        row["delta"] = None if row["a"] is None or row["b"] is None else row["b"] - row["a"]
+    rows = []
+    for f in SUMMARY:
+        a_, b_ = f.get(fa), f.get(fb)
+        delta = None if a_ is None or b_ is None else b_ - a_
+        better = None if not delta or not f.better else ("b" if delta * f.better > 0 else "a")
+        rows.append({"metric": f.title, "a": a_, "b": b_, "delta": delta, "better": better, "format": f.kind})
     return {"a": a, "b": b, "tasks": len(common), "rows": rows, "figures": {a: fa, b: fb}}
 
 
@@ -136,8 +145,8 @@ def _summary_table(report: dict) -> Table:
     table.add_column("figure")
     for v in versions:
         table.add_column(v, justify="right", overflow="fold")
-    for title, get, kind in SUMMARY:
-        table.add_row(title, *(fmt(get(f), kind) for f in versions.values()))
+    for fig in SUMMARY:
+        table.add_row(fig.title, *(fmt(fig.get(f), fig.kind) for f in versions.values()))
     return table
 
 
@@ -158,11 +167,14 @@ def _label_tables(version: str, f: dict) -> list[Table]:
 
 
 def _compare_table(c: dict) -> Table:
-    table = Table(title=f"--compare on the {c['tasks']:,} reviewed tasks both versions predicted", title_justify="left")
+    table = Table(title=f"--compare on the {c['tasks']:,} reviewed tasks both versions predicted (green: B better)",
+                  title_justify="left")
     for col, justify in (("figure", "left"), (c["a"], "right"), (c["b"], "right"), ("B - A", "right")):
         table.add_column(col, justify=justify, overflow="fold")
     for row in c["rows"]:
+        style = {"b": "green", "a": "red"}.get(row["better"], "")
         table.add_row(row["metric"], fmt(row["a"], row["format"]), fmt(row["b"], row["format"]),
+                      f"[{style}]{fmt_delta(row['a'], row['b'], row['format'])}[/]" if style else
                       fmt_delta(row["a"], row["b"], row["format"]))
     return table
 

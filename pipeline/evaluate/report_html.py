@@ -186,8 +186,8 @@ def _table(head: list[str], rows: list[list[str]], text_columns: int = 1) -> str
 
 
 def _summary(versions: dict) -> str:
-    return _table(["figure"] + list(versions), [[_esc(t)] + [_esc(fmt(get(f), kind)) for f in versions.values()]
-                                                  for t, get, kind in SUMMARY])
+    return _table(["figure"] + list(versions), [[_esc(fig.title)] + [_esc(fmt(fig.get(f), fig.kind))
+                                                                      for f in versions.values()] for fig in SUMMARY])
 
 
 def _labels(f: dict) -> str:
@@ -208,12 +208,13 @@ def _compare(c: dict) -> str:
     rows = []
     for r in c["rows"]:
         d = fmt_delta(r["a"], r["b"], r["format"])
-        cls = "" if r["delta"] in (None, 0) else ' class="pos"' if r["delta"] > 0 else ' class="neg"'
+        cls = {"b": ' class="pos"', "a": ' class="neg"'}.get(r["better"], "")
         rows.append([_esc(r["metric"]), _esc(fmt(r["a"], r["format"])), _esc(fmt(r["b"], r["format"])),
                      f"<span{cls}>{_esc(d)}</span>"])
     return (f"<h2>Compare: {_esc(c['a'])} vs {_esc(c['b'])}</h2><p class='note'>On the {c['tasks']:,} reviewed "
-            "tasks both versions predicted. Colours show the sign of B - A, not whether it is better "
-            "(fewer deleted boxes or a lower ECE is better).</p>" + _table(["figure", c["a"], c["b"], "B - A"], rows))
+            "tasks both versions predicted. Green: B is better on that figure, red: A is (fewer deleted boxes, "
+            "a lower ECE or less time count as better; counts are not coloured).</p>"
+            + _table(["figure", c["a"], c["b"], "B - A"], rows))
 
 
 def _suspects(suspects: list[dict]) -> str:
