@@ -218,6 +218,9 @@ def _compare(c: dict) -> str:
 
 
 def _suspects(suspects: list[dict]) -> str:
+    if not suspects:
+        return ("<h2>Suspects (0)</h2><p class='note'>No confident prediction was deleted or relabeled and no "
+                "annotated box was matched only by a very low score.</p>")
     rows = [[f'<a href="{_esc(s["link"])}">{_esc(s["task"])}</a>', _esc(s["model_version"]), _esc(s["kind"]),
              _esc(s["label"]), _esc(fmt(s["score"])), _esc(fmt(s["iou"]))] for s in suspects[:MAX_SUSPECTS]]
     more = (f"<p class='note'>{len(suspects) - MAX_SUSPECTS:,} more in report.json.</p>"
