@@ -55,6 +55,23 @@ def connection(args) -> tuple[str, str]:
     return url, api_key
 
 
+def connect_project(args):
+    """(label-studio-sdk client, URL, API key, project id) from add_connection_args' options: --ls-project, or the
+    project titled like the --project YAML's project_name (used by `export` and `evaluate`); raises batch.JobError."""
+    from label_studio_sdk import LabelStudio
+
+    from backends.autolabel.batch import JobError, find_project_id
+    from pipeline.config import load_project
+
+    url, api_key = connection(args)
+    client = LabelStudio(base_url=url, api_key=api_key, timeout=120)
+    if args.ls_project:
+        return client, url, api_key, args.ls_project
+    if not getattr(args, "project", None):
+        raise JobError("which Label Studio project? pass --ls-project ID or --project YAML (found by its project_name)")
+    return client, url, api_key, find_project_id(client, load_project(args.project).project_name)
+
+
 def cmd_predict(args) -> int:
     from backends.autolabel import batch, runner
 

@@ -57,32 +57,16 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _connect(args):
-    """(label-studio-sdk client, URL, API key, project id) from the connection options, as `predict` finds them."""
-    from label_studio_sdk import LabelStudio
-
-    from backends.autolabel.batch import JobError, find_project_id
-    from backends.autolabel.cli import connection
-    from pipeline.config import load_project
-
-    url, api_key = connection(args)
-    client = LabelStudio(base_url=url, api_key=api_key, timeout=120)
-    if args.ls_project:
-        return client, url, api_key, args.ls_project
-    if not args.project:
-        raise JobError("which Label Studio project? pass --ls-project ID or --project YAML (found by its project_name)")
-    return client, url, api_key, find_project_id(client, load_project(args.project).project_name)
-
-
 def cmd_export(args) -> int:
     from backends.autolabel.batch import JobError
+    from backends.autolabel.cli import connect_project
     from backends.images import fetch_image
     from pipeline.distill.export import ExportError, export_project
     from pipeline.distill.split import parse_ratios
 
     try:
         ratios = parse_ratios(args.split)
-        client, url, api_key, project_id = _connect(args)
+        client, url, api_key, project_id = connect_project(args)
 
         def fetch(image_url, task_id):
             return fetch_image(image_url, task_id, label_studio_url=url, api_key=api_key)

@@ -1,7 +1,7 @@
 """``label-factory evaluate``: a Label Studio project's predictions against its reviewed annotations.
 
 Wired into pipeline/cli.py through its tuple of optional sub-command modules (``add_parser``).
-Connection options and project lookup are the ones ``predict`` uses (backends/connection.py)."""
+Connection options and project lookup are the ones ``predict`` and ``export`` use (backends/autolabel/cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from backends import connection
+    from backends.autolabel.cli import add_connection_args
     from pipeline.evaluate.listing import METHODS
 
     p = subparsers.add_parser(
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "labeling time. Writes report.json and report.html and prints tables.")
     p.add_argument("--project", "-p", default=None,
                    help="project YAML (its project_name finds the Label Studio project; not needed with --ls-project)")
-    connection.add_arguments(p)
+    add_connection_args(p)
     p.add_argument("--out", default="evaluate-report", help="folder for report.json and report.html "
                                                             "(default: ./evaluate-report)")
     p.add_argument("--iou", type=float, default=0.5, help="IoU at which a predicted box matches an annotated one "
@@ -64,8 +64,6 @@ def _check(args) -> str:
         return "--suspect-score and --suspect-doubt are scores in [0, 1]"
     if args.bins < 1 or args.page_size < 1:
         return "--bins and --page-size must be at least 1"
-    if args.project is None and args.ls_project is None:
-        return "name the project: --project YAML (its project_name) or --ls-project ID"
     return ""
 
 
@@ -107,7 +105,8 @@ def cmd_evaluate(args) -> int:
     import httpx
     from label_studio_sdk.core.api_error import ApiError
 
-    from backends import connection
+    from backends.autolabel.batch import JobError
+    from backends.autolabel.cli import connect_project
     from pipeline.atomic import save_atomic
     from pipeline.evaluate import report_html
     from pipeline.evaluate.listing import ListingError
@@ -120,29 +119,24 @@ def cmd_evaluate(args) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    title = None
-    if args.project is not None:
-        from pipeline.config import load_project
-        title = load_project(args.project).project_name
-    conn = None
+    url = None
     try:
-        conn = connection.connect(args)
-        project_id = conn.project_id(args.ls_project, title)
-        project = conn.client.projects.get(project_id)
+        client, url, _, project_id = connect_project(args)
+        project = client.projects.get(project_id)
         from_name = rectangle_control(project.label_config)
         if from_name is None:
-            raise connection.ConnectError(f"Label Studio project {project_id}'s labeling config has no "
-                                          "<RectangleLabels> on an <Image>: no boxes to evaluate")
-        tasks, listed, seconds_listing = fetch_tasks(conn.client, project_id, from_name, args.listing, args.page_size,
-                                             progress=not args.quiet)
-    except (connection.ConnectError, ListingError) as e:
+            raise JobError(f"Label Studio project {project_id}'s labeling config has no <RectangleLabels> on an "
+                           "<Image>: no boxes to evaluate")
+        tasks, listed, seconds_listing = fetch_tasks(client, project_id, from_name, args.listing, args.page_size,
+                                                     progress=not args.quiet)
+    except (JobError, ListingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ApiError as e:  # Label Studio refused: wrong project id, token, permissions
         print(f"error: Label Studio answered HTTP {e.status_code}: {str(e.body)[:300]}", file=sys.stderr)
         return 2
     except httpx.HTTPError as e:  # down, wrong URL, timed out (after the SDK's retries)
-        where = conn.url if conn else args.label_studio_url or "LABEL_STUDIO_URL"
+        where = url or args.label_studio_url or "LABEL_STUDIO_URL"
         print(f"error: cannot reach Label Studio at {where}: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
@@ -154,11 +148,11 @@ def cmd_evaluate(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     report["tasks"]["listed"] = listed
-    report["project"] = {"id": project_id, "title": project.title, "url": f"{conn.url}/projects/{project_id}",
+    report["project"] = {"id": project_id, "title": project.title, "url": f"{url}/projects/{project_id}",
                          "control": from_name}
     report["generated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if args.suspects:
-        report["suspects"] = find_suspects((r for rs in records.values() for r in rs), url=conn.url,
+        report["suspects"] = find_suspects((r for rs in records.values() for r in rs), url=url,
                                            project_id=project_id, confident=args.suspect_score,
                                            doubtful=args.suspect_doubt)
     report["timing"] = {"listing": args.listing, "page_size": args.page_size,

@@ -1,27 +1,27 @@
 """What evaluation reads of one Label Studio task (plain task JSON, as the API and exports send it).
 
-Ground truth is the task's latest submitted, non-cancelled annotation (latest by ``updated_at``,
-then ``created_at``, then id); a task without one is not reviewed and takes no part. Predictions
-are grouped by ``model_version``; when a version predicted a task twice the latest counts.
+Which annotation is the truth and which boxes a result holds are decided where ``label-factory
+export`` decides them (pipeline/distill/reviewed.py): the task's latest submitted, non-cancelled
+annotation (by ``updated_at``, then id; a task without one is not reviewed and takes no part), the
+RectangleLabels regions of one control, a rotated rectangle skipped and counted (axis-aligned IoU
+cannot compare it), a region with several labels once per label. Predictions are grouped by
+``model_version``; when a version predicted a task twice, its latest counts.
 
-Boxes are the RectangleLabels regions of one control (``from_name``; all of them when None) as
-``Detections`` in pixels of the original image (percent of it when a region has no
-``original_width``/``original_height``: IoU is the same either way). A box's score is the region's
-``score`` (verify's P(yes) when verify ran), NaN when it has none. A rotated rectangle cannot be
-compared by axis-aligned IoU and a region without a label has nothing to compare: both are skipped
-and counted. This module reads; it does not match or score."""
+Here those regions become ``Detections`` in pixels of the original image (percent of it when a
+region has no ``original_width``/``original_height``: IoU is the same either way), each with its
+region's ``score`` (verify's P(yes) when verify ran), NaN when it has none. This module reads; it
+does not match or score."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 
 from pipeline.convert import ls_to_xyxy
 from pipeline.detections import Detections
-
-RECTANGLE = "rectanglelabels"
+from pipeline.distill.reviewed import Tally, latest_annotation, latest_prediction, rectangles
 
 
 @dataclass
@@ -48,7 +48,7 @@ class EvalTask:
     id: int
     truth: Optional[Annotated]
     predictions: dict[str, Predicted] = field(default_factory=dict)
-    skipped_regions: int = 0  # rotated or unlabelled rectangles left out
+    skipped_regions: int = 0  # rotated rectangles left out
 
     def shown(self, version: str) -> bool:
         """Whether ``version``'s prediction existed when the annotation was submitted (unknown times: yes)."""
@@ -72,61 +72,29 @@ def timestamp(value) -> Optional[datetime]:
         return None
 
 
-def boxes_from_results(results: Iterable[dict], from_name: Optional[str] = None) -> tuple[Detections, int]:
-    """(the RectangleLabels regions as Detections with ``extra['region_id']``, regions skipped)."""
-    xyxy, scores, labels, ids = [], [], [], []
-    skipped = 0
-    for r in results or []:
-        if not isinstance(r, dict) or r.get("type") != RECTANGLE:
-            continue
-        if from_name is not None and r.get("from_name") != from_name:
-            continue
-        value = r.get("value") or {}
-        names = value.get(RECTANGLE) or []
-        try:
-            if not names:
-                raise ValueError("no label")
-            box = ls_to_xyxy(value, r.get("original_width") or 100, r.get("original_height") or 100)
-        except (KeyError, TypeError, ValueError):
-            skipped += 1
-            continue
-        score = r.get("score")
-        xyxy.append(box)
-        scores.append(np.nan if score is None else float(score))
-        labels.append(str(names[0]))
-        ids.append(str(r.get("id", "")))
-    dets = Detections(xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4), scores=scores, labels=labels,
-                      extra={"region_id": np.asarray(ids, dtype=object)})
-    return dets, skipped
+def boxes(result, from_name: str, tally: Tally) -> Detections:
+    """The RectangleLabels regions of ``from_name`` in a result list as Detections."""
+    regions = rectangles(result, from_name, tally)
+    xyxy = [ls_to_xyxy(r.value, *(r.original_size or (100, 100))) for r in regions]
+    return Detections(xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4), labels=[r.label for r in regions],
+                      scores=[np.nan if r.score is None else r.score for r in regions])
 
 
-def _latest(items: list[dict], *keys: str) -> dict:
-    return max(items, key=lambda a: tuple(str(a.get(k) or "") for k in keys) + (a.get("id") or 0,))
-
-
-def parse_task(task: dict, from_name: Optional[str] = None) -> EvalTask:
+def parse_task(task: dict, from_name: str) -> EvalTask:
     """One task's ground truth and latest prediction per model_version."""
-    skipped = 0
-    truth = None
-    submitted = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
-    if submitted:
-        a = _latest(submitted, "updated_at", "created_at")
-        boxes, n = boxes_from_results(a.get("result"), from_name)
-        skipped += n
-        lead = a.get("lead_time")
-        truth = Annotated(id=a.get("id"), boxes=boxes, lead_time=None if lead is None else float(lead),
-                          created_at=timestamp(a.get("created_at")))
-    by_version: dict[str, list[dict]] = {}
-    for p in task.get("predictions") or []:
-        if isinstance(p, dict):  # a plain export lists prediction ids only
-            by_version.setdefault(str(p.get("model_version") or ""), []).append(p)
+    tally = Tally()
+    a = latest_annotation(task)
+    truth = None if a is None else Annotated(
+        id=a.get("id"), boxes=boxes(a.get("result"), from_name, tally),
+        lead_time=None if a.get("lead_time") is None else float(a["lead_time"]),
+        created_at=timestamp(a.get("created_at")))
     predictions = {}
-    for version, items in by_version.items():
-        p = _latest(items, "created_at")
-        boxes, n = boxes_from_results(p.get("result"), from_name)
-        skipped += n
+    stored = {"predictions": [p for p in task.get("predictions") or [] if isinstance(p, dict)]}  # not bare ids
+    for version in sorted({p.get("model_version") for p in stored["predictions"]}, key=str):
+        p = latest_prediction(stored, version)
         score = p.get("score")
-        predictions[version] = Predicted(id=p.get("id"), model_version=version, boxes=boxes,
+        predictions[version or ""] = Predicted(id=p.get("id"), model_version=version or "",
+                                         boxes=boxes(p.get("result"), from_name, tally),
                                          score=None if score is None else float(score),
                                          created_at=timestamp(p.get("created_at")))
-    return EvalTask(id=task.get("id"), truth=truth, predictions=predictions, skipped_regions=skipped)
+    return EvalTask(id=task.get("id"), truth=truth, predictions=predictions, skipped_regions=tally.rotated)

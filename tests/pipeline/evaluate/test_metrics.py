@@ -12,7 +12,7 @@ from pipeline.evaluate.matching import match_boxes
 from pipeline.evaluate.report import evaluate_tasks
 from pipeline.evaluate.suspects import find_suspects
 from pipeline.evaluate.tasks import parse_task
-from tests.test_evaluate_matching import TRUTH, dets
+from tests.pipeline.evaluate.test_matching import TRUTH, dets
 
 PRED = dets([[0, 0, 100, 100], [210, 0, 310, 100], [400, 0, 500, 100], [800, 0, 900, 100], [0, 0, 100, 100]],
             ["cat"] * 5, [0.9, 0.8, 0.7, 0.95, 0.3])  # kept, moved, relabeled, deleted, deleted (+ 1 added)
@@ -74,7 +74,7 @@ def _task(tid, truth_boxes, pred_versions, lead=None, annotated_at="2026-01-01T1
     return parse_task({"id": tid, "annotations": [
         {"id": tid, "result": [region(*b) for b in truth_boxes], "lead_time": lead, "created_at": annotated_at}],
         "predictions": [{"id": 100 * tid + i, "model_version": v, "result": [region(*b) for b in boxes],
-                         "created_at": at} for i, (v, (boxes, at)) in enumerate(pred_versions.items())]})
+                         "created_at": at} for i, (v, (boxes, at)) in enumerate(pred_versions.items())]}, "label")
 
 
 BEFORE, AFTER = "2026-01-01T09:00:00Z", "2026-01-01T11:00:00Z"
@@ -138,11 +138,7 @@ def test_suspects_are_confident_deletions_and_doubted_keeps():
     assert [(x["task"], x["model_version"], x["kind"], x["score"]) for x in s] == [
         (1, "v1", "deleted a confident box", 0.6)]
     assert s[0]["link"] == "http://127.0.0.1:8080/projects/4/data?task=1"
-    low = parse_task({"id": 9, "annotations": [{"id": 1, "result": [
-        {"type": "rectanglelabels", "value": {"x": 0, "y": 0, "width": 10, "height": 10, "rectanglelabels": ["a"]}}]}],
-        "predictions": [{"id": 1, "model_version": "v", "result": [
-            {"type": "rectanglelabels", "score": 0.02,
-             "value": {"x": 0, "y": 0, "width": 10, "height": 10, "rectanglelabels": ["a"]}}]}]})
+    low = _task(9, [(0, "a")], {"v": ([(0, "a", 0.02)], BEFORE)})
     _, recs = evaluate_tasks([low])
     (kept,) = find_suspects(recs["v"], url="http://h", project_id=1, confident=0.9, doubtful=0.05)
     assert kept["kind"] == "kept a doubted box" and kept["strength"] == pytest.approx(0.98)

@@ -123,15 +123,15 @@ def test_parse_task_takes_the_latest_submitted_annotation_and_prediction_per_ver
              "created_at": "2026-01-01T12:00:00Z"},
             {"id": 10, "model_version": "v2", "result": [_region(12, "cat", rid="x", size=None)],
              "created_at": "2026-01-01T09:00:00Z"}, 4]}  # a plain export lists some predictions by id
-    t = parse_task(task)
+    t = parse_task(task, "label")
     assert t.truth.id == 2 and t.truth.lead_time == 22.0  # the cancelled one is later but not submitted
     assert list(t.truth.boxes.labels) == ["dog", "cat"] and t.skipped_regions == 1  # the rotated one
     np.testing.assert_allclose(t.truth.boxes.xyxy, [[100, 10, 140, 30], [70, 10, 90, 30]])  # px, then percent
     assert set(t.predictions) == {"v1", "v2"} and t.predictions["v1"].id == 9 and t.predictions["v1"].score == 0.7
     assert t.predictions["v1"].boxes.scores[0] == pytest.approx(0.7) and np.isnan(t.predictions["v2"].boxes.scores[0])
-    assert list(t.predictions["v2"].boxes.extra["region_id"]) == ["x"]
     assert not t.shown("v1") and t.shown("v2")  # v1's latest came after the annotation was submitted
-    only = parse_task({"id": 6, "annotations": [{"id": 1, "was_cancelled": True, "result": []}], "predictions": []})
+    only = parse_task({"id": 6, "annotations": [{"id": 1, "was_cancelled": True, "result": []}], "predictions": []},
+                      "label")
     assert only.truth is None
     other_control = parse_task(task, from_name="other")
     assert len(other_control.truth.boxes) == 0
@@ -139,10 +139,12 @@ def test_parse_task_takes_the_latest_submitted_annotation_and_prediction_per_ver
 
 def test_match_version_skips_unreviewed_and_unpredicted_tasks():
     reviewed = parse_task({"id": 1, "annotations": [{"id": 1, "result": [_region(10, "cat")]}],
-                           "predictions": [{"id": 1, "model_version": "v1", "result": [_region(10, "cat", 0.9)]}]})
+                           "predictions": [{"id": 1, "model_version": "v1", "result": [_region(10, "cat", 0.9)]}]},
+                          "label")
     unreviewed = parse_task({"id": 2, "annotations": [],
-                             "predictions": [{"id": 2, "model_version": "v1", "result": [_region(10, "cat", 0.9)]}]})
+                             "predictions": [{"id": 2, "model_version": "v1", "result": [_region(10, "cat", 0.9)]}]},
+                            "label")
     other = parse_task({"id": 3, "annotations": [{"id": 3, "result": [_region(10, "cat")]}],
-                        "predictions": [{"id": 3, "model_version": "v2", "result": []}]})
+                        "predictions": [{"id": 3, "model_version": "v2", "result": []}]}, "label")
     records = list(match_version([reviewed, unreviewed, other], "v1"))
     assert [(r.task_id, r.outcome) for r in records] == [(1, "kept")]
