@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from pipeline.config import ConfigError, load_project
+from pipeline.config import ConfigError, env_overrides, load_project, model_version
 from pipeline.logs import cli_level, setup_logging
 
 log = logging.getLogger("label-factory")
@@ -25,7 +25,8 @@ def cmd_project(args) -> int:
     cfg = load_project(args.project)
     print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     print(json.dumps({"prompts": {"filter": cfg.prompt("filter"), "verify": cfg.prompt("verify")},
-                      "query_labels": cfg.query_labels(), "fingerprint": cfg.fingerprint()}, indent=2))
+                      "query_labels": cfg.query_labels(), "fingerprint": cfg.fingerprint(),
+                      "model_version": model_version(cfg), "env_overrides": sorted(env_overrides())}, indent=2))
     return 0
 
 
@@ -53,8 +54,7 @@ def cmd_run(args) -> int:
         log.error("--document-root: %s", e)
         return 2
     pipe = Pipeline(cfg).load()
-    version = f"{cfg.project_name}-{cfg.fingerprint()}"
-    out = run_folder(cfg, images, pipe, root, version, progress=not args.quiet)
+    out = run_folder(cfg, images, pipe, root, model_version(cfg), progress=not args.quiet)
     paths = write_outputs(out, Path(args.out))
     c = out.record["counts"]
     print(f"{c['labeled']}/{c['images']} images labeled, {c['boxes']} boxes, {c['skipped']} skipped")

@@ -1,4 +1,5 @@
-"""Project YAML schema (pydantic). Every error names the file and the field."""
+"""Project YAML schema (pydantic), the one config-resolution function (``load_project``: YAML + LF_*
+environment overrides) and the one ``model_version`` function. Every error names the file and the field."""
 from __future__ import annotations
 
 import hashlib
@@ -6,7 +7,7 @@ import json
 import os
 import string
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Literal, Mapping, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -201,19 +202,17 @@ def parse_project(data: dict, source: str = "<project>") -> ProjectConfig:
         raise ConfigError(_format_errors(source, e)) from None
 
 
-def load_project(path: Union[str, Path]) -> ProjectConfig:
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     try:
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read project file: {e.strerror or e}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
-    return parse_project(data, str(path))
 
 
 # Deployment-time overrides (docker-compose, `label-factory up`): the YAML says what to label,
@@ -229,14 +228,41 @@ ENV_OVERRIDES = {
 }
 
 
-def apply_env_overrides(cfg: ProjectConfig, environ=None) -> ProjectConfig:
-    """A copy of ``cfg`` with provider fields replaced by the LF_* variables that are set."""
-    import os
+def env_overrides(environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """The LF_* variables that are set (name -> value)."""
     environ = os.environ if environ is None else environ
+    return {var: environ[var] for var in ENV_OVERRIDES if environ.get(var)}
+
+
+def load_project(path: Union[str, Path], environ: Optional[Mapping[str, str]] = None) -> ProjectConfig:
+    """The one way from a project YAML to settings, for every entry point (backend, ``run``,
+    ``predict``, ``import``, ``identify``, ``up``): the YAML, validated (errors name the file and
+    the field), then the LF_* overrides set in ``environ`` (default ``os.environ``) on its providers,
+    validated again (errors name the variables)."""
+    path = Path(path)
+    cfg = parse_project(_read_yaml(path), str(path))
+    overrides = env_overrides(environ)
+    if not overrides:
+        return cfg
     data = cfg.model_dump(mode="json", by_alias=False)
-    changed = False
-    for var, (provider, key) in ENV_OVERRIDES.items():
-        if environ.get(var):
-            data["providers"][provider][key] = environ[var]
-            changed = True
-    return parse_project(data, "environment (LF_* overrides)") if changed else cfg
+    for var, value in overrides.items():
+        provider, key = ENV_OVERRIDES[var]
+        data["providers"][provider][key] = value
+    return parse_project(data, f"{path} with {', '.join(sorted(overrides))} from the environment")
+
+
+def model_version(cfg: Optional[ProjectConfig], index_version: Optional[int] = None) -> str:
+    """The ``model_version`` of every prediction label-factory writes (backend, ``predict``, ``run``)
+    and reports to Label Studio: ``<project_name>-<fingerprint>-<vlm kind>+<grounder kind>`` of the
+    resolved config, then ``+identify-v<N>`` when the predictions name boxes from version N of a
+    reference index (``cfg`` None: the stand-alone identify backend, ``identify-v<N>`` alone).
+    Equal versions mean the same predictions, so a task that has one is not predicted again."""
+    parts = []
+    if cfg is not None:
+        p = cfg.providers
+        parts.append(f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.identity()}")
+    if index_version is not None:
+        parts.append(f"identify-v{index_version}")
+    if not parts:
+        raise ValueError("model_version needs a project config or an index version")
+    return "+".join(parts)

@@ -310,6 +310,53 @@ def test_interactive_user_box_gets_its_verify_score(backend, ls_files):
     assert grounder.calls == [] and vlm.questions == ["Is this a Yield? Answer YES or NO."]
 
 
+def _region(rid, x, origin, label="Stop Sign", score=None):
+    """A rectangle as Label Studio 1.23's frontend serializes it into context.result."""
+    item = {"original_width": 200, "original_height": 100, "image_rotation": 0, "id": rid,
+            "value": {"x": x, "y": 10.0, "width": 20.0, "height": 30.0, "rotation": 0, "rectanglelabels": [label]},
+            "from_name": "label", "to_name": "image", "type": "rectanglelabels", "origin": origin}
+    if score is not None:
+        item["score"] = score
+    return item
+
+
+def test_interactive_answers_only_the_rectangle_just_drawn(backend, ls_files, caplog):
+    """Label Studio sends every rectangle with the drawn one's label: the predicted ones, a suggestion
+    accepted earlier, and last the one just drawn. One suggestion comes back, for that one."""
+    client, config, vlm, grounder = backend(vlm=KnownVLM(0.6))
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes((200, 100))
+    ctx = {"result": [_region("pred1", 0.0, "prediction", score=0.48), _region("pred2", 70.0, "prediction-changed"),
+                      _region("accepted", 40.0, "manual", score=0.7), _region("justdrawn", 55.0, "manual")]}
+    with caplog.at_level(logging.INFO):
+        body = _predict(client, config, [{"id": 1, "data": {"image": "/data/upload/5/a.jpg"}}], context=ctx)
+    (region,) = body["results"][0]["result"]
+    assert region["value"]["x"] == pytest.approx(55.0) and region["score"] == pytest.approx(0.6)
+    assert vlm.questions == ["Is this a stop sign? Answer YES or NO."] and grounder.calls == []  # one box verified
+    assert "interactive: project 5 task 1: drawn box Stop Sign at x=55.0% y=10.0% w=20.0% h=30.0% " \
+           "(4 region(s) in the context): 1 box(es) suggested" in caplog.text
+
+
+def test_interactive_with_only_predicted_regions_suggests_nothing(backend, ls_files, caplog):
+    client, config, vlm, grounder = backend()
+    ctx = {"result": [_region("pred1", 0.0, "prediction", score=0.48)]}
+    with caplog.at_level(logging.INFO):
+        body = _predict(client, config, [{"id": 1, "data": {"image": "/data/upload/5/a.jpg"}}], context=ctx)
+    assert body["results"][0]["result"] == []  # not the whole image's boxes
+    assert vlm.questions == [] and grounder.calls == [] and ls_files.requests == []
+    assert "nothing to answer (1 region(s) in the context): no suggestion" in caplog.text
+
+
+def test_interactive_prompt_is_logged(backend, ls_files, caplog):
+    client, config, _, grounder = backend()
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes((100, 100))
+    ctx = {"result": [{"from_name": "prompt", "to_name": "image", "type": "textarea", "origin": "manual",
+                       "value": {"text": ["red thing"]}}]}
+    with caplog.at_level(logging.INFO):
+        body = _predict(client, config, [{"id": 3, "data": {"image": "/data/upload/5/a.jpg"}}], context=ctx)
+    assert len(body["results"][0]["result"]) == 1 and grounder.calls == [["red thing"]]
+    assert "task 3: prompt 'red thing' (1 region(s) in the context): 1 box(es) suggested" in caplog.text
+
+
 def test_project_from_extra_params_and_model_version(backend, tmp_path, ls_files):
     client, config, _, _ = backend()
     other = {**PROJECT, "project_name": "drones", "target_object": "drone", "label": "Stop Sign"}

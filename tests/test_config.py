@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, load_project, parse_project
+from pipeline.config import ConfigError, load_project, model_version, parse_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,12 +88,34 @@ def test_literal_braces_in_prompt_allowed():
 
 
 def test_env_overrides_point_providers_elsewhere():
-    from pipeline.config import apply_env_overrides
-    cfg = load_project(ROOT / "projects" / "stop-signs.yaml")
-    out = apply_env_overrides(cfg, {"LF_VLM_URL": "http://model-server:8000/v1", "LF_GROUNDER_MODEL": "/models/owl"})
+    path = ROOT / "projects" / "stop-signs.yaml"
+    cfg = load_project(path, environ={})
+    out = load_project(path, environ={"LF_VLM_URL": "http://model-server:8000/v1", "LF_GROUNDER_MODEL": "/models/owl",
+                                      "LF_CLIP_MODEL": ""})  # empty: not set
     assert out.providers.vlm.url == "http://model-server:8000/v1"
     assert out.providers.grounder.model == "/models/owl"
+    assert out.providers.identify.model == cfg.providers.identify.model
     assert out.buckets == cfg.buckets and out.fingerprint() != cfg.fingerprint()
-    assert apply_env_overrides(cfg, {}) is cfg
-    with pytest.raises(ConfigError, match="LF_\\* overrides\\): providers.grounder.kind"):
-        apply_env_overrides(cfg, {"LF_GROUNDER_KIND": "yolo"})
+    assert model_version(out) != model_version(cfg)  # other models, other predictions
+    with pytest.raises(ConfigError, match="stop-signs.yaml with LF_GROUNDER_KIND from the environment: "
+                                          "providers.grounder.kind"):
+        load_project(path, environ={"LF_GROUNDER_KIND": "yolo"})
+
+
+def test_load_project_reads_the_process_environment(tmp_path, monkeypatch):
+    """Every entry point resolves through load_project, so LF_* reaches all of them."""
+    monkeypatch.setenv("LF_VLM_URL", "http://127.0.0.1:1/v1")
+    monkeypatch.setenv("LF_VLM_MODEL", "served-model")
+    cfg = load_project(ROOT / "projects" / "stop-signs.yaml")
+    assert (cfg.providers.vlm.url, cfg.providers.vlm.model) == ("http://127.0.0.1:1/v1", "served-model")
+
+
+def test_one_model_version():
+    cfg = load_project(ROOT / "projects" / "stop-signs.yaml", environ={})
+    p = cfg.providers
+    base = f"stop-signs-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.kind}"
+    assert model_version(cfg) == base
+    assert model_version(cfg, 12) == base + "+identify-v12"
+    assert model_version(None, 3) == "identify-v3"  # the stand-alone identify backend
+    with pytest.raises(ValueError):
+        model_version(None)

@@ -15,7 +15,7 @@ from PIL import Image
 from backends.autolabel import batch, runner
 from backends.images import ImageFetchError
 from pipeline import cli
-from pipeline.config import load_project, parse_project
+from pipeline.config import load_project, model_version, parse_project
 from pipeline.images import open_image
 from pipeline.labelconfig import labeling_config
 from pipeline.pipeline import Pipeline
@@ -116,7 +116,7 @@ def test_find_project_by_title():
 # -- fast: the job -----------------------------------------------------------------------------
 def test_job_counts_failures_and_rerun_predicts_nothing_twice(job):
     cfg, pipe, config = job
-    version = runner.model_version_for(cfg)  # the backend's model_version
+    version = model_version(cfg)  # the backend's model_version
     tasks = [_task(1, "/data/upload/7/40x30.jpg"), _task(2, "/data/upload/7/60x40.jpg", [version]),
              _task(3, "/data/upload/7/gone.jpg"), _task(4, "/data/upload/7/corrupt.jpg"),
              _task(5, "/data/upload/7/13x13.jpg"), _task(6, "/data/upload/7/50x50.jpg", ["an-old-version"]),
@@ -157,7 +157,7 @@ def test_job_counts_failures_and_rerun_predicts_nothing_twice(job):
 
 def test_no_only_missing_predicts_every_task_again(job):
     cfg, pipe, config = job
-    version = runner.model_version_for(cfg)
+    version = model_version(cfg)
     client = FakeClient([_task(1, "/data/upload/7/40x30.jpg", [version])], config)
     s = batch.run(client, cfg, pipe, 7, only_missing=False, progress=False, fetch=fetcher([]))
     assert (s.predicted, s.already) == (1, 0) and len(client.created) == 1
@@ -166,7 +166,7 @@ def test_no_only_missing_predicts_every_task_again(job):
 def test_limit_and_dry_run(job):
     cfg, pipe, config = job
     tasks = [_task(i, f"/data/upload/7/{20 + i}x20.jpg") for i in range(1, 8)]
-    tasks[0]["predictions"] = [{"model_version": runner.model_version_for(cfg)}]
+    tasks[0]["predictions"] = [{"model_version": model_version(cfg)}]
     client, calls = FakeClient(tasks, config), []
     s = batch.run(client, cfg, pipe, 7, limit=3, batch_size=2, progress=False, fetch=fetcher(calls))
     assert (s.predicted, s.already, s.seen) == (3, 1, 4) and s.stopped_at_limit  # skipped ones do not count
@@ -228,7 +228,7 @@ def test_predict_job_against_label_studio(label_studio, tiny_qwen_dir, tiny_owlv
     assert cli.main(argv) == 0
     out = capsys.readouterr()
     summary = json.loads(out.out)
-    version = runner.model_version_for(cfg)  # what the backend reports for this YAML
+    version = model_version(cfg)  # what the backend reports for this YAML
     assert summary["project"] == project.id and summary["model_version"] == version
     assert (summary["seen"], summary["predicted"], summary["skipped_already_predicted"], summary["failed"]) \
         == (5, 4, 0, 1), summary

@@ -170,7 +170,7 @@ def run(client, cfg: ProjectConfig, pipeline: Pipeline, project_id: int, *, only
     try:
         if dry_run:  # no models loaded, no index snapshot pinned: only the target check and the version
             find_target(label_interface, cfg)  # raises when the config has no Image + RectangleLabels
-            version = identify.current_version(runner.model_version_for(cfg), cfg, str(project_id))
+            version = identify.current_version(cfg, str(project_id))
             req = None
         else:
             req = runner.prepare(cfg, pipeline, str(project_id), label_interface)

@@ -32,7 +32,7 @@ import numpy as np
 from backends.autolabel.labels import LabelConfigError, Target, find_target, is_per_region
 from backends.base.labels import build_label_map
 from backends.identify.predict import Layout, identity_results
-from pipeline.config import ProjectConfig
+from pipeline.config import ProjectConfig, model_version
 from pipeline.detections import Detections
 from pipeline.identify.index import UNKNOWN, Match
 from pipeline.pipeline import Pipeline
@@ -50,16 +50,11 @@ def service():
     return _service()
 
 
-def version(base: str, index_version: int) -> str:
-    from backends.identify.model import model_version_for
-    return f"{base}+{model_version_for(index_version)}"
-
-
-def current_version(base: str, cfg: ProjectConfig, project_id) -> str:
-    """``base`` with the project's current index version when identify is on."""
+def current_version(cfg: ProjectConfig, project_id) -> str:
+    """The project's model_version now: with its current index version when identify is on."""
     if not enabled(cfg) or not project_id:
-        return base
-    return version(base, service().index_version(project_id))
+        return model_version(cfg)
+    return model_version(cfg, service().index_version(project_id))
 
 
 @dataclass
@@ -70,9 +65,9 @@ class Plan:
     index_version: int
 
 
-def request_version(base: str, p: Optional[Plan]) -> str:
-    """The model_version of a request's predictions: ``base`` (+ the index snapshot it answered from)."""
-    return base if p is None else version(base, p.index_version)
+def request_version(cfg: ProjectConfig, p: Optional[Plan]) -> str:
+    """The model_version of a request's predictions (with the index snapshot it answered from)."""
+    return model_version(cfg, None if p is None else p.index_version)
 
 
 def layout_for(label_interface, target: Target) -> Layout:

@@ -10,14 +10,14 @@ import logging
 from typing import Dict, List, Optional
 
 from backends.autolabel import identify, runner
-from backends.autolabel.interactive import parse_context
+from backends.autolabel.interactive import is_interactive, parse_context
 from backends.autolabel.project import resolve_project_path
-from backends.autolabel.runner import model_version_for
 from backends.base import LabelStudioMLBase, ModelResponse
+from pipeline.config import model_version
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AutoLabelModel", "model_version_for"]
+__all__ = ["AutoLabelModel"]
 
 
 class AutoLabelModel(LabelStudioMLBase):
@@ -25,7 +25,7 @@ class AutoLabelModel(LabelStudioMLBase):
     def setup(self):
         self.project_path = resolve_project_path(self.extra_params)
         self.cfg, self.pipeline = runner.load(self.project_path)
-        self._set_version(identify.current_version(model_version_for(self.cfg), self.cfg, self.project_id))
+        self._set_version(identify.current_version(self.cfg, self.project_id))
         identify.watch(self.cfg, self.project_id, self.label_interface)
 
     def _set_version(self, version: str) -> None:
@@ -34,12 +34,23 @@ class AutoLabelModel(LabelStudioMLBase):
 
     def predict(self, tasks: List[Dict], context: Optional[Dict] = None, **kwargs) -> ModelResponse:
         req = runner.prepare(self.cfg, self.pipeline, self.project_id, self.label_interface)
-        interaction = parse_context(context, req.target.prompt_name, req.target.from_name)
-        outcomes = runner.predict_all(tasks, lambda task: req.run(task, interaction or None),
+        interaction = None
+        if is_interactive(context):
+            interaction = parse_context(context, req.target.prompt_name, req.target.from_name)
+            if not interaction:  # only predicted regions in the context: nothing was drawn or typed
+                log.info("interactive: project %s task(s) %s: %s: no suggestion", self.project_id,
+                         [t.get("id") for t in tasks], interaction.describe())
+                return ModelResponse(model_version=req.version,
+                                     predictions=[{"result": [], "model_version": req.version} for _ in tasks])
+        outcomes = runner.predict_all(tasks, lambda task: req.run(task, interaction),
                                       deadline_seconds=runner.predict_deadline())
         predictions, errors = [], []
         for o in outcomes:
             runner.log_dropped(o, req.target)
+            if interaction is not None:
+                answered = len(o.prediction["result"]) if o.prediction else 0
+                log.info("interactive: project %s task %s: %s: %d box(es) suggested", self.project_id, o.task_id,
+                         interaction.describe(), answered)
             if o.prediction is None:
                 predictions.append([])  # no prediction stored: Label Studio asks again next time
                 errors.append({"task": o.task_id, "reason": o.error})
@@ -52,7 +63,7 @@ class AutoLabelModel(LabelStudioMLBase):
         (identify stage on) through its journal, and the model_version follows its version."""
         res = identify.fit(event, data, self.cfg, self.label_interface, self.project_path)
         if res.get("index_version") is not None:
-            self._set_version(identify.version(model_version_for(self.cfg), res["index_version"]))
+            self._set_version(model_version(self.cfg, res["index_version"]))
         return res
 
     @classmethod

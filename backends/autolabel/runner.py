@@ -64,12 +64,6 @@ def clear() -> None:
         _pipelines.clear()
 
 
-def model_version_for(cfg: ProjectConfig) -> str:
-    """The backend's model_version for a project YAML (before the identify index version, if any)."""
-    p = cfg.providers
-    return f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.identity()}"
-
-
 @dataclass
 class Request:
     """What one predict call over a Label Studio project needs: where boxes go, the identify
@@ -90,7 +84,7 @@ def prepare(cfg: ProjectConfig, pipeline: Pipeline, project_id, label_interface)
     target = find_target(label_interface, cfg)
     plan = identify.plan(cfg, project_id, label_interface, target)
     return Request(target, plan, identify.with_identifier(pipeline, plan),
-                   identify.request_version(model_version_for(cfg), plan))
+                   identify.request_version(cfg, plan))
 
 
 def log_dropped(outcome: "TaskOutcome", target: Target) -> None:
@@ -234,5 +228,5 @@ def _guarded(run_one: Callable[[dict], TaskOutcome], task: dict) -> TaskOutcome:
         return TaskOutcome(task_id, None, reason)
 
 
-__all__ = ["load", "clear", "model_version_for", "Request", "prepare", "log_dropped", "predict_task", "predict_all",
+__all__ = ["load", "clear", "Request", "prepare", "log_dropped", "predict_task", "predict_all",
            "TaskOutcome", "display_url", "model_slot", "predict_deadline"]

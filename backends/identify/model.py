@@ -26,6 +26,7 @@ from backends.base import LabelStudioMLBase, ModelResponse, init_app
 from backends.identify import fit as fit_mod
 from backends.identify import journal as journal_mod
 from backends.identify.predict import identity_results, layout_of
+from pipeline.config import model_version
 from pipeline.identify.stage import Identifier
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,9 @@ class IdentifyService:
 
     @classmethod
     def from_env(cls) -> "IdentifyService":
-        from pipeline.config import apply_env_overrides, load_project
+        from pipeline.config import load_project
         path = os.getenv("PROJECT_CONFIG")
-        provider = apply_env_overrides(load_project(path)).providers.identify if path else None
+        provider = load_project(path).providers.identify if path else None
         return cls(provider)
 
     @property
@@ -226,7 +227,7 @@ def set_service(svc: Optional[IdentifyService]) -> None:
 
 
 def model_version_for(index_version: int) -> str:
-    return f"identify-v{index_version}"
+    return model_version(None, index_version)
 
 
 class IdentifyModel(LabelStudioMLBase):

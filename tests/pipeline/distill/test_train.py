@@ -93,7 +93,7 @@ def test_student_grounder_loads_the_weights_and_returns_detections(trained):
 
 
 def test_student_as_ground_stage_and_model_version_names_the_weights(trained, tmp_path):
-    from backends.autolabel.runner import model_version_for
+    from pipeline.config import model_version
     from pipeline.pipeline import Pipeline
     from pipeline.providers import registry
     from pipeline.providers.student import StudentGrounder
@@ -114,12 +114,12 @@ def test_student_as_ground_stage_and_model_version_names_the_weights(trained, tm
     assert 0 < len(kept) <= cfg.thresholds.max_boxes and set(kept.labels) <= set(CLASSES)
     assert set(kept.stage) == {"ground"}
 
-    version = model_version_for(cfg)
+    version = model_version(cfg)
     assert version.endswith("+student-" + sha256_file(weights)[:12])
     fingerprint = cfg.fingerprint()
     shutil.copy(out / "weights" / "last.pt", weights)  # new weights at the same path
     assert sha256_file(weights) != sha256_file(out / "weights" / "best.pt")
-    assert model_version_for(cfg) != version and cfg.fingerprint() != fingerprint
+    assert model_version(cfg) != version and cfg.fingerprint() != fingerprint
     g = registry.get_grounder(cfg.providers.grounder)
     g.boxes(scene((64, 64), []), [])
     assert g.sha256 == sha256_file(weights)  # the provider reloaded them too
