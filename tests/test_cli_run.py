@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from label_studio_sdk.label_interface import LabelInterface
 
+from backends.autolabel import batch, runner
+from pipeline.config import load_project
+from pipeline.labelconfig import labeling_config
+from pipeline.pipeline import Pipeline
 from pipeline.samples import write_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +65,12 @@ def test_cli_run_writes_coco_tasks_and_record(tmp_path, request, tiny_qwen_dir, 
             v = r["value"]
             assert 0 <= v["x"] <= 100 and 0 <= v["y"] <= 100 and v["x"] + v["width"] <= 100.01
 
+    # the version the backend and `predict` write for this YAML: `predict --only-missing` skips these tasks
+    cfg = load_project(project)
+    req = runner.prepare(cfg, Pipeline(cfg), "7", LabelInterface(config=labeling_config(cfg)))
+    assert {t["predictions"][0]["model_version"] for t in tasks} == {req.version} == {record["model_version"]}
+    assert not any(batch.needs_prediction({"id": i, **t}, req.version) for i, t in enumerate(tasks))
+
     assert record["counts"] == {"images": 6, "labeled": 5, "skipped": 1, "boxes": len(coco["annotations"])}
     assert "broken.jpg" in record["skipped"][0]["reason"] and "not an image" in record["skipped"][0]["reason"]
     assert record["prompts"]["verify"] == "Is this a stop sign? Answer YES or NO."
@@ -74,7 +85,6 @@ def test_cli_run_writes_coco_tasks_and_record(tmp_path, request, tiny_qwen_dir, 
 @pytest.mark.slow
 def test_cascade_with_server_vlm_and_falcon(tmp_path, mlx_vlm_server, tiny_falcon_dir, monkeypatch):
     """The other provider pair: the openai provider against a real mlx_vlm.server, Falcon on MLX."""
-    from pipeline.config import load_project
     from pipeline.images import open_image
     from pipeline.pipeline import Pipeline
     from pipeline.providers.registry import clear_cache
