@@ -115,3 +115,49 @@ def test_label_studio_gets_predictions(label_studio, backend, project_yaml):
     # without the basic auth credentials the backend refuses, as JSON
     r = requests.post(f"{backend.url}/predict", json={"tasks": []}, timeout=10)
     assert r.status_code == 401 and r.json()["detail"]
+
+
+def test_backend_takes_the_vlm_from_lf_overrides(tmp_path, mlx_vlm_server, tiny_owlv2_dir):
+    """docker-compose points the backend at its model server with LF_VLM_URL: the YAML's URL is dead, the
+    environment's is a real mlx_vlm.server (planted P(yes)), and the backend under gunicorn answers from it."""
+    from pipeline.config import model_version
+    from pipeline.tiny.qwen import KNOWN_P_YES
+    from tests.backend_helpers import FileServer, jpeg_bytes
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    project = tmp_path / "compose.yaml"
+    project.write_text(yaml.safe_dump({
+        "project_name": "compose-signs", "target_object": "stop sign", "label": "Stop Sign",
+        "thresholds": {"filter": 0.0, "grounding": 0.0, "verify": 0.0, "max_boxes": 2},
+        "providers": {"vlm": {"kind": "openai", "url": dead, "model": "not-served", "retries": 0, "timeout": 5},
+                      "grounder": {"kind": "owlv2", "model": str(tiny_owlv2_dir), "device": "cpu"}}}))
+    files = FileServer()
+    files.files["/data/upload/1/a.jpg"] = jpeg_bytes((96, 64))
+    overrides = {"LF_VLM_URL": str(mlx_vlm_server), "LF_VLM_MODEL": mlx_vlm_server.model}
+    port = free_port()
+    env = {**os.environ, **overrides, "PYTHONPATH": str(REPO), "PORT": str(port), "HOST": "127.0.0.1",
+           "WORKERS": "1", "THREADS": "2", "MODEL_DIR": str(tmp_path / "model-dir"), "PROJECT_CONFIG": str(project),
+           "LABEL_STUDIO_URL": files.url, "LABEL_STUDIO_API_KEY": "0123456789abcdef0123456789abcdef01234567",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    svc = Service("ML backend", [sys.executable, "-m", "gunicorn", "-c", "python:backends.gunicorn_conf",
+                                 "backends._wsgi:app"], env, tmp_path / "backend.log", cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        svc.wait_http(f"{url}/health", 60)
+        version = requests.post(f"{url}/setup", json={"project": "1.1", "schema": labeling_config(load_project(
+            project, environ={}))}, timeout=30).json()["model_version"]
+        assert version == model_version(load_project(project, environ=overrides))
+        assert version != model_version(load_project(project, environ={}))  # the models it really runs
+        r = requests.post(f"{url}/predict", json={"project": "1.1", "tasks": [{"id": 1, "data": {
+            "image": "/data/upload/1/a.jpg"}}], "label_config": labeling_config(load_project(project, environ={}))},
+                          timeout=120)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert not body.get("errors"), body["errors"]
+        (pred,) = body["results"]
+        assert pred["model_version"] == version and pred["result"]
+        assert all(reg["score"] == pytest.approx(KNOWN_P_YES, abs=1e-3) for reg in pred["result"])  # verify's P(yes)
+        assert mlx_vlm_server.log.read_text().count("POST /v1/chat/completions") >= 2  # filter + verify
+    finally:
+        svc.stop()
+        files.close()
