@@ -3,9 +3,14 @@ plus one broken task, and the checks every stored RectangleLabels prediction mus
 from __future__ import annotations
 
 import io
+import json
+import time
 
+import pytest
 import requests
 from PIL import Image, ImageDraw
+
+from pipeline import lsapi
 
 IMAGE_SIZE = (96, 64)
 
@@ -30,7 +35,7 @@ def project_with_broken_task(label_studio, title: str, label_config: str, n_imag
     assert r.status_code == 201, r.text
     broken_url = f"/data/upload/{project.id}/does-not-exist.jpg"
     ls.projects.import_tasks(project.id, request=[{"image": broken_url}])
-    tasks = list(ls.tasks.list(project=project.id))
+    tasks = list(lsapi.items(ls.tasks.list, project=project.id))
     assert len(tasks) == n_images + 1
     broken = next(t for t in tasks if t.data["image"] == broken_url)
     return project, [t for t in tasks if t.id != broken.id], broken
@@ -56,3 +61,33 @@ def assert_one_rectangle_prediction(ls, task_id: int, version: str, labels: set,
         assert 0 < v["height"] and v["y"] + v["height"] <= 100 + 1e-6
         assert 0 <= region["score"] <= 1
     return p
+
+
+def dm_tasks(label_studio, project_id: int, ordering: str = "") -> list[dict]:
+    """The Data Manager's rows (what its columns show), sorted by a column when ``ordering`` names one
+    (``"-tasks:predictions_score"``), as the Data Manager asks for them."""
+    params = {"project": project_id, "fields": "all", "page_size": 100}
+    if ordering:
+        params["query"] = json.dumps({"ordering": [ordering]})
+    r = requests.get(f"{label_studio.url}/api/tasks", params=params, headers=label_studio.headers(), timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["tasks"]
+
+
+def wait_for_project_version(label_studio, project_id: int, version: str, timeout: float = 30) -> str:
+    """The project's model_version once it is ``version`` (or whatever it is after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = label_studio.client().projects.get(id=project_id).model_version
+        if current == version or time.monotonic() > deadline:
+            return current
+        time.sleep(0.5)
+
+
+def assert_score_column_sorts(label_studio, project_id: int, scored: dict) -> None:
+    """The Data Manager's Prediction score column shows ``scored`` (task id -> prediction score) and sorts by it."""
+    rows = {t["id"]: t["predictions_score"] for t in dm_tasks(label_studio, project_id)}
+    assert {i: s for i, s in rows.items() if s is not None} == pytest.approx(scored), rows
+    for ordering, reverse in (("tasks:predictions_score", False), ("-tasks:predictions_score", True)):
+        order = [t["id"] for t in dm_tasks(label_studio, project_id, ordering) if t["id"] in scored]
+        assert [scored[i] for i in order] == sorted(scored.values(), reverse=reverse), (ordering, order)

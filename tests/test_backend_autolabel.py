@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import yaml
 
-from backends.autolabel import runner
+from backends.autolabel import project_version, runner
 from backends.autolabel.model import AutoLabelModel
 from backends.base import init_app
 from backends.identify import model as idmodel
@@ -49,6 +50,8 @@ def backend(tmp_path, monkeypatch, ls_files):
         monkeypatch.delenv(k, raising=False)
     (tmp_path / "projects").mkdir()
     runner.clear()
+    kept = []  # (project, version) the backend asked to make the Label Studio project's model_version
+    monkeypatch.setattr(project_version, "keep", lambda project_id, version: kept.append((project_id, version)))
 
     def make(project=None, vlm=None, grounder=None, label_config=None):
         data = project or PROJECT
@@ -62,6 +65,7 @@ def backend(tmp_path, monkeypatch, ls_files):
         config = label_config or labeling_config(parse_project(data))
         return init_app(AutoLabelModel).test_client(), config, vlm, grounder
 
+    make.kept = kept
     yield make
     runner.clear()
 
@@ -93,6 +97,50 @@ def test_predict_boxes_labels_scores_and_token(backend, ls_files):
     # /storage-data/uploaded/ proxy answers 400 on a Label Studio that serves uploads from its own disk)
     assert [r["path"] for r in ls_files.requests] == ["/data/upload/5/a.jpg"]
     assert ls_files.requests[0]["authorization"] == f"Token {TOKEN}"
+
+
+def test_batch_predictions_move_the_projects_model_version(backend, ls_files):
+    """Label Studio stores what /predict answers, then the project's model_version must follow it (Prediction
+    score column); interactive suggestions are not stored, and a batch where every task failed changes nothing."""
+    client, config, _, _ = backend()
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
+    body = _predict(client, config, [{"id": 1, "data": {"image": "/data/upload/5/a.jpg"}},
+                                     {"id": 2, "data": {"image": "/data/upload/5/gone.jpg"}}])
+    assert backend.kept == [("5", body["model_version"])]
+    _predict(client, config, [{"id": 1, "data": {"image": "/data/upload/5/a.jpg"}}],
+             context={"result": [_region("d", 10.0, "manual")]})
+    _predict(client, config, [{"id": 2, "data": {"image": "/data/upload/5/gone.jpg"}}])
+    assert len(backend.kept) == 1
+
+
+def test_version_keeper_waits_until_label_studio_has_the_predictions():
+    from label_studio_sdk.core.api_error import ApiError
+
+    class Projects:
+        def __init__(self):
+            self.model_version, self.refusals, self.updates = "label-factory", 2, []
+
+        def get(self, id):
+            return SimpleNamespace(id=id, model_version=self.model_version)
+
+        def update(self, id, model_version):
+            self.updates.append((id, model_version))
+            if self.refusals:  # Label Studio has not stored the predictions yet
+                self.refusals -= 1
+                raise ApiError(status_code=400, body={"validation_errors": {"model_version": [
+                    "Model version doesn't exist either as live model or as static predictions."]}})
+            self.model_version = model_version
+
+    projects = Projects()
+    keeper = project_version.VersionKeeper(lambda: SimpleNamespace(projects=projects), wait=10, poll=0.05)
+    keeper("7", "v1")
+    deadline = time.monotonic() + 10
+    while projects.model_version != "v1" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert projects.model_version == "v1" and projects.updates == [(7, "v1")] * 3
+    keeper("7", "v1")  # already the project's: nothing to update
+    time.sleep(0.3)
+    assert len(projects.updates) == 3
 
 
 def test_label_mapping_aliases_case_and_unmappable(backend, ls_files, caplog):

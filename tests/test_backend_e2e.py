@@ -17,7 +17,12 @@ from pipeline.config import load_project
 from pipeline.labelconfig import labeling_config
 from pipeline.stack.processes import Service, free_port
 from tests.fixtures_labelstudio import REPO
-from tests.ls_helpers import assert_one_rectangle_prediction, project_with_broken_task
+from tests.ls_helpers import (
+    assert_one_rectangle_prediction,
+    assert_score_column_sorts,
+    project_with_broken_task,
+    wait_for_project_version,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -64,6 +69,7 @@ def backend(label_studio, project_yaml, tmp_path_factory):
 
 def test_label_studio_gets_predictions(label_studio, backend, project_yaml):
     ls = label_studio.client()
+    ls_log_start = len(label_studio.log_path.read_text())
     cfg = load_project(project_yaml)
     # 5 uploaded images (one request, multipart) + one task whose image URL is broken
     project, good, broken = project_with_broken_task(label_studio, "e2e backend", labeling_config(cfg), 5)
@@ -83,12 +89,19 @@ def test_label_studio_gets_predictions(label_studio, backend, project_yaml):
     print(f"retrieve_tasks_predictions: {time.perf_counter() - t0:.1f}s")
 
     labels = set(cfg.labels())
-    for t in good:
-        assert_one_rectangle_prediction(ls, t.id, version, labels)
+    scores = {t.id: assert_one_rectangle_prediction(ls, t.id, version, labels).score for t in good}
     assert list(ls.predictions.list(task=broken.id)) == []
     log = backend.log()
-    assert f"task {broken.id}: no prediction" in log and "does-not-exist.jpg" in log and "HTTP 4" in log
+    # Label Studio 1.23 answers an upload path with no file behind it with 500 (UploadedFileResponse)
+    assert f"task {broken.id}: no prediction" in log and "does-not-exist.jpg: HTTP 500" in log
     assert label_studio.token not in log
+
+    # Label Studio made the project's model_version the backend's title on connect, and scores only predictions
+    # of the project's version: the backend makes it the version it answered, so the column fills and sorts
+    assert wait_for_project_version(label_studio, project.id, version) == version
+    assert_score_column_sorts(label_studio, project.id, scores)
+    new_ls_log = label_studio.log_path.read_text()[ls_log_start:]
+    assert "/storage-data/uploaded/" not in new_ls_log  # images fetched the way that works the first time
 
     # interactive: the text prompt Label Studio sends as context ...
     r = requests.post(f"{label_studio.url}/api/ml/{ml.id}/interactive-annotating", headers=label_studio.headers(),
@@ -115,6 +128,37 @@ def test_label_studio_gets_predictions(label_studio, backend, project_yaml):
     # without the basic auth credentials the backend refuses, as JSON
     r = requests.post(f"{backend.url}/predict", json={"tasks": []}, timeout=10)
     assert r.status_code == 401 and r.json()["detail"]
+
+    # "Retrieve predictions" again: Label Studio sends only the task without a prediction of the backend's
+    # current model_version (MLBackend.predict_tasks), yet reports every selected task as "retrieved"
+    retrieve = {"id": "retrieve_tasks_predictions", "project": project.id,
+                "selected_items": {"all": True, "excluded": []}}
+    ls.actions.create(**retrieve)
+    assert _last_batch(backend) == f"project {project.id}: 1 task(s) asked"
+
+    # a YAML change is a new model_version: the same button predicts every task again
+    original = project_yaml.read_text()
+    changed = yaml.safe_load(original)
+    changed["thresholds"]["max_boxes"] = 2
+    try:
+        project_yaml.write_text(yaml.safe_dump(changed))
+        ls.actions.create(**retrieve)
+        new_version = ls.ml.get(ml.id).model_version
+        assert new_version != version and _last_batch(backend) == f"project {project.id}: {len(good) + 1} task(s) asked"
+        for t in good:
+            assert {p.model_version for p in ls.predictions.list(task=t.id)} == {version, new_version}
+        assert wait_for_project_version(label_studio, project.id, new_version) == new_version
+        assert_score_column_sorts(label_studio, project.id, {
+            t.id: next(p.score for p in ls.predictions.list(task=t.id) if p.model_version == new_version)
+            for t in good})
+    finally:
+        project_yaml.write_text(original)
+
+
+def _last_batch(backend) -> str:
+    """``project <id>: <n> task(s) asked`` of the last batch prediction the backend logged."""
+    lines = [ln for ln in backend.log().splitlines() if "batch: project " in ln]
+    return lines[-1].split("batch: ", 1)[1].split(",")[0]
 
 
 def test_backend_takes_the_vlm_from_lf_overrides(tmp_path, mlx_vlm_server, tiny_owlv2_dir):

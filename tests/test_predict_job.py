@@ -36,15 +36,25 @@ class FakeClient:
         self._tasks, self.refuse = tasks, set(refuse)
         self.created: list[dict] = []
         self.list_calls: list[dict] = []
+        self.model_version = "label-factory"  # Label Studio sets the backend's title on connect
         self.projects = SimpleNamespace(
-            get=lambda pid: SimpleNamespace(id=pid, label_config=label_config, task_number=len(tasks)),
-            list=lambda **kw: [SimpleNamespace(id=7, title="job-signs"), SimpleNamespace(id=8, title="other")])
+            get=lambda id: SimpleNamespace(id=id, label_config=label_config, task_number=len(tasks),
+                                           model_version=self.model_version),
+            list=lambda page, page_size, **kw: page_of(
+                [SimpleNamespace(id=7, title="job-signs"), SimpleNamespace(id=8, title="other")], page, page_size),
+            update=self._update)
         self.tasks = SimpleNamespace(list=self._list)
         self.predictions = SimpleNamespace(create=self._create)
 
-    def _list(self, **kw):
-        self.list_calls.append(kw)
-        return iter([dict(t) for t in self._tasks])  # a snapshot, like a page fetched from the API
+    def _list(self, page, page_size, **kw):
+        self.list_calls.append({"page": page, "page_size": page_size, **kw})
+        return page_of([dict(t) for t in self._tasks], page, page_size)  # a snapshot, like a page from the API
+
+    def _update(self, id, model_version):
+        stored = {p["model_version"] for t in self._tasks for p in t.get("predictions") or []}
+        if model_version not in stored:  # as Label Studio's validate_model_version
+            raise RuntimeError(f"no prediction of {model_version}")
+        self.model_version = model_version
 
     def _create(self, *, task, result, score, model_version):
         if task in self.refuse:
@@ -52,6 +62,15 @@ class FakeClient:
         self.created.append({"task": task, "result": result, "score": score, "model_version": model_version})
         next(t for t in self._tasks if t["id"] == task).setdefault("predictions", []).append(
             {"model_version": model_version, "result": result})
+
+
+def page_of(rows: list, page: int, page_size: int):
+    """One page as label-studio-sdk returns it (a pager with .items and the response's total); Label Studio
+    answers a page past the last one with 404."""
+    if page > 1 and (page - 1) * page_size >= len(rows):
+        raise AssertionError(f"asked for page {page} past the last one (Label Studio answers 404)")
+    return SimpleNamespace(items=rows[(page - 1) * page_size:page * page_size],
+                           response=SimpleNamespace(total=len(rows)))
 
 
 def _image(size):
@@ -108,7 +127,8 @@ def test_find_project_by_title():
     assert batch.find_project_id(client, "job-signs") == 7
     with pytest.raises(batch.JobError, match="no Label Studio project titled 'nope'"):
         batch.find_project_id(client, "nope")
-    client.projects.list = lambda **kw: [SimpleNamespace(id=3, title="t"), SimpleNamespace(id=4, title="t")]
+    client.projects.list = lambda page, page_size, **kw: page_of(
+        [SimpleNamespace(id=3, title="t"), SimpleNamespace(id=4, title="t")], page, page_size)
     with pytest.raises(batch.JobError, match=r"ids 3, 4\): pass --ls-project"):
         batch.find_project_id(client, "t")
 
@@ -138,6 +158,8 @@ def test_job_counts_failures_and_rerun_predicts_nothing_twice(job):
     assert reasons[7] == "predictions.create: RuntimeError: refused"
     assert all(c["page_size"] == 3 and c["resolve_uri"] is False and "predictions" in c["include"]
                for c in client.list_calls)
+    assert [c["page"] for c in client.list_calls] == [1, 2, 3]  # 7 tasks: never page 4
+    assert client.model_version == version and version in s.project_version  # the Prediction score column
     assert s.seconds_per_task is not None and s.seconds_per_task >= 0
 
     text = "\n".join(s.lines())
@@ -234,7 +256,7 @@ def test_predict_job_against_label_studio(label_studio, tiny_qwen_dir, tiny_owlv
         == (5, 4, 0, 1), summary
     assert summary["failed_by_reason"] == {"ImageFetchError": [broken.id]}
     (failure,) = summary["failures"]
-    assert failure["task"] == broken.id and "does-not-exist.jpg" in failure["reason"] and "HTTP 4" in failure["reason"]
+    assert failure["task"] == broken.id and "does-not-exist.jpg: HTTP 500" in failure["reason"]  # Label Studio's
     assert summary["seconds_per_task"] > 0
     assert "--only-missing (default)" in out.err and label_studio.token not in out.out + out.err
     with capsys.disabled():

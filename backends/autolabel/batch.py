@@ -8,9 +8,10 @@ identify plan and model_version) and stores each prediction with ``client.predic
 as soon as its batch is done, so an interrupted job keeps what it did.
 
 With ``only_missing`` (the default) a task that already has a prediction with the current
-model_version is skipped: re-running predicts nothing twice. A task that fails (image gone or
-corrupt, model error, Label Studio refusing the prediction) is recorded with its reason and the
-job goes on."""
+model_version is skipped: re-running predicts nothing twice. At the end the project's model_version
+becomes that version, so Label Studio's Prediction score column scores and sorts these predictions.
+A task that fails (image gone or corrupt, model error, Label Studio refusing the prediction) is
+recorded with its reason and the job goes on."""
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from backends.autolabel import identify, runner
 from backends.autolabel.labels import find_target
+from pipeline import lsapi
 from pipeline.config import ProjectConfig
 from pipeline.pipeline import Pipeline
 
@@ -61,7 +63,7 @@ def as_task(task) -> dict:
 
 def find_project_id(client, title: str) -> int:
     """The id of the one Label Studio project titled ``title``."""
-    matches = [p for p in client.projects.list(title=title, page_size=100) if p.title == title]
+    matches = [p for p in lsapi.items(client.projects.list, title=title) if p.title == title]
     if not matches:
         raise JobError(f"no Label Studio project titled {title!r} (the YAML's project_name): create it with "
                        "`label-factory import`, or pass --ls-project ID")
@@ -87,6 +89,7 @@ class Summary:
     failed: list[dict] = field(default_factory=list)  # {"task": id, "reason": str}
     stopped_at_limit: bool = False
     seconds: float = 0.0  # wall time spent predicting and storing
+    project_version: str = ""  # what became of the project's model_version (Prediction score column)
 
     @property
     def attempted(self) -> int:
@@ -109,7 +112,8 @@ class Summary:
                 "seen": self.seen, "predicted": self.predicted, "empty": self.empty, "boxes": self.boxes,
                 "skipped_already_predicted": self.already, "failed": len(self.failed),
                 "failed_by_reason": {k: [f["task"] for f in v] for k, v in self.failed_by_reason().items()},
-                "failures": self.failed, "seconds": round(self.seconds, 3),
+                "failures": self.failed, "project_model_version": self.project_version,
+                "seconds": round(self.seconds, 3),
                 "seconds_per_task": None if self.seconds_per_task is None else round(self.seconds_per_task, 3)}
 
     def lines(self) -> list[str]:
@@ -126,6 +130,8 @@ class Summary:
             out += [f"    task {f['task']}: {f['reason']}" for f in items]
         if self.stopped_at_limit:
             out.append(f"stopped at --limit {self.limit}: tasks after the last one seen were not looked at")
+        if self.project_version:
+            out.append(f"project model_version: {self.project_version}")
         if self.seconds_per_task is not None:
             out.append(f"seconds per task: {self.seconds_per_task:.3f} ({self.seconds:.1f} s for {self.attempted})")
         return out
@@ -134,7 +140,7 @@ class Summary:
 # -- the job ------------------------------------------------------------------------------
 def list_tasks(client, project_id: int, page_size: int) -> Iterable:
     """The project's tasks, page by page (raw data URLs: the fetcher resolves them like the backend)."""
-    return client.tasks.list(project=project_id, include=TASK_FIELDS, resolve_uri=False, page_size=page_size)
+    return lsapi.items(client.tasks.list, page_size, project=project_id, include=TASK_FIELDS, resolve_uri=False)
 
 
 def _batches(tasks: Iterable, size: int) -> Iterator[list]:
@@ -213,7 +219,21 @@ def run(client, cfg: ProjectConfig, pipeline: Pipeline, project_id: int, *, only
     finally:
         bar.close()
         s.seconds = time.perf_counter() - t0
+    if not dry_run and s.predicted + s.already:
+        s.project_version = _use_version(client, project_id, version)
     return s
+
+
+def _use_version(client, project_id: int, version: str) -> str:
+    """Make the project's model_version the one just written (Label Studio scores and sorts only those)."""
+    try:
+        before = lsapi.use_version(client, project_id, version)
+    except Exception as e:  # noqa: BLE001 - the predictions are stored; say why the column stays empty
+        log.warning("Label Studio project %s: model_version not set to %r: %s", project_id, version, e)
+        return f"NOT set to {version} ({type(e).__name__}: {str(e)[:200]}): the Prediction score column stays empty"
+    if before is None:
+        return f"{version} (unchanged)"
+    return f"{version} (was {before!r}): the Data Manager's Prediction score column scores and sorts these"
 
 
 def _predict_and_store(client, req: runner.Request, tasks: list[dict], run_one, concurrency, s: Summary) -> None:

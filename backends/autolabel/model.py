@@ -2,6 +2,7 @@
 
 Thin on purpose: project resolution (project.py), the labeling-config target and label
 mapping (labels.py), interactive context (interactive.py), image fetching (backends/images.py),
+the Label Studio project's model_version (project_version.py),
 the per-task loop with its process-wide Pipeline cache (runner.py) and the identify stage with
 its reference index kept current by ``fit`` (identify.py) live next door."""
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional
 
-from backends.autolabel import identify, runner
+from backends.autolabel import identify, project_version, runner
 from backends.autolabel.interactive import is_interactive, parse_context
 from backends.autolabel.project import resolve_project_path
 from backends.base import LabelStudioMLBase, ModelResponse
@@ -56,6 +57,11 @@ class AutoLabelModel(LabelStudioMLBase):
                 errors.append({"task": o.task_id, "reason": o.error})
             else:
                 predictions.append(o.prediction)
+        if interaction is None:
+            log.info("batch: project %s: %d task(s) asked, %d predicted as %s", self.project_id, len(tasks),
+                     len(tasks) - len(errors), req.version)
+            if len(errors) < len(tasks):
+                project_version.keep(self.project_id, req.version)  # Label Studio stores these: the score column
         return ModelResponse(model_version=req.version, predictions=predictions, errors=errors)
 
     def fit(self, event, data, **kwargs):
