@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Optional
 
 import requests
 
+from pipeline import lsapi
 from pipeline.config import ProjectConfig
 from pipeline.labelconfig import IMAGE_NAME, labeling_config, local_files_url
 
@@ -67,7 +68,7 @@ class LabelStudioTarget:
 
     # -- project -------------------------------------------------------------------------
     def find_project(self, title: str):
-        for p in self.client.projects.list(page_size=100):
+        for p in lsapi.items(self.client.projects.list):
             if p.title == title:
                 return p
         return None
@@ -94,7 +95,7 @@ class LabelStudioTarget:
     def existing(self, project_id: int) -> dict[str, int]:
         """sha256 -> task id for the project's tasks imported by this tool."""
         out: dict[str, int] = {}
-        for t in self.client.tasks.list(project=project_id, fields="all", page_size=200):
+        for t in lsapi.items(self.client.tasks.list, 200, project=project_id, fields="all"):
             meta = getattr(t, "meta", None) or {}
             sha = meta.get("sha256") if isinstance(meta, dict) else None
             if sha:

@@ -14,6 +14,9 @@ def add_parser(sub) -> None:
     s.add_argument("--root", default="~/.local/share/label-factory/stack",
                    help="state folder: Label Studio's SQLite and media, model dir, logs")
     s.add_argument("--tiny-cache", default="~/.cache/label-factory/tiny-models")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="bind address of Label Studio and the ML backend (0.0.0.0: every interface, for people "
+                        "labeling from other machines; default: this machine only)")
     s.add_argument("--port", type=int, default=8080, help="Label Studio port (a free one if taken)")
     s.add_argument("--backend-port", type=int, default=9090, help="ML backend port (a free one if taken)")
     s.add_argument("--timeout", type=float, default=300, help="seconds to wait for each service / predictions")

@@ -15,7 +15,7 @@ from typing import Optional
 
 import requests
 
-from pipeline.stack.processes import Service, free_port
+from pipeline.stack.processes import Service, free_port, local_host
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,7 +133,8 @@ def start_label_studio(root: Path, port: Optional[int] = None, host: str = "127.
            "--data-dir", str(data_dir), "--username", admin.email, "--password", admin.password,
            "--user-token", admin.token, "--enable-legacy-api-token"]
     svc = Service("Label Studio", cmd, label_studio_env(data_dir, files_dir), root / "label-studio.log", cwd=root)
-    ls = LabelStudio(url=f"http://{host}:{port}", admin=admin, data_dir=data_dir, files_dir=files_dir, service=svc)
+    ls = LabelStudio(url=f"http://{local_host(host)}:{port}", admin=admin, data_dir=data_dir, files_dir=files_dir,
+                     service=svc)
     try:
         svc.wait_http(f"{ls.url}/health", timeout)
         r = requests.get(f"{ls.url}/api/current-user/whoami", headers=ls.headers(), timeout=30)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -63,6 +64,23 @@ def check_real_models(cfg: ProjectConfig) -> None:
     if problems:
         raise ModelsUnavailable("cannot run the project's models here:\n  - " + "\n  - ".join(problems)
                                 + "\n" + TINY_HINT)
+
+
+@contextmanager
+def quiet_model_building():
+    """No progress bars or info lines from transformers / huggingface_hub on the console."""
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(level)
+        transformers.logging.enable_progress_bar()
+        enable_progress_bars()
 
 
 def tiny_project(cfg: ProjectConfig, source: Path, cache: Path, out: Path) -> Path:

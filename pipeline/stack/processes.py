@@ -11,6 +11,13 @@ from typing import Callable, Optional
 
 import requests
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def local_host(host: str) -> str:
+    """Where this machine reaches a service bound to ``host`` (every interface: loopback)."""
+    return "127.0.0.1" if host in WILDCARD_HOSTS else host
+
 
 def free_port(preferred: Optional[int] = None, host: str = "127.0.0.1") -> int:
     if preferred and port_is_free(preferred, host):

@@ -1,10 +1,17 @@
-"""The one-command local stack: Label Studio, the ML backend under gunicorn, a project with samples."""
+"""The one-command local stack: Label Studio, the ML backend under gunicorn, a project with samples.
+
+The console shows what a person needs (progress, then the URL, login, API token and what to try
+next); request logs and progress bars stay in the services' log files. Every child service is
+stopped when ``up`` ends, also when one of them never came up. While it runs, an edited project
+YAML reaches the backend (a tiny-models copy is rewritten): its new model_version lets *Retrieve
+Predictions* predict the selected tasks again."""
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -12,13 +19,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from pipeline.config import apply_env_overrides, load_project
+from pipeline import lsapi
+from pipeline.config import ENV_OVERRIDES, ConfigError, load_project, model_version
 from pipeline.samples import write_samples
 from pipeline.stack.labelstudio import LabelStudio, start_label_studio
-from pipeline.stack.models import check_real_models, tiny_project
-from pipeline.stack.processes import Service, free_port
+from pipeline.stack.models import check_real_models, quiet_model_building, tiny_project
+from pipeline.stack.processes import WILDCARD_HOSTS, Service, free_port, local_host
 
 log = logging.getLogger("label-factory.up")
+
+BACKEND_CMD = [sys.executable, "-m", "backends._wsgi"]
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def public_host(host: str) -> str:
+    """What another machine puts in its browser for a service bound to ``host``."""
+    return socket.gethostname() if host in WILDCARD_HOSTS else host
 
 
 @dataclass
@@ -38,15 +57,23 @@ class Stack:
                     log.warning("stopping %s: %s", svc, e)
 
 
-def start_backend(root: Path, project_yaml: Path, ls: LabelStudio, port: Optional[int], timeout: float) -> Service:
-    port = free_port(port)
-    env = dict(os.environ)
+def start_backend(root: Path, project_yaml: Path, ls: LabelStudio, port: Optional[int], timeout: float,
+                  host: str = "127.0.0.1", tiny: bool = False) -> Service:
+    """The ML backend under gunicorn, answering /health; stopped again if it does not within ``timeout``.
+
+    ``tiny``: the YAML names the tiny models, so LF_* model overrides of this shell are not passed on."""
+    port = free_port(port, host)
+    env = {k: v for k, v in os.environ.items() if not (tiny and k in ENV_OVERRIDES)}
     env.update({"PROJECT_CONFIG": str(project_yaml), "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
-                "MODEL_DIR": str(root / "model-dir"), "HOST": "127.0.0.1", "PORT": str(port),
+                "MODEL_DIR": str(root / "model-dir"), "HOST": host, "PORT": str(port),
                 "WORKERS": "1", "THREADS": "4", "LOG_LEVEL": env.get("LOG_LEVEL", "INFO")})
-    svc = Service("ML backend", [sys.executable, "-m", "backends._wsgi"], env, root / "backend.log")
-    svc.url = f"http://127.0.0.1:{port}"
-    svc.wait_http(f"{svc.url}/health", timeout)
+    svc = Service("ML backend", BACKEND_CMD, env, root / "backend.log")
+    svc.url = f"http://{local_host(host)}:{port}"
+    try:
+        svc.wait_http(f"{svc.url}/health", timeout)
+    except BaseException:
+        svc.stop()  # never answered (or Ctrl-C): it must not outlive `up`
+        raise
     return svc
 
 
@@ -54,12 +81,11 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def create_project(ls: LabelStudio, cfg, samples: list[Path]) -> tuple[int, int]:
-    """Project from the YAML with the sample images (each imported once); returns (id, new tasks)."""
+def create_project(ls: LabelStudio, cfg, samples: list[Path]) -> tuple[int, int, str]:
+    """Project from the YAML with the sample images (each imported once); returns (id, new tasks, note)."""
     from pipeline.importer.labelstudio import LabelStudioTarget
     target = LabelStudioTarget(url=ls.url, api_key=ls.token)
     project_id, note = target.ensure_project(cfg)
-    log.info(note)
     have = target.existing(project_id)
     tasks = []
     for path in samples:
@@ -69,56 +95,144 @@ def create_project(ls: LabelStudio, cfg, samples: list[Path]) -> tuple[int, int]
                           "meta": {"sha256": digest, "source": "label-factory sample", "file": path.name}})
     if tasks:
         target.import_tasks(project_id, tasks)
-    return project_id, len(tasks)
+    return project_id, len(tasks), note
 
 
 def wait_for_predictions(ls: LabelStudio, project_id: int, timeout: float) -> tuple[int, int]:
     client = ls.client()
     deadline = time.monotonic() + timeout
     while True:
-        tasks = list(client.tasks.list(project=project_id, fields="all", page_size=200))
+        tasks = list(lsapi.items(client.tasks.list, 200, project=project_id, fields="all"))
         done = sum(1 for t in tasks if (getattr(t, "total_predictions", 0) or 0) > 0)
         if done == len(tasks) or time.monotonic() > deadline:
             return done, len(tasks)
         time.sleep(1)
 
 
+def backend_version(ls: LabelStudio, project_id: int, backend_url: str) -> str:
+    """The model_version the backend reported to Label Studio for this project."""
+    for b in ls.client().ml.list(project=project_id):
+        if (b.url or "").rstrip("/") == backend_url.rstrip("/"):
+            return b.model_version or ""
+    return ""
+
+
+class ProjectWatch:
+    """The project YAML a person edits while `up` runs: with tiny models its copy for the backend is
+    rewritten; either way the backend's next /setup reports the new model_version."""
+
+    def __init__(self, source: Path, tiny_out: Optional[Path], tiny_cache: Optional[Path]):
+        self.source, self.tiny_out, self.tiny_cache = source, tiny_out, tiny_cache
+        self.mtime = self._mtime()
+        self.version = model_version(self.backend_config())
+
+    def _mtime(self) -> int:
+        try:
+            return self.source.stat().st_mtime_ns
+        except OSError:
+            return -1
+
+    def backend_config(self):
+        if self.tiny_out is None:
+            return load_project(self.source)
+        return load_project(self.tiny_out, environ={})
+
+    def check(self) -> Optional[str]:
+        """A line to print when the YAML changed, else None."""
+        mtime = self._mtime()
+        if mtime == self.mtime:
+            return None
+        self.mtime = mtime
+        try:
+            if self.tiny_out is not None:
+                tiny_project(load_project(self.source, environ={}), self.source, self.tiny_cache, self.tiny_out)
+            new = model_version(self.backend_config())
+        except ConfigError as e:
+            return f"{self.source} changed but cannot be used, the backend keeps the last good one:\n{e}"
+        old, self.version = self.version, new
+        if new == old:
+            return f"{self.source} changed; model_version unchanged ({new})"
+        return (f"{self.source} changed: model_version {old} -> {new}\n"
+                "  select tasks in the Data Manager, then Actions -> Retrieve Predictions to predict them again")
+
+
+def ready_text(ls: LabelStudio, host: str, project_id: int, done: int, total: int, version: str,
+               backend: Service, project_path: Path) -> str:
+    url = f"http://{public_host(host)}:{ls.url.rsplit(':', 1)[1]}"
+    return "\n".join([
+        "",
+        f"label-factory is up: {done}/{total} tasks pre-annotated by the backend",
+        f"  Label Studio   {url}/projects/{project_id}/data"
+        + ("   (listening on every interface)" if host in WILDCARD_HOSTS else ""),
+        f"  login          {ls.admin.email} / {ls.admin.password}",
+        f"  API token      {ls.token}   (legacy token; login and token saved in {ls.data_dir})",
+        f"  ML backend     {backend.url}   (log: {backend.log_path})",
+        f"  project YAML   {project_path}",
+        f"  model_version  {version}   (the project's: the Prediction score column sorts by it)",
+        "",
+        "next: open the URL and a task: the boxes and scores are the backend's; turn on Auto-Annotation, pick the "
+        "Auto-Detect rectangle and draw a box for a suggestion; edit the project YAML and Retrieve Predictions to "
+        f"re-predict; pre-annotate a big project with: label-factory predict --project {project_path} "
+        f"--label-studio-url {ls.url} "
+        f"--api-key {ls.token}",
+        "Ctrl-C stops everything.",
+    ])
+
+
 def run_up(args) -> int:
-    project_path = Path(args.project)
-    cfg = load_project(project_path)
+    for noisy in ("httpx", "httpcore", "urllib3", "label_studio_sdk"):  # request lines stay out of the console
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    host = args.host
+    source = Path(args.project).resolve()
+    cfg = load_project(source)
     root = Path(args.root).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
+    tiny_out = tiny_cache = None
+    project_path = source
     if args.models == "tiny":
-        project_path = tiny_project(cfg, project_path, Path(args.tiny_cache).expanduser(),
-                                    root / "projects" / f"{cfg.project_name}-tiny.yaml")
-        cfg = load_project(project_path)
-        print("models: tiny random-weight models built on this machine (boxes are meaningless)", flush=True)
+        tiny_cache = Path(args.tiny_cache).expanduser()
+        tiny_out = root / "projects" / f"{cfg.project_name}-tiny.yaml"
+        say("models: tiny random-weight models built on this machine (boxes are meaningless) ...")
+        with quiet_model_building():
+            project_path = tiny_project(load_project(source, environ={}), source, tiny_cache, tiny_out)
+        cfg = load_project(project_path, environ={})
     else:
-        check_real_models(apply_env_overrides(cfg))
+        check_real_models(cfg)
+    watch = ProjectWatch(source, tiny_out, tiny_cache)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stack = Stack()
     try:
-        print("starting Label Studio ...", flush=True)
-        stack.label_studio = ls = start_label_studio(root / "label-studio", port=args.port)
-        print(f"starting the ML backend ({cfg.project_name}) ...", flush=True)
-        stack.backend = start_backend(root, project_path.resolve(), ls, args.backend_port, args.timeout)
+        t0 = time.monotonic()
+        say(f"starting Label Studio on {host or '*'} (log: {root / 'label-studio' / 'label-studio.log'}) ...")
+        stack.label_studio = ls = start_label_studio(root / "label-studio", port=args.port, host=host)
+        say(f"  up in {time.monotonic() - t0:.0f} s at {ls.url}")
+        t0 = time.monotonic()
+        say(f"starting the ML backend for {cfg.project_name} (log: {root / 'backend.log'}) ...")
+        stack.backend = start_backend(root, project_path, ls, args.backend_port, args.timeout, host=host,
+                                      tiny=args.models == "tiny")
+        say(f"  up in {time.monotonic() - t0:.0f} s at {stack.backend.url}")
         samples = write_samples(root / "samples" / cfg.project_name)
-        project_id, new = create_project(ls, cfg, samples)
+        project_id, new, note = create_project(ls, cfg, samples)
+        say(f"{note}: {new} sample image(s) imported")
         from pipeline.importer.labelstudio import LabelStudioTarget
-        note = LabelStudioTarget(url=ls.url, api_key=ls.token).connect_backend(project_id, stack.backend.url)
-        log.info(note)
+        LabelStudioTarget(url=ls.url, api_key=ls.token).connect_backend(project_id, stack.backend.url)
+        say("backend connected; waiting for its predictions ...")
         done, total = wait_for_predictions(ls, project_id, args.timeout)
-        print(f"\nlabel-factory is up: {done}/{total} tasks pre-annotated by the backend\n"
-              f"  Label Studio  {ls.url}/projects/{project_id}/data\n"
-              f"  login         {ls.admin.email} / {ls.admin.password}   (saved in {ls.data_dir})\n"
-              f"  ML backend    {stack.backend.url}   (log: {stack.backend.log_path})\n"
-              f"  project YAML  {project_path}\n"
-              "Ctrl-C stops everything.", flush=True)
+        version = backend_version(ls, project_id, stack.backend.url)
+        if version and done:
+            try:
+                lsapi.use_version(ls.client(), project_id, version)
+            except lsapi.VersionNotStored as e:
+                say(f"warning: {e}: the Prediction score column stays empty")
+        say(ready_text(ls, host, project_id, done, total, version, stack.backend, project_path))
         if args.exit_when_ready:
             return 0 if done == total else 1
         while not stop.wait(1):
+            line = watch.check()
+            if line:
+                say(line)
             for svc in (stack.backend, ls.service):
                 if svc.proc.poll() is not None:
                     print(f"{svc.name} exited ({svc.proc.returncode}); see {svc.log_path}", file=sys.stderr)
@@ -127,6 +241,6 @@ def run_up(args) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        print("stopping ...", flush=True)
+        say("stopping ...")
         stack.stop()
-        print("stopped.", flush=True)
+        say("stopped.")
