@@ -64,7 +64,7 @@ def test_ready_text_says_where_how_and_what_next(tmp_path):
     backend = SimpleNamespace(url="http://127.0.0.1:9090", log_path=tmp_path / "backend.log")
     text = ready_text(ls, "127.0.0.1", 3, 5, 5, "v1", backend, tmp_path / "p.yaml")
     for needle in ("5/5 tasks pre-annotated", "http://127.0.0.1:8080/projects/3/data", "a@b.c / pw",
-                   "API token      tok123", "model_version  v1", "next: open the URL",
+                   "API token      tok123", "model_version  v1", "next:\n  - open the URL",
                    "label-factory predict --project",
                    "Ctrl-C stops"):
         assert needle in text, text
@@ -147,7 +147,7 @@ def test_up_tiny_smoke(tmp_path):
         assert f"{base}/projects/" in text
         admin = json.loads((root / "label-studio" / "data" / "label-factory-admin.json").read_text())
         assert f"API token      {admin['token']}" in text and f"{admin['email']} / {admin['password']}" in text
-        assert "\nnext: " in text
+        assert "\nnext:\n  - open the URL" in text
         for noise in ("HTTP Request:", "it/s]", "Writing model shards", "Loading weights"):  # logs, progress bars
             assert noise not in text, text
 

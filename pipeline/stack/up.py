@@ -157,8 +157,10 @@ class ProjectWatch:
 
 
 def ready_text(ls: LabelStudio, host: str, project_id: int, done: int, total: int, version: str,
-               backend: Service, project_path: Path) -> str:
+               backend: Service, project_path: Path, source: Optional[Path] = None) -> str:
     url = f"http://{public_host(host)}:{ls.url.rsplit(':', 1)[1]}"
+    source = source or project_path
+    yaml_note = "" if source == project_path else f"   (tiny models: the backend reads {project_path})"
     return "\n".join([
         "",
         f"label-factory is up: {done}/{total} tasks pre-annotated by the backend",
@@ -167,14 +169,15 @@ def ready_text(ls: LabelStudio, host: str, project_id: int, done: int, total: in
         f"  login          {ls.admin.email} / {ls.admin.password}",
         f"  API token      {ls.token}   (legacy token; login and token saved in {ls.data_dir})",
         f"  ML backend     {backend.url}   (log: {backend.log_path})",
-        f"  project YAML   {project_path}",
+        f"  project YAML   {source}{yaml_note}",
         f"  model_version  {version}   (the project's: the Prediction score column sorts by it)",
         "",
-        "next: open the URL and a task: the boxes and scores are the backend's; turn on Auto-Annotation, pick the "
-        "Auto-Detect rectangle and draw a box for a suggestion; edit the project YAML and Retrieve Predictions to "
-        f"re-predict; pre-annotate a big project with: label-factory predict --project {project_path} "
-        f"--label-studio-url {ls.url} "
-        f"--api-key {ls.token}",
+        "next:",
+        "  - open the URL and a task: its boxes and scores are the backend's predictions",
+        "  - turn on Auto-Annotation, pick the Auto-Detect rectangle and draw a box: one suggestion comes back",
+        f"  - edit {source.name}, then Actions -> Retrieve Predictions: the tasks are predicted again",
+        f"  - a whole project as a batch job: label-factory predict --project {project_path} "
+        f"--label-studio-url {ls.url} --api-key {ls.token}",
         "Ctrl-C stops everything.",
     ])
 
@@ -226,7 +229,7 @@ def run_up(args) -> int:
                 lsapi.use_version(ls.client(), project_id, version)
             except lsapi.VersionNotStored as e:
                 say(f"warning: {e}: the Prediction score column stays empty")
-        say(ready_text(ls, host, project_id, done, total, version, stack.backend, project_path))
+        say(ready_text(ls, host, project_id, done, total, version, stack.backend, project_path, source))
         if args.exit_when_ready:
             return 0 if done == total else 1
         while not stop.wait(1):
