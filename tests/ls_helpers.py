@@ -1,18 +1,58 @@
-"""Shared steps of the end-to-end tests against a real Label Studio: a project with uploaded images
-plus one broken task, and the checks every stored RectangleLabels prediction must pass."""
+"""Shared steps of the end-to-end tests against a real Label Studio: a tiny-models project YAML, the backend
+under real gunicorn, a project with uploaded images plus one broken task, the checks every stored
+RectangleLabels prediction must pass, and the Data Manager's Prediction score column."""
 from __future__ import annotations
 
 import io
 import json
+import os
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from PIL import Image, ImageDraw
 
 from pipeline import lsapi
+from pipeline.stack.processes import Service, free_port
+
+REPO = Path(__file__).resolve().parents[1]
 
 IMAGE_SIZE = (96, 64)
+
+
+def tiny_project_yaml(path: Path, name: str, tiny_qwen_dir, tiny_owlv2_dir, max_boxes: int = 3) -> Path:
+    """A stop-sign project on the tiny random-weight models, every gate open so boxes survive."""
+    path.write_text(yaml.safe_dump({
+        "project_name": name, "target_object": "stop sign", "label": "Stop Sign",
+        "extra_labels": ["Other"], "falcon_queries": ["stop sign"],
+        "stages": {"filter": True, "ground": True, "verify": True, "identify": False},
+        "thresholds": {"filter": 0.0, "grounding": 0.0, "verify": 0.0, "max_boxes": max_boxes},
+        "providers": {"vlm": {"kind": "transformers", "model": str(tiny_qwen_dir), "device": "cpu"},
+                      "grounder": {"kind": "owlv2", "model": str(tiny_owlv2_dir), "device": "cpu"}},
+    }))
+    return path
+
+
+def start_backend(work: Path, project_yaml: Path, label_studio_url: str, api_key: str, auth=None, **env) -> Service:
+    """The backend under real gunicorn, by the documented command
+    (``gunicorn -c python:backends.gunicorn_conf backends._wsgi:app``), answering /health; ``.url`` is its URL."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1",
+           "THREADS": "4", "LOG_LEVEL": "INFO", "MODEL_DIR": str(work / "model-dir"),
+           "PROJECT_CONFIG": str(project_yaml), "LABEL_STUDIO_URL": label_studio_url, "LABEL_STUDIO_API_KEY": api_key,
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env}
+    svc = Service("ML backend", [sys.executable, "-m", "gunicorn", "-c", "python:backends.gunicorn_conf",
+                                 "backends._wsgi:app"], env, work / "backend.log", cwd=REPO)
+    svc.url = f"http://127.0.0.1:{port}"
+    try:
+        svc.wait_http(f"{svc.url}/health", 60, auth=auth)
+    except BaseException:
+        svc.stop()
+        raise
+    return svc
 
 
 def sign_jpeg(seed: int, size=IMAGE_SIZE) -> bytes:

@@ -4,8 +4,6 @@ for predictions; everything is checked through Label Studio's own API.
 Random weights: thresholds are 0 so boxes survive; the test asserts the protocol and shapes, not quality."""
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -15,12 +13,13 @@ import yaml
 
 from pipeline.config import load_project
 from pipeline.labelconfig import labeling_config
-from pipeline.stack.processes import Service, free_port
-from tests.fixtures_labelstudio import REPO
+from pipeline.stack.processes import free_port
 from tests.ls_helpers import (
     assert_one_rectangle_prediction,
     assert_score_column_sorts,
     project_with_broken_task,
+    start_backend,
+    tiny_project_yaml,
     wait_for_project_version,
 )
 
@@ -31,38 +30,18 @@ AUTH = ("lf-backend", "s3cret-pass")
 
 @pytest.fixture(scope="module")
 def project_yaml(tmp_path_factory, tiny_qwen_dir, tiny_owlv2_dir) -> Path:
-    d = tmp_path_factory.mktemp("e2e-project")
-    path = d / "e2e-stop-signs.yaml"
-    path.write_text(yaml.safe_dump({
-        "project_name": "e2e-stop-signs", "target_object": "stop sign", "label": "Stop Sign",
-        "extra_labels": ["Other"], "falcon_queries": ["stop sign"],
-        "stages": {"filter": True, "ground": True, "verify": True, "identify": False},
-        "thresholds": {"filter": 0.0, "grounding": 0.0, "verify": 0.0, "max_boxes": 3},
-        "providers": {"vlm": {"kind": "transformers", "model": str(tiny_qwen_dir), "device": "cpu"},
-                      "grounder": {"kind": "owlv2", "model": str(tiny_owlv2_dir), "device": "cpu"}},
-    }))
-    return path
+    return tiny_project_yaml(tmp_path_factory.mktemp("e2e-project") / "e2e-stop-signs.yaml", "e2e-stop-signs",
+                             tiny_qwen_dir, tiny_owlv2_dir)
 
 
 @pytest.fixture(scope="module")
 def backend(label_studio, project_yaml, tmp_path_factory):
     """The backend under real gunicorn, authenticating to Label Studio with a personal access token."""
     work = tmp_path_factory.mktemp("e2e-backend")
-    port = free_port()
-    log_path = work / "backend.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1",
-           "THREADS": "4", "LOG_LEVEL": "INFO", "MODEL_DIR": str(work / "model-dir"),
-           "PROJECT_CONFIG": str(project_yaml), "LABEL_STUDIO_URL": label_studio.url,
-           "LABEL_STUDIO_API_KEY": label_studio.personal_access_token(),
-           "BASIC_AUTH_USER": AUTH[0], "BASIC_AUTH_PASS": AUTH[1], "PREDICT_CONCURRENCY": "2",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    # the documented command: gunicorn -c python:backends.gunicorn_conf backends._wsgi:app
-    svc = Service("ML backend", [sys.executable, "-m", "gunicorn", "-c", "python:backends.gunicorn_conf",
-                                 "backends._wsgi:app"], env, log_path, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
+    svc = start_backend(work, project_yaml, label_studio.url, label_studio.personal_access_token(), auth=AUTH,
+                        BASIC_AUTH_USER=AUTH[0], BASIC_AUTH_PASS=AUTH[1], PREDICT_CONCURRENCY="2")
     try:
-        svc.wait_http(f"{url}/health", 60, auth=AUTH)
-        yield type("Backend", (), {"url": url, "log_path": log_path, "log": lambda: log_path.read_text()})
+        yield type("Backend", (), {"url": svc.url, "log_path": svc.log_path, "log": lambda: svc.log_path.read_text()})
     finally:
         svc.stop()
 
@@ -178,16 +157,11 @@ def test_backend_takes_the_vlm_from_lf_overrides(tmp_path, mlx_vlm_server, tiny_
     files = FileServer()
     files.files["/data/upload/1/a.jpg"] = jpeg_bytes((96, 64))
     overrides = {"LF_VLM_URL": str(mlx_vlm_server), "LF_VLM_MODEL": mlx_vlm_server.model}
-    port = free_port()
-    env = {**os.environ, **overrides, "PYTHONPATH": str(REPO), "PORT": str(port), "HOST": "127.0.0.1",
-           "WORKERS": "1", "THREADS": "2", "MODEL_DIR": str(tmp_path / "model-dir"), "PROJECT_CONFIG": str(project),
-           "LABEL_STUDIO_URL": files.url, "LABEL_STUDIO_API_KEY": "0123456789abcdef0123456789abcdef01234567",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    svc = Service("ML backend", [sys.executable, "-m", "gunicorn", "-c", "python:backends.gunicorn_conf",
-                                 "backends._wsgi:app"], env, tmp_path / "backend.log", cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
+    svc = None
     try:
-        svc.wait_http(f"{url}/health", 60)
+        svc = start_backend(tmp_path, project, files.url, "0123456789abcdef0123456789abcdef01234567", THREADS="2",
+                            **overrides)
+        url = svc.url
         version = requests.post(f"{url}/setup", json={"project": "1.1", "schema": labeling_config(load_project(
             project, environ={}))}, timeout=30).json()["model_version"]
         assert version == model_version(load_project(project, environ=overrides))
@@ -203,5 +177,6 @@ def test_backend_takes_the_vlm_from_lf_overrides(tmp_path, mlx_vlm_server, tiny_
         assert all(reg["score"] == pytest.approx(KNOWN_P_YES, abs=1e-3) for reg in pred["result"])  # verify's P(yes)
         assert mlx_vlm_server.log.read_text().count("POST /v1/chat/completions") >= 2  # filter + verify
     finally:
-        svc.stop()
+        if svc is not None:
+            svc.stop()
         files.close()
