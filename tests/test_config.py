@@ -113,7 +113,7 @@ def test_load_project_reads_the_process_environment(tmp_path, monkeypatch):
 def test_one_model_version():
     cfg = load_project(ROOT / "projects" / "stop-signs.yaml", environ={})
     p = cfg.providers
-    base = f"stop-signs-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.kind}"
+    base = f"stop-signs-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.identity()}"
     assert model_version(cfg) == base
     assert model_version(cfg, 12) == base + "+identify-v12"
     assert model_version(None, 3) == "identify-v3"  # the stand-alone identify backend
