@@ -28,6 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="list and count what would be predicted: no models loaded, nothing stored")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ray_arguments(p)
     p.set_defaults(func=cmd_predict)
     return p
 
@@ -72,6 +73,20 @@ def connect_project(args):
     return client, url, api_key, find_project_id(client, load_project(args.project).project_name)
 
 
+def add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray (backends/autolabel/ray_job.py)")
+    g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="spread the job over Ray actors: no ADDRESS starts a local Ray on this machine; "
+                        "'auto' or ray://HOST:10001 joins an existing cluster")
+    g.add_argument("--actors", type=int, default=None, help="model-holding actors (default: one per GPU, else per CPU)")
+    g.add_argument("--cpus-per-actor", type=float, default=None, help="default 1 (with GPUs: a share, 1-4)")
+    g.add_argument("--gpus-per-actor", type=float, default=None, help="default 1 when the cluster has GPUs, else 0")
+    g.add_argument("--tasks-per-call", type=int, default=4, help="tasks handed to an actor at once (default 4)")
+    g.add_argument("--write-batch", type=int, default=100, help="predictions per Label Studio write (default 100)")
+    g.add_argument("--write-rate", type=float, default=100.0,
+                   help="predictions written per second at most (default 100; 0: no cap)")
+
+
 def cmd_predict(args) -> int:
     from backends.autolabel import batch, runner
 
@@ -80,7 +95,7 @@ def cmd_predict(args) -> int:
     except batch.JobError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for name in ("limit", "batch_size", "concurrency"):
+    for name in ("limit", "batch_size", "concurrency", "actors", "tasks_per_call", "write_batch"):
         v = getattr(args, name)
         if v is not None and v < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
@@ -99,6 +114,9 @@ def cmd_predict(args) -> int:
             "are skipped (--no-only-missing predicts them again)" if args.only_missing else
             "--no-only-missing: every task is predicted, also those that already have this model_version's "
             "prediction (they get a second one)"), file=sys.stderr)
+        if args.ray is not None and not args.dry_run:
+            from backends.autolabel import ray_job
+            return ray_job.main(args, client, cfg, project_id, url, api_key)
         if not args.dry_run:
             pipeline.load()  # models load now, not inside the first task's timing
 

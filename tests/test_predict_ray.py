@@ -1,0 +1,316 @@
+"""`label-factory predict --ray`: the batch job on Ray actors (backends/autolabel/ray_job.py).
+
+Fast tests: the actor plan from cluster resources, and the driver's writer against a fake Label
+Studio that loses answers, refuses or silently drops predictions. Tests with Ray share ONE local Ray
+(module fixture, 2 CPUs, loopback, no dashboard; start-up is ~15 s here): a fake actor that kills its
+worker on one task (no models), and, marked slow, real actors with tiny models against a real Label
+Studio: exactly once, an actor killed mid-run, a broken image, and an interrupted driver re-run."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from backends.autolabel import ray_job, runner
+from backends.autolabel.runner import TaskOutcome
+from pipeline import cli
+from pipeline.config import load_project
+from pipeline.labelconfig import labeling_config
+from pipeline.retry import RetryPolicy
+from tests.ls_helpers import assert_one_rectangle_prediction, project_with_broken_task
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = {"project_name": "ray-signs", "target_object": "stop sign", "label": "Stop Sign",
+           "stages": {"filter": False, "ground": True, "verify": False, "identify": False}}
+
+
+# -- fakes ----------------------------------------------------------------------------------------
+class ApiError(Exception):
+    def __init__(self, status_code, body=""):
+        super().__init__(f"status {status_code}")
+        self.status_code, self.body = status_code, body
+
+
+class FakeLabelStudio:
+    """The slice of label_studio_sdk.LabelStudio the Ray job uses, with predictions kept per task.
+
+    ``lose``: bulk writes whose answer is lost AFTER they were stored (a timeout); ``refuse_bulk``:
+    bulk writes answered 400; ``drop``: tasks a bulk write silently leaves out (created < sent);
+    ``refuse``: tasks a single create refuses."""
+
+    def __init__(self, tasks=(), label_config="", *, lose=0, refuse_bulk=False, drop=(), refuse=()):
+        self.task_rows = [dict(t) for t in tasks]
+        self.stored: dict = {}
+        self.lose, self.refuse_bulk, self.drop, self.refuse = lose, refuse_bulk, set(drop), set(refuse)
+        self.bulk_sizes: list[int] = []
+        self.singles: list = []
+        self.projects = SimpleNamespace(
+            get=lambda pid: SimpleNamespace(id=pid, label_config=label_config, task_number=len(self.task_rows)),
+            import_predictions=self._bulk)
+        self.tasks = SimpleNamespace(list=lambda **kw: iter([dict(t, predictions=[
+            {"model_version": p["model_version"]} for p in self.stored.get(t["id"], [])]) for t in self.task_rows]))
+        self.predictions = SimpleNamespace(create=self._create, list=lambda task: [
+            SimpleNamespace(model_version=p["model_version"]) for p in self.stored.get(task, [])])
+
+    def _bulk(self, *, id, request):
+        self.bulk_sizes.append(len(request))
+        if self.refuse_bulk:
+            raise ApiError(400, "invalid prediction")
+        kept = [p for p in request if p["task"] not in self.drop]
+        for p in kept:
+            self.stored.setdefault(p["task"], []).append(p)
+        if self.lose:
+            self.lose -= 1
+            raise TimeoutError("read timed out")
+        return SimpleNamespace(created=len(kept))
+
+    def _create(self, **p):
+        self.singles.append(p["task"])
+        if p["task"] in self.refuse:
+            raise ApiError(400, f"task {p['task']}: result does not match the labeling config")
+        self.stored.setdefault(p["task"], []).append(p)
+
+
+def outcome(task_id, n_boxes=1):
+    result = [{"from_name": "label", "to_name": "image", "type": "rectanglelabels",
+               "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["Stop Sign"]}}] * n_boxes
+    return TaskOutcome(task_id, {"result": result, "model_version": "v1", "score": 0.5})
+
+
+def write_all(client, outcomes, **kw):
+    s = ray_job.batch.Summary(1, "v1")
+    w = ray_job.PredictionWriter(client, 1, "v1", "label", s, threading.Lock(),
+                                 retry=RetryPolicy(attempts=3, backoff=0, jitter=0), **kw)
+    for o in outcomes:
+        w.put(o)
+    w.close()
+    return s, w
+
+
+# -- fast: plan and writer ------------------------------------------------------------------------
+def test_actor_plan_from_cluster_resources():
+    assert ray_job.plan_actors({"CPU": 2.0}) == ray_job.ActorPlan(2, 1.0, 0.0)  # this machine
+    assert ray_job.plan_actors({"CPU": 32.0, "GPU": 4.0}) == ray_job.ActorPlan(4, 4.0, 1.0)  # one per GPU
+    assert ray_job.plan_actors({"CPU": 8.0, "GPU": 4.0}, gpus=0.5) == ray_job.ActorPlan(8, 1.0, 0.5)
+    assert ray_job.plan_actors({"CPU": 2.0}, actors=5) == ray_job.ActorPlan(5, 1.0, 0.0)  # flags win
+    assert ray_job.plan_actors({"CPU": 1.0}, cpus=4) == ray_job.ActorPlan(1, 4.0, 0.0)
+    with pytest.raises(ray_job.batch.JobError):
+        ray_job.plan_actors({"CPU": 2.0}, actors=0)
+
+
+def test_forwarded_env_has_model_settings_and_no_secrets():
+    env = ray_job.forwarded_env({"LF_GROUNDER_MODEL": "/models/owl", "LF_OPENVERSE_TOKEN": "s3cret",
+                                 "ALLOWED_IMAGE_HOSTS": "img.example.com", "LABEL_STUDIO_API_KEY": "k", "HOME": "/r"})
+    assert env == {"LF_GROUNDER_MODEL": "/models/owl", "ALLOWED_IMAGE_HOSTS": "img.example.com"}
+
+
+def test_writer_writes_in_bulk_batches_and_counts():
+    client = FakeLabelStudio()
+    s, w = write_all(client, [outcome(i, n_boxes=i % 2) for i in range(1, 8)], batch_size=3, flush_seconds=5)
+    assert client.bulk_sizes == [3, 3, 1] and client.singles == []
+    assert sorted(client.stored) == list(range(1, 8)) and all(len(v) == 1 for v in client.stored.values())
+    assert (s.predicted, s.boxes, s.empty, s.failed) == (7, 4, 3, []) and w.requests == 3
+
+
+def test_writer_answer_lost_after_landing_is_not_written_twice():
+    client = FakeLabelStudio(lose=1)  # the first write lands, then its answer times out
+    s, _ = write_all(client, [outcome(1), outcome(2)], batch_size=10, flush_seconds=0.05)
+    assert {k: len(v) for k, v in client.stored.items()} == {1: 1, 2: 1}
+    assert client.bulk_sizes == [2] and s.predicted == 2 and s.failed == []
+
+
+def test_writer_refused_or_dropped_predictions_fail_their_task_only():
+    client = FakeLabelStudio(refuse_bulk=True, refuse={2})  # 400 for the batch: one create per task
+    s, _ = write_all(client, [outcome(1), outcome(2), outcome(3)], batch_size=10, flush_seconds=0.05)
+    assert sorted(client.stored) == [1, 3] and client.singles == [1, 2, 3]
+    assert s.predicted == 2 and [f["task"] for f in s.failed] == [2]
+    assert s.failed[0]["reason"].startswith("predictions.create: HTTP 400: task 2: result does not match")
+
+    client = FakeLabelStudio(drop={2}, refuse={2})  # created < sent: the missing one gets its own reason
+    s, _ = write_all(client, [outcome(1), outcome(2), outcome(3)], batch_size=10, flush_seconds=0.05)
+    assert sorted(client.stored) == [1, 3] and client.singles == [2] and [f["task"] for f in s.failed] == [2]
+
+
+def test_writer_paces_to_the_write_rate():
+    client = FakeLabelStudio()
+    t0 = time.monotonic()
+    s, _ = write_all(client, [outcome(i) for i in range(1, 7)], batch_size=2, rate=10.0, flush_seconds=5)
+    assert s.predicted == 6 and client.bulk_sizes == [2, 2, 2]
+    assert time.monotonic() - t0 >= 0.4 - 0.02  # 2 predictions at 10/s: 0.2 s before each later write
+
+
+# -- with a local Ray ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ray_local():
+    os.environ.setdefault(ray_job.LOCAL_ONLY_ENV, "0")  # every Ray process on 127.0.0.1 (read at import)
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+class PoisonActor:
+    """PredictActor's interface without models: a task whose URL says 'poison' kills the worker,
+    'broken' fails like a missing image, any other gets one box."""
+
+    def __init__(self, project_path, project_text, project_id, label_config, label_studio_url, api_key, threads=1,
+                 concurrency=None):
+        self.version = runner.model_version_for(load_project(project_path))
+
+    def ready(self):
+        return {"version": self.version, "pid": os.getpid()}
+
+    def predict(self, tasks):
+        out = []
+        for t in tasks:
+            url = t["data"]["image"]
+            if "poison" in url:
+                os._exit(1)
+            if "broken" in url:
+                out.append(TaskOutcome(t["id"], None, f"ImageFetchError: {url}: HTTP 404"))
+            else:
+                o = outcome(t["id"])
+                o.prediction["model_version"] = self.version
+                out.append(o)
+        return out
+
+
+def test_task_that_kills_its_worker_is_reported_not_retried_forever(ray_local, tmp_path):
+    path = tmp_path / "ray-signs.yaml"
+    path.write_text(yaml.safe_dump(PROJECT))
+    cfg = load_project(path)
+    urls = {i: f"/data/upload/1/{i}.jpg" for i in range(1, 10)}
+    urls[4], urls[7] = "/data/upload/1/poison.jpg", "/data/upload/1/broken.jpg"
+    client = FakeLabelStudio([{"id": i, "data": {"image": u}} for i, u in urls.items()], labeling_config(cfg))
+    opts = ray_job.RayOptions(actors=2, cpus_per_actor=0.5, tasks_per_call=3, max_attempts=2, flush_seconds=0.1)
+    s, report = ray_job.run(client, cfg, 1, project_path=str(path), label_studio_url="http://127.0.0.1:1",
+                            api_key="k", options=opts, progress=False, actor_class=PoisonActor)
+
+    assert {k: len(v) for k, v in client.stored.items()} == {i: 1 for i in urls if i not in (4, 7)}
+    reasons = {f["task"]: f["reason"] for f in s.failed}
+    assert set(reasons) == {4, 7} and reasons[7] == "ImageFetchError: /data/upload/1/broken.jpg: HTTP 404"
+    assert reasons[4].startswith("WorkerDied: the worker predicting this task died 2 time(s)"), reasons[4]
+    # killed in a call of 3 (no charge: any of them may be the culprit), then twice alone (charged): failed
+    assert report.actors_died == 3 and report.actors_started == 5  # each death replaced
+    assert report.retried_tasks >= 1 and (s.seen, s.predicted) == (9, 7)
+
+
+# -- slow: real actors, tiny models, a real Label Studio -----------------------------------------
+@pytest.fixture
+def tiny_project(tiny_owlv2_dir, tmp_path, monkeypatch):
+    for k in ("ALLOWED_IMAGE_HOSTS", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "PREDICT_CONCURRENCY"):
+        monkeypatch.delenv(k, raising=False)
+
+    def make(name: str):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({
+            **PROJECT, "project_name": name, "extra_labels": ["Other"],
+            "thresholds": {"grounding": 0.0, "max_boxes": 3},
+            "providers": {"vlm": {"kind": "transformers", "model": "unused"},
+                          "grounder": {"kind": "owlv2", "model": str(tiny_owlv2_dir), "device": "cpu"}}}))
+        return path, load_project(path)
+    return make
+
+
+@pytest.mark.slow
+def test_ray_job_predicts_every_task_once_and_reports_the_broken_one(ray_local, label_studio, tiny_project, capsys):
+    path, cfg = tiny_project("ray-once")
+    project, good, broken = project_with_broken_task(label_studio, cfg.project_name, labeling_config(cfg), 5)
+    argv = ["predict", "--ray", "--project", str(path), "--label-studio-url", label_studio.url,
+            "--api-key", label_studio.token, "--actors", "2", "--cpus-per-actor", "1", "--tasks-per-call", "2",
+            "--quiet", "--json"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr()
+    summary = json.loads(out.out)
+    version = runner.model_version_for(cfg)
+    assert summary["model_version"] == version and summary["ray"]["actors"] == 2
+    assert (summary["seen"], summary["predicted"], summary["failed"]) == (6, 5, 1), summary
+    assert summary["failed_by_reason"] == {"ImageFetchError": [broken.id]}
+    assert "does-not-exist.jpg" in summary["failures"][0]["reason"]
+    assert label_studio.token not in out.out + out.err
+    ls = label_studio.client()
+    for t in good:
+        assert_one_rectangle_prediction(ls, t.id, version, set(cfg.labels()))
+    assert list(ls.predictions.list(task=broken.id)) == []
+
+
+@pytest.mark.slow
+def test_actor_killed_mid_run_still_exactly_once(ray_local, label_studio, tiny_project):
+    path, cfg = tiny_project("ray-kill")
+    project, good, broken = project_with_broken_task(label_studio, cfg.project_name, labeling_config(cfg), 8)
+    killed = []
+
+    def kill_first_busy_actor(handle, tasks):  # the call was just submitted: its tasks are in flight
+        if not killed:
+            killed.append([t["id"] for t in tasks])
+            ray_local.kill(handle, no_restart=True)
+
+    opts = ray_job.RayOptions(actors=2, cpus_per_actor=1, tasks_per_call=2, flush_seconds=0.2)
+    s, report = ray_job.run(label_studio.client(), cfg, project.id, project_path=str(path),
+                            label_studio_url=label_studio.url, api_key=label_studio.token, options=opts,
+                            progress=False, on_dispatch=kill_first_busy_actor)
+    assert killed and report.actors_died >= 1 and report.retried_tasks >= len(killed[0])
+    assert (s.predicted, [f["task"] for f in s.failed]) == (8, [broken.id]), s.failed
+    ls = label_studio.client()
+    for t in good:
+        assert_one_rectangle_prediction(ls, t.id, runner.model_version_for(cfg), set(cfg.labels()))
+
+
+@pytest.mark.slow
+def test_interrupted_driver_rerun_predicts_only_the_missing_tasks(ray_local, label_studio, tiny_project):
+    path, cfg = tiny_project("ray-interrupt")
+    project, good, broken = project_with_broken_task(label_studio, cfg.project_name, labeling_config(cfg), 10)
+    ls = label_studio.client()
+    version = runner.model_version_for(cfg)
+
+    def stored() -> dict:
+        out = {}
+        for p in ls.predictions.list(project=project.id):
+            out[p.task] = out.get(p.task, 0) + 1
+        return out
+
+    # a second driver process joins this Ray; writes slowly (1 prediction/s) so there is work left to stop
+    address = ray_local.get_runtime_context().gcs_address
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "predict", "--ray", address, "--project", str(path),
+         "--label-studio-url", label_studio.url, "--api-key", label_studio.token, "--actors", "1",
+         "--tasks-per-call", "1", "--write-batch", "1", "--write-rate", "1", "--quiet", "--json"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while len(stored()) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no prediction stored in time"
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    first = json.loads(out)
+    assert first["ray"]["interrupted"] is True
+    after_stop = stored()
+    assert first["predicted"] == len(after_stop) and 2 <= len(after_stop) < 10
+    assert set(after_stop.values()) == {1}
+
+    opts = ray_job.RayOptions(actors=2, cpus_per_actor=1, tasks_per_call=2, flush_seconds=0.2)
+    s, _ = ray_job.run(ls, cfg, project.id, project_path=str(path), label_studio_url=label_studio.url,
+                       api_key=label_studio.token, options=opts, progress=False)
+    assert (s.already, s.predicted, [f["task"] for f in s.failed]) == (len(after_stop), 10 - len(after_stop),
+                                                                       [broken.id])
+    for t in good:
+        assert_one_rectangle_prediction(ls, t.id, version, set(cfg.labels()))
