@@ -341,3 +341,24 @@ def test_interrupted_driver_rerun_predicts_only_the_missing_tasks(ray_local, lab
     assert (s.seen, s.already, s.predicted, s.failed) == (n, len(after_stop), n - len(after_stop), [])
     for t in ls.tasks.list(project=project.id):
         assert_one_rectangle_prediction(ls, t.id, version, set(cfg.labels()))
+
+
+class OtherVersionActor(PoisonActor):
+    def ready(self):
+        return {"version": "someone-else-v0", "pid": os.getpid()}
+
+
+def test_actors_that_cannot_load_or_disagree_on_the_version_stop_the_job(ray_local, tmp_path):
+    path = tmp_path / "ray-signs.yaml"
+    path.write_text(yaml.safe_dump({**PROJECT, "providers": {
+        "vlm": {"kind": "transformers", "model": "unused"},
+        "grounder": {"kind": "owlv2", "model": str(tmp_path / "no-such-model"), "device": "cpu"}}}))
+    cfg = load_project(path)
+    client = FakeLabelStudio([{"id": 1, "data": {"image": "/data/upload/1/1.jpg"}}], labeling_config(cfg))
+    kw = dict(project_path=str(path), label_studio_url="http://127.0.0.1:1", api_key="k", progress=False,
+              options=ray_job.RayOptions(actors=1, cpus_per_actor=0.5))
+    with pytest.raises(ray_job.batch.JobError, match="no actor could run the job: .*no-such-model"):
+        ray_job.run(client, cfg, 1, **kw)  # the real actor: its models do not load
+    with pytest.raises(ray_job.batch.JobError, match="answers model_version 'someone-else-v0'"):
+        ray_job.run(client, cfg, 1, actor_class=OtherVersionActor, **kw)
+    assert client.stored == {}

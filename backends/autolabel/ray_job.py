@@ -77,6 +77,7 @@ class RayOptions:
     write_rate: float = 100.0  # predictions/s at most (0: no cap)
     flush_seconds: float = 2.0  # a finished prediction waits at most this long to be written
     start_timeout: float = 900.0  # seconds to wait for the first actor (models load in it)
+    wait_for_all: bool = False  # hand out work only once every actor is ready (balanced start, for timing)
 
 
 @dataclass(frozen=True)
@@ -351,14 +352,15 @@ class RayReport:
     actors_started: int = 0
     actors_died: int = 0
     retried_tasks: int = 0  # task attempts handed out again after their actor died
-    start_seconds: float = 0.0  # until the first actor had its models loaded
+    start_seconds: float = 0.0  # until work was first handed out (the first actor, or all, had loaded the models)
     write_requests: int = 0
     write_seconds: float = 0.0
     interrupted: bool = False
     init_errors: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"Ray ({self.address}): {self.plan.describe()}; first actor ready after {self.start_seconds:.1f} s",
+        out = [f"Ray ({self.address}): {self.plan.describe()}; work started after {self.start_seconds:.1f} s "
+               "(models loading)",
                f"actors died: {self.actors_died} (replaced), task attempts retried after a worker died: "
                f"{self.retried_tasks}",
                f"Label Studio writes: {self.write_requests} request(s), {self.write_seconds:.1f} s"]
@@ -484,6 +486,8 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
     def dispatch() -> None:
         """Up to 2 calls per actor (one running, one queued); a suspect's call goes to an idle actor and
         nothing is queued behind it, so when that worker dies the suspect is the only task it ran."""
+        if not report.start_seconds:
+            return
         for a in actors:
             while a.ready and not a.dead and not a.alone and pending:
                 chunk, suspect = pending[0]
@@ -521,14 +525,15 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
             a.dead = True
             report.init_errors.append(_short(e, 2000))
             log.error("actor %d could not start: %s", a.index, _short(e, 2000))
-            return
-        if info["version"] != version:
-            raise batch.JobError(
-                f"an actor answers model_version {info['version']!r}, the driver expects {version!r}: the project "
-                "YAML, the LF_* settings or the identify index (MODEL_DIR) differ between this machine and the "
-                "cluster's nodes")
-        a.ready = True
-        if not report.start_seconds:
+        else:
+            if info["version"] != version:
+                raise batch.JobError(
+                    f"an actor answers model_version {info['version']!r}, the driver expects {version!r}: the "
+                    "project YAML, the LF_* settings or the identify index (MODEL_DIR) differ between this machine "
+                    "and the cluster's nodes")
+            a.ready = True
+        ready = any(b.ready and not b.dead for b in actors)
+        if ready and not report.start_seconds and (not options.wait_for_all or all(b.ready or b.dead for b in actors)):
             report.start_seconds = time.perf_counter() - t_start
 
     def on_result(ref, a: _Actor, chunk: list[dict], suspect: bool) -> None:
