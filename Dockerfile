@@ -9,8 +9,9 @@ FROM ${BASE_IMAGE}
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # extras: ml = transformers/open_clip providers, falcon = Falcon Perception (its torch path needs CUDA),
-# train = ultralytics (the student grounder, label-factory train)
-ARG EXTRAS=ml,falcon,train
+# train = ultralytics (the student grounder, label-factory train),
+# ray = `predict --ray` and the compose file's Ray head/workers (same image)
+ARG EXTRAS=ml,falcon,train,ray
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

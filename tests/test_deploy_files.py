@@ -31,13 +31,34 @@ def test_compose_file_is_valid():
                          capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     services = yaml.safe_load(out.stdout)["services"]
-    assert set(services) == {"label-studio", "ml-backend", "model-server"}
+    assert set(services) == {"label-studio", "ml-backend", "model-server", "ray-head", "ray-worker"}
     env = services["ml-backend"]["environment"]
     assert env["LABEL_STUDIO_URL"] == "http://label-studio:8080"  # not localhost inside Docker
     for var in ("LABEL_STUDIO_API_KEY", "MODEL_DIR", "BASIC_AUTH_USER", "BASIC_AUTH_PASS", "WORKERS", "THREADS",
                 "PORT"):
         assert var in env
     assert all("healthcheck" in s for s in services.values())
+
+
+def test_compose_ray_profile_is_a_cluster_of_the_backend_image():
+    out = subprocess.run([_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config"],
+                         capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin", "RAY_AUTH_TOKEN": "t"})
+    assert out.returncode == 0, out.stderr
+    services = yaml.safe_load(out.stdout)["services"]
+    head, worker, backend = services["ray-head"], services["ray-worker"], services["ml-backend"]
+    assert head["profiles"] == worker["profiles"] == ["ray"]  # off unless --profile ray
+    assert head["build"] == worker["build"] == backend["build"]  # the same image as the backend
+    assert head["command"][:3] == ["ray", "start", "--head"] and "--num-cpus=0" in head["command"]
+    assert "--address=ray-head:6379" in worker["command"]
+    assert worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    for svc in (head, worker):
+        env = svc["environment"]
+        assert env["LABEL_STUDIO_URL"] == "http://label-studio:8080" and env["RAY_AUTH_TOKEN"] == "t"
+        assert env["MODEL_DIR"] == backend["environment"]["MODEL_DIR"] and "LF_VLM_URL" in env
+        assert svc["healthcheck"]["test"][:2] == ["CMD", "ray"]
+    assert all(p.startswith("127.0.0.1:") for p in head["ports"])  # dashboard and client port: this host only
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG EXTRAS=.*\bray\b", dockerfile, re.M)  # the image has Ray
 
 
 def test_dockerfile_lints_clean():
