@@ -114,6 +114,19 @@ def test_forwarded_env_has_model_settings_and_no_secrets():
     assert env == {"LF_GROUNDER_MODEL": "/models/owl", "ALLOWED_IMAGE_HOSTS": "img.example.com"}
 
 
+def test_cli_ray_flags(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(PROJECT))
+    args = cli.build_parser().parse_args(["predict", "--project", str(path), "--ray"])
+    assert args.ray == "" and args.actors is None and args.tasks_per_call == 4  # no address: a local Ray
+    assert cli.build_parser().parse_args(["predict", "--project", "p", "--ray", "auto"]).ray == "auto"
+    assert cli.build_parser().parse_args(["predict", "--project", "p"]).ray is None  # the single-process job
+    base = ["predict", "--project", str(path), "--label-studio-url", "http://127.0.0.1:1", "--api-key", "k", "--ray"]
+    for flag in ("--actors", "--tasks-per-call", "--write-batch"):
+        assert cli.main(base + [flag, "0"]) == 2
+        assert f"{flag} must be at least 1" in capsys.readouterr().err
+
+
 def test_writer_writes_in_bulk_batches_and_counts():
     client = FakeLabelStudio()
     s, w = write_all(client, [outcome(i, n_boxes=i % 2) for i in range(1, 8)], batch_size=3, flush_seconds=5)
