@@ -87,7 +87,8 @@ def predict_sides(ls, proj: Path, images: list[Path], copies: int) -> list[dict]
         for n in (1, 2):
             pid = new_project(ls, f"bench-ray-{n}", config, images, copies)
             log(f"Ray, {n} actor(s) (load avg {load_average()})")
-            opts = ray_job.RayOptions(actors=n, cpus_per_actor=1, tasks_per_call=1, flush_seconds=1.0, wait_for_all=True)
+            opts = ray_job.RayOptions(actors=n, cpus_per_actor=1, tasks_per_call=1, flush_seconds=1.0,
+                                      wait_for_all=True)
             s, rep = ray_job.run(client, cfg, pid, project_path=str(proj), label_studio_url=ls.url, api_key=ls.token,
                                  options=opts, progress=False, concurrency=1)
             rows.append({"side": f"Ray, {n} actor{'s' if n > 1 else ''} (`predict --ray`)", "s": s,
@@ -154,6 +155,7 @@ def main(argv=None) -> None:
     ap.add_argument("--copies", type=int, default=2, help="copies of the 5 sample images per project (default 2)")
     ap.add_argument("--skip-predict", action="store_true", help="only the write rates")
     ap.add_argument("--skip-flag", action="store_true", help="only Label Studio as it ships")
+    ap.add_argument("--skip-writes", action="store_true", help="only the throughput part")
     a = ap.parse_args(argv)
     shape = "tiny" if a.quick else "base"
     sizes, n_bulk, n_single = ([300], 200, 20) if a.quick else ([2000, 20000], 1000, 100)
@@ -170,7 +172,8 @@ def main(argv=None) -> None:
     label_config = labeling_config(load_project(proj))
 
     predict_rows, write_rows = [], {}
-    variants = [("as shipped", {})] + ([] if a.skip_flag else [("memory-efficient import flag", {FLAG: "true"})])
+    variants = [("as shipped", {})] + ([] if a.skip_flag or a.skip_writes else
+                                       [("memory-efficient import flag", {FLAG: "true"})])
     for i, (name, env) in enumerate(variants):
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # Label Studio's environment comes from ours
@@ -182,7 +185,8 @@ def main(argv=None) -> None:
         try:
             if i == 0 and not a.skip_predict:
                 predict_rows = predict_sides(ls, proj, images, a.copies)
-            write_rows[name] = write_rates(ls, label_config, sizes, n_bulk, n_single)
+            if not a.skip_writes:
+                write_rows[name] = write_rates(ls, label_config, sizes, n_bulk, n_single)
         finally:
             ls.stop()
 
