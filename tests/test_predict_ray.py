@@ -21,10 +21,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from backends.autolabel import ray_job, runner
+from backends.autolabel import ray_job
 from backends.autolabel.runner import TaskOutcome
 from pipeline import cli
-from pipeline.config import load_project
+from pipeline.config import load_project, model_version
 from pipeline.labelconfig import labeling_config
 from pipeline.retry import RetryPolicy
 from tests.ls_helpers import assert_one_rectangle_prediction, project_with_broken_task, sign_jpeg
@@ -54,13 +54,20 @@ class FakeLabelStudio:
         self.lose, self.refuse_bulk, self.drop, self.refuse = lose, refuse_bulk, set(drop), set(refuse)
         self.bulk_sizes: list[int] = []
         self.singles: list = []
+        self.model_version = "label-factory"  # Label Studio sets the backend's title on connect
         self.projects = SimpleNamespace(
-            get=lambda pid: SimpleNamespace(id=pid, label_config=label_config, task_number=len(self.task_rows)),
+            get=lambda id: SimpleNamespace(id=id, label_config=label_config, task_number=len(self.task_rows),
+                                           model_version=self.model_version),
+            update=lambda id, model_version: setattr(self, "model_version", model_version),
             import_predictions=self._bulk)
-        self.tasks = SimpleNamespace(list=lambda **kw: iter([dict(t, predictions=[
-            {"model_version": p["model_version"]} for p in self.stored.get(t["id"], [])]) for t in self.task_rows]))
+        self.tasks = SimpleNamespace(list=self._list)
         self.predictions = SimpleNamespace(create=self._create, list=lambda task: [
             SimpleNamespace(model_version=p["model_version"]) for p in self.stored.get(task, [])])
+
+    def _list(self, page=1, page_size=100, **kw):  # one page, as label-studio-sdk's pager has it
+        rows = self.task_rows[(page - 1) * page_size:page * page_size]
+        return SimpleNamespace(response=None, items=[dict(t, predictions=[
+            {"model_version": p["model_version"]} for p in self.stored.get(t["id"], [])]) for t in rows])
 
     def _bulk(self, *, id, request):
         self.bulk_sizes.append(len(request))
@@ -181,7 +188,7 @@ class PoisonActor:
 
     def __init__(self, project_path, project_text, project_id, label_config, label_studio_url, api_key, threads=1,
                  concurrency=None):
-        self.version = runner.model_version_for(load_project(project_path))
+        self.version = model_version(load_project(project_path))
 
     def ready(self):
         return {"version": self.version, "pid": os.getpid()}
@@ -219,6 +226,7 @@ def test_task_that_kills_its_worker_is_reported_not_retried_forever(ray_local, t
     # killed in a call of 3 (no charge: any of them may be the culprit), then twice alone (charged): failed
     assert report.actors_died == 3 and report.actors_started == 5  # each death replaced
     assert report.retried_tasks >= 1 and (s.seen, s.predicted) == (9, 7)
+    assert client.model_version == model_version(cfg) and s.project_version.startswith(model_version(cfg))
 
 
 # -- slow: real actors, tiny models, a real Label Studio -----------------------------------------
@@ -248,7 +256,7 @@ def test_ray_job_predicts_every_task_once_and_reports_the_broken_one(ray_local, 
     assert cli.main(argv) == 0
     out = capsys.readouterr()
     summary = json.loads(out.out)
-    version = runner.model_version_for(cfg)
+    version = model_version(cfg)
     assert summary["model_version"] == version and summary["ray"]["actors"] == 2
     assert (summary["seen"], summary["predicted"], summary["failed"]) == (6, 5, 1), summary
     assert summary["failed_by_reason"] == {"ImageFetchError": [broken.id]}
@@ -279,7 +287,7 @@ def test_actor_killed_mid_run_still_exactly_once(ray_local, label_studio, tiny_p
     assert (s.predicted, [f["task"] for f in s.failed]) == (8, [broken.id]), s.failed
     ls = label_studio.client()
     for t in good:
-        assert_one_rectangle_prediction(ls, t.id, runner.model_version_for(cfg), set(cfg.labels()))
+        assert_one_rectangle_prediction(ls, t.id, model_version(cfg), set(cfg.labels()))
 
 
 class SlowImages(http.server.BaseHTTPRequestHandler):
@@ -310,7 +318,7 @@ def test_interrupted_driver_rerun_predicts_only_the_missing_tasks(ray_local, lab
     project = ls.projects.create(title=cfg.project_name, label_config=labeling_config(cfg))
     n = 12
     ls.projects.import_tasks(project.id, request=[{"image": f"http://{host}/{i}.jpg"} for i in range(n)])
-    version = runner.model_version_for(cfg)
+    version = model_version(cfg)
 
     def stored() -> dict:
         out = {}

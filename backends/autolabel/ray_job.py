@@ -398,7 +398,7 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
         target = find_target(label_interface, cfg)
     except ValueError as e:  # LabelConfigError
         raise batch.JobError(f"Label Studio project {project_id}: {e}") from None
-    version = identify.current_version(runner.model_version_for(cfg), cfg, str(project_id))
+    version = identify.current_version(cfg, str(project_id))
     project_text = Path(project_path).read_text()
 
     owns_ray = connect(options.address)
@@ -612,6 +612,8 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
         t_first = t_start + report.start_seconds
         s.seconds = time.perf_counter() - (t_first if report.start_seconds else t_start)
         report.write_requests, report.write_seconds = writer.requests, writer.write_seconds
+    if s.predicted + s.already:
+        s.project_version = batch._use_version(client, project_id, version)  # as `predict` does at the end
     return s, report
 
 
