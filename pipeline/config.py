@@ -91,6 +91,20 @@ class GrounderProvider(_Strict):
         return f"student-{weights_tag(self.model)}"
 
 
+class SegmenterProvider(_Strict):
+    kind: Literal["sam"] = Field("sam", description="the SAM family through transformers (SAM, SAM-HQ, SAM 2)")
+    model: str = "facebook/sam-vit-base"
+    device: str = "auto"
+    cache_images: int = Field(4, ge=0, description="images whose embedding is kept (clicks on the same image)")
+
+
+class SimilarProvider(_Strict):
+    kind: Literal["owlv2"] = "owlv2"
+    model: str = Field("google/owlv2-base-patch16-ensemble",
+                       description="OWLv2 model that answers 'find similar' examples when the grounder is not OWLv2")
+    device: str = "auto"
+
+
 class IdentifyProvider(_Strict):
     model: str = "ViT-B-32"
     pretrained: Optional[str] = "laion2b_s34b_b79k"
@@ -104,6 +118,10 @@ class Providers(_Strict):
     vlm: VLMProvider = Field(default_factory=lambda: VLMProvider(url="http://127.0.0.1:8000/v1"))
     grounder: GrounderProvider = Field(default_factory=GrounderProvider)
     identify: IdentifyProvider = Field(default_factory=IdentifyProvider)
+    segmenter: SegmenterProvider = Field(default_factory=SegmenterProvider,
+                                         description="masks for grounders that give none (brush/polygon outputs)")
+    similar: Optional[SimilarProvider] = Field(None, description="'find similar' examples (default: the grounder "
+                                                                 "when it is OWLv2)")
 
 
 class ProjectConfig(_Strict):
@@ -223,6 +241,7 @@ ENV_OVERRIDES = {
     "LF_VLM_MODEL": ("vlm", "model"),
     "LF_GROUNDER_KIND": ("grounder", "kind"),
     "LF_GROUNDER_MODEL": ("grounder", "model"),
+    "LF_SEGMENTER_MODEL": ("segmenter", "model"),
     "LF_CLIP_MODEL": ("identify", "model"),
     "LF_CLIP_PRETRAINED": ("identify", "pretrained"),
 }

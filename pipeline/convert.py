@@ -1,32 +1,42 @@
-"""Converters from the one Detections type: Label Studio RectangleLabels and COCO.
+"""``Detections`` -> COCO: pixel xyxy in the EXIF-corrected image <-> COCO ``[x, y, w, h]`` in pixels,
+and a COCO dataset builder. A box with a mask gets its ``segmentation`` as COCO RLE (pycocotools) and
+the mask's pixel count as its ``area``.
 
-Coordinates: pixel xyxy in the EXIF-corrected image ("what a person sees") <-> Label Studio
-percent x/y/width/height of that same original size (Label Studio measures the displayed,
-orientation-corrected image) <-> COCO [x, y, w, h] in pixels.
-"""
+Label Studio results and coordinates live in ``pipeline.labelstudio``; ``xyxy_to_ls``, ``ls_to_xyxy``
+and ``ls_results`` here are its rectangle converters under their old names, for code written before it
+(``ls_to_xyxy`` now takes rotated rectangles: their enclosing box)."""
 from __future__ import annotations
 
-import uuid
 from typing import Mapping, Optional
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
 from pipeline.detections import Detections
+from pipeline.labelstudio.coords import rect_to_xyxy as ls_to_xyxy  # noqa: F401 - the old name
+from pipeline.labelstudio.coords import xyxy_to_rect as xyxy_to_ls  # noqa: F401 - the old name
 
 
-def xyxy_to_ls(xyxy, width: int, height: int) -> dict:
-    x1, y1, x2, y2 = (float(v) for v in xyxy)
-    return {"x": 100.0 * x1 / width, "y": 100.0 * y1 / height,
-            "width": 100.0 * (x2 - x1) / width, "height": 100.0 * (y2 - y1) / height, "rotation": 0}
+def ls_results(dets: Detections, width: int, height: int, from_name: str, to_name: str,
+               label_map: Optional[Mapping[str, str]] = None) -> list[dict]:
+    """Kept boxes as ``rectanglelabels`` results of ``<RectangleLabels name=from_name toName=to_name>``
+    (``pipeline.labelstudio.Layout`` for a real labeling config). ``label_map``: pipeline label -> config
+    label; a box whose label is not in it is left out. Without a map labels pass unchanged."""
+    from label_studio_sdk.label_interface import LabelInterface
 
-
-def ls_to_xyxy(value: Mapping, width: int, height: int) -> np.ndarray:
-    if float(value.get("rotation", 0) or 0) != 0:
-        raise ValueError("rotated rectangles are not supported")
-    x1 = float(value["x"]) * width / 100.0
-    y1 = float(value["y"]) * height / 100.0
-    return np.array([x1, y1, x1 + float(value["width"]) * width / 100.0,
-                     y1 + float(value["height"]) * height / 100.0], dtype=np.float32)
+    from pipeline.labelstudio import Layout
+    active = [str(lab) for lab in dets.labels[dets.active_index()]]
+    label_map = dict(label_map) if label_map is not None else {lab: lab for lab in active}
+    keep = np.array([str(lab) in label_map for lab in dets.labels]) & dets.kept
+    if not keep.any():
+        return []
+    mapped = dets[np.flatnonzero(keep)]
+    mapped.relabel([label_map[str(lab)] for lab in mapped.labels])
+    labels = "".join(f"<Label value={quoteattr(v)}/>" for v in dict.fromkeys(label_map.values()))
+    layout = Layout.from_config(LabelInterface(
+        config=f"<View><Image name={quoteattr(to_name)} value=\"$image\"/><RectangleLabels name={quoteattr(from_name)} "
+               f"toName={quoteattr(to_name)}>{labels}</RectangleLabels></View>"))
+    return layout.results(mapped, width, height)[0]
 
 
 def xyxy_to_coco(xyxy) -> list[float]:
@@ -37,36 +47,6 @@ def xyxy_to_coco(xyxy) -> list[float]:
 def coco_to_xyxy(bbox) -> np.ndarray:
     x, y, w, h = (float(v) for v in bbox)
     return np.array([x, y, x + w, y + h], dtype=np.float32)
-
-
-def ls_results(dets: Detections, width: int, height: int, from_name: str, to_name: str,
-               label_map: Optional[Mapping[str, str]] = None) -> list[dict]:
-    """Kept boxes as Label Studio ``rectanglelabels`` results.
-
-    ``label_map`` maps pipeline labels to the labeling config's labels; a box whose label is
-    not in the map is left out (the caller logs it). Without a map labels pass unchanged."""
-    out = []
-    scores = dets.final_scores()
-    for i in dets.active_index():
-        label = str(dets.labels[i])
-        if label_map is not None:
-            if label not in label_map:
-                continue
-            label = label_map[label]
-        value = xyxy_to_ls(dets.xyxy[i], width, height)
-        value["rectanglelabels"] = [label]
-        res = {"id": uuid.uuid4().hex[:10], "from_name": from_name, "to_name": to_name, "type": "rectanglelabels",
-               "original_width": int(width), "original_height": int(height), "image_rotation": 0, "value": value}
-        if not np.isnan(scores[i]):
-            res["score"] = float(scores[i])
-        out.append(res)
-    return out
-
-
-def task_score(results: list[dict]) -> Optional[float]:
-    """Per-task score: the mean of the box scores (Label Studio sorts and filters by it)."""
-    s = [r["score"] for r in results if "score" in r]
-    return float(np.mean(s)) if s else None
 
 
 class CocoBuilder:
@@ -85,6 +65,7 @@ class CocoBuilder:
 
     def add_detections(self, image_id: int, dets: Detections) -> None:
         scores = dets.final_scores()
+        areas = dets.mask_areas()
         for i in dets.active_index():
             label = str(dets.labels[i])
             if label not in self._cat:
@@ -93,6 +74,12 @@ class CocoBuilder:
             bbox = xyxy_to_coco(dets.xyxy[i])
             ann = {"id": len(self.annotations) + 1, "image_id": image_id, "category_id": self._cat[label],
                    "bbox": [round(v, 2) for v in bbox], "area": round(bbox[2] * bbox[3], 2), "iscrowd": 0}
+            rle = dets.masks[i]
+            if rle is not None:
+                counts = rle["counts"]
+                ann["segmentation"] = {"size": [int(v) for v in rle["size"]],
+                                       "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+                ann["area"] = int(areas[i])
             if not np.isnan(scores[i]):
                 ann["score"] = float(scores[i])
             self.annotations.append(ann)

@@ -1,4 +1,10 @@
-"""The cascade as one object: image in, detections + per-stage timings + raw model answers out."""
+"""The cascade as one object: image in, detections + per-stage timings + raw model answers out.
+
+``run``: filter -> ground -> verify -> segment (with ``masks``) -> identify.  The interactive
+variants start from what a person gave instead of the grounder: ``run_on_boxes`` (rectangles
+they drew: scored by verify, with ``masks`` refined to the object's mask and its box),
+``run_on_clicks`` (clicks on one object: its mask and box from the segmenter) and
+``run_similar`` (an example box: more objects like it, then the usual cascade)."""
 from __future__ import annotations
 
 import logging
@@ -11,12 +17,12 @@ from PIL import Image
 
 from pipeline import stages
 from pipeline.config import ProjectConfig
-from pipeline.detections import Detections
-from pipeline.providers.base import VLM, Grounder, YesNo
+from pipeline.detections import Detections, mask_box
+from pipeline.providers.base import VLM, Grounder, ProviderError, Segmenter, YesNo
 
 log = logging.getLogger(__name__)
 
-# An identify hook: (image, detections) -> None, adds per-box data to detections.extra.
+# An identify hook: (image, detections) -> None, sets detections' identities.
 Identifier = Callable[[Image.Image, Detections], None]
 
 
@@ -50,11 +56,14 @@ class Pipeline:
     Pipeline per request is cheap: weights load once per process."""
 
     def __init__(self, config: ProjectConfig, vlm: Optional[VLM] = None, grounder: Optional[Grounder] = None,
-                 identifier: Optional[Identifier] = None):
+                 identifier: Optional[Identifier] = None, segmenter: Optional[Segmenter] = None,
+                 finder: Optional[Grounder] = None):
         self.config = config
         self._vlm = vlm
         self._grounder = grounder
         self.identifier = identifier
+        self._segmenter = segmenter
+        self._finder = finder
 
     @property
     def vlm(self) -> VLM:
@@ -69,6 +78,32 @@ class Pipeline:
             from pipeline.providers.registry import get_grounder
             self._grounder = get_grounder(self.config.providers.grounder)
         return self._grounder
+
+    @property
+    def segmenter(self) -> Segmenter:
+        """``providers.segmenter`` (masks for boxes and clicks), loaded on first use."""
+        if self._segmenter is None:
+            from pipeline.providers.registry import get_segmenter
+            self._segmenter = get_segmenter(self.config.providers.segmenter)
+        return self._segmenter
+
+    @property
+    def finder(self) -> Grounder:
+        """What answers "find similar": the grounder when it can (OWLv2), else ``providers.similar``."""
+        if self._finder is None:
+            if self.config.stages.ground and getattr(self.grounder, "finds_similar", False):
+                self._finder = self.grounder
+            elif self.config.providers.similar is not None:
+                from pipeline.config import GrounderProvider
+                from pipeline.providers.registry import get_grounder
+                sim = self.config.providers.similar
+                self._finder = get_grounder(GrounderProvider(kind=sim.kind, model=sim.model, device=sim.device))
+            else:
+                raise ProviderError(f"'find similar' needs an OWLv2 model: the grounder is "
+                                    f"{self.config.providers.grounder.kind!r}; set providers.similar "
+                                    "(kind: owlv2, model: google/owlv2-base-patch16-ensemble or a local copy) "
+                                    "in the project YAML")
+        return self._finder
 
     def load(self) -> "Pipeline":
         """Load the providers the enabled stages need (at start-up rather than on first request)."""
@@ -90,11 +125,12 @@ class Pipeline:
 
     # -- runs ---------------------------------------------------------------------------
     def run(self, image: Image.Image, queries: Optional[Mapping[str, str]] = None,
-            skip_filter: bool = False) -> PipelineResult:
+            skip_filter: bool = False, masks: bool = False) -> PipelineResult:
         """Run the enabled stages on one (EXIF-corrected, RGB) image.
 
         ``queries`` (query -> label) replaces the YAML's grounding queries, e.g. a text prompt
-        typed in Label Studio; ``skip_filter`` is for such interactive calls."""
+        typed in Label Studio; ``skip_filter`` is for such interactive calls. ``masks``: every kept
+        box gets its mask (from the grounder when it segments, else the segmenter)."""
         cfg, th = self.config, self.config.thresholds
         res = PipelineResult(image.width, image.height, Detections.empty())
         if cfg.stages.filter and not skip_filter:
@@ -106,27 +142,73 @@ class Pipeline:
                 return res
         if cfg.stages.ground:
             with _timed(res, "ground"):
-                res.detections = stages.ground(self.grounder, image, queries or cfg.query_labels(), th)
-        self._verify_and_identify(image, res)
+                res.detections = stages.ground(self.grounder, image, queries or cfg.query_labels(), th, masks=masks)
+        self._finish(image, res, masks=masks)
         return res
 
-    def run_on_boxes(self, image: Image.Image, xyxy: Sequence, labels: Sequence[str]) -> PipelineResult:
-        """Interactive mode: verify (and identify) rectangles a person drew."""
+    def run_on_boxes(self, image: Image.Image, xyxy: Sequence, labels: Sequence[str],
+                     masks: bool = False) -> PipelineResult:
+        """Interactive mode: rectangles a person drew, scored by verify (never dropped) and identified.
+        With ``masks`` each is refined: its mask from the segmenter's box prompt, its box the mask's."""
         res = PipelineResult(image.width, image.height, stages.user_boxes(xyxy, labels))
-        self._verify_and_identify(image, res, force_verify=True)
+        if masks and len(res.detections):
+            with _timed(res, "segment"):
+                found = self.segmenter.masks_for_boxes(image, res.detections.xyxy)
+            refined = [mask_box(m) if m.any() else box for m, box in zip(found, res.detections.xyxy)]
+            res.detections = stages.user_boxes(refined, labels, masks=found)
+        self._finish(image, res, masks=masks, user=True)
         return res
 
-    def _verify_and_identify(self, image: Image.Image, res: PipelineResult, force_verify: bool = False) -> None:
+    def run_on_clicks(self, image: Image.Image, points: Sequence, positive: Sequence[bool],
+                      label: str) -> PipelineResult:
+        """Interactive mode: clicks on one object (``positive`` False: "not this part") -> its mask and
+        the box around it, scored by verify (never dropped) and identified."""
+        res = PipelineResult(image.width, image.height, Detections.empty())
+        with _timed(res, "segment"):
+            mask, _quality = self.segmenter.mask_for_points(image, points, positive)
+        if not mask.any():
+            res.note = "segment: no object under the click(s)"
+            return res
+        res.detections = stages.user_boxes([mask_box(mask)], [label], masks=[mask])
+        self._finish(image, res, masks=True, user=True)
+        return res
+
+    def run_similar(self, image: Image.Image, example_xyxy, label: str, masks: bool = False) -> PipelineResult:
+        """Interactive mode, "find more like this": boxes that look like the example a person drew (the
+        example itself left out), then verify, segment and identify as in ``run``."""
+        res = PipelineResult(image.width, image.height, Detections.empty())
+        with _timed(res, "similar"):
+            res.detections = stages.similar(self.finder, image, example_xyxy, label, self.config.thresholds)
+        self._finish(image, res, masks=masks)
+        if not len(res.detections.active_index()) and not res.note:
+            res.note = "similar: nothing like the example above the thresholds"
+        return res
+
+    def _finish(self, image: Image.Image, res: PipelineResult, masks: bool = False, user: bool = False) -> None:
+        """verify -> segment -> identify on the kept boxes. ``user``: boxes a person gave, always verified,
+        never dropped by a score."""
         cfg, th = self.config, self.config.thresholds
         dets = res.detections
-        if (cfg.stages.verify or force_verify) and len(dets.active_index()):
+        if (cfg.stages.verify or user) and len(dets.active_index()):
             questions = stages.verify_questions(set(dets.labels.astype(str)), cfg.prompts.verify, cfg.label,
                                                 cfg.target_object)
             with _timed(res, "verify"):
-                res.verify_answers = stages.verify(self.vlm, image, dets, questions, th.verify, th.crop_padding)
+                res.verify_answers = stages.verify(self.vlm, image, dets, questions, th.verify, th.crop_padding,
+                                                   drop=not user)
+        if masks and (dets.kept & ~dets.has_mask()).any():
+            with _timed(res, "segment"):
+                stages.segment(self._segmenter_for_missing(), image, dets)
         if cfg.stages.identify and self.identifier is not None and len(dets.active_index()):
             with _timed(res, "identify"):
                 self.identifier(image, dets)
+
+    def _segmenter_for_missing(self) -> Optional[Segmenter]:
+        try:
+            return self.segmenter
+        except ProviderError:
+            if self.config.stages.ground and getattr(self.grounder, "gives_masks", False):
+                return None  # Falcon's own masks only; a box it gave none is dropped with the reason
+            raise
 
 
 @contextmanager

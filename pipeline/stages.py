@@ -5,12 +5,13 @@ import logging
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
+import supervision as sv
 from PIL import Image
 
 from pipeline.config import Thresholds
 from pipeline.crops import crop
 from pipeline.detections import Detections
-from pipeline.providers.base import VLM, Grounder, YesNo
+from pipeline.providers.base import VLM, Grounder, Segmenter, YesNo
 
 log = logging.getLogger(__name__)
 
@@ -21,19 +22,42 @@ def filter_image(vlm: VLM, image: Image.Image, question: str, threshold: float) 
     return ans.p_yes >= threshold, ans
 
 
-def ground(grounder: Grounder, image: Image.Image, query_labels: Mapping[str, str], th: Thresholds) -> Detections:
-    """Text queries -> boxes, mapped to labels, score-thresholded, per-label NMS, capped at max_boxes."""
+def ground(grounder: Grounder, image: Image.Image, query_labels: Mapping[str, str], th: Thresholds,
+           masks: bool = False) -> Detections:
+    """Text queries -> boxes, mapped to labels, score-thresholded, per-label NMS, capped at max_boxes.
+
+    ``masks``: ask a grounder that segments as it grounds (``Grounder.gives_masks``, e.g. Falcon) for
+    each box's mask too; other grounders' boxes get theirs in the segment stage."""
     queries = list(query_labels)
-    dets = grounder.boxes(image, queries)
+    dets = grounder.segment(image, queries) if masks and grounder.gives_masks else grounder.boxes(image, queries)
     if not len(dets):
         return dets
-    dets.labels = np.array([query_labels.get(str(q), str(q)) for q in dets.queries], dtype=object)
+    dets.relabel([query_labels.get(str(q), str(q)) for q in dets.queries])
+    return select(dets, image, th)
+
+
+def similar(finder: Grounder, image: Image.Image, example_xyxy, label: str, th: Thresholds) -> Detections:
+    """"Find more like this": boxes in ``image`` that look like the example box a person drew, labelled
+    ``label``, thresholded, NMS'd and capped like grounded boxes. The example itself (a box overlapping
+    it by more than ``nms_iou``) is dropped: the person already has it."""
+    dets = finder.similar(image, example_xyxy)
+    if not len(dets):
+        return dets
+    dets.relabel([label] * len(dets))
+    dets.mark(np.ones(len(dets), bool), "similar")
+    ex = np.asarray(example_xyxy, np.float32).reshape(1, 4)
+    dets.drop(sv.box_iou_batch(dets.xyxy, ex)[:, 0] > th.nms_iou, "similar", "the example itself")
+    return select(dets, image, th, stage="similar")
+
+
+def select(dets: Detections, image: Image.Image, th: Thresholds, stage: str = "ground") -> Detections:
+    """Clip to the image, drop degenerate and low-scoring boxes, per-label NMS, cap at max_boxes."""
     dets.clip_to(image.width, image.height)
     degenerate = (dets.xyxy[:, 2] - dets.xyxy[:, 0] < 1) | (dets.xyxy[:, 3] - dets.xyxy[:, 1] < 1)
-    dets.drop(degenerate, "ground", "degenerate box (< 1 px after clipping)")
+    dets.drop(degenerate, stage, "degenerate box (< 1 px after clipping)")
     low = ~np.isnan(dets.scores) & (dets.scores < th.grounding)
-    dets.drop(low, "ground", f"grounding score < {th.grounding}")
-    dets.apply_nms(th.nms_iou, "ground")
+    dets.drop(low, stage, f"grounding score < {th.grounding}")
+    dets.apply_nms(th.nms_iou, stage)
     idx = dets.active_index()
     if len(idx) > th.max_boxes:
         s = dets.scores[idx]
@@ -41,15 +65,16 @@ def ground(grounder: Grounder, image: Image.Image, query_labels: Mapping[str, st
             else np.arange(len(idx))
         over = np.zeros(len(dets), bool)
         over[idx[order[th.max_boxes:]]] = True
-        dets.drop(over, "ground", f"more than max_boxes={th.max_boxes}")
+        dets.drop(over, stage, f"more than max_boxes={th.max_boxes}")
     return dets
 
 
 def verify(vlm: VLM, image: Image.Image, dets: Detections, questions: Mapping[str, str], threshold: float,
-           padding: float) -> list[dict]:
+           padding: float, drop: bool = True) -> list[dict]:
     """Ask the VLM about each kept box's padded crop (one batched call per question).
 
-    Sets ``dets.verify_scores`` and drops boxes below ``threshold``. Returns the raw answers."""
+    Sets ``dets.verify_scores`` and, with ``drop``, drops boxes below ``threshold`` (boxes a person drew
+    are only scored). Returns the raw answers."""
     answers = []
     idx = dets.active_index()
     by_question: dict[str, list[int]] = {}
@@ -60,20 +85,37 @@ def verify(vlm: VLM, image: Image.Image, dets: Detections, questions: Mapping[st
         results = vlm.yes_probabilities(crops, question)
         if len(results) != len(members):
             raise RuntimeError(f"VLM returned {len(results)} answers for {len(members)} crops")
-        for i, ans in zip(members, results):
-            dets.verify_scores[i] = ans.p_yes
-            answers.append({"box": i, "question": question, **ans.to_json()})
-    low = ~np.isnan(dets.verify_scores) & (dets.verify_scores < threshold)
+        dets.set_verify_scores(members, [ans.p_yes for ans in results])
+        answers += [{"box": i, "question": question, **ans.to_json()} for i, ans in zip(members, results)]
     dets.mark(np.isin(np.arange(len(dets)), idx), "verify")
-    dets.drop(low, "verify", f"verify P(yes) < {threshold}")
+    if drop:
+        low = ~np.isnan(dets.verify_scores) & (dets.verify_scores < threshold)
+        dets.drop(low, "verify", f"verify P(yes) < {threshold}")
     return answers
 
 
-def user_boxes(xyxy: Sequence, labels: Sequence[str]) -> Detections:
-    """Boxes drawn by a person (interactive mode): no grounder score."""
+def segment(segmenter: Optional[Segmenter], image: Image.Image, dets: Detections) -> None:
+    """A mask for every kept box that has none yet (the grounder may have given some, e.g. Falcon).
+
+    Box prompts go to ``segmenter`` in one batch per image (its image embedding computed once). A kept
+    box left with an empty mask, or with none because there is no segmenter, is dropped with the
+    reason: a brush or polygon output has nothing to draw for it."""
+    need = dets.kept & ~dets.has_mask()
+    idx = np.flatnonzero(need)
+    if len(idx) and segmenter is not None:
+        masks = segmenter.masks_for_boxes(image, dets.xyxy[idx])
+        dets.set_masks(idx, masks)
+        dets.mark(need, "segment")
+        dets.drop(need & ~dets.has_mask(), "segment", "segment: empty mask for the box")
+    elif len(idx):
+        dets.drop(need, "segment", "segment: the grounder gave no mask for the box and no segmenter is set")
+
+
+def user_boxes(xyxy: Sequence, labels: Sequence[str], masks: Optional[Sequence] = None) -> Detections:
+    """Boxes a person gave (interactive mode), with their masks if any: no grounder score."""
     n = len(labels)
     return Detections(xyxy=np.asarray(xyxy, dtype=np.float32).reshape(-1, 4), scores=np.full(n, np.nan),
-                      labels=list(labels), stage=["user"] * n)
+                      labels=list(labels), stage=["user"] * n, masks=masks)
 
 
 def verify_questions(labels: Sequence[str], template: str, target_label: str, target_object: str) -> dict[str, str]:

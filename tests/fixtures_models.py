@@ -23,3 +23,15 @@ def tiny_owlv2_dir(model_dir):
 def tiny_gdino_dir(model_dir):
     from pipeline.tiny.detectors import build_grounding_dino
     return build_grounding_dino(model_dir / "grounding_dino")
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_dir(model_dir):
+    from pipeline.tiny.sam import build_sam
+    return build_sam(model_dir / "sam")
+
+
+@pytest.fixture(scope="session")
+def tiny_sam2_dir(model_dir):
+    from pipeline.tiny.sam import build_sam2
+    return build_sam2(model_dir / "sam2")

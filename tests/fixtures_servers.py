@@ -92,3 +92,13 @@ def tiny_falcon_dir(model_dir) -> Path:
     if not (out / "model.safetensors").exists():
         build(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_falcon_seg_dir(model_dir) -> Path:
+    """The segmenting tiny Falcon (``do_segmentation``): one box and one mask per query."""
+    from pipeline.tiny.falcon import build
+    out = model_dir / "falcon-perception-tiny-seg"
+    if not (out / "model.safetensors").exists():
+        build(out, segmentation=True)
+    return out

@@ -131,3 +131,10 @@ def assert_score_column_sorts(label_studio, project_id: int, scored: dict) -> No
     for ordering, reverse in (("tasks:predictions_score", False), ("-tasks:predictions_score", True)):
         order = [t["id"] for t in dm_tasks(label_studio, project_id, ordering) if t["id"] in scored]
         assert [scored[i] for i in order] == sorted(scored.values(), reverse=reverse), (ordering, order)
+
+
+def assert_valid_prediction(label_interface, results: list, score=None) -> None:
+    """label-studio-sdk's own check of a prediction against the labeling config it was made for."""
+    pred = {"result": results} if score is None else {"result": results, "score": score}
+    errors = label_interface.validate_prediction(pred, return_errors=True)
+    assert errors == [], errors

@@ -1,48 +1,31 @@
+"""Detections -> COCO (boxes, and masks as RLE segmentation), loaded back by pycocotools."""
 import json
 
 import numpy as np
-import pytest
-from PIL import Image
 
-from pipeline.convert import CocoBuilder, coco_to_xyxy, ls_results, ls_to_xyxy, task_score, xyxy_to_coco, xyxy_to_ls
+from pipeline.convert import CocoBuilder, coco_to_xyxy, ls_results, ls_to_xyxy, xyxy_to_coco, xyxy_to_ls
 from pipeline.detections import Detections
-from pipeline.images import open_image
 
 
-def test_pixel_ls_coco_round_trip():
+def test_pixel_coco_round_trip():
     rng = np.random.default_rng(0)
     for _ in range(50):
         w, h = rng.integers(10, 5000, 2)
         x1, x2 = np.sort(rng.uniform(0, w, 2))
         y1, y2 = np.sort(rng.uniform(0, h, 2))
         box = np.array([x1, y1, x2, y2], np.float32)
-        v = xyxy_to_ls(box, w, h)
-        assert 0 <= v["x"] <= 100 and 0 <= v["x"] + v["width"] <= 100.001
-        assert np.allclose(ls_to_xyxy(v, w, h), box, atol=1e-3)
         assert np.allclose(coco_to_xyxy(xyxy_to_coco(box)), box, atol=1e-3)
 
 
-def test_ls_value_known_numbers():
-    assert xyxy_to_ls([50, 25, 150, 75], 200, 100) == {"x": 25.0, "y": 25.0, "width": 50.0, "height": 50.0,
-                                                        "rotation": 0}
-    with pytest.raises(ValueError, match="rotated"):
-        ls_to_xyxy({"x": 1, "y": 1, "width": 1, "height": 1, "rotation": 30}, 10, 10)
-
-
-def test_ls_results_shape_label_map_and_scores():
-    d = Detections(xyxy=[[0, 0, 10, 10], [10, 10, 20, 20], [0, 0, 5, 5]], scores=[0.9, np.nan, 0.4],
-                   labels=["stop sign", "stop sign", "yield"])
-    d.verify_scores[1] = 0.7
-    d.drop([False, False, False], "verify", "")
+def test_old_names_are_the_label_studio_layer_converters():
+    """ls_to_xyxy refused rotated rectangles; it is now the layer's converter and takes them."""
+    assert xyxy_to_ls([50, 25, 150, 75], 200, 100)["x"] == 25.0
+    assert ls_to_xyxy({"x": 25, "y": 25, "width": 10, "height": 10, "rotation": 90}, 400, 200).tolist() == \
+        [80, 50, 100, 90]
+    d = Detections(xyxy=[[0, 0, 10, 10], [0, 0, 5, 5]], scores=[0.9, 0.4], labels=["stop sign", "yield"])
     res = ls_results(d, 40, 20, "label", "image", label_map={"stop sign": "Stop Sign"})
-    assert len(res) == 2  # "yield" has no place in the config
-    r = res[0]
-    assert r["type"] == "rectanglelabels" and r["from_name"] == "label" and r["to_name"] == "image"
-    assert r["value"]["rectanglelabels"] == ["Stop Sign"] and r["original_width"] == 40
-    assert r["value"]["width"] == pytest.approx(25.0) and r["value"]["height"] == pytest.approx(50.0)
-    assert [x["score"] for x in res] == pytest.approx([0.9, 0.7])
-    assert task_score(res) == pytest.approx(0.8)
-    assert len({x["id"] for x in res}) == 2
+    assert [r["value"]["rectanglelabels"] for r in res] == [["Stop Sign"]] and res[0]["from_name"] == "label"
+    assert ls_results(d, 40, 20, "label", "image")[1]["value"]["rectanglelabels"] == ["yield"]
 
 
 def test_coco_is_loadable_by_pycocotools(tmp_path):
@@ -57,26 +40,28 @@ def test_coco_is_loadable_by_pycocotools(tmp_path):
     anns = coco.loadAnns(coco.getAnnIds(imgIds=[i]))
     assert [a["bbox"] for a in anns] == [[1, 2, 10, 10], [0, 0, 4, 4]]
     assert {c["name"] for c in coco.loadCats(coco.getCatIds())} == {"Stop Sign", "Other"}
+    assert "segmentation" not in anns[0]
 
 
-@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
-def test_exif_rotated_image_coordinates(tmp_path, orientation):
-    """A box found on the upright image maps to LS percents of the upright (displayed) size,
-    and back onto the same pixels of the red square a person sees."""
-    upright = Image.new("RGB", (300, 200), "white")
-    upright.paste((255, 0, 0), (30, 40, 90, 80))  # red square at x 30..90, y 40..80
-    # store it rotated on disk with the EXIF tag that undoes the rotation
-    undo = {1: None, 3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
-    stored = upright.transpose(undo[orientation]) if undo[orientation] else upright
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    path = tmp_path / f"o{orientation}.jpg"
-    stored.save(path, exif=exif, quality=95)
-    im = open_image(path)
-    assert im.size == (300, 200)
-    a = np.asarray(im).astype(int)
-    ys, xs = np.nonzero((a[..., 0] > 200) & (a[..., 1] < 80))
-    box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-    assert np.allclose(box, [30, 40, 90, 80], atol=2)
-    v = xyxy_to_ls(box, *im.size)
-    assert v["x"] == pytest.approx(10, abs=1) and v["y"] == pytest.approx(20, abs=1)
+def test_coco_carries_mask_segmentation_as_rle(tmp_path):
+    from pycocotools.coco import COCO
+    mask = np.zeros((20, 40), bool)
+    mask[2:12, 1:11] = True
+    mask[5:7, 4:6] = False  # a hole: 100 - 4 pixels
+    b = CocoBuilder(["Stop Sign"])
+    i = b.add_image("a.jpg", 40, 20)
+    d = Detections(xyxy=[[1, 2, 11, 12], [20, 0, 30, 10]], scores=[0.5, 0.6], labels=["Stop Sign"] * 2,
+                   masks=[mask, None])
+    b.add_detections(i, d)
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(b.to_dict()))
+    coco = COCO(str(p))
+    ann, plain = coco.loadAnns(coco.getAnnIds(imgIds=[i]))
+    assert ann["area"] == 96 and isinstance(ann["segmentation"]["counts"], str)
+    assert (coco.annToMask(ann).astype(bool) == mask).all()
+    assert "segmentation" not in plain and plain["area"] == 100
+    # pycocotools reads it back as a result too (area and box from the RLE)
+    dt = coco.loadRes([{"image_id": i, "category_id": ann["category_id"], "segmentation": ann["segmentation"],
+                        "score": 0.5}])
+    (res,) = dt.loadAnns(dt.getAnnIds())
+    assert res["area"] == 96 and list(res["bbox"]) == [1, 2, 10, 10]

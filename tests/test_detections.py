@@ -37,7 +37,7 @@ def test_drop_only_touches_kept_boxes_and_keeps_first_reason():
 
 def test_final_score_prefers_verify():
     d = dets([([0, 0, 10, 10], 0.3, "a"), ([0, 0, 10, 10], np.nan, "a")])
-    d.verify_scores[:] = [np.nan, 0.8]
+    d.set_verify_scores([0, 1], [np.nan, 0.8])
     assert np.allclose(d.final_scores(), [0.3, 0.8])
     recs = d.records()
     assert recs[1]["grounding_score"] is None and recs[1]["score"] == pytest.approx(0.8)
@@ -78,3 +78,28 @@ def test_ground_stage_thresholds_mapping_clipping_and_cap():
     assert "grounding score" in reasons[1] and "nms" in reasons[3]
     assert "degenerate" in reasons[4] and "max_boxes" in reasons[5]
     # NMS merges across queries with the same label: the two octagon boxes share "Stop Sign"
+
+
+def test_arrays_cannot_be_edited_from_outside():
+    """A stage changes fates and scores through the methods; writing into the arrays fails loudly."""
+    d = dets([([0, 0, 10, 10], 0.9, "a"), ([0, 0, 10, 10], 0.1, "a")])
+    for name in ("kept", "xyxy", "scores", "labels", "verify_scores", "stage", "reason", "masks", "identities"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(d, name)[:] = getattr(d, name)[::-1]
+    d.drop([False, True], "verify", "low")
+    d.set_verify_scores([1], [0.2])
+    assert d.kept.tolist() == [True, False] and np.isnan(d.verify_scores[0]) and d.verify_scores[1] == \
+        pytest.approx(0.2)
+    view = d.active()
+    assert len(view) == 1 and d.kept.tolist() == [True, False]  # indexing makes a new object
+
+
+def test_merge_and_indexing_keep_masks_identities_and_extra():
+    a = Detections(xyxy=[[0, 0, 2, 2]], scores=[0.5], labels=["a"], masks=[np.ones((4, 4), bool)],
+                   identities=["card-1"], extra={"region_id": ["r1"]})
+    b = Detections(xyxy=[[1, 1, 3, 3]], scores=[0.6], labels=["b"])
+    m = Detections.merge([a, b])
+    assert m.extra["region_id"].tolist() == ["r1", None]
+    assert m.identities.tolist() == ["card-1", None] and m.mask_areas().tolist() == [16, 0]
+    assert m[[1, 0]].extra["region_id"].tolist() == [None, "r1"]
+    assert m.records()[0]["region_id"] == "r1" and m.records()[0]["mask_pixels"] == 16

@@ -1,13 +1,7 @@
 """The Pipeline's identify hook: crop each kept box, embed, search the reference index.
 
-Writes per-box arrays into ``dets.extra`` (every box gets a value; boxes not kept get
-``""`` / NaN):
-
-* ``identity``          identified label, ``"unknown"`` below the thresholds
-* ``identity_cosine``   cosine to the nearest reference
-* ``identity_margin``   margin to the best other label
-* ``identity_variant``  the nearest reference's variant (rarity), ``""`` when none
-* ``identity_best``     nearest reference's label whatever the thresholds
+Each kept box gets identify's ``Match`` in ``dets.identities`` (label, ``"unknown"`` below the
+thresholds, cosine, margin, variant, the nearest reference's label); boxes not kept keep None.
 """
 from __future__ import annotations
 
@@ -63,24 +57,10 @@ class Identifier:
                            embedder=getattr(self.embedder, "id", None)), snap.version
 
     def __call__(self, image: Image.Image, dets: Detections) -> None:
-        n = len(dets)
-        identity = np.array([""] * n, dtype=object)
-        best = np.array([""] * n, dtype=object)
-        variant = np.array([""] * n, dtype=object)
-        cosine = np.full(n, np.nan, np.float32)
-        margin = np.full(n, np.nan, np.float32)
         idx = dets.active_index()
         matches, version = self.identify_boxes(image, dets.xyxy[idx])
-        for i, m in zip(idx, matches):
-            identity[i] = m.label
-            best[i] = m.best_label or ""
-            variant[i] = (m.variant or "") if m.known else ""
-            cosine[i] = m.cosine
-            margin[i] = m.margin
-        dets.extra.update(identity=identity, identity_cosine=cosine, identity_margin=margin,
-                          identity_variant=variant, identity_best=best)
-        log.debug("identify: %d boxes against index v%s: %s", len(idx), version,
-                  [str(identity[i]) for i in idx])
+        dets.set_identities(idx, matches)
+        log.debug("identify: %d boxes against index v%s: %s", len(idx), version, [m.label for m in matches])
 
 
 __all__ = ["Identifier", "IDENTIFY_PADDING", "UNKNOWN"]

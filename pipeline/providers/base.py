@@ -4,13 +4,20 @@
   answers one question for several images (crops) and batches where the backend can.
 * A grounder answers ``boxes(image, queries) -> Detections`` in pixel xyxy of ``image``,
   with ``labels`` and ``queries`` set to the query text (the ground stage maps queries to
-  labels and applies thresholds / NMS).  Scores are NaN when the model has none.
+  labels and applies thresholds / NMS).  Scores are NaN when the model has none.  A grounder
+  that segments as it grounds (``gives_masks``, e.g. Falcon) also answers ``segment(image,
+  queries)``: the same boxes, each with its mask.  One that can take an image region as the
+  prompt (``finds_similar``, OWLv2) answers ``similar(image, example_xyxy)``: boxes that look
+  like the example, scored.
+* A segmenter (SAM family) answers ``masks_for_boxes(image, xyxy)`` (one mask per box, one
+  batch per image) and ``mask_for_points(image, points, positive)`` (one object from clicks).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 from PIL import Image
 
 from pipeline.detections import Detections
@@ -46,8 +53,33 @@ class VLM:
 
 class Grounder:
     name = "grounder"
+    gives_masks = False  # segment() gives each box its mask (Falcon)
+    finds_similar = False  # similar() takes an example region as the prompt (OWLv2)
 
     def boxes(self, image: Image.Image, queries: Sequence[str]) -> Detections:
+        raise NotImplementedError
+
+    def segment(self, image: Image.Image, queries: Sequence[str]) -> Detections:
+        raise NotImplementedError(f"{self.name} gives no masks: masks come from providers.segmenter")
+
+    def similar(self, image: Image.Image, example_xyxy) -> Detections:
+        raise NotImplementedError(f"{self.name} cannot find objects like an example region")
+
+    def describe(self) -> dict:
+        return {"name": self.name}
+
+
+class Segmenter:
+    """Box or point prompts -> masks at the image's size (SAM family)."""
+    name = "segmenter"
+
+    def masks_for_boxes(self, image: Image.Image, xyxy) -> np.ndarray:
+        """(K, H, W) bool: one mask per pixel xyxy box."""
+        raise NotImplementedError
+
+    def mask_for_points(self, image: Image.Image, points, positive) -> tuple[np.ndarray, float]:
+        """The (H, W) bool mask of the one object the clicks point at (``positive[i]`` False: a click
+        that says "not this") and the model's own quality estimate for it."""
         raise NotImplementedError
 
     def describe(self) -> dict:

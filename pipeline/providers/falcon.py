@@ -9,6 +9,10 @@ tokenizer.json, tokenizer_config.json).
 One detection task per query, batched.  Falcon emits, per object, a ``<coord>`` token (box centre x, y)
 and a ``<size>`` token (box h, w), all normalised to [0, 1] of the input image; ``raw_to_xyxy`` turns
 them into pixel xyxy.  Falcon gives no confidence: scores are NaN (mask area is not a score).
+
+``segment`` runs the segmentation task instead: after each box Falcon emits a ``<seg>`` token whose
+mask comes back as a COCO RLE at the resized input's size; ``pair_masks`` brings each to the image's
+size and gives it to its box (by order, or by overlap when the package skipped an empty mask).
 """
 from __future__ import annotations
 
@@ -21,9 +25,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import supervision as sv
 from PIL import Image
 
-from pipeline.detections import Detections
+from pipeline.detections import Detections, mask_box
 from pipeline.providers.base import Grounder, ProviderError
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,39 @@ def raw_to_xyxy(raw: list, width: int, height: int) -> np.ndarray:
         if x2 > x1 and y2 > y1:
             rows.append((x1, y1, x2, y2))
     return np.asarray(rows, dtype=np.float32).reshape(-1, 4)
+
+
+def pair_masks(masks_rle: list, xyxy: np.ndarray, width: int, height: int) -> list:
+    """Falcon's masks (COCO RLE at the resized input's size, one per ``<seg>`` token, empty ones left out
+    by the package) -> one (height, width) bool mask or None per box of ``xyxy``.
+
+    Falcon emits box, then mask, object after object, so with as many masks as boxes that each overlap
+    their box they pair in order; otherwise each box takes the unused mask whose bounding box overlaps
+    it most (IoU > 0), and a box no mask overlaps gets None."""
+    from pycocotools import mask as coco_mask
+    full = []
+    for rle in masks_rle or []:
+        if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
+            continue
+        m = coco_mask.decode([rle])[:, :, 0]
+        if m.shape != (height, width):
+            m = np.asarray(Image.fromarray(m * 255).resize((width, height), Image.NEAREST)) > 127
+        full.append(m.astype(bool))
+    boxes = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    out: list = [None] * len(boxes)
+    if not full or not len(boxes):
+        return out
+    iou = sv.box_iou_batch(boxes, np.stack([mask_box(m) for m in full]))
+    if len(full) == len(boxes) and (np.diag(iou) > 0).all():
+        return full
+    for _ in range(min(len(boxes), len(full))):
+        b, m = np.unravel_index(int(iou.argmax()), iou.shape)
+        if iou[b, m] <= 0:
+            break
+        out[b] = full[m]
+        iou[b, :] = -1
+        iou[:, m] = -1
+    return out
 
 
 def detections_from_raw(raw: list, query: str, width: int, height: int) -> Detections:
@@ -130,6 +168,7 @@ def load_falcon(model: str, backend: str, device: str = "auto"):
 
 class FalconGrounder(Grounder):
     name = "falcon"
+    gives_masks = True
 
     def __init__(self, model, tokenizer, model_args, backend: str, model_id: str = "", device: str = "auto",
                  max_new_tokens: int = 64, batch_size: int = 4,
@@ -166,12 +205,16 @@ class FalconGrounder(Grounder):
 
     def _generate(self, image: Image.Image, queries: list[str]) -> list[list]:
         """Raw box entries (``aux.bboxes_raw``) for each query, in order."""
+        return [a.bboxes_raw for a in self._run_task(image, queries, "detection")]
+
+    def _run_task(self, image: Image.Image, queries: list[str], task: str) -> list:
+        """The package's aux output (``bboxes_raw``, ``masks_rle``) for each query, in order."""
         from falcon_perception import build_prompt_for_task
         if self.backend == "mlx":
             from falcon_perception.mlx.batch_inference import process_batch_and_generate
         else:
             from falcon_perception.batch_inference import process_batch_and_generate
-        pairs = [(image, build_prompt_for_task(q, "detection")) for q in queries]
+        pairs = [(image, build_prompt_for_task(q, task)) for q in queries]
         batch = process_batch_and_generate(self.tokenizer, pairs, max_length=self.model_args.max_seq_len,
                                            min_dimension=self.min_dimension, max_dimension=self.max_dimension)
         if self.backend != "mlx":
@@ -181,8 +224,29 @@ class FalconGrounder(Grounder):
             _, aux = self.engine.generate(tokens=batch["tokens"], pos_t=batch["pos_t"], pos_hw=batch["pos_hw"],
                                           pixel_values=batch["pixel_values"], pixel_mask=batch["pixel_mask"],
                                           max_new_tokens=self.max_new_tokens, temperature=0.0,
-                                          stop_token_ids=self.stop_token_ids, task="detection")
-        return [a.bboxes_raw for a in aux]
+                                          stop_token_ids=self.stop_token_ids, task=task)
+        return aux
+
+    def segment(self, image: Image.Image, queries: Sequence[str]) -> Detections:
+        """``boxes`` from the segmentation task: every box with the mask Falcon drew for it."""
+        queries = [q for q in dict.fromkeys(str(q).strip() for q in queries) if q]
+        if not queries:
+            return Detections.empty()
+        image = image.convert("RGB")
+        width, height = image.size
+        parts = []
+        for i in range(0, len(queries), self.batch_size):
+            chunk = queries[i:i + self.batch_size]
+            try:
+                auxes = self._run_task(image, chunk, "segmentation")
+            except Exception as e:
+                raise ProviderError(f"falcon ({self.backend}): segmentation failed for {chunk}: "
+                                    f"{type(e).__name__}: {str(e)[:300]}") from e
+            for aux, q in zip(auxes, chunk):
+                d = detections_from_raw(aux.bboxes_raw, q, width, height)
+                d.set_masks(range(len(d)), pair_masks(aux.masks_rle, d.xyxy, width, height))
+                parts.append(d)
+        return Detections.merge(parts)
 
     def boxes(self, image: Image.Image, queries: Sequence[str]) -> Detections:
         queries = [q for q in dict.fromkeys(str(q).strip() for q in queries) if q]

@@ -18,8 +18,10 @@ import threading
 from typing import Sequence
 
 import numpy as np
+import supervision as sv
 import torch
 from PIL import Image
+from torchvision.ops import box_convert
 
 from pipeline.detections import Detections
 from pipeline.providers.base import Grounder, ProviderError
@@ -117,8 +119,38 @@ class _HFZeroShotGrounder(Grounder):
 
 
 class OWLv2Grounder(_HFZeroShotGrounder):
-    """OWLv2 (or OWL-ViT): one logit per (box, query); each box gets its best query."""
+    """OWLv2 (or OWL-ViT): one logit per (box, query); each box gets its best query.
+
+    ``similar(image, example_xyxy)`` is OWLv2's image-conditioned detection inside one image, in one
+    vision pass: the proposal that overlaps the example most gives its class embedding as the query
+    (as ``image_guided_detection`` picks one from a query image) and every proposal is scored against
+    it with the model's own class head."""
     name = "owlv2"
+    finds_similar = True
+
+    def similar(self, image: Image.Image, example_xyxy) -> Detections:
+        image = image.convert("RGB") if image.mode != "RGB" else image
+        w, h = image.size
+        side = float(max(w, h))  # OWLv2 pads to a square (bottom / right) before resizing
+        example = np.asarray(example_xyxy, np.float32).reshape(1, 4) / side
+        with self._lock:
+            try:
+                pixel_values = self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"]
+                with torch.inference_mode():
+                    feature_map = self.model.image_embedder(pixel_values=pixel_values.to(self.device))[0]
+                    b, ph, pw, d = feature_map.shape
+                    feats = feature_map.reshape(b, ph * pw, d)
+                    _, class_embeds = self.model.class_predictor(feats)
+                    boxes = box_convert(self.model.box_predictor(feats, feature_map)[0].float().cpu(),
+                                        "cxcywh", "xyxy").numpy()
+                    best = int(sv.box_iou_batch(boxes, example)[:, 0].argmax())
+                    logits, _ = self.model.class_predictor(feats, class_embeds[:, best:best + 1])
+            except Exception as e:  # noqa: BLE001
+                raise ProviderError(f"{self.name} {self.model_id!r}: image-guided detection failed: {e}") from e
+        scores = torch.sigmoid(logits[0, :, 0].float()).cpu().numpy()
+        xyxy = (boxes * side).clip(0, [w, h, w, h]).astype(np.float32)
+        n = len(xyxy)
+        return Detections(xyxy=xyxy, scores=scores, labels=["example"] * n, queries=["example"] * n)
 
     def _detect(self, image, queries):
         w, h = image.size

@@ -1,7 +1,7 @@
 """One provider instance per model per process.
 
-``get_vlm(cfg)`` / ``get_grounder(cfg)`` build a provider on first use and hand the same object to
-every later caller whose config has the same model-relevant fields.  Concurrent first callers
+``get_vlm(cfg)`` / ``get_grounder(cfg)`` / ``get_segmenter(cfg)`` build a provider on first use and hand
+the same object to every later caller whose config has the same model-relevant fields.  Concurrent first callers
 wait on a per-key lock, so a model loads once; different models load in parallel.  Provider
 modules are imported lazily: torch / transformers / mlx are only needed for the kinds in use.
 """
@@ -11,8 +11,8 @@ import importlib
 import threading
 from typing import Callable
 
-from pipeline.config import GrounderProvider, VLMProvider
-from pipeline.providers.base import VLM, Grounder
+from pipeline.config import GrounderProvider, SegmenterProvider, VLMProvider
+from pipeline.providers.base import VLM, Grounder, Segmenter
 
 _cache: dict[tuple, object] = {}
 _key_locks: dict[tuple, threading.Lock] = {}
@@ -62,6 +62,9 @@ _GROUNDER_CLASSES = {
     "falcon": "pipeline.providers.falcon:FalconGrounder",
     "student": "pipeline.providers.student:StudentGrounder",
 }
+_SEGMENTER_CLASSES = {
+    "sam": "pipeline.providers.sam:SamSegmenter",
+}
 
 
 def _build(role: str, classes: dict, cfg):
@@ -77,6 +80,10 @@ def get_vlm(cfg: VLMProvider) -> VLM:
 
 def get_grounder(cfg: GrounderProvider) -> Grounder:
     return _get(_key("grounder", cfg, _GROUNDER_FIELDS), lambda: _build("grounder", _GROUNDER_CLASSES, cfg))
+
+
+def get_segmenter(cfg: SegmenterProvider) -> Segmenter:
+    return _get(_key("segmenter", cfg, {}), lambda: _build("segmenter", _SEGMENTER_CLASSES, cfg))
 
 
 def cached() -> list[tuple]:

@@ -15,7 +15,11 @@ The weights are random except for a few planted ones that make greedy decoding e
 query (``<coord>`` then ``<size>`` then end of text): every layer's output projections are zero (layers
 are identity maps), the ``<|REF_SEG|>`` embedding and the coord / size Fourier encoders point along
 dims 0 / 1 / 2, and the output head maps those dims to ``<coord>`` / ``<size>`` / eos.  The box values
-come from the (random) coord and size decoders."""
+come from the (random) coord and size decoders.
+
+``build(dir, segmentation=True)`` is the segmenting variant (``do_segmentation``: AnyUp upsampler, mask
+projection): after ``<size>`` it emits ``<seg>`` (dim 2), whose embedding points along dim 3 -> eos, so
+each query gives one box and one (random) mask."""
 from __future__ import annotations
 
 import json
@@ -55,7 +59,7 @@ def use_tiny_model_args(model_dir, monkeypatch) -> None:
     monkeypatch.setattr(falcon_perception, "get_model_args", lambda variant: tiny_model_args(model_dir))
 
 
-def build(out_dir, seed: int = 0) -> Path:
+def build(out_dir, seed: int = 0, segmentation: bool = False) -> Path:
     import mlx.core as mx
     import numpy as np
     from falcon_perception import ModelArgs, get_tokenizer
@@ -66,7 +70,7 @@ def build(out_dir, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _tokenizer(out)
     ftok = get_tokenizer(str(out))
-    args = ModelArgs(vocab_size=ftok._tok.get_vocab_size(), **TINY)
+    args = ModelArgs(vocab_size=ftok._tok.get_vocab_size(), **{**TINY, "do_segmentation": segmentation})
     mx.random.seed(seed)
     model = FalconPerception(args)
 
@@ -86,9 +90,15 @@ def build(out_dir, seed: int = 0) -> Path:
     emb = np.array(params["tok_embeddings.weight"])
     emb[ref_seg] = 0
     emb[ref_seg, 0] = 10.0
+    after_size = ftok.eos_token_id
+    if segmentation:  # <size> -> <seg> -> eos
+        after_size = ftok.seg_token_id
+        emb[ftok.seg_token_id] = 0
+        emb[ftok.seg_token_id, 3] = 10.0
     params["tok_embeddings.weight"] = mx.array(emb)
     params["output.weight"] = one_hot_rows(params["output.weight"].shape, [
-        (ftok.coord_token_id, 0, 1.0), (ftok.size_token_id, 1, 1.0), (ftok.eos_token_id, 2, 1.0)])
+        (ftok.coord_token_id, 0, 1.0), (ftok.size_token_id, 1, 1.0), (after_size, 2, 1.0),
+        *([(ftok.eos_token_id, 3, 1.0)] if segmentation else [])])
     for enc, dim in (("coord_encoder", 1), ("size_encoder", 2)):
         params[f"{enc}.embed.weight"] = zeros(f"{enc}.embed.weight")  # cos(0) = 1: a constant feature
         shape = params[f"{enc}.transform.weight"].shape  # (dim, feat); the cos half comes first

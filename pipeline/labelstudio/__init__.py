@@ -1,0 +1,16 @@
+"""The Label Studio output layer: labeling config -> where results go, Detections <-> results,
+Label Studio coordinates <-> pixels, masks <-> brush RLE / polygons.
+
+It lives in ``pipeline`` because the batch ``run`` writes Label Studio tasks too; the backends and
+the ``predict`` job use it as it is. It talks to no server (the client is
+``pipeline.importer.labelstudio``) and runs no model.
+
+* ``layout.Layout``: a labeling config read once (``Layout.from_config``) and ``Layout.results``;
+* ``controls``: one class per output control kind (rectangles, brushes, polygons, per-region names);
+* ``regions.read_regions``: results (annotations, interactive context) -> ``Detections``;
+* ``coords`` / ``masks``: the converters, each way.
+"""
+from pipeline.labelstudio.layout import SUPPORTED_OUTPUTS, Layout, UnsupportedConfig
+from pipeline.labelstudio.regions import read_regions
+
+__all__ = ["Layout", "UnsupportedConfig", "SUPPORTED_OUTPUTS", "read_regions"]
