@@ -13,9 +13,10 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import ProjectConfig
-from pipeline.convert import CocoBuilder, ls_results, task_score
+from pipeline.convert import CocoBuilder
 from pipeline.images import ImageLoadError, open_image
-from pipeline.labelconfig import IMAGE_NAME, LABELS_NAME, local_files_url
+from pipeline.labelconfig import IMAGE_NAME, labeling_config, local_files_url
+from pipeline.labelstudio import Layout
 from pipeline.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,12 @@ class BatchOutput:
 
 
 def run_folder(cfg: ProjectConfig, images: list[Path], pipeline: Pipeline, document_root: Path,
-               model_version: str, progress: bool = True) -> BatchOutput:
+               model_version: str, progress: bool = True, masks: Optional[str] = None) -> BatchOutput:
+    """Pre-annotate ``images``: Label Studio tasks for the labeling config ``label-factory config`` makes
+    (``masks``: "brush" / "polygon" for mask outputs, each box then segmented), COCO (with RLE
+    segmentation when masks) and the run record."""
+    from label_studio_sdk.label_interface import LabelInterface
+    layout = Layout.from_config(LabelInterface(config=labeling_config(cfg, masks=masks)))
     coco = CocoBuilder(cfg.labels())
     tasks, per_image, skipped = [], [], []
     totals: dict[str, list[float]] = {}
@@ -50,7 +56,7 @@ def run_folder(cfg: ProjectConfig, images: list[Path], pipeline: Pipeline, docum
             skipped.append({"file": str(path), "reason": str(e)})
             continue
         try:
-            res = pipeline.run(image)
+            res = pipeline.run(image, masks=layout.needs_masks)
         except Exception as e:  # a model error fails this image only
             reason = f"{path}: model error: {type(e).__name__}: {e}"
             log.error("skipped %s", reason)
@@ -60,17 +66,14 @@ def run_folder(cfg: ProjectConfig, images: list[Path], pipeline: Pipeline, docum
             totals.setdefault(k, []).append(v)
         image_id = coco.add_image(str(path), res.width, res.height)
         coco.add_detections(image_id, res.detections)
-        results = ls_results(res.detections, res.width, res.height, LABELS_NAME, IMAGE_NAME)
-        prediction = {"model_version": model_version, "result": results}
-        score = task_score(results)
-        if score is not None:
-            prediction["score"] = score
+        prediction, _ = layout.prediction(res.detections, res.width, res.height, model_version)
         tasks.append({"data": {IMAGE_NAME: local_files_url(path, document_root)}, "predictions": [prediction]})
         per_image.append({"file": str(path), **res.to_record()})
     record = {
         "project": cfg.model_dump(mode="json", by_alias=False),
         "prompts": {"filter": cfg.prompt("filter"), "verify": cfg.prompt("verify")},
         "model_version": model_version,
+        "masks": masks,
         "providers": pipeline.describe() if per_image else {},
         "images": per_image,
         "skipped": skipped,

@@ -32,7 +32,8 @@ def cmd_project(args) -> int:
 
 def cmd_config(args) -> int:
     from pipeline.labelconfig import labeling_config
-    sys.stdout.write(labeling_config(load_project(args.project), interactive_prompt=not args.no_prompt))
+    sys.stdout.write(labeling_config(load_project(args.project), interactive_prompt=not args.no_prompt,
+                                     masks=args.masks))
     return 0
 
 
@@ -54,7 +55,7 @@ def cmd_run(args) -> int:
         log.error("--document-root: %s", e)
         return 2
     pipe = Pipeline(cfg).load()
-    out = run_folder(cfg, images, pipe, root, model_version(cfg), progress=not args.quiet)
+    out = run_folder(cfg, images, pipe, root, model_version(cfg), progress=not args.quiet, masks=args.masks)
     paths = write_outputs(out, Path(args.out))
     c = out.record["counts"]
     print(f"{c['labeled']}/{c['images']} images labeled, {c['boxes']} boxes, {c['skipped']} skipped")
@@ -82,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--document-root", default=None,
                    help="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT for task URLs (default: the images folder's parent)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--masks", choices=["brush", "polygon"], default=None,
+                   help="segment every kept box: tasks.json gets BrushLabels / PolygonLabels (for the config "
+                        "`label-factory config --masks ...` makes) and coco.json RLE segmentation")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("project", help="print the resolved project config")
@@ -91,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("config", help="print the Label Studio labeling config for the project")
     s.add_argument("--project", required=True)
     s.add_argument("--no-prompt", action="store_true", help="leave out the interactive text prompt")
+    s.add_argument("--masks", choices=["brush", "polygon"], default=None,
+                   help="masks instead of boxes: BrushLabels or PolygonLabels, with the click / box / "
+                        "find-similar smart tools")
     s.set_defaults(func=cmd_config)
 
     for module in ("pipeline.importer.cli", "pipeline.identify.cli", "pipeline.stack", "backends.autolabel.cli",

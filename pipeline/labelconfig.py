@@ -1,10 +1,18 @@
 """Label Studio labeling config generated from the project YAML.
 
-Object/control names are fixed (``image``, ``label``, ``prompt``) so the backends and the
-importer agree; the backends still read whatever names a hand-written config uses."""
+Object/control names are fixed (``image``, ``label``, ``prompt``, and for masks ``click``, ``box``,
+``similar``) so the backends and the importer agree; the backends still read whatever names a
+hand-written config uses (``pipeline.labelstudio.Layout``).
+
+``masks=None``: boxes (``RectangleLabels``). ``masks="brush"`` / ``"polygon"``: the output is a
+``BrushLabels`` / ``PolygonLabels`` named ``label``, with the interactive tools next to it (shown in
+Label Studio's smart mode, with Auto-Annotation on): ``click`` (KeyPointLabels: click an object to get
+its mask), ``box`` (a rectangle drawn around an object becomes its mask) and ``similar`` (a rectangle
+drawn around an example: the backend finds more like it, ``find_similar="true"``)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
@@ -13,20 +21,38 @@ from pipeline.config import ProjectConfig
 IMAGE_NAME = "image"
 LABELS_NAME = "label"
 PROMPT_NAME = "prompt"
+CLICK_NAME = "click"
+BOX_NAME = "box"
+SIMILAR_NAME = "similar"
+MASK_TAGS = {"brush": "BrushLabels", "polygon": "PolygonLabels"}
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 
 
-def labeling_config(cfg: ProjectConfig, interactive_prompt: bool = True) -> str:
+def labeling_config(cfg: ProjectConfig, interactive_prompt: bool = True, masks: Optional[str] = None) -> str:
+    if masks is not None and masks not in MASK_TAGS:
+        raise ValueError(f"masks must be one of {sorted(MASK_TAGS)}, not {masks!r}")
     by_label: dict[str, list[str]] = {lab: [] for lab in cfg.labels()}
     for q, lab in cfg.query_labels().items():
         by_label[lab].append(q)
-    lines = ["<View>", f'  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}" zoom="true" zoomControl="true"/>',
-             f'  <RectangleLabels name="{LABELS_NAME}" toName="{IMAGE_NAME}">']
+    labels = []
     for i, (lab, queries) in enumerate(by_label.items()):
         aliases = [q for q in queries if q != lab]
         extra = f" predicted_values={quoteattr(','.join(aliases))}" if aliases else ""
-        lines.append(f"    <Label value={quoteattr(lab)} background=\"{PALETTE[i % len(PALETTE)]}\"{extra}/>")
-    lines.append("  </RectangleLabels>")
+        labels.append(f"    <Label value={quoteattr(lab)} background=\"{PALETTE[i % len(PALETTE)]}\"{extra}/>")
+    tag = MASK_TAGS.get(masks, "RectangleLabels")
+    lines = ["<View>", f'  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}" zoom="true" zoomControl="true"/>',
+             f'  <{tag} name="{LABELS_NAME}" toName="{IMAGE_NAME}">', *labels, f"  </{tag}>"]
+    if masks:
+        plain = [f"    <Label value={quoteattr(lab)} background=\"{PALETTE[i % len(PALETTE)]}\"/>"
+                 for i, lab in enumerate(by_label)]
+        lines += ['  <Header value="Smart tools (Auto-Annotation on): click an object, box it, or box an example '
+                  'to find more like it"/>',
+                  f'  <KeyPointLabels name="{CLICK_NAME}" toName="{IMAGE_NAME}" smart="true" smartOnly="true">',
+                  *plain, "  </KeyPointLabels>",
+                  f'  <RectangleLabels name="{BOX_NAME}" toName="{IMAGE_NAME}" smart="true" smartOnly="true">',
+                  *plain, "  </RectangleLabels>",
+                  f'  <RectangleLabels name="{SIMILAR_NAME}" toName="{IMAGE_NAME}" smart="true" smartOnly="true" '
+                  'find_similar="true">', *plain, "  </RectangleLabels>"]
     if interactive_prompt:
         lines += ['  <Header value="Text prompt for the ML backend (interactive pre-annotation)"/>',
                   f'  <TextArea name="{PROMPT_NAME}" toName="{IMAGE_NAME}" editable="true" rows="1" '

@@ -7,7 +7,6 @@ import threading
 import time
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import yaml
 
@@ -17,7 +16,7 @@ from backends.base import init_app
 from backends.identify import model as idmodel
 from backends.images import HostPolicy, ImageRefused, fetch_image
 from pipeline.config import parse_project
-from pipeline.identify.index import UNKNOWN
+from pipeline.identify.index import UNKNOWN, Match
 from pipeline.labelconfig import labeling_config
 from pipeline.pipeline import Pipeline
 from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, SilentServer, held, jpeg_bytes
@@ -469,16 +468,13 @@ class FakeIdentifier:
         self.seen: list[list[str]] = []
 
     def __call__(self, image, dets):
-        n = len(dets)
-        ident, best = np.array([""] * n, dtype=object), np.array([""] * n, dtype=object)
-        cos, margin = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
         idx = dets.active_index()
         self.seen.append([str(dets.labels[i]) for i in idx])
+        matches = []
         for i in idx:
-            ident[i], cos[i], margin[i] = self.answers[str(dets.labels[i])]
-            best[i] = ident[i]
-        dets.extra.update(identity=ident, identity_cosine=cos, identity_margin=margin, identity_best=best,
-                          identity_variant=np.array([""] * n, dtype=object))
+            label, cos, margin = self.answers[str(dets.labels[i])]
+            matches.append(Match(label, label, None, cos, margin, label != UNKNOWN))
+        dets.set_identities(idx, matches)
 
 
 class FakeIdentifyService:

@@ -101,12 +101,17 @@ def _payload(action, task, ann):
 
 def test_regions_of_reads_rectangles_and_per_region_names(world):
     regs = regions_of(world.ann1["result"], 320, 260)
-    assert [(r.region_id, r.label) for r in regs] == [("r-a", "Dark Magician"), ("r-b", "Pot Of Greed")]
-    assert np.allclose(regs[0].xyxy, world.boxes1[0], atol=0.01)
+    assert list(zip(regs.extra["region_id"], regs.labels)) == [("r-a", "Dark Magician"), ("r-b", "Pot Of Greed")]
+    assert np.allclose(regs.xyxy[0], world.boxes1[0], atol=0.01)
     rot = ls_rect([100, 100, 140, 120], 320, 260, "X", "r")
     rot["value"]["rotation"] = 90  # rotated about the top-left corner: now spans x 80..100, y 100..140
-    (r,) = regions_of([rot], 320, 260)
-    assert np.allclose(r.xyxy, [80, 100, 100, 140], atol=0.01)
+    r = regions_of([rot], 320, 260)
+    assert len(r) == 1 and np.allclose(r.xyxy[0], [80, 100, 100, 140], atol=0.01)
+    poly = {"id": "p", "type": "polygonlabels", "value": {"points": [[10, 10], [20, 10], [20, 30]],
+                                                           "polygonlabels": ["Y"]}}
+    unlabelled = {"id": "u", "type": "rectangle", "value": {"x": 1, "y": 1, "width": 5, "height": 5}}
+    r = regions_of([poly, unlabelled], 320, 260)  # a polygon is a region too; one without a label is not
+    assert r.labels.tolist() == ["Y"] and np.allclose(r.xyxy[0], [32, 26, 64, 78], atol=0.01)
 
 
 def test_created_updated_deleted(world, clip_embedder):
@@ -292,15 +297,16 @@ def test_identifier_as_pipeline_hook(world, clip_embedder):
     ident = Identifier.from_config(world.indexes.get(PID), clip_embedder, cfg.providers.identify)
     res = Pipeline(cfg, vlm=ScriptedVLM(lambda im, q: 1.0), grounder=grounder, identifier=ident).run(q)
     d = res.detections
-    assert list(d.extra["identity"]) == ["Pot Of Greed", "Dark Magician", ""]  # third box dropped by threshold
-    assert d.extra["identity_cosine"][0] > 0.9 and np.isnan(d.extra["identity_cosine"][2])
+    assert [m.label for m in d.identities[:2]] == ["Pot Of Greed", "Dark Magician"]
+    assert d.identities[2] is None  # third box dropped by threshold: not identified
+    assert d.identities[0].cosine > 0.9
     assert "identify" in res.timings
     rec = d.records()[0]
-    assert rec["identity"] == "Pot Of Greed" and rec["identity_margin"] > 0
+    assert rec["identity"]["label"] == "Pot Of Greed" and rec["identity"]["margin"] > 0
 
     strict = Identifier(world.indexes.get(PID), clip_embedder, min_cosine=1.01)
     strict(q, d)
-    assert d.extra["identity"][0] == UNKNOWN and d.extra["identity_best"][0] == "Pot Of Greed"
+    assert d.identities[0].label == UNKNOWN and d.identities[0].best_label == "Pot Of Greed"
 
 
 CONFIG_TEXTAREA = """<View><Image name="image" value="$image"/>

@@ -175,7 +175,7 @@ def run(client, cfg: ProjectConfig, pipeline: Pipeline, project_id: int, *, only
     label_interface = LabelInterface(config=project.label_config)
     try:
         if dry_run:  # no models loaded, no index snapshot pinned: only the target check and the version
-            find_target(label_interface, cfg)  # raises when the config has no Image + RectangleLabels
+            find_target(label_interface, cfg)  # raises when the config has no output on an Image
             version = identify.current_version(cfg, str(project_id))
             req = None
         else:
@@ -252,6 +252,6 @@ def _predict_and_store(client, req: runner.Request, tasks: list[dict], run_one, 
             s.failed.append({"task": o.task_id, "reason": reason})
             continue
         s.predicted += 1
-        n = sum(1 for r in p["result"] if r.get("from_name") == req.target.from_name)
+        n = req.target.layout.regions(p)
         s.boxes += n
         s.empty += n == 0

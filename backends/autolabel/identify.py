@@ -6,13 +6,15 @@ webhooks and START_TRAINING to the identify service (``backends.identify``), whi
 project's reference index under MODEL_DIR current. The stand-alone ``IdentifyModel`` uses the
 same service, so both read and write the same per-project index.
 
-Where an identity goes (``backends.identify.predict.identity_results``), per box:
+Where an identity goes (``pipeline.labelstudio.Layout.results``; each box carries its identify match
+in ``Detections.identities``), per box:
 
 * the config has a per-region ``TextArea`` on the image: a TextArea result on the box's region
   holds the name, scored with the cosine; the rectangle keeps its grounding label and verify score;
 * else a per-region ``Choices`` that has the name as a choice: a Choices result, likewise;
-* else a ``RectangleLabels`` label that is the name (``predicted_values`` aliases and
-  case-insensitive names honoured): the rectangle's label becomes the name, scored with the cosine;
+* else a label of an output control (``RectangleLabels``, ``BrushLabels``, ``PolygonLabels``) that is the
+  name (``predicted_values`` aliases and case-insensitive names honoured): the region's label becomes
+  the name, scored with the cosine;
 * ``"unknown"`` (cosine below ``providers.identify.min_cosine`` or margin below ``min_margin`` of
   the project's YAML), or a name the config has no place for: the rectangle keeps its grounding
   label and verify score and carries no identity; its region meta text says what the index answered.
@@ -27,14 +29,8 @@ import logging
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
-
-from backends.autolabel.labels import LabelConfigError, Target, find_target, is_per_region
-from backends.base.labels import build_label_map
-from backends.identify.predict import Layout, identity_results
 from pipeline.config import ProjectConfig, model_version
-from pipeline.detections import Detections
-from pipeline.identify.index import UNKNOWN, Match
+from pipeline.labelstudio import Layout, UnsupportedConfig
 from pipeline.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -59,9 +55,8 @@ def current_version(cfg: ProjectConfig, project_id) -> str:
 
 @dataclass
 class Plan:
-    """One predict request's identify stage: a hook pinned to one index snapshot, and the layout."""
+    """One predict request's identify stage: a hook pinned to one index snapshot."""
     identifier: object  # pipeline.identify.stage.Identifier
-    layout: Layout
     index_version: int
 
 
@@ -70,22 +65,7 @@ def request_version(cfg: ProjectConfig, p: Optional[Plan]) -> str:
     return model_version(cfg, None if p is None else p.index_version)
 
 
-def layout_for(label_interface, target: Target) -> Layout:
-    """The identify layout of the target: its RectangleLabels plus a per-region TextArea/Choices on its image."""
-    lay = Layout(target.to_name, target.data_key, target.from_name, "rectanglelabels", list(target.labels),
-                 rect_control=target.control)
-    for ctl in label_interface.controls:
-        if target.to_name not in (ctl.to_name or []) or not is_per_region(ctl):
-            continue
-        tag = ctl.tag.lower()
-        if tag == "textarea" and lay.text_name is None:
-            lay.text_name = ctl.name
-        elif tag == "choices" and lay.choices_name is None:
-            lay.choices_name, lay.choices = ctl.name, tuple(getattr(ctl, "labels", []) or [])
-    return lay
-
-
-def plan(cfg: ProjectConfig, project_id, label_interface, target: Target) -> Optional[Plan]:
+def plan(cfg: ProjectConfig, project_id) -> Optional[Plan]:
     """The identify stage for this request, or None when the YAML has it off (or there is no project)."""
     if not enabled(cfg):
         return None
@@ -93,7 +73,7 @@ def plan(cfg: ProjectConfig, project_id, label_interface, target: Target) -> Opt
         log.warning("identify is on but the request names no Label Studio project: boxes are not identified")
         return None
     ident = service().identifier(project_id, provider=cfg.providers.identify, pin=True)
-    return Plan(ident, layout_for(label_interface, target), int(ident.last_version or 0))
+    return Plan(ident, int(ident.last_version or 0))
 
 
 def with_identifier(pipeline: Pipeline, p: Optional[Plan]) -> Pipeline:
@@ -105,48 +85,11 @@ def with_identifier(pipeline: Pipeline, p: Optional[Plan]) -> Pipeline:
     return view
 
 
-def identify_all(p: Plan, image, dets: Detections) -> None:
-    """Identify every active box again (interactive: drawn boxes verify dropped are answered too)."""
-    p.identifier(image, dets)
-
-
-def _match(dets: Detections, i: int) -> Optional[Match]:
-    ex = dets.extra
-    if "identity" not in ex or not str(ex["identity"][i]):
-        return None
-    label = str(ex["identity"][i])
-    best = str(ex.get("identity_best", [""] * len(dets))[i]) or None
-    variant = str(ex.get("identity_variant", [""] * len(dets))[i]) or None
-    nan = np.full(len(dets), np.nan)
-    return Match(label=label, best_label=best, variant=variant,
-                 cosine=float(ex.get("identity_cosine", nan)[i]), margin=float(ex.get("identity_margin", nan)[i]),
-                 known=label != UNKNOWN)
-
-
-def results(dets: Detections, width: int, height: int, target: Target, label_map: dict, p: Plan) -> list[dict]:
-    """Kept boxes with a config label, as Label Studio results with their identities."""
-    idx = [i for i in dets.active_index() if str(dets.labels[i]) in label_map]
-    if not idx:
-        return []
-    matches = [_match(dets, i) for i in idx]
-    names = sorted({m.label for m in matches if m is not None and m.known})
-    id_map = build_label_map(target.control, names) if names else {}
-    for m in matches:
-        if m is not None and m.known and m.label not in id_map and not (p.layout.text_name or (
-                p.layout.choices_name and m.label in p.layout.choices)):
-            log.info("identity %r has no place in the labeling config (no per-region TextArea/Choices, "
-                     "no such label in <RectangleLabels name=%r>): the box keeps its label", m.label, target.from_name)
-    scores = dets.final_scores()
-    own = [None if np.isnan(scores[i]) else float(scores[i]) for i in idx]
-    return identity_results(p.layout, dets.xyxy[idx], [label_map[str(dets.labels[i])] for i in idx], matches,
-                            width, height, id_map, box_scores=own)
-
-
 def _data_key(cfg: ProjectConfig, label_interface) -> Optional[str]:
     """Where task["data"] has the image (None: the fetcher looks for an image URL in the task data)."""
     try:
-        return find_target(label_interface, cfg).data_key
-    except (LabelConfigError, AttributeError):
+        return Layout.from_config(label_interface).data_key
+    except UnsupportedConfig:
         return None
 
 

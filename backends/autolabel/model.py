@@ -1,8 +1,9 @@
 """AutoLabelModel: Label Studio asks, the label-factory cascade answers with scored boxes.
 
 Thin on purpose: project resolution (project.py), the labeling-config target and label
-mapping (labels.py), interactive context (interactive.py), image fetching (backends/images.py),
-the Label Studio project's model_version (project_version.py),
+mapping (labels.py, over the output layer ``pipeline.labelstudio``), interactive context
+(interactive.py), image fetching (backends/images.py), the Label Studio project's model_version
+(project_version.py),
 the per-task loop with its process-wide Pipeline cache (runner.py) and the identify stage with
 its reference index kept current by ``fit`` (identify.py) live next door."""
 from __future__ import annotations
@@ -37,7 +38,7 @@ class AutoLabelModel(LabelStudioMLBase):
         req = runner.prepare(self.cfg, self.pipeline, self.project_id, self.label_interface)
         interaction = None
         if is_interactive(context):
-            interaction = parse_context(context, req.target.prompt_name, req.target.from_name)
+            interaction = parse_context(context, req.target.layout)
             if not interaction:  # only predicted regions in the context: nothing was drawn or typed
                 log.info("interactive: project %s task(s) %s: %s: no suggestion", self.project_id,
                          [t.get("id") for t in tasks], interaction.describe())
@@ -50,7 +51,7 @@ class AutoLabelModel(LabelStudioMLBase):
             runner.log_dropped(o, req.target)
             if interaction is not None:
                 answered = len(o.prediction["result"]) if o.prediction else 0
-                log.info("interactive: project %s task %s: %s: %d box(es) suggested", self.project_id, o.task_id,
+                log.info("interactive: project %s task %s: %s: %d region(s) suggested", self.project_id, o.task_id,
                          interaction.describe(), answered)
             if o.prediction is None:
                 predictions.append([])  # no prediction stored: Label Studio asks again next time

@@ -170,11 +170,13 @@ class PredictionWriter:
     at most ``batch`` predictions per request and ``rate`` predictions per second; a prediction waits
     at most ``flush_seconds``. Counts into the Summary (``done(outcome, error)`` after each task)."""
 
-    def __init__(self, client, project_id: int, version: str, from_name: str, summary: batch.Summary,
+    def __init__(self, client, project_id: int, version: str, from_name, summary: batch.Summary,
                  lock: threading.Lock, on_done: Callable[[int], None] = lambda n: None, *, batch_size: int = 100,
                  rate: float = 100.0, flush_seconds: float = 2.0,
                  retry: RetryPolicy = RetryPolicy(attempts=4, backoff=1.0, max_wait=15.0)):
-        self.client, self.project_id, self.version, self.from_name = client, project_id, version, from_name
+        self.client, self.project_id, self.version = client, project_id, version
+        # the output controls whose results are regions (a name or several: boxes and masks, not names)
+        self.outputs = {from_name} if isinstance(from_name, str) else set(from_name)
         self.s, self.lock, self.on_done = summary, lock, on_done
         self.batch_size, self.rate, self.flush_seconds, self.retry = max(1, batch_size), rate, flush_seconds, retry
         self.requests = 0  # write requests sent (bulk and single)
@@ -292,7 +294,7 @@ class PredictionWriter:
     def _stored(self, outcomes: list[runner.TaskOutcome]) -> None:
         with self.lock:
             for o in outcomes:
-                n = sum(1 for r in o.prediction["result"] if r.get("from_name") == self.from_name)
+                n = sum(1 for r in o.prediction["result"] if r.get("from_name") in self.outputs)
                 self.s.predicted += 1
                 self.s.boxes += n
                 self.s.empty += n == 0
@@ -421,7 +423,7 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
             bar.update(n)
             bar.set_postfix(predicted=s.predicted, failed=len(s.failed), skipped=s.already, refresh=False)
 
-    writer = PredictionWriter(client, project_id, version, target.from_name, s, lock, bar_done,
+    writer = PredictionWriter(client, project_id, version, [o.name for o in target.layout.outputs], s, lock, bar_done,
                               batch_size=options.write_batch, rate=options.write_rate,
                               flush_seconds=options.flush_seconds)
 

@@ -22,7 +22,7 @@ from backends.autolabel.labels import Target, find_target
 from backends.images import display_url, fetch_image
 from pipeline import deadline
 from pipeline.config import ProjectConfig, load_project
-from pipeline.convert import ls_results, ls_to_xyxy, task_score
+from pipeline.labelstudio.coords import point_to_pixel, rect_to_xyxy
 from pipeline.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,9 @@ def clear() -> None:
 
 @dataclass
 class Request:
-    """What one predict call over a Label Studio project needs: where boxes go, the identify
-    plan (pinned index snapshot, or None), the pipeline that runs it and the model_version."""
+    """What one predict call over a Label Studio project needs: where results go (the labeling config's
+    layout), the identify plan (pinned index snapshot, or None), the pipeline that runs it and the
+    model_version."""
     target: Target
     plan: Optional[identify.Plan]
     pipeline: Pipeline
@@ -80,17 +81,17 @@ class Request:
 
 def prepare(cfg: ProjectConfig, pipeline: Pipeline, project_id, label_interface) -> Request:
     """The labeling-config target, identify plan and model_version, as the backend's predict uses them
-    (raises LabelConfigError when the config has no RectangleLabels on an Image)."""
+    (raises LabelConfigError when the config has no output label-factory can fill on an Image)."""
     target = find_target(label_interface, cfg)
-    plan = identify.plan(cfg, project_id, label_interface, target)
+    plan = identify.plan(cfg, project_id)
     return Request(target, plan, identify.with_identifier(pipeline, plan),
                    identify.request_version(cfg, plan))
 
 
 def log_dropped(outcome: "TaskOutcome", target: Target) -> None:
     for label, n in outcome.dropped.items():
-        log.info("task %s: dropped %d box(es) labelled %r: no such label in <RectangleLabels name=%r>",
-                 outcome.task_id, n, label, target.from_name)
+        log.info("task %s: dropped %d box(es) labelled %r: no such label in %s", outcome.task_id, n, label,
+                 ", ".join(map(repr, target.layout.outputs)))
 
 
 def concurrency_limit() -> int:
@@ -164,35 +165,27 @@ def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: 
 def _run_models(task_id, image, pipeline: Pipeline, target: Target, model_version: str,
                 interaction: Optional[Interaction], plan: Optional[identify.Plan]) -> TaskOutcome:
     out = TaskOutcome(task_id)
-    if interaction and interaction.boxes:
-        xyxy = [ls_to_xyxy(b.value, image.width, image.height) for b in interaction.boxes]
-        labels = [target.pipeline_label(b.label or target.default_label) for b in interaction.boxes]
-        res = pipeline.run_on_boxes(image, xyxy, labels)
-        verify_dropped = not res.detections.kept.all()
-        res.detections.kept[:] = True  # the person drew them: answer every box with its verify score
-        if plan is not None and verify_dropped:
-            identify.identify_all(plan, image, res.detections)  # ... and its identity
-        label_map = target.with_identity()
+    layout = target.layout
+    masks = layout.needs_masks
+    w, h = image.width, image.height
+    if interaction and interaction.example:
+        ex = interaction.example
+        res = pipeline.run_similar(image, rect_to_xyxy(ex.value, w, h), target.pipeline_label(ex.label), masks=masks)
+    elif interaction and interaction.clicks:
+        clicks = interaction.clicks
+        res = pipeline.run_on_clicks(image, [point_to_pixel(c.value, w, h) for c in clicks],
+                                     [c.positive for c in clicks], target.pipeline_label(clicks[-1].label))
+    elif interaction and interaction.boxes:
+        res = pipeline.run_on_boxes(image, [rect_to_xyxy(b.value, w, h) for b in interaction.boxes],
+                                    [target.pipeline_label(b.label) for b in interaction.boxes], masks=masks)
     elif interaction and interaction.text:
         label = target.label_for_text(interaction.text)
-        res = pipeline.run(image, queries={interaction.text: target.pipeline_label(label)}, skip_filter=True)
-        label_map = target.with_identity()
+        res = pipeline.run(image, queries={interaction.text: target.pipeline_label(label)}, skip_filter=True,
+                           masks=masks)
     else:
-        res = pipeline.run(image)
-        label_map = target.label_map
-    dets = res.detections
-    active = [str(lab) for lab in dets.labels[dets.active_index()]]
-    for lab in sorted(set(active) - set(label_map)):
-        out.dropped[lab] = active.count(lab)
-    if plan is not None:
-        results = identify.results(dets, res.width, res.height, target, label_map, plan)
-    else:
-        results = ls_results(dets, res.width, res.height, target.from_name, target.to_name, label_map)
-    pred = {"result": results, "model_version": model_version}
-    score = task_score([r for r in results if r["from_name"] == target.from_name])  # boxes, not their names
-    pred["score"] = 0.0 if score is None else score  # no boxes: lowest, so it sorts last in Label Studio
-    out.prediction = pred
-    if not results and res.note:
+        res = pipeline.run(image, masks=masks)
+    out.prediction, out.dropped = layout.prediction(res.detections, res.width, res.height, model_version)
+    if not out.prediction["result"] and res.note:
         log.info("task %s: no boxes (%s)", task_id, res.note)
     return out
 

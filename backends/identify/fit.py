@@ -3,9 +3,10 @@
 ``fit(event, data, index_store, image_fetcher, embedder, client=None)``:
 
 * ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` (and the bulk ``ANNOTATIONS_CREATED``): crop each
-  rectangle of that annotation from the task image, embed the crops, and replace the annotation's
-  vectors (keyed by annotation and region id) — one annotation's work, whatever the index size.  A cancelled (skipped)
-  annotation or one without rectangles just removes its vectors.  The index records each annotation's
+  region (rectangle, polygon or brush mask: the box around it) of that annotation from the task image,
+  embed the crops, and replace the annotation's vectors (keyed by annotation and region id) — one
+  annotation's work, whatever the index size.  A cancelled (skipped) annotation or one without regions
+  just removes its vectors.  The index records each annotation's
   ``updated_at`` (``info["applied"]``) in the same atomic write, so applying an event twice is harmless
   and an older version never replaces a newer one (events may arrive late: ``backends.identify.journal``).
 * ``ANNOTATION_DELETED`` / ``ANNOTATIONS_DELETED``: remove the vectors of those annotations.
@@ -23,10 +24,8 @@ an annotation ... is logged and answered with ``{"status": "error" | "ignored", 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
@@ -35,8 +34,10 @@ import numpy as np
 from PIL import Image
 
 from pipeline.crops import crop
+from pipeline.detections import Detections
 from pipeline.identify.index import IndexSnapshot, IndexStore, make_entry, project_index_path
 from pipeline.identify.stage import IDENTIFY_PADDING
+from pipeline.labelstudio.regions import KINDS, read_regions
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ DELETE_EVENTS = ("ANNOTATION_DELETED", "ANNOTATIONS_DELETED")
 REBUILD_EVENT = "START_TRAINING"
 EVENTS = UPSERT_EVENTS + DELETE_EVENTS + (REBUILD_EVENT,)
 MAX_TOMBSTONES = 10_000
+REGION_KINDS = ("box", "polygon", "brush")  # what an annotation's regions are embedded from (not keypoints)
 
 ImageFetcher = Callable[[dict], Image.Image]
 
@@ -100,95 +102,36 @@ def _as_dict(obj) -> dict:
 
 
 # -- regions of an annotation -------------------------------------------------------------
-@dataclass
-class Region:
-    region_id: str
-    xyxy: np.ndarray  # pixels of the (EXIF-corrected) image
-    label: str
-    from_name: str = ""
+def regions_of(result: list, width: int, height: int) -> Detections:
+    """The labelled regions of an annotation result (rectangles, rotated or not, polygons and brush masks:
+    each as the pixel box around it), in order (``pipeline.labelstudio.read_regions``).
 
-
-def _bbox_pixels(value: dict, width: int, height: int) -> Optional[np.ndarray]:
-    """Axis-aligned pixel box of a Label Studio rectangle (rotation about its top-left corner)."""
-    try:
-        x, y = float(value["x"]) * width / 100.0, float(value["y"]) * height / 100.0
-        w, h = float(value["width"]) * width / 100.0, float(value["height"]) * height / 100.0
-    except (KeyError, TypeError, ValueError):
-        return None
-    a = math.radians(float(value.get("rotation") or 0.0))
-    if a:
-        c, s = math.cos(a), math.sin(a)
-        xs = [x, x + w * c, x + w * c - h * s, x - h * s]
-        ys = [y, y + w * s, y + w * s + h * c, y + h * c]
-        box = [min(xs), min(ys), max(xs), max(ys)]
-    else:
-        box = [x, y, x + w, y + h]
-    box = np.clip(np.array(box, np.float32), 0, [width, height, width, height])
-    if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-        return None
-    return box
-
-
-def _text_of(item: dict) -> Optional[str]:
-    value = item.get("value") or {}
-    kind = str(item.get("type", "")).lower()
-    if kind == "textarea":
-        texts = value.get("text") or []
-        texts = [texts] if isinstance(texts, str) else texts
-        text = " ".join(t.strip() for t in texts if isinstance(t, str) and t.strip())
-        return text or None
-    if kind == "choices":
-        ch = value.get("choices") or []
-        return str(ch[0]) if ch else None
-    return None
-
-
-def regions_of(result: list, width: int, height: int) -> list[Region]:
-    """The rectangles of an annotation result, each with its label.
-
-    The label is a per-region TextArea/Choices answer on the same region id when there is one
-    (e.g. the card's name typed per box), else the rectangle's RectangleLabels label."""
-    per_region: dict[str, str] = {}
-    for item in result or []:
-        if isinstance(item, dict) and item.get("id") and str(item.get("type", "")).lower() in ("textarea", "choices"):
-            text = _text_of(item)
-            if text:
-                per_region[str(item["id"])] = text
-    out = []
-    for item in result or []:
-        if not isinstance(item, dict) or str(item.get("type", "")).lower() not in ("rectanglelabels", "rectangle"):
-            continue
-        value = item.get("value") or {}
-        rid = str(item.get("id") or "")
-        labels = value.get("rectanglelabels") or value.get("labels") or []
-        label = per_region.get(rid) or (str(labels[0]) if labels else None)
-        if not label:
-            log.info("region %s has no label: skipped", rid)
-            continue
-        box = _bbox_pixels(value, width, height)
-        if box is None:
-            log.info("region %s: degenerate or malformed rectangle: skipped", rid)
-            continue
-        out.append(Region(rid, box, label, str(item.get("from_name", ""))))
-    return out
+    A region's label is its per-region TextArea/Choices answer (e.g. the card's name typed per box) when
+    there is one, else its own label; a region with neither is skipped."""
+    regions = read_regions(result, width, height, kinds=REGION_KINDS)
+    unlabelled = np.array([not str(lab) for lab in regions.labels], bool)
+    for rid in regions.extra.get("region_id", np.array([]))[unlabelled] if len(regions) else []:
+        log.info("region %s has no label: skipped", rid)
+    return regions[~unlabelled] if len(regions) else regions
 
 
 def embed_annotation(annotation: dict, task: dict, image: Image.Image, embedder, project_id: str,
                      padding: float = IDENTIFY_PADDING) -> tuple[np.ndarray, list[dict]]:
     """(vectors, entries) for every labeled rectangle of one annotation."""
     regions = regions_of(annotation.get("result") or [], image.width, image.height)
-    if not regions:
+    if not len(regions):
         return np.zeros((0, embedder.dim), np.float32), []
-    vecs = embedder.embed([crop(image, r.xyxy, padding) for r in regions])
-    entries = [make_entry(r.label, None, project=project_id, task=task.get("id"), annotation=annotation.get("id"),
-                          region=r.region_id, box=[round(float(v), 1) for v in r.xyxy]) for r in regions]
+    vecs = embedder.embed([crop(image, box, padding) for box in regions.xyxy])
+    entries = [make_entry(str(label), None, project=project_id, task=task.get("id"), annotation=annotation.get("id"),
+                          region=str(rid), box=[round(float(v), 1) for v in box])
+               for label, rid, box in zip(regions.labels, regions.extra["region_id"], regions.xyxy)]
     return vecs, entries
 
 
 # -- the handlers -------------------------------------------------------------------------------
 # Which annotations the index reflects, kept in the index itself (``info["applied"]``, written in the
 # same atomic update as the vectors): annotation id -> [its updated_at (epoch s, or None), index version].
-# Cancelled annotations and ones without rectangles are there too, with no vectors. The catch-up
+# Cancelled annotations and ones without regions are there too, with no vectors. The catch-up
 # (``backends.identify.journal``) compares it with Label Studio's annotations.
 APPLIED = "applied"
 
@@ -235,7 +178,7 @@ def _why_skip(snap: IndexSnapshot, annotation_id, stamp: Optional[float], listed
 
 def _upsert(store: IndexStore, annotation_id, vecs, entries, embedder_id: Optional[str],
             stamp: Optional[float] = None, listed_at: Optional[int] = None) -> IndexSnapshot:
-    """Replace the annotation's vectors (none: it has no rectangles) and record it as applied."""
+    """Replace the annotation's vectors (none: it has no regions) and record it as applied."""
     def change(old: IndexSnapshot) -> IndexSnapshot:
         reason = _why_skip(old, annotation_id, stamp, listed_at)
         if reason:
@@ -338,7 +281,7 @@ def _fit_annotation(event, data, store, image_fetcher, embedder, client, padding
     if reason:  # checked again under the write lock; here it saves the download and the embedding
         return {"status": "ok", "annotation": aid, "vectors_added": 0, "note": f"not applied: {reason}"}
     task = _as_dict(data.get("task"))
-    regions_present = any(isinstance(r, dict) and str(r.get("type", "")).lower() in ("rectanglelabels", "rectangle")
+    regions_present = any(isinstance(r, dict) and KINDS.get(str(r.get("type", "")).lower()) in REGION_KINDS
                           for r in ann.get("result") or [])
     vecs, entries, note = np.zeros((0, embedder.dim), np.float32), [], None
     if ann.get("was_cancelled"):

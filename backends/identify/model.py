@@ -1,7 +1,9 @@
 """``IdentifyModel``: a Label Studio ML backend that names boxes from the reference index.
 
-* ``predict``: boxes drawn by the person (interactive mode, ``context.result``) — or, when
-  there are none, the whole image as one box — are identified against the project's index.
+* ``predict``: regions drawn by the person (interactive mode, ``context.result``: rectangles,
+  polygons, brush masks) — or, when there are none, the whole image as one box — are identified
+  against the project's index; the names go where the labeling config has room for them
+  (``pipeline.labelstudio.Layout``: a per-region TextArea / Choices, else a label that is the name).
   ``model_version`` is ``identify-v<index version>``.
 * ``fit``: annotation webhooks and START_TRAINING are written to the durable journal and
   acknowledged at once; a background thread applies them with ``backends.identify.fit.fit``
@@ -22,12 +24,16 @@ import threading
 import time
 from typing import Optional
 
+import numpy as np
+
 from backends.base import LabelStudioMLBase, ModelResponse, init_app
+from backends.base.errors import LabelConfigError
 from backends.identify import fit as fit_mod
 from backends.identify import journal as journal_mod
-from backends.identify.predict import identity_results, layout_of
 from pipeline.config import model_version
+from pipeline.detections import Detections
 from pipeline.identify.stage import Identifier
+from pipeline.labelstudio import Layout, UnsupportedConfig, read_regions
 
 log = logging.getLogger(__name__)
 
@@ -238,11 +244,9 @@ class IdentifyModel(LabelStudioMLBase):
             svc.watch(self.project_id, self._data_key())
 
     def _data_key(self) -> Optional[str]:
-        if self.label_interface is None:
-            return None
         try:
-            return layout_of(self.label_interface).data_key
-        except ValueError:
+            return Layout.from_config(self.label_interface).data_key
+        except UnsupportedConfig:
             return None
 
     @classmethod
@@ -256,30 +260,19 @@ class IdentifyModel(LabelStudioMLBase):
     def metrics(cls) -> dict:
         return {"identify": service().metrics()}
 
-    def _user_boxes(self, context, lay, width, height):
-        boxes, labels = [], []
-        for item in (context or {}).get("result") or []:
-            value = (item or {}).get("value") or {}
-            if str(item.get("type", "")).lower() in ("rectanglelabels", "rectangle") and \
-                    all(k in value for k in ("x", "y", "width", "height")):
-                box = fit_mod._bbox_pixels(value, width, height)
-                if box is not None:
-                    boxes.append(box)
-                    labs = value.get("rectanglelabels") or []
-                    labels.append(labs[0] if labs else None)
-        return boxes, labels
-
     def predict(self, tasks, context=None, **kwargs):
         svc = service()
-        lay = layout_of(self.label_interface)
+        try:
+            layout = Layout.from_config(self.label_interface)
+        except UnsupportedConfig as e:
+            raise LabelConfigError(str(e)) from None
         store = svc.indexes.get(self.project_id)
         if store is None:
             return ModelResponse(predictions=[[] for _ in tasks],
                                  errors=[{"task": t.get("id"), "reason": "no project id"} for t in tasks])
         ident = svc.identifier(self.project_id)
-        fetch = svc.image_fetcher(lay.data_key)
+        fetch = svc.image_fetcher(layout.data_key)
         preds, errors, version = [], [], store.current().version
-        label_map = None
         for task in tasks:
             try:
                 image = fetch(task)
@@ -288,16 +281,16 @@ class IdentifyModel(LabelStudioMLBase):
                 errors.append({"task": task.get("id"), "reason": f"image unavailable: {e}"})
                 preds.append([])
                 continue
-            boxes, labels = self._user_boxes(context, lay, image.width, image.height)
-            if not boxes:
-                boxes, labels = [[0, 0, image.width, image.height]], [None]
-            matches, version = ident.identify_boxes(image, boxes)
-            if label_map is None and lay.rect_type == "rectanglelabels":
-                label_map = self.build_label_map(lay.rect_name, sorted(store.current().label_set()))
-            result = identity_results(lay, boxes, labels, matches, image.width, image.height, label_map)
-            scores = [r["score"] for r in result if "score" in r and r["from_name"] == lay.rect_name]
-            preds.append({"result": result, "score": float(sum(scores) / len(scores)) if scores else None,
-                          "model_version": model_version_for(version)})
+            w, h = image.width, image.height
+            drawn = read_regions((context or {}).get("result"), w, h, kinds=fit_mod.REGION_KINDS)
+            if not len(drawn):
+                drawn = Detections(xyxy=[[0, 0, w, h]], scores=[np.nan], labels=[""], stage=["user"])
+            # a region without a label (the whole image) takes the first label, so it can carry a name
+            drawn.relabel([str(lab) or next(iter(layout.labels()), "") for lab in drawn.labels])
+            matches, version = ident.identify_boxes(image, drawn.xyxy)
+            drawn.set_identities(range(len(drawn)), matches)
+            pred, _ = layout.prediction(drawn, w, h, model_version_for(version))
+            preds.append(pred)
         return ModelResponse(model_version=model_version_for(version), predictions=preds, errors=errors)
 
     def fit(self, event, data, **kwargs):

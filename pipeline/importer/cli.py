@@ -31,6 +31,8 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--connect-backend", metavar="URL",
                    help="register this ML backend on the project and ask Label Studio for predictions")
     p.add_argument("--data-root", help="override the YAML's data_root")
+    p.add_argument("--masks", choices=["brush", "polygon"], default=None,
+                   help="the project's labeling config takes masks (label-factory config --masks)")
     p.add_argument("--storage", choices=["upload", "local-files"], default="upload",
                    help="upload files to Label Studio (default), or reference them through a local-files "
                         "storage when Label Studio shares the disk")
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         connect_backend=args.connect_backend, concurrency=args.concurrency,
         per_host_interval=args.per_host_interval, retries=args.retries, max_bytes=args.max_bytes,
         phash_distance=args.phash_distance, progress=not args.no_progress, ddg_backoff=args.ddg_backoff,
-        ddg_attempts=args.ddg_attempts)
+        ddg_attempts=args.ddg_attempts, masks=args.masks)
     try:
         summary = run_import(cfg, opts)
     except ValueError as e:       # unknown source, broken manifest, ...

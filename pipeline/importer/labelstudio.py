@@ -73,9 +73,9 @@ class LabelStudioTarget:
                 return p
         return None
 
-    def ensure_project(self, cfg: ProjectConfig) -> tuple[int, str]:
-        """(project id, what happened)."""
-        config = labeling_config(cfg)
+    def ensure_project(self, cfg: ProjectConfig, masks: Optional[str] = None) -> tuple[int, str]:
+        """(project id, what happened); ``masks``: "brush" / "polygon" for a mask labeling config."""
+        config = labeling_config(cfg, masks=masks)
         found = self.find_project(cfg.project_name)
         if found is None:
             p = self.client.projects.create(title=cfg.project_name, label_config=config,
@@ -143,10 +143,10 @@ class LabelStudioTarget:
 
     def sync(self, cfg: ProjectConfig, manifest, *, storage: str = "upload",
              document_root: Optional[Path] = None, on_progress: Callable[[int], None] = lambda n: None,
-             entries: Optional[Iterable[dict]] = None) -> dict:
+             entries: Optional[Iterable[dict]] = None, masks: Optional[str] = None) -> dict:
         """Import every manifest entry that the project does not have yet.
         Returns {"project", "note", "imported", "already", "missing"}."""
-        project_id, note = self.ensure_project(cfg)
+        project_id, note = self.ensure_project(cfg, masks)
         key = f"{self.url}#{project_id}"
         have = self.existing(project_id)
         if storage == "local-files":

@@ -50,6 +50,7 @@ class ImportOptions:
     ddg_backoff: float = 5.0
     ddg_attempts: int = 3
     ls_client: object = None                   # a ready label_studio_sdk.LabelStudio (else url + key)
+    masks: Optional[str] = None                # "brush" / "polygon": a mask labeling config for a new project
 
 
 def _entry(f: Fetched, path: str, size: int) -> dict:
@@ -186,8 +187,8 @@ def run_import(cfg: ProjectConfig, opts: Optional[ImportOptions] = None) -> Summ
     root = opts.local_files_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
     with tqdm(total=len(manifest), desc="label studio   ", unit="img", disable=not opts.progress,
               dynamic_ncols=True) as bar:
-        res = target.sync(cfg, manifest, storage=opts.storage, document_root=Path(root) if root else None,
-                          on_progress=bar.update)
+        res = target.sync(cfg, manifest, storage=opts.storage, masks=opts.masks,
+                          document_root=Path(root) if root else None, on_progress=bar.update)
     manifest.save()
     summary.imported = res["imported"]
     summary.already_imported = res["already"]
