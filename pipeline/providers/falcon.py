@@ -229,26 +229,19 @@ class FalconGrounder(Grounder):
 
     def segment(self, image: Image.Image, queries: Sequence[str]) -> Detections:
         """``boxes`` from the segmentation task: every box with the mask Falcon drew for it."""
-        queries = [q for q in dict.fromkeys(str(q).strip() for q in queries) if q]
-        if not queries:
-            return Detections.empty()
-        image = image.convert("RGB")
-        width, height = image.size
-        parts = []
-        for i in range(0, len(queries), self.batch_size):
-            chunk = queries[i:i + self.batch_size]
-            try:
-                auxes = self._run_task(image, chunk, "segmentation")
-            except Exception as e:
-                raise ProviderError(f"falcon ({self.backend}): segmentation failed for {chunk}: "
-                                    f"{type(e).__name__}: {str(e)[:300]}") from e
-            for aux, q in zip(auxes, chunk):
-                d = detections_from_raw(aux.bboxes_raw, q, width, height)
-                d.set_masks(range(len(d)), pair_masks(aux.masks_rle, d.xyxy, width, height))
-                parts.append(d)
-        return Detections.merge(parts)
+        def with_masks(aux, query: str, width: int, height: int) -> Detections:
+            d = detections_from_raw(aux.bboxes_raw, query, width, height)
+            d.set_masks(range(len(d)), pair_masks(aux.masks_rle, d.xyxy, width, height))
+            return d
+        return self._per_query(image, queries, "segmentation",
+                               lambda im, chunk: self._run_task(im, chunk, "segmentation"), with_masks)
 
     def boxes(self, image: Image.Image, queries: Sequence[str]) -> Detections:
+        return self._per_query(image, queries, "detection", self._generate, detections_from_raw)
+
+    def _per_query(self, image: Image.Image, queries: Sequence[str], task: str, run, convert) -> Detections:
+        """``run(image, chunk)`` over the queries ``batch_size`` at a time, ``convert(output, query, w, h)``
+        each query's output to Detections."""
         queries = [q for q in dict.fromkeys(str(q).strip() for q in queries) if q]
         if not queries:
             return Detections.empty()
@@ -258,9 +251,9 @@ class FalconGrounder(Grounder):
         for i in range(0, len(queries), self.batch_size):
             chunk = queries[i:i + self.batch_size]
             try:
-                raws = self._generate(image, chunk)
+                outputs = run(image, chunk)
             except Exception as e:
-                raise ProviderError(f"falcon ({self.backend}): detection failed for {chunk}: "
+                raise ProviderError(f"falcon ({self.backend}): {task} failed for {chunk}: "
                                     f"{type(e).__name__}: {str(e)[:300]}") from e
-            parts += [detections_from_raw(raw, q, width, height) for raw, q in zip(raws, chunk)]
+            parts += [convert(out, q, width, height) for out, q in zip(outputs, chunk)]
         return Detections.merge(parts)
