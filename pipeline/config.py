@@ -77,7 +77,7 @@ class VLMProvider(_Strict):
 
 
 class GrounderProvider(_Strict):
-    kind: Literal["falcon", "owlv2", "grounding-dino", "student"] = "falcon"
+    kind: Literal["falcon", "owlv2", "grounding-dino", "student", "sam3"] = "falcon"
     model: str = "tiiuae/Falcon-Perception"
     device: str = "auto"
     backend: Literal["auto", "mlx", "torch"] = Field("auto", description="falcon only: mlx (CPU/Apple) or torch (CUDA)")

@@ -35,3 +35,9 @@ def tiny_sam_dir(model_dir):
 def tiny_sam2_dir(model_dir):
     from pipeline.tiny.sam import build_sam2
     return build_sam2(model_dir / "sam2")
+
+
+@pytest.fixture(scope="session")
+def tiny_sam3_dir(model_dir):
+    from pipeline.tiny.sam import build_sam3
+    return build_sam3(model_dir / "sam3")

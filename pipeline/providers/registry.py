@@ -28,6 +28,7 @@ _GROUNDER_FIELDS = {
     "owlv2": ("model", "device"),
     "grounding-dino": ("model", "device"),
     "student": ("model", "device"),
+    "sam3": ("model", "device"),
 }
 
 
@@ -61,6 +62,7 @@ _GROUNDER_CLASSES = {
     "grounding-dino": "pipeline.providers.hf_detectors:GroundingDINOGrounder",
     "falcon": "pipeline.providers.falcon:FalconGrounder",
     "student": "pipeline.providers.student:StudentGrounder",
+    "sam3": "pipeline.providers.sam:Sam3Grounder",
 }
 _SEGMENTER_CLASSES = {
     "sam": "pipeline.providers.sam:SamSegmenter",

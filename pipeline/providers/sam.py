@@ -1,4 +1,5 @@
-"""The SAM family as the segmenter (``providers.segmenter``): box or click prompts -> masks.
+"""The SAM family: the segmenter (``providers.segmenter``: box or click prompts -> masks) and SAM 3 as a
+grounder (``providers.grounder.kind: sam3``: a text prompt -> boxes and masks, ``Sam3Grounder`` below).
 
 Any transformers mask-generation checkpoint loads here the normal way (``AutoProcessor`` +
 ``AutoModelForMaskGeneration``): SAM (``facebook/sam-vit-base``), SAM-HQ, SAM 2
@@ -15,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.providers.base import ProviderError, Segmenter
+from pipeline.detections import Detections
+from pipeline.providers.base import Grounder, ProviderError, Segmenter
 from pipeline.providers.hf_detectors import resolve_device
 
 MAX_UPSAMPLE_BYTES = 256 * 2**20  # float32 masks at the image's size, per post-processing chunk
@@ -134,3 +137,82 @@ class SamSegmenter(Segmenter):
             except Exception as e:  # noqa: BLE001
                 raise ProviderError(f"segmenter {self.model_id!r}: point prompts failed: {type(e).__name__}: {e}") \
                     from e
+
+
+class Sam3Grounder(Grounder):
+    """SAM 3 as a grounder (``providers.grounder.kind: sam3``): a text prompt -> every matching object's
+    box, score and, from ``segment``, mask (transformers' ``Sam3Model``, e.g. ``facebook/sam3``).
+
+    The image is encoded once per call (``get_vision_features``) and every query reuses it. Scores are
+    the model's (query logit x presence), so the ground stage's threshold and NMS apply as for OWLv2.
+    At most ``max_candidates`` boxes per query (the best-scored above ``min_score``) get a mask, brought
+    to the image's size a few at a time."""
+    name = "sam3"
+    gives_masks = True
+
+    def __init__(self, model: str, device: str = "auto", min_score: float = 0.0, max_candidates: int = 50):
+        from transformers import AutoModel, AutoProcessor
+        self.model_id = str(model)
+        self.device = resolve_device(device)
+        self.min_score, self.max_candidates = float(min_score), int(max_candidates)
+        try:
+            self.processor = AutoProcessor.from_pretrained(self.model_id)
+            self.model = AutoModel.from_pretrained(self.model_id).to(self.device).eval()
+        except Exception as e:  # noqa: BLE001
+            raise ProviderError(f"sam3 grounder {self.model_id!r}: cannot load on {self.device}: "
+                                f"{type(e).__name__}: {str(e)[:300]}") from e
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cfg) -> "Sam3Grounder":
+        return cls(cfg.model, device=cfg.device)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "model": self.model_id, "device": self.device, "min_score": self.min_score}
+
+    def boxes(self, image: Image.Image, queries: Sequence[str]) -> Detections:
+        return self._detect(image, queries, masks=False)
+
+    def segment(self, image: Image.Image, queries: Sequence[str]) -> Detections:
+        return self._detect(image, queries, masks=True)
+
+    def _detect(self, image: Image.Image, queries: Sequence[str], masks: bool) -> Detections:
+        queries = [q for q in dict.fromkeys(str(q).strip() for q in queries) if q]
+        if not queries:
+            return Detections.empty()
+        image = image.convert("RGB") if image.mode != "RGB" else image
+        size = [(image.height, image.width)]
+        parts = []
+        with self._lock:
+            try:
+                pixel_values = self.processor(images=image, return_tensors="pt")["pixel_values"].to(self.device)
+                with torch.inference_mode():
+                    vision = self.model.get_vision_features(pixel_values)
+                    for q in queries:
+                        text = self.processor(text=q, return_tensors="pt")
+                        out = self.model(vision_embeds=vision, input_ids=text["input_ids"].to(self.device),
+                                         attention_mask=text["attention_mask"].to(self.device))
+                        parts.append(self._query_detections(out, q, size, masks))
+            except Exception as e:  # noqa: BLE001
+                raise ProviderError(f"sam3 grounder {self.model_id!r}: {type(e).__name__}: {str(e)[:300]}") from e
+        return Detections.merge(parts)
+
+    def _query_detections(self, out, query: str, size: list, masks: bool) -> Detections:
+        every = self.processor.post_process_object_detection(out, threshold=-1.0, target_sizes=size)[0]
+        scores = every["scores"].float().cpu().numpy()
+        order = np.argsort(-scores, kind="stable")
+        idx = order[scores[order] >= self.min_score][:self.max_candidates]
+        found = []
+        if masks and len(idx):
+            h, w = size[0]
+            per_chunk = max(1, MAX_UPSAMPLE_BYTES // max(1, h * w * 4))
+            for start in range(0, len(idx), per_chunk):
+                sel = torch.as_tensor(idx[start:start + per_chunk])
+                part = type(out)(pred_logits=out.pred_logits[:, sel], pred_boxes=out.pred_boxes[:, sel],
+                                 pred_masks=out.pred_masks[:, sel], presence_logits=out.presence_logits)
+                res = self.processor.post_process_instance_segmentation(part, threshold=-1.0, mask_threshold=0.5,
+                                                                        target_sizes=size)[0]
+                found += list(res["masks"].cpu().numpy().astype(bool))
+        n = len(idx)
+        return Detections(xyxy=every["boxes"].float().cpu().numpy()[idx].reshape(-1, 4), scores=scores[idx],
+                          labels=[query] * n, queries=[query] * n, masks=found if masks else None)

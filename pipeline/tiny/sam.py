@@ -1,4 +1,4 @@
-"""Tiny random-weight SAM and SAM 2 saved as HF model dirs (no hub): they reload through
+"""Tiny random-weight SAM, SAM 2 and SAM 3 saved as HF model dirs (no hub): they reload through
 ``AutoProcessor`` / ``AutoModelForMaskGeneration.from_pretrained`` exactly like the real checkpoints.
 
 ``build_sam(dir, shape="base")`` is facebook/sam-vit-base's published shape (``SamConfig()``'s
@@ -63,4 +63,34 @@ def build_sam2(out_dir, seed: int = 0) -> Path:
     Sam2Model(cfg).save_pretrained(out)
     Sam2Processor(image_processor=Sam2ImageProcessor(size={"height": 128, "width": 128},
                                                      mask_size={"height": 32, "width": 32})).save_pretrained(out)
+    return out
+
+
+def build_sam3(out_dir, seed: int = 0) -> Path:
+    """A tiny SAM 3 (1.8 M params) at 112 px with the real CLIP tokenizer (open_clip's BPE file)."""
+    import torch
+    from transformers import CLIPTokenizer, Sam3Config, Sam3Model, Sam3Processor
+    from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
+
+    from pipeline.tiny.detectors import write_clip_vocab
+    out = Path(out_dir)
+    if (out / "config.json").exists():
+        return out
+    torch.manual_seed(seed)
+    tok = CLIPTokenizer.from_pretrained(write_clip_vocab(out / "_clip_vocab"), pad_token="!")
+    vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+               num_attention_heads=2, image_size=112, patch_size=14, window_size=4, global_attn_indexes=[1],
+               pretrain_image_size=112)
+    small = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64)
+    cfg = Sam3Config(
+        vision_config=dict(backbone_config=vit, fpn_hidden_size=32,
+                           backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]]),
+        text_config=dict(model_type="clip_text_model", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         projection_dim=32, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=32),
+        geometry_encoder_config=dict(num_layers=1, **small), detr_encoder_config=dict(num_layers=1, **small),
+        detr_decoder_config=dict(num_layers=1, num_queries=10, **small),
+        mask_decoder_config=dict(hidden_size=32, num_attention_heads=2))
+    Sam3Model(cfg).save_pretrained(out)
+    Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": 112, "width": 112}),
+                  tokenizer=tok).save_pretrained(out)
     return out
