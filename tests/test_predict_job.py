@@ -202,11 +202,11 @@ def test_limit_and_dry_run(job):
     assert "would predict: 3" in "\n".join(s.lines()) and s.seconds_per_task is None
 
 
-def test_config_without_rectangles_stops_the_job(job):
+def test_config_without_an_output_stops_the_job(job):
     cfg, pipe, _ = job
     client = FakeClient([_task(1, "u")], '<View><Image name="i" value="$i"/><Choices name="c" toName="i">'
                                          '<Choice value="a"/></Choices></View>')
-    with pytest.raises(batch.JobError, match="no <RectangleLabels> on an <Image>"):
+    with pytest.raises(batch.JobError, match="no output label-factory can fill .*<Choices name='c'> .*classification"):
         batch.run(client, cfg, pipe, 7, progress=False, fetch=fetcher([]))
     assert client.list_calls == []
 

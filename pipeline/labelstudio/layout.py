@@ -42,6 +42,7 @@ NOT_FILLED = {
     "labels": "a generic <Labels> (pair the image with RectangleLabels, BrushLabels or PolygonLabels instead)",
     "keypointlabels": "keypoints (they are clicks that ask for a mask, not an output)",
     "keypoint": "keypoints (they are clicks that ask for a mask, not an output)",
+    "choices": "per-image choices (classification; perRegion=\"true\" choices take identities)",
 }
 
 

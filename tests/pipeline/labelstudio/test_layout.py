@@ -144,7 +144,8 @@ def test_controls_that_only_prompt_or_are_skipped_get_no_predictions():
 @pytest.mark.parametrize("tags, message", [
     (['<EllipseLabels name="e" toName="image"><Label value="a"/></EllipseLabels>'], "EllipseLabels name='e'"),
     (['<KeyPointLabels name="k" toName="image"><Label value="a"/></KeyPointLabels>'], "clicks that ask for a mask"),
-    (['<Choices name="c" toName="image"><Choice value="a"/></Choices>'], "not an output"),
+    (['<Choices name="c" toName="image"><Choice value="a"/></Choices>'], "per-image choices"),
+    (['<Number name="n" toName="image"/>'], "not an output"),
     ([RECT.replace('name="box"', 'name="box" model_skip="true"')], "switched off"),
 ])
 def test_configs_without_an_output_are_refused_with_the_reason(tags, message):
