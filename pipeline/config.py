@@ -96,6 +96,8 @@ class SegmenterProvider(_Strict):
     model: str = "facebook/sam-vit-base"
     device: str = "auto"
     cache_images: int = Field(4, ge=0, description="images whose embedding is kept (clicks on the same image)")
+    always: bool = Field(False, description="segment every box with this model, also when the grounder gives "
+                                            "masks (Falcon's own masks are slow on a CPU)")
 
 
 class SimilarProvider(_Strict):

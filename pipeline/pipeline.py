@@ -142,7 +142,8 @@ class Pipeline:
                 return res
         if cfg.stages.ground:
             with _timed(res, "ground"):
-                res.detections = stages.ground(self.grounder, image, queries or cfg.query_labels(), th, masks=masks)
+                own = masks and not cfg.providers.segmenter.always  # the grounder's own masks, when it has them
+                res.detections = stages.ground(self.grounder, image, queries or cfg.query_labels(), th, masks=own)
         self._finish(image, res, masks=masks)
         return res
 

@@ -110,9 +110,9 @@ def regions_of(result: list, width: int, height: int) -> Detections:
     there is one, else its own label; a region with neither is skipped."""
     regions = read_regions(result, width, height, kinds=REGION_KINDS)
     unlabelled = np.array([not str(lab) for lab in regions.labels], bool)
-    for rid in regions.extra.get("region_id", np.array([]))[unlabelled] if len(regions) else []:
+    for rid in regions.extra["region_id"][unlabelled]:
         log.info("region %s has no label: skipped", rid)
-    return regions[~unlabelled] if len(regions) else regions
+    return regions[~unlabelled]
 
 
 def embed_annotation(annotation: dict, task: dict, image: Image.Image, embedder, project_id: str,

@@ -164,3 +164,19 @@ def test_find_similar_needs_owlv2_and_says_where_to_set_it():
     p = Pipeline(cfg, vlm=ScriptedVLM(seeing_red), grounder=MaskingGrounder())
     with pytest.raises(ProviderError, match="providers.similar"):
         p.run_similar(scene(), [30, 50, 110, 130], "Stop Sign")
+
+
+def test_segmenter_always_overrides_the_grounders_own_masks():
+    seg = ColourSegmenter()
+    cfg = config(stages={"filter": False, "verify": False}, providers={
+        "vlm": {"kind": "transformers", "model": "x"}, "grounder": {"kind": "falcon"},
+        "segmenter": {"always": True}})
+    d = Pipeline(cfg, vlm=ScriptedVLM(seeing_red), grounder=SegmentingOnlyOnRequest(), segmenter=seg).run(
+        scene(), masks=True).detections
+    assert seg.box_calls == [2] and d.has_mask().all()
+
+
+class SegmentingOnlyOnRequest(MaskingGrounder):
+    def boxes(self, image, queries):
+        return Detections(xyxy=[[30, 50, 110, 130], [180, 80, 290, 190]], scores=[np.nan, np.nan],
+                          labels=["stop sign"] * 2)
