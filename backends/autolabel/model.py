@@ -51,7 +51,7 @@ class AutoLabelModel(LabelStudioMLBase):
             runner.log_dropped(o, req.target)
             if interaction is not None:
                 answered = len(o.prediction["result"]) if o.prediction else 0
-                log.info("interactive: project %s task %s: %s: %d region(s) suggested", self.project_id, o.task_id,
+                log.info("interactive: project %s task %s: %s: %d box(es) suggested", self.project_id, o.task_id,
                          interaction.describe(), answered)
             if o.prediction is None:
                 predictions.append([])  # no prediction stored: Label Studio asks again next time

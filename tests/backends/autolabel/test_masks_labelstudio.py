@@ -7,8 +7,6 @@ a click and an example box with results of the output's type.
 Random weights: thresholds are 0 so boxes survive; this checks the protocol and shapes, not quality."""
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,9 +18,13 @@ from pipeline.config import load_project
 from pipeline.labelconfig import labeling_config
 from pipeline.labelstudio.coords import percent_to_points, xyxy_to_rect
 from pipeline.labelstudio.masks import polygon_to_mask, rle_to_mask
-from pipeline.stack.processes import Service, free_port
-from tests.fixtures_labelstudio import REPO
-from tests.ls_helpers import IMAGE_SIZE, assert_valid_prediction, project_with_broken_task
+from tests.ls_helpers import (
+    IMAGE_SIZE,
+    assert_valid_prediction,
+    project_with_broken_task,
+    start_backend,
+    tiny_project_yaml,
+)
 
 pytestmark = pytest.mark.slow
 W, H = IMAGE_SIZE
@@ -30,34 +32,19 @@ W, H = IMAGE_SIZE
 
 @pytest.fixture(scope="module")
 def project_yaml(tmp_path_factory, tiny_qwen_dir, tiny_owlv2_dir, tiny_sam_dir) -> Path:
-    path = tmp_path_factory.mktemp("masks-project") / "e2e-masks.yaml"
-    path.write_text(yaml.safe_dump({
-        "project_name": "e2e-masks", "target_object": "stop sign", "label": "Stop Sign",
-        "falcon_queries": ["stop sign"],
-        "stages": {"filter": True, "ground": True, "verify": True, "identify": False},
-        "thresholds": {"filter": 0.0, "grounding": 0.0, "verify": 0.0, "max_boxes": 2},
-        "providers": {"vlm": {"kind": "transformers", "model": str(tiny_qwen_dir), "device": "cpu"},
-                      "grounder": {"kind": "owlv2", "model": str(tiny_owlv2_dir), "device": "cpu"},
-                      "segmenter": {"model": str(tiny_sam_dir), "device": "cpu"}},
-    }))
+    path = tiny_project_yaml(tmp_path_factory.mktemp("masks-project") / "e2e-masks.yaml", "e2e-masks",
+                             tiny_qwen_dir, tiny_owlv2_dir, max_boxes=2)
+    data = yaml.safe_load(path.read_text())
+    data["providers"]["segmenter"] = {"model": str(tiny_sam_dir), "device": "cpu"}
+    path.write_text(yaml.safe_dump(data))
     return path
 
 
 @pytest.fixture(scope="module")
 def backend(label_studio, project_yaml, tmp_path_factory):
-    work = tmp_path_factory.mktemp("masks-backend")
-    port = free_port()
-    log_path = work / "backend.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1",
-           "THREADS": "4", "LOG_LEVEL": "INFO", "MODEL_DIR": str(work / "model-dir"),
-           "PROJECT_CONFIG": str(project_yaml), "LABEL_STUDIO_URL": label_studio.url,
-           "LABEL_STUDIO_API_KEY": label_studio.token, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    svc = Service("ML backend", [sys.executable, "-m", "gunicorn", "-c", "python:backends.gunicorn_conf",
-                                 "backends._wsgi:app"], env, log_path, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
+    svc = start_backend(tmp_path_factory.mktemp("masks-backend"), project_yaml, label_studio.url, label_studio.token)
     try:
-        svc.wait_http(f"{url}/health", 90)
-        yield type("Backend", (), {"url": url, "log": lambda: log_path.read_text()})
+        yield type("Backend", (), {"url": svc.url, "log": lambda: svc.log_path.read_text()})
     finally:
         svc.stop()
 
