@@ -118,6 +118,14 @@ class LabelStudio:
         self.service.stop()
 
 
+def start_command(binary, host: str, port: int, data_dir: Path, admin: Admin) -> list[str]:
+    """``label-studio start`` with the admin's credentials given as ``--option=value``: a generated password
+    may start with "-", which ``--password VALUE`` would hand to argparse as another option."""
+    return [str(binary), "start", "--no-browser", "--internal-host", host, "--port", str(port),
+            "--data-dir", str(data_dir), f"--username={admin.email}", f"--password={admin.password}",
+            f"--user-token={admin.token}", "--enable-legacy-api-token"]
+
+
 def start_label_studio(root: Path, port: Optional[int] = None, host: str = "127.0.0.1",
                        timeout: float = float(os.getenv("LABEL_STUDIO_START_TIMEOUT", "300"))) -> LabelStudio:
     binary = label_studio_bin()
@@ -129,9 +137,7 @@ def start_label_studio(root: Path, port: Optional[int] = None, host: str = "127.
     files_dir.mkdir(parents=True, exist_ok=True)
     admin = load_or_create_admin(data_dir)
     port = free_port(port, host)
-    cmd = [str(binary), "start", "--no-browser", "--internal-host", host, "--port", str(port),
-           "--data-dir", str(data_dir), "--username", admin.email, "--password", admin.password,
-           "--user-token", admin.token, "--enable-legacy-api-token"]
+    cmd = start_command(binary, host, port, data_dir, admin)
     svc = Service("Label Studio", cmd, label_studio_env(data_dir, files_dir), root / "label-studio.log", cwd=root)
     ls = LabelStudio(url=f"http://{local_host(host)}:{port}", admin=admin, data_dir=data_dir, files_dir=files_dir,
                      service=svc)
