@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from label_studio_sdk.label_interface import LabelInterface
 
 from backends.autolabel import project_version, runner
 from backends.autolabel.model import AutoLabelModel
@@ -20,6 +21,7 @@ from pipeline.identify.index import UNKNOWN, Match
 from pipeline.labelconfig import labeling_config
 from pipeline.pipeline import Pipeline
 from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, SilentServer, held, jpeg_bytes
+from tests.ls_helpers import assert_valid_prediction
 
 TOKEN = "feedc0ffee0123456789abcdef0123456789abcd"
 PROJECT = {
@@ -73,6 +75,10 @@ def _predict(client, config, tasks, context=None):
     r = client.post("/predict", json={"tasks": tasks, "project": "5.1700000000", "label_config": config,
                                       "params": {"context": context}})
     assert r.status_code == 200, r.get_data(as_text=True)
+    li = LabelInterface(config=config)
+    for pred in r.json["results"]:  # every prediction passes label-studio-sdk's check against the config
+        if pred:
+            assert_valid_prediction(li, pred["result"], pred.get("score"))
     return r.json
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from label_studio_sdk.label_interface import LabelInterface
 
 from backends.identify.fit import ProjectIndexes, fit, regions_of
 from pipeline.identify.index import UNKNOWN, IndexSnapshot, IndexStore, make_entry
 from pipeline.identify.stage import Identifier
 from tests.identify_data import card, ls_rect, scene, webhook
+from tests.ls_helpers import assert_valid_prediction
 
 REPO = Path(__file__).resolve().parents[1]
 PID = 3
@@ -348,6 +350,7 @@ def test_backend_predict_and_webhook_through_flask(world, clip_embedder, monkeyp
                                    "params": {"context": drawn}})
     assert r.status_code == 200, r.json
     (pred,) = r.json["results"]
+    assert_valid_prediction(LabelInterface(config=CONFIG_TEXTAREA), pred["result"], pred["score"])
     assert r.json["model_version"] == "identify-v1" and pred["model_version"] == "identify-v1"
     rect, text = pred["result"]
     assert rect["type"] == "rectanglelabels" and rect["value"]["rectanglelabels"] == ["Card"]
@@ -365,6 +368,7 @@ def test_backend_predict_and_webhook_through_flask(world, clip_embedder, monkeyp
     r = app.post("/predict", json={"tasks": [t10], "project": str(PID), "label_config": CONFIG_LABELS,
                                    "params": {"context": drawn2}})
     (pred,) = r.json["results"]
+    assert_valid_prediction(LabelInterface(config=CONFIG_LABELS), pred["result"], pred["score"])
     assert [x["value"]["rectanglelabels"] for x in pred["result"]] == [["Mirror Force"]]
     assert r.json["model_version"] == "identify-v2"
 
