@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from pipeline.config import ProjectConfig
 from pipeline.convert import CocoBuilder
-from pipeline.images import ImageLoadError, open_image
+from pipeline.images import ImageLoadError
 from pipeline.labelconfig import IMAGE_NAME, labeling_config, local_files_url
 from pipeline.labelstudio import Layout
 from pipeline.pipeline import Pipeline
@@ -50,7 +50,7 @@ def run_folder(cfg: ProjectConfig, images: list[Path], pipeline: Pipeline, docum
     t0 = time.perf_counter()
     for path in tqdm(images, desc="images", unit="img", disable=not progress):
         try:
-            image = open_image(path)
+            image = pipeline.open(path)
         except ImageLoadError as e:
             log.warning("skipped %s", e)
             skipped.append({"file": str(path), "reason": str(e)})

@@ -58,6 +58,40 @@ class Thresholds(_Strict):
     crop_padding: float = Field(0.15, ge=0, le=2, description="verify crop padding, fraction of box size per side")
 
 
+QWEN_PATCH_PIXELS = 28 * 28  # one Qwen2.5-VL image token (14 px patches merged 2x2)
+
+
+class Budgets(_Strict):
+    """How many pixels each stage may look at. A bigger image (or crop) is downscaled once, aspect kept,
+    before the model's own pre-processing; boxes are mapped back to the original image exactly.
+    ``null`` = no limit (the stage sees full resolution). Defaults, and why, in the README (Project YAML)."""
+    decode_pixels: Optional[int] = Field(
+        24_000_000, ge=1_000_000,
+        description="working resolution: images above it are decoded at 1/2, 1/4 or 1/8 size (JPEG DCT "
+                    "scaling, else box-averaged), the least reduction that gets under it")
+    filter_pixels: Optional[int] = Field(
+        1024 * QWEN_PATCH_PIXELS, ge=QWEN_PATCH_PIXELS,
+        description="the whole image the VLM filter sees (802,816 px = 1,024 Qwen2.5-VL image tokens)")
+    ground_pixels: Optional[int] = Field(
+        1024 * 1024, ge=64 * 64,
+        description="the image the grounder gets, before its own resize (OWLv2 960 px, Grounding DINO "
+                    "800x1333, Falcon max_dimension)")
+    verify_pixels: Optional[int] = Field(
+        256 * QWEN_PATCH_PIXELS, ge=QWEN_PATCH_PIXELS,
+        description="each verify crop (200,704 px = 256 Qwen2.5-VL image tokens)")
+
+    @model_validator(mode="after")
+    def _decode_covers_stages(self):
+        if self.decode_pixels is not None:
+            for name in ("filter_pixels", "ground_pixels"):
+                value = getattr(self, name)
+                if value is None or value > self.decode_pixels:
+                    shown = "null = full resolution" if value is None else value
+                    raise ValueError(f"decode_pixels ({self.decode_pixels}) must be at least {name} ({shown}): "
+                                     "a stage cannot see more pixels than are decoded")
+        return self
+
+
 class VLMProvider(_Strict):
     kind: Literal["openai", "transformers"] = "openai"
     model: str = "mlx-community/Qwen2.5-VL-3B-Instruct-4bit"
@@ -80,8 +114,13 @@ class GrounderProvider(_Strict):
     kind: Literal["falcon", "owlv2", "grounding-dino", "student", "sam3"] = "falcon"
     model: str = "tiiuae/Falcon-Perception"
     device: str = "auto"
-    backend: Literal["auto", "mlx", "torch"] = Field("auto", description="falcon only: mlx (CPU/Apple) or torch (CUDA)")
+    backend: Literal["auto", "mlx", "torch"] = Field(
+        "auto", description="falcon only: torch (CUDA, or CPU), mlx (Apple silicon); auto picks torch unless "
+                            "on Apple silicon without CUDA")
     max_new_tokens: int = Field(64, ge=1, description="falcon only: generation budget per query")
+    max_dimension: Optional[int] = Field(
+        None, ge=64, description="falcon only: longest image side Falcon encodes (16x16 px per token); "
+                                 "default 1024 on a GPU, 512 on a CPU")
 
     def identity(self) -> str:
         """The grounder as model_version names it: its kind; a student adds its weights' content hash."""
@@ -141,6 +180,7 @@ class ProjectConfig(_Strict):
     stages: Stages = Field(default_factory=Stages)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     providers: Providers = Field(default_factory=Providers)
+    budgets: Budgets = Field(default_factory=Budgets)
 
     @field_validator("target_object")
     @classmethod
@@ -195,7 +235,7 @@ class ProjectConfig(_Strict):
 
     def fingerprint(self) -> str:
         """Short hash of everything that changes predictions (for model_version)."""
-        keys = {"target_object", "label", "queries", "prompts", "stages", "thresholds", "providers"}
+        keys = {"target_object", "label", "queries", "prompts", "stages", "thresholds", "providers", "budgets"}
         data = self.model_dump(include=keys, mode="json")
         if self.providers.grounder.identity() != self.providers.grounder.kind:  # a student: its weights by hash
             data["grounder_identity"] = self.providers.grounder.identity()

@@ -1,8 +1,14 @@
-"""Box crops for verify/identify: padded by a fraction of the box size, clamped at the border."""
+"""Box crops for verify/identify: padded by a fraction of the box size, clamped at the border, optionally
+downscaled to a pixel budget.  Boxes are in original-image pixels; a ``Photo`` cuts them from its working
+resolution (see pipeline.images)."""
 from __future__ import annotations
+
+from typing import Optional, Union
 
 import numpy as np
 from PIL import Image
+
+from pipeline.images import Photo
 
 
 def padded_box(xyxy, width: int, height: int, padding: float) -> tuple[int, int, int, int]:
@@ -17,5 +23,8 @@ def padded_box(xyxy, width: int, height: int, padding: float) -> tuple[int, int,
     return l, t, max(r, l + 1), max(b, t + 1)
 
 
-def crop(image: Image.Image, xyxy, padding: float = 0.0) -> Image.Image:
-    return image.crop(padded_box(xyxy, image.width, image.height, padding))
+def crop(image: Union[Image.Image, Photo], xyxy, padding: float = 0.0,
+         max_pixels: Optional[int] = None) -> Image.Image:
+    """The padded box ``xyxy`` (original pixels) of ``image``, at most ``max_pixels`` (None: as is)."""
+    photo = Photo.of(image)
+    return photo.region(padded_box(xyxy, photo.width, photo.height, padding), max_pixels)

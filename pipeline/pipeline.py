@@ -11,19 +11,24 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence, Union
 
+import numpy as np
 from PIL import Image
 
 from pipeline import stages
 from pipeline.config import ProjectConfig
-from pipeline.detections import Detections, mask_box
+from pipeline.detections import Detections
+from pipeline.images import Photo, open_photo
 from pipeline.providers.base import VLM, Grounder, ProviderError, Segmenter, YesNo
 
 log = logging.getLogger(__name__)
 
-# An identify hook: (image, detections) -> None, sets detections' identities.
-Identifier = Callable[[Image.Image, Detections], None]
+# An identify hook: (image, detections) -> None, sets detections' identities; ``image`` is a Photo (cut
+# boxes from it with pipeline.crops.crop, which takes original-pixel boxes).
+Identifier = Callable[[Photo, Detections], None]
+AnyImage = Union[Image.Image, Photo]
 
 
 @dataclass
@@ -106,7 +111,14 @@ class Pipeline:
         return self._finder
 
     def load(self) -> "Pipeline":
-        """Load the providers the enabled stages need (at start-up rather than on first request)."""
+        """Load the providers the enabled stages need (at start-up rather than on first request).
+
+        First says how long an image is expected to take here (a warning when it is a minute or more)."""
+        from pipeline import cost
+        try:
+            cost.announce(self.config)
+        except Exception as e:  # noqa: BLE001 - an estimate must never stop the models from loading
+            log.info("no cost estimate: %s: %s", type(e).__name__, e)
         st = self.config.stages
         if st.filter or st.verify:
             _ = self.vlm
@@ -123,69 +135,89 @@ class Pipeline:
             out["grounder"] = self.grounder.describe()
         return out
 
+    # -- images ---------------------------------------------------------------------------
+    def open(self, source: Union[str, Path, bytes]) -> Photo:
+        """Decode an image file (or its bytes) once, at this project's working resolution."""
+        return open_photo(source, self.config.budgets.decode_pixels)
+
+    def photo(self, image: AnyImage) -> Photo:
+        """``image`` at this project's working resolution (a no-op for what ``open`` returned)."""
+        return Photo.of(image, self.config.budgets.decode_pixels)
+
     # -- runs ---------------------------------------------------------------------------
-    def run(self, image: Image.Image, queries: Optional[Mapping[str, str]] = None,
+    def run(self, image: AnyImage, queries: Optional[Mapping[str, str]] = None,
             skip_filter: bool = False, masks: bool = False) -> PipelineResult:
-        """Run the enabled stages on one (EXIF-corrected, RGB) image.
+        """Run the enabled stages on one (EXIF-corrected) image; boxes and masks come back in its original
+        pixels, each stage having seen at most its budget (``budgets`` in the YAML).
 
         ``queries`` (query -> label) replaces the YAML's grounding queries, e.g. a text prompt
         typed in Label Studio; ``skip_filter`` is for such interactive calls. ``masks``: every kept
         box gets its mask (from the grounder when it segments, else the segmenter)."""
-        cfg, th = self.config, self.config.thresholds
+        cfg, th, budget = self.config, self.config.thresholds, self.config.budgets
+        image = self.photo(image)
         res = PipelineResult(image.width, image.height, Detections.empty())
         if cfg.stages.filter and not skip_filter:
             with _timed(res, "filter"):
                 res.passed_filter, res.filter_answer = stages.filter_image(self.vlm, image, cfg.prompt("filter"),
-                                                                           th.filter)
+                                                                           th.filter, budget.filter_pixels)
             if not res.passed_filter:
                 res.note = f"filter: P(yes)={res.filter_answer.p_yes:.3f} < {th.filter}"
                 return res
         if cfg.stages.ground:
             with _timed(res, "ground"):
                 own = masks and not cfg.providers.segmenter.always  # the grounder's own masks, when it has them
-                res.detections = stages.ground(self.grounder, image, queries or cfg.query_labels(), th, masks=own)
+                res.detections = stages.ground(self.grounder, image, queries or cfg.query_labels(), th, masks=own,
+                                               max_pixels=budget.ground_pixels)
         self._finish(image, res, masks=masks)
         return res
 
-    def run_on_boxes(self, image: Image.Image, xyxy: Sequence, labels: Sequence[str],
+    def run_on_boxes(self, image: AnyImage, xyxy: Sequence, labels: Sequence[str],
                      masks: bool = False) -> PipelineResult:
-        """Interactive mode: rectangles a person drew, scored by verify (never dropped) and identified.
-        With ``masks`` each is refined: its mask from the segmenter's box prompt, its box the mask's."""
+        """Interactive mode: rectangles a person drew (original pixels), scored by verify (never dropped)
+        and identified. With ``masks`` each is refined: its mask from the segmenter's box prompt, its box
+        the mask's."""
+        image = self.photo(image)
         res = PipelineResult(image.width, image.height, stages.user_boxes(xyxy, labels))
         if masks and len(res.detections):
             with _timed(res, "segment"):
-                found = self.segmenter.masks_for_boxes(image, res.detections.xyxy)
-            refined = [mask_box(m) if m.any() else box for m, box in zip(found, res.detections.xyxy)]
+                found, boxes = stages.masks_for_boxes(self.segmenter, image, res.detections.xyxy,
+                                                      self.config.budgets.ground_pixels)
+            empty = ~(boxes[:, 2:] > boxes[:, :2]).all(axis=1)
+            refined = np.where(empty[:, None], res.detections.xyxy, boxes)
             res.detections = stages.user_boxes(refined, labels, masks=found)
         self._finish(image, res, masks=masks, user=True)
         return res
 
-    def run_on_clicks(self, image: Image.Image, points: Sequence, positive: Sequence[bool],
+    def run_on_clicks(self, image: AnyImage, points: Sequence, positive: Sequence[bool],
                       label: str) -> PipelineResult:
-        """Interactive mode: clicks on one object (``positive`` False: "not this part") -> its mask and
-        the box around it, scored by verify (never dropped) and identified."""
+        """Interactive mode: clicks on one object (original pixels; ``positive`` False: "not this part") ->
+        its mask and the box around it, scored by verify (never dropped) and identified."""
+        image = self.photo(image)
         res = PipelineResult(image.width, image.height, Detections.empty())
         with _timed(res, "segment"):
-            mask, _quality = self.segmenter.mask_for_points(image, points, positive)
-        if not mask.any():
+            mask, box = stages.mask_for_points(self.segmenter, image, points, positive,
+                                               self.config.budgets.ground_pixels)
+        if mask is None:
             res.note = "segment: no object under the click(s)"
             return res
-        res.detections = stages.user_boxes([mask_box(mask)], [label], masks=[mask])
+        res.detections = stages.user_boxes([box], [label], masks=[mask])
         self._finish(image, res, masks=True, user=True)
         return res
 
-    def run_similar(self, image: Image.Image, example_xyxy, label: str, masks: bool = False) -> PipelineResult:
+    def run_similar(self, image: AnyImage, example_xyxy, label: str, masks: bool = False) -> PipelineResult:
         """Interactive mode, "find more like this": boxes that look like the example a person drew (the
         example itself left out), then verify, segment and identify as in ``run``."""
+        image = self.photo(image)
         res = PipelineResult(image.width, image.height, Detections.empty())
         with _timed(res, "similar"):
-            res.detections = stages.similar(self.finder, image, example_xyxy, label, self.config.thresholds)
+            res.detections = stages.similar(self.finder, image, example_xyxy, label, self.config.thresholds,
+                                            self.config.budgets.ground_pixels)
         self._finish(image, res, masks=masks)
         if not len(res.detections.active_index()) and not res.note:
             res.note = "similar: nothing like the example above the thresholds"
         return res
 
-    def _finish(self, image: Image.Image, res: PipelineResult, masks: bool = False, user: bool = False) -> None:
+    def _finish(self, image: Photo, res: PipelineResult, masks: bool = False, user: bool = False) -> None:
         """verify -> segment -> identify on the kept boxes. ``user``: boxes a person gave, always verified,
         never dropped by a score."""
         cfg, th = self.config, self.config.thresholds
@@ -195,10 +227,10 @@ class Pipeline:
                                                 cfg.target_object)
             with _timed(res, "verify"):
                 res.verify_answers = stages.verify(self.vlm, image, dets, questions, th.verify, th.crop_padding,
-                                                   drop=not user)
+                                                   drop=not user, max_pixels=cfg.budgets.verify_pixels)
         if masks and (dets.kept & ~dets.has_mask()).any():
             with _timed(res, "segment"):
-                stages.segment(self._segmenter_for_missing(), image, dets)
+                stages.segment(self._segmenter_for_missing(), image, dets, cfg.budgets.ground_pixels)
         if cfg.stages.identify and self.identifier is not None and len(dets.active_index()):
             with _timed(res, "identify"):
                 self.identifier(image, dets)

@@ -1,8 +1,13 @@
-"""The stages, each a function of (provider, image, ...) so they can be tested with injected outputs."""
+"""The stages, each a function of (provider, image, ...) so they can be tested with injected outputs.
+
+Each stage hands its model at most its pixel budget (``budgets`` in the project YAML): the filter a
+downscaled view of the whole image, the grounder, the "find similar" finder and the segmenter another
+(``ground_pixels``), verify each crop.  Boxes, points and masks are always in pixels of the ORIGINAL
+image: what a model answers about its view is mapped back exactly (``pipeline.images.View``)."""
 from __future__ import annotations
 
 import logging
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 import supervision as sv
@@ -10,37 +15,58 @@ from PIL import Image
 
 from pipeline.config import Thresholds
 from pipeline.crops import crop
-from pipeline.detections import Detections
+from pipeline.detections import Detections, encode_mask, mask_box
+from pipeline.images import Photo, View
 from pipeline.providers.base import VLM, Grounder, Segmenter, YesNo
 
 log = logging.getLogger(__name__)
 
 
-def filter_image(vlm: VLM, image: Image.Image, question: str, threshold: float) -> tuple[bool, YesNo]:
-    """Image-level YES/NO: does the image show the target at all?"""
-    ans = vlm.yes_probability(image, question)
+AnyImage = Union[Image.Image, Photo]
+
+
+def filter_image(vlm: VLM, image: AnyImage, question: str, threshold: float,
+                 max_pixels: Optional[int] = None) -> tuple[bool, YesNo]:
+    """Image-level YES/NO: does the image show the target at all? (asked of a view of <= max_pixels)"""
+    ans = vlm.yes_probability(Photo.of(image).view(max_pixels).image, question)
     return ans.p_yes >= threshold, ans
 
 
-def ground(grounder: Grounder, image: Image.Image, query_labels: Mapping[str, str], th: Thresholds,
-           masks: bool = False) -> Detections:
+def from_view(dets: Detections, view: View) -> Detections:
+    """Detections a model found in ``view`` -> the same boxes (and masks) in original pixels."""
+    if view.identity or not len(dets):
+        return dets
+    masks = [None if rle is None else encode_mask(view.mask_out(dets.mask(i))) for i, rle in enumerate(dets.masks)]
+    return Detections(view.boxes_out(dets.xyxy), dets.scores, dets.labels, dets.queries, dets.kept, dets.stage,
+                      dets.reason, dets.verify_scores, masks, dets.identities, dets.extra)
+
+
+def ground(grounder: Grounder, image: AnyImage, query_labels: Mapping[str, str], th: Thresholds,
+           masks: bool = False, max_pixels: Optional[int] = None) -> Detections:
     """Text queries -> boxes, mapped to labels, score-thresholded, per-label NMS, capped at max_boxes.
 
     ``masks``: ask a grounder that segments as it grounds (``Grounder.gives_masks``, e.g. Falcon) for
-    each box's mask too; other grounders' boxes get theirs in the segment stage."""
+    each box's mask too; other grounders' boxes get theirs in the segment stage.  The grounder sees a
+    view of at most ``max_pixels``."""
     queries = list(query_labels)
-    dets = grounder.segment(image, queries) if masks and grounder.gives_masks else grounder.boxes(image, queries)
+    view = Photo.of(image).view(max_pixels)
+    dets = grounder.segment(view.image, queries) if masks and grounder.gives_masks \
+        else grounder.boxes(view.image, queries)
+    dets = from_view(dets, view)
     if not len(dets):
         return dets
     dets.relabel([query_labels.get(str(q), str(q)) for q in dets.queries])
     return select(dets, image, th)
 
 
-def similar(finder: Grounder, image: Image.Image, example_xyxy, label: str, th: Thresholds) -> Detections:
+def similar(finder: Grounder, image: AnyImage, example_xyxy, label: str, th: Thresholds,
+            max_pixels: Optional[int] = None) -> Detections:
     """"Find more like this": boxes in ``image`` that look like the example box a person drew, labelled
     ``label``, thresholded, NMS'd and capped like grounded boxes. The example itself (a box overlapping
-    it by more than ``nms_iou``) is dropped: the person already has it."""
-    dets = finder.similar(image, example_xyxy)
+    it by more than ``nms_iou``) is dropped: the person already has it.  The finder sees a view of at
+    most ``max_pixels``."""
+    view = Photo.of(image).view(max_pixels)
+    dets = from_view(finder.similar(view.image, view.boxes_in(example_xyxy)[0]), view)
     if not len(dets):
         return dets
     dets.relabel([label] * len(dets))
@@ -50,7 +76,7 @@ def similar(finder: Grounder, image: Image.Image, example_xyxy, label: str, th: 
     return select(dets, image, th, stage="similar")
 
 
-def select(dets: Detections, image: Image.Image, th: Thresholds, stage: str = "ground") -> Detections:
+def select(dets: Detections, image: AnyImage, th: Thresholds, stage: str = "ground") -> Detections:
     """Clip to the image, drop degenerate and low-scoring boxes, per-label NMS, cap at max_boxes."""
     dets.clip_to(image.width, image.height)
     degenerate = (dets.xyxy[:, 2] - dets.xyxy[:, 0] < 1) | (dets.xyxy[:, 3] - dets.xyxy[:, 1] < 1)
@@ -69,9 +95,10 @@ def select(dets: Detections, image: Image.Image, th: Thresholds, stage: str = "g
     return dets
 
 
-def verify(vlm: VLM, image: Image.Image, dets: Detections, questions: Mapping[str, str], threshold: float,
-           padding: float, drop: bool = True) -> list[dict]:
-    """Ask the VLM about each kept box's padded crop (one batched call per question).
+def verify(vlm: VLM, image: AnyImage, dets: Detections, questions: Mapping[str, str], threshold: float,
+           padding: float, drop: bool = True, max_pixels: Optional[int] = None) -> list[dict]:
+    """Ask the VLM about each kept box's padded crop, at most ``max_pixels`` each (one batched call per
+    question).
 
     Sets ``dets.verify_scores`` and, with ``drop``, drops boxes below ``threshold`` (boxes a person drew
     are only scored). Returns the raw answers."""
@@ -81,7 +108,7 @@ def verify(vlm: VLM, image: Image.Image, dets: Detections, questions: Mapping[st
     for i in idx:
         by_question.setdefault(questions[str(dets.labels[i])], []).append(int(i))
     for question, members in by_question.items():
-        crops = [crop(image, dets.xyxy[i], padding) for i in members]
+        crops = [crop(image, dets.xyxy[i], padding, max_pixels) for i in members]
         results = vlm.yes_probabilities(crops, question)
         if len(results) != len(members):
             raise RuntimeError(f"VLM returned {len(results)} answers for {len(members)} crops")
@@ -94,7 +121,29 @@ def verify(vlm: VLM, image: Image.Image, dets: Detections, questions: Mapping[st
     return answers
 
 
-def segment(segmenter: Optional[Segmenter], image: Image.Image, dets: Detections) -> None:
+def masks_for_boxes(segmenter: Segmenter, image: AnyImage, xyxy, max_pixels: Optional[int] = None
+                    ) -> tuple[list[dict], np.ndarray]:
+    """The segmenter's mask for each original-pixel box, asked on a view of <= max_pixels: the masks as
+    RLE at the original size (one full-size plane at a time) and the (N, 4) original-pixel box of each."""
+    view = Photo.of(image).view(max_pixels)
+    found = segmenter.masks_for_boxes(view.image, view.boxes_in(xyxy))
+    boxes = view.boxes_out([mask_box(m) for m in found]) if len(found) else np.zeros((0, 4))
+    return [encode_mask(view.mask_out(m)) for m in found], boxes
+
+
+def mask_for_points(segmenter: Segmenter, image: AnyImage, points, positive, max_pixels: Optional[int] = None
+                    ) -> tuple[Optional[dict], np.ndarray]:
+    """The one object under the clicks (original pixels), asked on a view of <= max_pixels: its mask as RLE
+    at the original size (None when empty) and its original-pixel box."""
+    view = Photo.of(image).view(max_pixels)
+    mask, _quality = segmenter.mask_for_points(view.image, view.points_in(points), positive)
+    if not np.asarray(mask).any():
+        return None, np.zeros(4)
+    return encode_mask(view.mask_out(mask)), view.boxes_out(mask_box(mask))[0]
+
+
+def segment(segmenter: Optional[Segmenter], image: AnyImage, dets: Detections,
+            max_pixels: Optional[int] = None) -> None:
     """A mask for every kept box that has none yet (the grounder may have given some, e.g. Falcon).
 
     Box prompts go to ``segmenter`` in one batch per image (its image embedding computed once). A kept
@@ -103,7 +152,7 @@ def segment(segmenter: Optional[Segmenter], image: Image.Image, dets: Detections
     need = dets.kept & ~dets.has_mask()
     idx = np.flatnonzero(need)
     if len(idx) and segmenter is not None:
-        masks = segmenter.masks_for_boxes(image, dets.xyxy[idx])
+        masks, _ = masks_for_boxes(segmenter, image, dets.xyxy[idx], max_pixels)
         dets.set_masks(idx, masks)
         dets.mark(need, "segment")
         dets.drop(need & ~dets.has_mask(), "segment", "segment: empty mask for the box")

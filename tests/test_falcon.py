@@ -1,4 +1,5 @@
-"""FalconGrounder: tiny model through the package's real MLX loader, and exact box conversion."""
+"""FalconGrounder: tiny model through the package's real loaders (MLX, and torch on the CPU through our
+adapter), the two backends agreeing, and exact box conversion."""
 from __future__ import annotations
 
 import logging
@@ -7,42 +8,132 @@ import time
 import falcon_perception
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pipeline.config import GrounderProvider
 from pipeline.detections import Detections
 from pipeline.providers.base import ProviderError
-from pipeline.providers.falcon import FalconGrounder, detections_from_raw, raw_to_xyxy
+from pipeline.providers.falcon import FalconGrounder, detections_from_raw, image_tokens, raw_to_xyxy
 from pipeline.tiny.falcon import use_tiny_model_args
 
 W, H = 320, 240
 
 
-@pytest.fixture(scope="module")
-def grounder(tiny_falcon_dir):
+def load(model_dir, **cfg) -> FalconGrounder:
     with pytest.MonkeyPatch.context() as mp:
-        use_tiny_model_args(tiny_falcon_dir, mp)  # the package's size table has no entry for a tiny model
+        use_tiny_model_args(model_dir, mp)  # the package's size table has no entry for a tiny model
         calls = []
         real = falcon_perception.load_and_prepare_model
         mp.setattr(falcon_perception, "load_and_prepare_model", lambda **kw: calls.append(kw) or real(**kw))
-        g = FalconGrounder.from_config(GrounderProvider(model=str(tiny_falcon_dir)))
+        g = FalconGrounder.from_config(GrounderProvider(model=str(model_dir), **cfg))
     g.loader_calls = calls
     return g
 
 
+@pytest.fixture(scope="module", params=["mlx", "torch"])
+def grounder(request, tiny_falcon_dir):
+    return load(tiny_falcon_dir, backend=request.param)
+
+
+@pytest.fixture(scope="module")
+def tiny_falcon_mixing_dir(model_dir):
+    """Tiny Falcon whose layers are not identity maps: boxes depend on attention (mask, sinks)."""
+    from pipeline.tiny.falcon import build
+    out = model_dir / "falcon-perception-tiny-mixing"
+    if not (out / "model.safetensors").exists():
+        build(out, seed=1, mixing=True)
+    return out
+
+
 def test_loads_through_package_loader(grounder, tiny_falcon_dir):
-    assert grounder.backend == "mlx"
-    assert grounder.loader_calls == [{"hf_local_dir": str(tiny_falcon_dir), "backend": "mlx", "dtype": "float32"}]
+    where = {"mlx": {"dtype": "float32"}, "torch": {"device": "cpu", "dtype": "float32", "compile": False}}
+    assert grounder.loader_calls == [{"hf_local_dir": str(tiny_falcon_dir), "backend": grounder.backend,
+                                      **where[grounder.backend]}]
     assert grounder.model_args.dim == 32  # the tiny export, not a full-size model
+    assert grounder.describe()["max_dimension"] == 512  # a CPU: the lower default
 
 
-def test_auto_backend_logs_mlx_without_cuda(caplog, monkeypatch):
+@pytest.mark.parametrize("cuda, apple, expected, said", [
+    (False, False, "torch", "torch backend on the CPU"),
+    (False, True, "mlx", "MLX backend (Apple silicon"),
+    (True, False, "torch", "torch backend (CUDA)"),
+])
+def test_auto_backend(caplog, monkeypatch, cuda, apple, expected, said):
     from pipeline.providers import falcon
     from pipeline.providers.falcon import choose_backend
-    monkeypatch.setattr(falcon, "_cuda_available", lambda: False)
+    monkeypatch.setattr(falcon, "_cuda_available", lambda: cuda)
+    monkeypatch.setattr(falcon, "_apple_silicon", lambda: apple)
     with caplog.at_level(logging.INFO, logger="pipeline.providers.falcon"):
-        assert choose_backend("auto") == "mlx"
-    assert "falcon: using MLX backend (no CUDA)" in caplog.text
+        assert choose_backend("auto") == expected
+    assert said in caplog.text
+
+
+def test_max_dimension_bounds_image_tokens(grounder, monkeypatch):
+    """Falcon encodes at most (max_dimension / 16)^2 image tokens, whatever the input size."""
+    import falcon_perception.batch_inference as tb
+    import falcon_perception.mlx.batch_inference as mb
+    seen = []
+    for mod in (tb, mb):
+        real = mod.process_batch_and_generate
+        monkeypatch.setattr(mod, "process_batch_and_generate",
+                            lambda tok, pairs, real=real, **kw: seen.append(kw) or real(tok, pairs, **kw))
+    img_id = grounder.tokenizer.image_token_id
+    counts = []
+    real_gen = grounder.engine.generate
+    monkeypatch.setattr(grounder.engine, "generate",
+                        lambda **kw: counts.append(int((np.asarray(kw["tokens"]) == img_id).sum())) or real_gen(**kw))
+    monkeypatch.setattr(grounder, "max_dimension", 128)
+    grounder.boxes(Image.new("RGB", (1600, 1200), (90, 90, 90)), ["cat"])
+    assert seen[-1]["max_dimension"] == 128
+    assert counts == [(128 // 16) * (96 // 16)]  # 1600x1200 -> 128x96 -> 8 x 6 patches
+    assert image_tokens(1600, 1200, 128) == counts[0]  # what the start-up cost estimate counts
+
+
+def decoder_inputs(monkeypatch) -> dict:
+    """Record what reaches the box decoders (the last hidden state at each step) on both backends."""
+    import falcon_perception.mlx.model as mm
+    import falcon_perception.model as tm
+    seen = {"torch": [], "mlx": []}
+    real_t, real_m = tm.BboxDecoder.forward, mm.BboxDecoder.__call__
+    monkeypatch.setattr(tm.BboxDecoder, "forward",
+                        lambda self, x: seen["torch"].append(x.detach().numpy().copy()) or real_t(self, x))
+    monkeypatch.setattr(mm.BboxDecoder, "__call__",
+                        lambda self, x: seen["mlx"].append(np.array(x)) or real_m(self, x))
+    return seen
+
+
+def test_torch_cpu_agrees_with_mlx(tiny_falcon_mixing_dir, monkeypatch):
+    """Same tiny weights (attention and sinks matter here): the torch CPU adapter and the package's MLX
+    model give the same hidden states and the same boxes; a wrong mask or ignored sinks would not."""
+    from pipeline.providers import falcon_cpu
+    torch_g = load(tiny_falcon_mixing_dir, backend="torch")
+    mlx_g = load(tiny_falcon_mixing_dir, backend="mlx")
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8))
+    queries = ["red circle", "stop sign", "cat"]
+    seen = decoder_inputs(monkeypatch)
+    boxes_t, boxes_m = torch_g.boxes(image, queries), mlx_g.boxes(image, queries)
+    assert len(boxes_t) == len(queries)
+    np.testing.assert_allclose(boxes_t.xyxy, boxes_m.xyxy, atol=1e-3)
+    h_t, h_m = np.concatenate(seen["torch"]), np.concatenate(seen["mlx"])
+    assert h_t.shape == h_m.shape and np.abs(h_t).max() > 1
+    close = np.abs(h_t - h_m).max()
+    assert close < 1e-3
+
+    def worst_with(**patches) -> float:
+        with pytest.MonkeyPatch.context() as mp:
+            for name, fn in patches.items():
+                mp.setattr(falcon_cpu, name, fn)
+            seen["torch"].clear()
+            torch_g.boxes(image, queries)
+            return float(np.abs(np.concatenate(seen["torch"]) - h_m).max())
+
+    real_sdpa, real_mask = falcon_cpu.sdpa_with_sinks, falcon_cpu.DenseMask
+    no_sinks = worst_with(sdpa_with_sinks=lambda q, k, v, allowed, sinks: real_sdpa(q, k, v, allowed, sinks - 1e4))
+    causal_only = worst_with(DenseMask=type("Causal", (real_mask,), {
+        "rows": lambda self, n_q, n_kv: real_mask.rows(self, n_q, n_kv)
+        & torch.ones(n_q, n_kv, dtype=torch.bool).tril(n_kv - n_q)}))
+    assert no_sinks > 100 * close and causal_only > 100 * close, (no_sinks, causal_only, close)
 
 
 def test_boxes_from_tiny_model(grounder):

@@ -1,7 +1,14 @@
 """Falcon Perception as a grounder (package ``falcon-perception``).
 
-Two backends, both from the package: torch (CUDA only: Triton kernels + flex attention) and MLX (Apple
-Silicon, and Linux CPU with ``mlx[cpu]``).  ``backend: auto`` picks torch when CUDA is available, else MLX.
+Two backends, both from the package: torch and MLX.  The package's torch model needs CUDA (Triton kernels,
+flex attention); on a CPU ``falcon_cpu.enable`` swaps those pieces for plain torch ops (see that module).
+MLX is the fast path on Apple silicon; on a Linux CPU its wheel multiplies ~10x slower than torch here
+(reference BLAS, single-threaded softmax).  ``backend: auto`` therefore picks torch on CUDA, MLX on Apple
+silicon, and torch on the CPU everywhere else.
+
+Falcon encodes the image at 16x16 px per token after resizing its longest side to ``max_dimension``
+(the package default, 1024, gives ~3k tokens for a 4:3 photo); prefill dominates the cost and grows faster
+than linearly with it, so the default is lower on a CPU (``CPU_MAX_DIMENSION``).
 Weights load through the package's own loader, ``falcon_perception.load_and_prepare_model``, from a hub
 id (``tiiuae/Falcon-Perception``) or a local export directory (config.json, model.safetensors,
 tokenizer.json, tokenizer_config.json).
@@ -20,6 +27,8 @@ import contextlib
 import io
 import logging
 import math
+import platform
+import sys
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +44,8 @@ log = logging.getLogger(__name__)
 
 MIN_DIMENSION = 256  # package defaults (demo scripts, server MIN_IMAGE_SIZE / MAX_IMAGE_SIZE)
 MAX_DIMENSION = 1024
+CPU_MAX_DIMENSION = 512  # ~770 image tokens for 4:3; see the README's Falcon benchmark for the trade-off
+PATCH = 16  # px per image token side
 
 
 # -- output conversion ---------------------------------------------------------------------
@@ -117,15 +128,58 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def _apple_silicon() -> bool:
+    return sys.platform == "darwin" and platform.machine() == "arm64"
+
+
 def choose_backend(backend: str) -> str:
     if backend == "auto":
         if _cuda_available():
             log.info("falcon: using torch backend (CUDA)")
             return "torch"
-        log.info("falcon: using MLX backend (no CUDA)")
-        return "mlx"
+        if _apple_silicon():
+            log.info("falcon: using MLX backend (Apple silicon, no CUDA)")
+            return "mlx"
+        log.info("falcon: using torch backend on the CPU (no CUDA; MLX's CPU build is ~10x slower here)")
+        return "torch"
     log.info("falcon: using %s backend (configured)", "MLX" if backend == "mlx" else backend)
     return backend
+
+
+def torch_device(device: str) -> str:
+    """``device`` for the torch backend: ``auto`` is CUDA when available, else the CPU."""
+    if device in ("auto", "", None):
+        return "cuda" if _cuda_available() else "cpu"
+    return device
+
+
+def on_gpu(backend: str, device: str) -> bool:
+    """Whether this backend/device runs on a GPU (CUDA, or MLX's Metal on Apple silicon)."""
+    if backend == "mlx":
+        return _apple_silicon()
+    return torch_device(device).startswith("cuda")
+
+
+def default_max_dimension(backend: str, device: str) -> int:
+    return MAX_DIMENSION if on_gpu(backend, device) else CPU_MAX_DIMENSION
+
+
+class _Size:
+    """Just a size, for running the package's resize rule without pixels."""
+
+    def __init__(self, size):
+        self.size = size
+
+    def resize(self, size, *args, **kwargs) -> "_Size":
+        return _Size(size)
+
+
+def image_tokens(width: int, height: int, max_dimension: int, min_dimension: int = MIN_DIMENSION) -> int:
+    """Image tokens Falcon spends on a ``width`` x ``height`` image (the package's resize, 16 px patches)."""
+    from falcon_perception.data import resize_image_if_necessary
+    w, h = resize_image_if_necessary(_Size((max(1, width), max(1, height))), min(min_dimension, max_dimension),
+                                     max_dimension).size
+    return max(1, round(h / PATCH)) * max(1, round(w / PATCH))
 
 
 class _LogStream(io.TextIOBase):
@@ -156,9 +210,15 @@ def load_falcon(model: str, backend: str, device: str = "auto"):
                         from None
                 dtype = "float16" if mx.default_device().type == mx.gpu else "float32"
                 return fp.load_and_prepare_model(**where, backend="mlx", dtype=dtype)
-            fp.setup_torch_config()
-            dev = "cuda" if device in ("auto", "", None) else device
-            return fp.load_and_prepare_model(**where, backend="torch", device=dev, dtype="float32", compile=False)
+            dev = torch_device(device)
+            if dev.startswith("cuda"):
+                fp.setup_torch_config()
+            model, tokenizer, args = fp.load_and_prepare_model(**where, backend="torch", device=dev,
+                                                               dtype="float32", compile=False)
+            if dev == "cpu":
+                from pipeline.providers import falcon_cpu
+                falcon_cpu.enable(model)
+            return model, tokenizer, args
     except ProviderError:
         raise
     except Exception as e:  # hub offline / missing files / bad weights: say which model and why
@@ -172,7 +232,7 @@ class FalconGrounder(Grounder):
 
     def __init__(self, model, tokenizer, model_args, backend: str, model_id: str = "", device: str = "auto",
                  max_new_tokens: int = 64, batch_size: int = 4,
-                 min_dimension: int = MIN_DIMENSION, max_dimension: int = MAX_DIMENSION):
+                 min_dimension: int = MIN_DIMENSION, max_dimension: int | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.model_args = model_args
@@ -181,8 +241,11 @@ class FalconGrounder(Grounder):
         self.device = device
         self.max_new_tokens = max_new_tokens
         self.batch_size = max(1, batch_size)
-        self.min_dimension = min_dimension
-        self.max_dimension = max_dimension
+        self.max_dimension = int(max_dimension or default_max_dimension(backend, device))
+        self.min_dimension = min_dimension  # capped at max_dimension when used
+        # the package's mask upsampler (AnyUp) runs on flex attention, which the CPU adapter does not
+        # replace: on a CPU the torch path detects, and masks come from providers.segmenter
+        self.gives_masks = backend == "mlx" or torch_device(device) != "cpu"
         if backend == "mlx":
             from falcon_perception.mlx.batch_inference import BatchInferenceEngine
         else:
@@ -197,11 +260,12 @@ class FalconGrounder(Grounder):
         backend = choose_backend(cfg.backend)
         model, tokenizer, args = load_falcon(cfg.model, backend, cfg.device)
         return cls(model, tokenizer, args, backend, model_id=cfg.model, device=cfg.device,
-                   max_new_tokens=cfg.max_new_tokens)
+                   max_new_tokens=cfg.max_new_tokens, max_dimension=cfg.max_dimension)
 
     def describe(self) -> dict:
-        return {"name": self.name, "model": self.model_id, "backend": self.backend,
-                "max_new_tokens": self.max_new_tokens}
+        where = "mlx" if self.backend == "mlx" else torch_device(self.device)
+        return {"name": self.name, "model": self.model_id, "backend": self.backend, "device": where,
+                "max_new_tokens": self.max_new_tokens, "max_dimension": self.max_dimension}
 
     def _generate(self, image: Image.Image, queries: list[str]) -> list[list]:
         """Raw box entries (``aux.bboxes_raw``) for each query, in order."""
@@ -216,9 +280,10 @@ class FalconGrounder(Grounder):
             from falcon_perception.batch_inference import process_batch_and_generate
         pairs = [(image, build_prompt_for_task(q, task)) for q in queries]
         batch = process_batch_and_generate(self.tokenizer, pairs, max_length=self.model_args.max_seq_len,
-                                           min_dimension=self.min_dimension, max_dimension=self.max_dimension)
+                                           min_dimension=min(self.min_dimension, self.max_dimension),
+                                           max_dimension=self.max_dimension)
         if self.backend != "mlx":
-            dev = "cuda" if self.device in ("auto", "", None) else self.device
+            dev = torch_device(self.device)
             batch = {k: v.to(dev) for k, v in batch.items()}
         with self._lock:
             _, aux = self.engine.generate(tokens=batch["tokens"], pos_t=batch["pos_t"], pos_hw=batch["pos_hw"],

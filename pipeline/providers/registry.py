@@ -24,7 +24,7 @@ _VLM_FIELDS = {
     "transformers": ("model", "device", "max_batch"),
 }
 _GROUNDER_FIELDS = {
-    "falcon": ("model", "device", "backend", "max_new_tokens"),
+    "falcon": ("model", "device", "backend", "max_new_tokens", "max_dimension"),
     "owlv2": ("model", "device"),
     "grounding-dino": ("model", "device"),
     "student": ("model", "device"),

@@ -201,6 +201,8 @@ def run_up(args) -> int:
         cfg = load_project(project_path, environ={})
     else:
         check_real_models(cfg)
+    from pipeline.cost import announce
+    announce(cfg, emit=say)  # the expected seconds per image, before anything starts
     watch = ProjectWatch(source, tiny_out, tiny_cache)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -19,7 +19,10 @@ come from the (random) coord and size decoders.
 
 ``build(dir, segmentation=True)`` is the segmenting variant (``do_segmentation``: AnyUp upsampler, mask
 projection): after ``<size>`` it emits ``<seg>`` (dim 2), whose embedding points along dim 3 -> eos, so
-each query gives one box and one (random) mask."""
+each query gives one box and one (random) mask.
+
+``build(..., mixing=True)`` keeps the layers from being identity maps (small random output projections and
+attention sinks): the boxes then depend on attention (its mask and sinks), for comparing two backends."""
 from __future__ import annotations
 
 import json
@@ -59,7 +62,7 @@ def use_tiny_model_args(model_dir, monkeypatch) -> None:
     monkeypatch.setattr(falcon_perception, "get_model_args", lambda variant: tiny_model_args(model_dir))
 
 
-def build(out_dir, seed: int = 0, segmentation: bool = False) -> Path:
+def build(out_dir, seed: int = 0, segmentation: bool = False, mixing: bool = False) -> Path:
     import mlx.core as mx
     import numpy as np
     from falcon_perception import ModelArgs, get_tokenizer
@@ -76,9 +79,13 @@ def build(out_dir, seed: int = 0, segmentation: bool = False) -> Path:
 
     params = dict(tree_flatten(model.parameters()))
     zeros = lambda k: mx.zeros(params[k].shape)  # noqa: E731
+    rng = np.random.default_rng(seed)
     for k in list(params):
         if k.endswith(("attention.wo.weight", "feed_forward.w2.weight")):
-            params[k] = zeros(k)  # identity layers: the last hidden state is the last input embedding
+            # identity layers: the last hidden state is the last input embedding (unless mixing)
+            params[k] = mx.array(rng.normal(0, 0.2, params[k].shape).astype(np.float32)) if mixing else zeros(k)
+        elif mixing and k.endswith("attention.sinks"):
+            params[k] = mx.array(rng.normal(6, 1, params[k].shape).astype(np.float32))  # ~ log(#keys): matters
 
     def one_hot_rows(shape, rows_cols_vals):
         a = np.zeros(shape, np.float32)

@@ -1,0 +1,246 @@
+"""Expected seconds per image for a project on this machine, from its config alone: said at start-up.
+
+Each stage's work is counted in FLOPs from the model's shape (its config.json, or the Falcon package's own
+size table) and the tokens the budgets let through, then divided by this machine's measured fp32 matmul
+speed times the share of it real models reach (``EFFICIENCY``, calibrated by benchmarks/falcon_cpu.py and
+benchmarks/photo_sizes.py on the 2-core build machine).  It is an estimate, good to a factor of ~2: its job
+is to say "this will take minutes per image" before ``up``, ``predict`` or the backend start, not after.
+
+It must not load weights or touch the network: a model whose shape cannot be read from disk is reported as
+not estimated, and so is a model behind a remote server.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from pipeline.config import QWEN_PATCH_PIXELS, ProjectConfig
+from pipeline.images import fit_size
+
+log = logging.getLogger(__name__)
+
+SLOW_SECONDS = 60.0  # per image: above this the start-up message is a warning
+EFFICIENCY = 0.5  # share of the matmul probe's GFLOP/s that whole models reach (attention, norms, copies)
+REFERENCE_PHOTO = (4032, 3024)  # a 12 MP phone photo: larger ones cost the same (budgets)
+BOXES = 3  # verify crops assumed per image
+FALCON_DECODE_STEPS = 8  # tokens a real Falcon emits per query for a few objects (coord, size, ..., end)
+PROMPT_TOKENS = 30  # chat template + question
+
+_rate: dict[str, float] = {}
+_rate_lock = threading.Lock()
+
+
+def matmul_gflops(device: str = "cpu") -> float:
+    """fp32 GFLOP/s of a 1024x1024x1024 matmul on ``device`` (best of 3, measured once per process)."""
+    with _rate_lock:
+        if device not in _rate:
+            import torch
+            a = torch.randn(1024, 1024, device=device)
+            b = torch.randn(1024, 1024, device=device)
+            best = math.inf
+            for _ in range(3):
+                t0 = time.perf_counter()
+                (a @ b).sum().item()
+                best = min(best, time.perf_counter() - t0)
+            _rate[device] = 2 * 1024 ** 3 / best / 1e9
+        return _rate[device]
+
+
+@dataclass
+class StageCost:
+    stage: str
+    seconds: Optional[float]  # None: not estimated (see note)
+    note: str
+    per: str = "image"  # "image" or "box"
+
+
+@dataclass
+class Estimate:
+    device: str
+    gflops: float
+    stages: list[StageCost] = field(default_factory=list)
+    boxes: int = BOXES
+
+    @property
+    def known(self) -> bool:
+        return all(s.seconds is not None for s in self.stages)
+
+    @property
+    def per_image(self) -> float:
+        """Seconds for one image that passes the filter with ``boxes`` boxes (unknown stages count 0)."""
+        return sum((s.seconds or 0.0) * (self.boxes if s.per == "box" else 1) for s in self.stages)
+
+    @property
+    def slow(self) -> bool:
+        return self.per_image >= SLOW_SECONDS
+
+    def summary(self) -> str:
+        parts = []
+        for s in self.stages:
+            when = "not estimated" if s.seconds is None else f"~{_fmt(s.seconds)}{' per box' if s.per == 'box' else ''}"
+            parts.append(f"{s.stage} {when} ({s.note})")
+        if not any(s.seconds is not None for s in self.stages):
+            return "expected time per image: not estimated: " + "; ".join(parts)
+        head = (f"expected {'' if self.known else 'at least '}~{_fmt(self.per_image)} per image on {self.device} "
+                f"(~{self.gflops:.0f} GFLOP/s measured; a photo passing the filter with {self.boxes} boxes)")
+        return head + ": " + "; ".join(parts)
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
+# -- model shapes ----------------------------------------------------------------------------------
+def _config_json(model: str) -> Optional[dict]:
+    """A model's config.json from a local directory or the Hugging Face cache, never the network."""
+    path = Path(model).expanduser() / "config.json"
+    if not path.is_file():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+            cached = try_to_load_from_cache(model, "config.json")
+        except Exception:  # noqa: BLE001 - not a repo id
+            cached = None
+        if not isinstance(cached, str):
+            return None
+        path = Path(cached)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def decoder_flops(tokens: int, layers: int, dim: int, q_dim: int, kv_dim: int, ffn: int, gated: int = 3) -> float:
+    """Forward FLOPs of a pre-norm decoder stack over ``tokens`` tokens (full attention)."""
+    per_layer = dim * (q_dim + 2 * kv_dim) + q_dim * dim + gated * dim * ffn
+    return 2.0 * per_layer * layers * tokens + 4.0 * layers * tokens ** 2 * q_dim
+
+
+def falcon_flops(cfg, image_size: tuple[int, int], ground_pixels: Optional[int], on_gpu: bool) -> Optional[float]:
+    """One Falcon query: prefill of image + prompt tokens, then FALCON_DECODE_STEPS decode steps."""
+    from pipeline.providers import falcon
+    try:
+        from falcon_perception import get_model_args
+    except ImportError:
+        return None
+    conf = _config_json(cfg.model) or {}
+    variant = ("perception-300m" if conf.get("do_segmentation") is False or "300m" in cfg.model.lower()
+               else "perception")
+    a = get_model_args(variant)
+    q_dim, kv_dim = a.n_heads * a.head_dim, a.n_kv_heads * a.head_dim
+    view = fit_size(*image_size, ground_pixels)
+    max_dim = cfg.max_dimension or (falcon.MAX_DIMENSION if on_gpu else falcon.CPU_MAX_DIMENSION)
+    tokens = falcon.image_tokens(*view, max_dim) + PROMPT_TOKENS
+    head = 2.0 * a.dim * a.vocab_size * (tokens if on_gpu else 1)  # the CPU adapter keeps the last position
+    prefill = decoder_flops(tokens, a.n_layers, a.dim, q_dim, kv_dim, a.ffn_dim, gated=3) + head
+    per_step = decoder_flops(1, a.n_layers, a.dim, q_dim, kv_dim, a.ffn_dim, gated=3)
+    per_step += 4.0 * a.n_layers * tokens * q_dim  # attending to the prompt's keys
+    per_step += 2.0 * a.dim * a.vocab_size + 4.0 * a.dim * (a.coord_dec_dim + a.coord_out_dim)
+    return prefill + FALCON_DECODE_STEPS * per_step
+
+
+def qwen_image_tokens(width: int, height: int) -> int:
+    """Qwen2.5-VL image tokens for an image of this size (each side rounded to 28 px, one token per 28x28)."""
+    side = int(math.sqrt(QWEN_PATCH_PIXELS))
+    return max(1, round(width / side)) * max(1, round(height / side))
+
+
+def qwen_vl_flops(conf: dict, tokens: int) -> Optional[float]:
+    """One Qwen2.5-VL forward (vision tower + LLM prefill) on an image of ``tokens`` image tokens."""
+    text = conf.get("text_config") or conf
+    vis = conf.get("vision_config") or {}
+    try:
+        h, inter, layers = text["hidden_size"], text["intermediate_size"], text["num_hidden_layers"]
+        heads, kv_heads = text["num_attention_heads"], text.get("num_key_value_heads", text["num_attention_heads"])
+        hv, iv, depth = vis["hidden_size"], vis["intermediate_size"], vis["depth"]
+    except KeyError:
+        return None
+    patches = 4 * tokens  # 14 px patches, merged 2x2 into one token
+    window = (vis.get("window_size", 112) // vis.get("patch_size", 14)) ** 2
+    full = len(vis.get("fullatt_block_indexes", []))
+    vision = 2.0 * depth * patches * (4 * hv * hv + 3 * hv * iv)
+    vision += 4.0 * hv * patches * ((depth - full) * window + full * patches)
+    vision += 2.0 * tokens * (4 * hv) * (4 * hv + vis.get("out_hidden_size", h))  # patch merger
+    hd = h // heads
+    llm = decoder_flops(tokens + PROMPT_TOKENS, layers, h, heads * hd, kv_heads * hd, inter, gated=3)
+    return vision + llm
+
+
+def owlv2_flops(conf: dict) -> Optional[float]:
+    vis = conf.get("vision_config") or {}
+    try:
+        h, inter, layers = vis["hidden_size"], vis["intermediate_size"], vis["num_hidden_layers"]
+        tokens = (vis["image_size"] // vis["patch_size"]) ** 2 + 1
+    except KeyError:
+        return None
+    return decoder_flops(tokens, layers, h, h, h, inter, gated=2)
+
+
+# -- the estimate --------------------------------------------------------------------------------------
+def estimate(cfg: ProjectConfig, image_size: tuple[int, int] = REFERENCE_PHOTO, gflops: Optional[float] = None,
+             boxes: int = BOXES) -> Estimate:
+    """Expected seconds per stage for one ``image_size`` photo with this project's models and budgets."""
+    from pipeline.providers.falcon import on_gpu, torch_device
+    st, prov, bud = cfg.stages, cfg.providers, cfg.budgets
+    g = prov.grounder
+    device = torch_device(prov.vlm.device if prov.vlm.kind == "transformers" else g.device)
+    if g.kind == "falcon" and st.ground:
+        from pipeline.providers.falcon import choose_backend
+        backend = choose_backend(g.backend)
+        device = "mlx" if backend == "mlx" else torch_device(g.device)
+    rate = gflops if gflops is not None else matmul_gflops("cuda" if device.startswith("cuda") else "cpu")
+    speed = rate * 1e9 * EFFICIENCY
+    est = Estimate(device=device, gflops=rate, boxes=boxes)
+
+    def seconds(flops: Optional[float]) -> Optional[float]:
+        return None if flops is None else flops / speed
+
+    if st.filter or st.verify:
+        vconf = _config_json(prov.vlm.model) if prov.vlm.kind == "transformers" else None
+        for stage, on, px, per in (("filter", st.filter, bud.filter_pixels, "image"),
+                                   ("verify", st.verify, bud.verify_pixels, "box")):
+            if not on:
+                continue
+            w, h = fit_size(*image_size, px) if stage == "filter" else fit_size(448, 448, px)
+            if prov.vlm.kind == "openai":
+                est.stages.append(StageCost(stage, None, f"served by {prov.vlm.url}", per))
+            elif vconf is None:
+                est.stages.append(StageCost(stage, None, f"no config.json for {prov.vlm.model} on disk", per))
+            else:
+                tokens = qwen_image_tokens(w, h)
+                est.stages.append(StageCost(stage, seconds(qwen_vl_flops(vconf, tokens)),
+                                            f"{prov.vlm.model}, {w}x{h} px = {tokens} image tokens", per))
+    if st.ground:
+        queries = len(cfg.query_labels())
+        if g.kind == "falcon":
+            gpu = on_gpu(choose_backend(g.backend), g.device)
+            one = falcon_flops(g, image_size, bud.ground_pixels, gpu)
+            note = (f"Falcon {g.model}, {queries} quer{'y' if queries == 1 else 'ies'}, max_dimension "
+                    f"{g.max_dimension or ('1024' if gpu else '512')}")
+            est.stages.append(StageCost("ground", seconds(None if one is None else one * queries), note))
+        elif g.kind == "owlv2":
+            conf = _config_json(g.model)
+            est.stages.append(StageCost("ground", seconds(owlv2_flops(conf) if conf else None),
+                                        f"OWLv2 {g.model}, all queries in one pass"))
+        else:
+            est.stages.append(StageCost("ground", None, f"{g.kind}: no FLOP model"))
+    return est
+
+
+def announce(cfg: ProjectConfig, emit=None) -> Estimate:
+    """Log (or ``emit``) the estimate; a warning when an image will take a minute or more."""
+    est = estimate(cfg)
+    text = est.summary()
+    if est.slow:
+        text = ("SLOW CONFIGURATION: " + text + ". Lower budgets.ground_pixels / providers.grounder."
+                "max_dimension / the number of queries, or run the models on a GPU")
+    if emit is not None:
+        emit(text)
+    else:
+        log.log(logging.WARNING if est.slow else logging.INFO, "%s", text)
+    return est

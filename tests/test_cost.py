@@ -1,0 +1,90 @@
+"""The start-up cost estimate: minutes-per-image configurations are called out before any work starts."""
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from pipeline import cost
+from pipeline.config import load_project, parse_project
+from pipeline.pipeline import Pipeline
+from tests.fakes import ScriptedGrounder, ScriptedVLM
+
+GFLOPS = 33.0  # a fixed machine speed keeps the test deterministic (the probe measures 30-200 here)
+
+
+def drones(**grounder):
+    cfg = load_project("projects/drones.yaml")
+    data = cfg.model_dump(mode="json", by_alias=False)
+    data["providers"]["grounder"].update(backend="torch", device="cpu", **grounder)
+    return parse_project(data)
+
+
+def test_falcon_on_a_cpu_is_called_slow_with_its_seconds():
+    est = cost.estimate(drones(), gflops=GFLOPS)
+    ground = next(s for s in est.stages if s.stage == "ground")
+    assert ground.seconds is not None and est.slow
+    assert "4 queries" in ground.note and "max_dimension 512" in ground.note  # the CPU default
+    assert not est.known  # filter/verify run on a remote server: not estimated, and said so
+    assert "at least ~" in est.summary() and "not estimated (served by http://127.0.0.1:8000/v1)" in est.summary()
+
+
+def test_estimate_follows_resolution_superlinearly():
+    small = cost.estimate(drones(max_dimension=512), gflops=GFLOPS).per_image
+    big = cost.estimate(drones(max_dimension=1024), gflops=GFLOPS).per_image
+    assert big > 4 * small  # 4x the tokens, and attention grows with their square
+    half = cost.estimate(drones(max_dimension=1024), gflops=2 * GFLOPS).per_image
+    assert half == pytest.approx(big / 2)
+
+
+def test_transformers_vlm_estimated_from_its_config(tiny_qwen_dir):
+    cfg = parse_project({"project_name": "t", "target_object": "cat", "stages": {"ground": False},
+                         "providers": {"vlm": {"kind": "transformers", "model": str(tiny_qwen_dir)}}})
+    est = cost.estimate(cfg, gflops=GFLOPS)
+    assert [s.stage for s in est.stages] == ["filter", "verify"] and est.known and not est.slow
+    assert "1036 image tokens" in est.stages[0].note and "256 image tokens" in est.stages[1].note
+    smaller = parse_project({**cfg.model_dump(mode="json", by_alias=False), "budgets": {"filter_pixels": 200_704}})
+    assert cost.estimate(smaller, gflops=GFLOPS).stages[0].seconds < est.stages[0].seconds
+
+
+def test_matmul_probe_measures_something():
+    assert 0.1 < cost.matmul_gflops("cpu") < 1e5
+
+
+def test_pipeline_load_warns_before_loading_models(monkeypatch, caplog):
+    events = []
+    monkeypatch.setattr(cost, "matmul_gflops", lambda device="cpu": GFLOPS)
+    from pipeline.providers import registry
+    monkeypatch.setattr(registry, "get_grounder", lambda cfg: events.append("grounder loaded") or ScriptedGrounder([]))
+
+    class Recorder(logging.Handler):
+        def emit(self, record):
+            events.append(f"{record.levelname}: {record.getMessage()}")
+
+    handler = Recorder()
+    logging.getLogger("pipeline.cost").addHandler(handler)
+    try:
+        Pipeline(drones(), vlm=ScriptedVLM(lambda im, q: 1.0)).load()
+    finally:
+        logging.getLogger("pipeline.cost").removeHandler(handler)
+    assert events[-1] == "grounder loaded"
+    assert events[0].startswith("WARNING: SLOW CONFIGURATION: expected at least ~") and "min per image" in events[0]
+
+
+def test_up_prints_the_estimate_before_starting_anything(monkeypatch, capsys, tmp_path):
+    from pipeline.stack import up
+    monkeypatch.setattr(cost, "matmul_gflops", lambda device="cpu": GFLOPS)
+    monkeypatch.setattr(up, "check_real_models", lambda cfg: None)
+    project = tmp_path / "drones.yaml"
+    project.write_text(open("projects/drones.yaml").read().replace("backend: auto", "backend: torch"))
+
+    def refuse(*a, **kw):
+        raise RuntimeError("stop before Label Studio")
+    monkeypatch.setattr(up, "start_label_studio", refuse)
+    args = SimpleNamespace(project=str(project), root=str(tmp_path / "root"), models="real", port=None,
+                           backend_port=None, timeout=1, tiny_cache=str(tmp_path / "tiny"))
+    with pytest.raises(RuntimeError, match="stop before Label Studio"):
+        up.run_up(args)
+    out = capsys.readouterr().out
+    assert out.index("SLOW CONFIGURATION") < out.index("starting Label Studio")
