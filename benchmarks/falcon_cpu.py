@@ -172,7 +172,8 @@ def main(argv=None) -> None:
                       "head)",
         "mlx side": "FalconGrounder backend=mlx (package MLX model, mlx[cpu] wheel, BLAS: "
                     f"{os.environ.get('LD_PRELOAD') or 'the wheel own'})",
-        "timing": f"{'no' if a.no_warmup else '1'} warm-up per side and size, then {a.rounds} rounds, sides alternating; medians. The machine "
+        "timing": f"{'no' if a.no_warmup else '1'} warm-up per side and size, then {a.rounds} rounds, sides "
+                  "alternating; medians. The machine "
                   "is shared with other engineers running tests: absolute seconds vary with their load "
                   f"(load average at the end: {os.getloadavg()[0]:.1f})",
         **machine(),

@@ -18,7 +18,7 @@ from pipeline.detections import Detections
 from pipeline.images import fit_size, open_image, open_photo, reduction_for
 from pipeline.pipeline import Pipeline
 from pipeline.providers.base import Grounder
-from tests.fakes import ScriptedGrounder, ScriptedVLM
+from tests.fakes import ColourSegmenter, ScriptedFinder, ScriptedGrounder, ScriptedVLM
 
 RED = (220, 20, 20)
 
@@ -57,11 +57,13 @@ def red_box(image: Image.Image):
 
 
 class ViewGrounder(Grounder):
-    """Answers in pixels of the view it is handed: a box at fixed fractions of it, or the red rectangle."""
+    """Answers in pixels of the view it is handed: a box at fixed fractions of it, or the red rectangle
+    (and, as a grounder that segments, the red pixels as its mask)."""
     name = "view-grounder"
 
-    def __init__(self, fractions=None):
+    def __init__(self, fractions=None, gives_masks=False):
         self.fractions = fractions
+        self.gives_masks = gives_masks
         self.views = []
 
     def boxes(self, image, queries):
@@ -70,6 +72,40 @@ class ViewGrounder(Grounder):
         box = red_box(image) if self.fractions is None else \
             [f * s for f, s in zip(self.fractions, (w, h, w, h))]
         return Detections(xyxy=[box], scores=[0.9], labels=[queries[0]], queries=[queries[0]])
+
+    def segment(self, image, queries):
+        dets = self.boxes(image, queries)
+        dets.set_masks([0], [red_mask(image)])
+        return dets
+
+
+def red_mask(image):
+    a = np.asarray(image.convert("RGB")).astype(int)
+    return (a[..., 0] > 150) & (a[..., 1] < 90) & (a[..., 2] < 90)
+
+
+class SizeSpy:
+    """Wraps a provider: records the size of every image handed to it."""
+
+    def __init__(self, provider):
+        self._provider, self.sizes = provider, []
+
+    def __getattr__(self, name):
+        attr = getattr(self._provider, name)
+        if not callable(attr):
+            return attr
+
+        def call(image, *args, **kwargs):
+            self.sizes.append(image.size)
+            return attr(image, *args, **kwargs)
+        return call
+
+
+def iou(mask, box) -> float:
+    """Of a mask and a box (1 px of blur at a 4x downscaled view's edges costs ~2.5 % here)."""
+    truth = np.zeros_like(mask)
+    truth[box[1]:box[3], box[0]:box[2]] = True
+    return (mask & truth).sum() / (mask | truth).sum()
 
 
 # -- decoding at the working resolution ----------------------------------------------------------
@@ -155,6 +191,54 @@ def test_verify_crops_cut_at_original_coordinates():
     assert crop.width * crop.height <= 10_000
     a = np.asarray(crop).astype(int)
     assert (a[..., 0] > 150).mean() > 0.4  # padding 0.15 per side: the red box is ~59 % of the crop
+
+
+# -- masks, clicks and examples in original pixels -------------------------------------------------
+SCENE = (4000, 3000)
+OBJECT = (1000, 600, 2200, 1500)
+SMALL = {"decode_pixels": None, "ground_pixels": 750_000}  # views of 1000x750: 4 original px per view px
+
+
+def scene():
+    return Image.open(io.BytesIO(photo_bytes(SCENE, box=OBJECT, fmt="PNG")))
+
+
+@pytest.mark.parametrize("own_masks", [False, True])
+def test_masks_from_a_view_are_original_size_on_the_object(own_masks):
+    """The segmenter (or a grounder that segments) works on a 1000x750 view; the masks that come back are
+    4000x3000 and cover the object where it is in the original."""
+    seg = SizeSpy(ColourSegmenter())
+    g = ViewGrounder(gives_masks=own_masks)
+    cfg = config(SMALL, stages={"filter": False, "verify": False})
+    res = Pipeline(cfg, vlm=ScriptedVLM(lambda im, q: 1.0), grounder=g, segmenter=seg).run(scene(), masks=True)
+    assert g.views == [(1000, 750)] and seg.sizes == ([] if own_masks else [(1000, 750)])
+    mask = res.detections.mask(0)
+    assert mask.shape == (3000, 4000) and iou(mask, OBJECT) > 0.95
+    np.testing.assert_allclose(res.detections.xyxy[0], OBJECT, atol=8)  # 2 view px of edge blur
+
+
+def test_clicks_and_drawn_boxes_on_a_big_photo_are_segmented_on_the_view():
+    seg = SizeSpy(ColourSegmenter())
+    pipe = Pipeline(config(SMALL, stages={"filter": False, "ground": False, "verify": False}),
+                    vlm=ScriptedVLM(lambda im, q: 1.0), grounder=ScriptedGrounder([]), segmenter=seg)
+    res = pipe.run_on_clicks(scene(), [[1500, 1000]], [True], "Stop Sign")
+    assert seg._provider.point_calls == [([[375.0, 250.0]], [True])]  # the click, in view pixels
+    assert res.detections.mask(0).shape == (3000, 4000) and iou(res.detections.mask(0), OBJECT) > 0.95
+    np.testing.assert_allclose(res.detections.xyxy[0], OBJECT, atol=8)  # 2 view px of edge blur
+    drawn = pipe.run_on_boxes(scene(), [[900, 500, 2300, 1600]], ["Stop Sign"], masks=True)
+    assert seg.sizes == [(1000, 750), (1000, 750)]
+    np.testing.assert_allclose(drawn.detections.xyxy[0], OBJECT, atol=8)  # 2 view px of edge blur  # the box refined to the mask's
+    assert iou(drawn.detections.mask(0), OBJECT) > 0.95
+
+
+def test_find_similar_example_and_answers_map_through_the_view():
+    finder = SizeSpy(ScriptedFinder([([100, 100, 200, 150], 0.9)]))
+    finder.finds_similar = True
+    pipe = Pipeline(config(SMALL, stages={"filter": False, "verify": False}), vlm=ScriptedVLM(lambda im, q: 1.0),
+                    grounder=ScriptedGrounder([]), finder=finder)
+    res = pipe.run_similar(scene(), [2000, 2000, 2400, 2400], "Stop Sign")
+    assert finder.sizes == [(1000, 750)] and finder._provider.examples == [[500.0, 500.0, 600.0, 600.0]]
+    assert res.detections.xyxy.tolist() == [[400.0, 400.0, 800.0, 600.0]]
 
 
 # -- what reaches each provider --------------------------------------------------------------------
