@@ -227,7 +227,7 @@ def test_clicks_and_drawn_boxes_on_a_big_photo_are_segmented_on_the_view():
     np.testing.assert_allclose(res.detections.xyxy[0], OBJECT, atol=8)  # 2 view px of edge blur
     drawn = pipe.run_on_boxes(scene(), [[900, 500, 2300, 1600]], ["Stop Sign"], masks=True)
     assert seg.sizes == [(1000, 750), (1000, 750)]
-    np.testing.assert_allclose(drawn.detections.xyxy[0], OBJECT, atol=8)  # 2 view px of edge blur  # the box refined to the mask's
+    np.testing.assert_allclose(drawn.detections.xyxy[0], OBJECT, atol=8)  # refined to the mask box
     assert iou(drawn.detections.mask(0), OBJECT) > 0.95
 
 
