@@ -74,8 +74,8 @@ class Budgets(_Strict):
         description="the whole image the VLM filter sees (802,816 px = 1,024 Qwen2.5-VL image tokens)")
     ground_pixels: Optional[int] = Field(
         1024 * 1024, ge=64 * 64,
-        description="the image the grounder gets, before its own resize (OWLv2 960 px, Grounding DINO "
-                    "800x1333, Falcon max_dimension)")
+        description="the image the grounder, the segmenter and 'find similar' get, before their own resize "
+                    "(OWLv2 960 px, Grounding DINO 800x1333, Falcon max_dimension, SAM 1024 px)")
     verify_pixels: Optional[int] = Field(
         256 * QWEN_PATCH_PIXELS, ge=QWEN_PATCH_PIXELS,
         description="each verify crop (200,704 px = 256 Qwen2.5-VL image tokens)")
