@@ -82,7 +82,7 @@ def test_up_prints_the_estimate_before_starting_anything(monkeypatch, capsys, tm
     def refuse(*a, **kw):
         raise RuntimeError("stop before Label Studio")
     monkeypatch.setattr(up, "start_label_studio", refuse)
-    args = SimpleNamespace(project=str(project), root=str(tmp_path / "root"), models="real", port=None,
+    args = SimpleNamespace(project=str(project), root=str(tmp_path / "root"), models="real", port=None, host=None,
                            backend_port=None, timeout=1, tiny_cache=str(tmp_path / "tiny"))
     with pytest.raises(RuntimeError, match="stop before Label Studio"):
         up.run_up(args)
