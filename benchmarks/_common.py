@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("LF_ANSWER_CACHE", "0")  # benchmarks time the models: cached answers would skip them
 
 CACHE = Path(os.environ.get("LABEL_FACTORY_BENCH_CACHE", Path.home() / ".cache" / "label-factory-bench"))
 

@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
+from pipeline import answer_cache
 from pipeline.config import ProjectConfig
 from pipeline.convert import CocoBuilder
 from pipeline.images import ImageLoadError
@@ -83,6 +84,7 @@ def run_folder(cfg: ProjectConfig, images: list[Path], pipeline: Pipeline, docum
         },
         "counts": {"images": len(images), "labeled": len(per_image), "skipped": len(skipped),
                    "boxes": len(coco.annotations)},
+        "answer_cache": {"enabled": answer_cache.enabled(), **pipeline.cache_counts()},
     }
     return BatchOutput(coco.to_dict(), tasks, record)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def cmd_run(args) -> int:
     from pipeline.labelconfig import local_files_url
     from pipeline.pipeline import Pipeline
 
+    no_cache(args)
     cfg = load_project(args.project)
     images = list_images(Path(args.images), args.limit)
     if not images:
@@ -62,9 +64,24 @@ def cmd_run(args) -> int:
     for reason in out.record["skipped"]:
         print(f"  skipped: {reason['reason']}")
     print("seconds per image per stage:", json.dumps(out.record["timings"]["seconds_per_image"]))
+    cache = out.record["answer_cache"]
+    print(f"answer cache: {cache['hits']} answer(s) reused, {cache['misses']} asked of the models"
+          + ("" if cache["enabled"] else " (off)"))
     for k, p in paths.items():
         print(f"{k}: {p}")
     return 0
+
+
+def add_cache_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-cache", action="store_true",
+                   help="ask the models again instead of reusing answers from MODEL_DIR/answers.db "
+                        "(same as LF_ANSWER_CACHE=0)")
+
+
+def no_cache(args) -> None:
+    """--no-cache: the answer cache off for this process (pipeline/answer_cache.py reads LF_ANSWER_CACHE)."""
+    if getattr(args, "no_cache", False):
+        os.environ["LF_ANSWER_CACHE"] = "0"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--masks", choices=["brush", "polygon"], default=None,
                    help="segment every kept box: tasks.json gets BrushLabels / PolygonLabels (for the config "
                         "`label-factory config --masks ...` makes) and coco.json RLE segmentation")
+    add_cache_arg(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("project", help="print the resolved project config")

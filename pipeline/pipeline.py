@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from pipeline import stages
+from pipeline import answer_cache, stages
 from pipeline.config import ProjectConfig
 from pipeline.detections import Detections
 from pipeline.images import Photo, open_photo
@@ -58,14 +58,15 @@ class Pipeline:
     """filter -> ground -> verify (-> identify), driven by a ProjectConfig.
 
     Providers are taken from the process-wide registry unless injected, so constructing a
-    Pipeline per request is cheap: weights load once per process."""
+    Pipeline per request is cheap: weights load once per process. Either way their answers go
+    through the answer cache (pipeline/answer_cache.py; off with LF_ANSWER_CACHE=0)."""
 
     def __init__(self, config: ProjectConfig, vlm: Optional[VLM] = None, grounder: Optional[Grounder] = None,
                  identifier: Optional[Identifier] = None, segmenter: Optional[Segmenter] = None,
                  finder: Optional[Grounder] = None):
         self.config = config
-        self._vlm = vlm
-        self._grounder = grounder
+        self._vlm = None if vlm is None else answer_cache.CachedVLM(vlm)
+        self._grounder = None if grounder is None else answer_cache.CachedGrounder(grounder)
         self.identifier = identifier
         self._segmenter = segmenter
         self._finder = finder
@@ -74,14 +75,15 @@ class Pipeline:
     def vlm(self) -> VLM:
         if self._vlm is None:
             from pipeline.providers.registry import get_vlm
-            self._vlm = get_vlm(self.config.providers.vlm)
+            self._vlm = answer_cache.CachedVLM(get_vlm(self.config.providers.vlm))
         return self._vlm
 
     @property
     def grounder(self) -> Grounder:
         if self._grounder is None:
             from pipeline.providers.registry import get_grounder
-            self._grounder = get_grounder(self.config.providers.grounder)
+            cfg = self.config.providers.grounder
+            self._grounder = answer_cache.CachedGrounder(get_grounder(cfg), identity_extra=cfg.identity)
         return self._grounder
 
     @property
@@ -109,6 +111,10 @@ class Pipeline:
                                     "(kind: owlv2, model: google/owlv2-base-patch16-ensemble or a local copy) "
                                     "in the project YAML")
         return self._finder
+
+    def cache_counts(self) -> dict:
+        """Answers the answer cache gave ("hits") and the models gave ("misses") so far."""
+        return answer_cache.counts(self._vlm, self._grounder)
 
     def load(self) -> "Pipeline":
         """Load the providers the enabled stages need (at start-up rather than on first request).
