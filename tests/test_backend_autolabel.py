@@ -231,8 +231,9 @@ def test_concurrency_is_limited(backend, ls_files, monkeypatch):
     monkeypatch.setenv("PREDICT_CONCURRENCY", "2")
     project = {**PROJECT, "stages": {"filter": True, "ground": False, "verify": False}}
     client, config, vlm, _ = backend(project=project, vlm=KnownVLM(0.9, delay=0.15))
-    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
-    tasks = [{"id": i, "data": {"image": "/data/upload/5/a.jpg"}} for i in range(6)]
+    for i in range(6):  # six different images: the answer cache must not answer any of them
+        ls_files.files[f"/data/upload/5/{i}.jpg"] = jpeg_bytes(color=(200, 30, 30 + 20 * i))
+    tasks = [{"id": i, "data": {"image": f"/data/upload/5/{i}.jpg"}} for i in range(6)]
     t0 = time.perf_counter()
     body = _predict(client, config, tasks)
     took = time.perf_counter() - t0
@@ -246,7 +247,7 @@ def test_a_slow_image_holds_no_model_slot(backend, ls_files, monkeypatch):
     monkeypatch.setenv("PREDICT_CONCURRENCY", "1")
     client, config, vlm, _ = backend()
     ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
-    image, asked, release = jpeg_bytes(), threading.Event(), threading.Event()
+    image, asked, release = jpeg_bytes(color=(30, 200, 30)), threading.Event(), threading.Event()  # not a.jpg
 
     ls_files.files["/data/upload/5/slow.jpg"] = held(image, lambda: (asked.set(), release.wait(60)))
     bodies = {}
