@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
-from pipeline import answer_cache
+from pipeline import answer_cache, certainty
 from pipeline.config import ProjectConfig
 from pipeline.convert import CocoBuilder
 from pipeline.images import ImageLoadError
@@ -68,6 +68,7 @@ def run_folder(cfg: ProjectConfig, images: list[Path], pipeline: Pipeline, docum
         image_id = coco.add_image(str(path), res.width, res.height)
         coco.add_detections(image_id, res.detections)
         prediction, _ = layout.prediction(res.detections, res.width, res.height, model_version)
+        prediction["score"] = certainty.of_result(res, cfg.thresholds)
         tasks.append({"data": {IMAGE_NAME: local_files_url(path, document_root)}, "predictions": [prediction]})
         per_image.append({"file": str(path), **res.to_record()})
     record = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import string
 from pathlib import Path
@@ -13,6 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.config_compat import from_data_label_factory
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FILTER_PROMPT = "Does this image show a {target_object}? Answer YES or NO."
 DEFAULT_VERIFY_PROMPT = "Is this a {target_object}? Answer YES or NO."
@@ -49,6 +52,12 @@ class Stages(_Strict):
     identify: bool = False
 
 
+class LabelThresholds(_Strict):
+    """One label's own thresholds; a missing one is the project-wide value."""
+    verify: Optional[float] = Field(None, ge=0, le=1)
+    grounding: Optional[float] = Field(None, ge=0, le=1)
+
+
 class Thresholds(_Strict):
     filter: float = Field(0.5, ge=0, le=1, description="min P(yes) for an image to go on to grounding")
     grounding: float = Field(0.1, ge=0, le=1, description="min grounder score (ignored by Falcon: it has none)")
@@ -56,6 +65,17 @@ class Thresholds(_Strict):
     nms_iou: float = Field(0.5, gt=0, le=1)
     max_boxes: int = Field(20, ge=1)
     crop_padding: float = Field(0.15, ge=0, le=2, description="verify crop padding, fraction of box size per side")
+    per_label: dict[str, LabelThresholds] = Field(
+        default_factory=dict, description="label -> {verify, grounding}: that label's thresholds instead of the "
+                                          "two above (`label-factory calibrate` writes them)")
+
+    def verify_for(self, label) -> float:
+        own = self.per_label.get(str(label))
+        return self.verify if own is None or own.verify is None else own.verify
+
+    def grounding_for(self, label) -> float:
+        own = self.per_label.get(str(label))
+        return self.grounding if own is None or own.grounding is None else own.grounding
 
 
 QWEN_PATCH_PIXELS = 28 * 28  # one Qwen2.5-VL image token (14 px patches merged 2x2)
@@ -214,6 +234,10 @@ class ProjectConfig(_Strict):
             self.data_root = f"data/{self.project_name}"
         if not self.queries:
             self.queries = [self.target_object]
+        unknown = sorted(set(self.thresholds.per_label) - set(self.labels()))
+        if unknown:
+            raise ValueError(f"thresholds.per_label names {unknown}, which are not labels of this project "
+                             f"({', '.join(self.labels())})")
         return self
 
     # -- derived ------------------------------------------------------------------------
@@ -237,6 +261,8 @@ class ProjectConfig(_Strict):
         """Short hash of everything that changes predictions (for model_version)."""
         keys = {"target_object", "label", "queries", "prompts", "stages", "thresholds", "providers", "budgets"}
         data = self.model_dump(include=keys, mode="json")
+        if not data["thresholds"]["per_label"]:  # none: the same fingerprint as before per-label thresholds existed
+            del data["thresholds"]["per_label"]
         if self.providers.grounder.identity() != self.providers.grounder.kind:  # a student: its weights by hash
             data["grounder_identity"] = self.providers.grounder.identity()
         blob = json.dumps(data, sort_keys=True)
@@ -295,13 +321,60 @@ def env_overrides(environ: Optional[Mapping[str, str]] = None) -> dict[str, str]
     return {var: environ[var] for var in ENV_OVERRIDES if environ.get(var)}
 
 
+def calibration_path(project_path: Union[str, Path]) -> Path:
+    """The calibration file next to a project YAML: ``stop-signs.yaml`` -> ``stop-signs.calibration.yaml``."""
+    path = Path(project_path)
+    return path.with_name(f"{path.stem}.calibration.yaml")
+
+
+def config_mtime(project_path: Union[str, Path]) -> tuple[int, int]:
+    """Modification times of the project YAML and its calibration file (-1: none), to notice either change."""
+    out = []
+    for p in (Path(project_path), calibration_path(project_path)):
+        try:
+            out.append(p.stat().st_mtime_ns)
+        except OSError:
+            out.append(-1)
+    return out[0], out[1]
+
+
+def with_calibration(cfg: ProjectConfig, project_path: Union[str, Path]) -> ProjectConfig:
+    """``cfg`` with the thresholds of its calibration file, if there is one: its ``thresholds.filter``
+    replaces the YAML's, and each label in its ``thresholds.per_label`` gets those thresholds (a label
+    the project no longer has is ignored, with a warning). Nothing else in the file is read."""
+    side = calibration_path(project_path)
+    if not side.is_file():
+        return cfg
+    data = _read_yaml(side) or {}
+    th = data.get("thresholds") if isinstance(data, dict) else None
+    if not isinstance(th, dict) or set(th) - {"filter", "per_label"}:
+        raise ConfigError(f"{side}: thresholds: expected a mapping with 'filter' and/or 'per_label' "
+                          "(written by `label-factory calibrate`; delete the file to use the YAML's thresholds)")
+    per_label = th.get("per_label") or {}
+    if not isinstance(per_label, dict):
+        raise ConfigError(f"{side}: thresholds.per_label: expected a mapping of label -> {{verify, grounding}}")
+    gone = sorted(set(per_label) - set(cfg.labels()))
+    if gone:
+        log.warning("%s: ignoring thresholds for %s: not labels of %s any more", side, gone, project_path)
+    merged = cfg.thresholds.model_dump()
+    merged["per_label"].update({lab: v for lab, v in per_label.items() if lab not in gone})
+    if "filter" in th:
+        merged["filter"] = th["filter"]
+    try:
+        thresholds = Thresholds.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(f"{side}: thresholds", e)) from None
+    return cfg.model_copy(update={"thresholds": thresholds})
+
+
 def load_project(path: Union[str, Path], environ: Optional[Mapping[str, str]] = None) -> ProjectConfig:
     """The one way from a project YAML to settings, for every entry point (backend, ``run``,
     ``predict``, ``import``, ``identify``, ``up``): the YAML, validated (errors name the file and
-    the field), then the LF_* overrides set in ``environ`` (default ``os.environ``) on its providers,
-    validated again (errors name the variables)."""
+    the field), with the thresholds of its calibration file (``with_calibration``), then the LF_*
+    overrides set in ``environ`` (default ``os.environ``) on its providers, validated again (errors
+    name the variables)."""
     path = Path(path)
-    cfg = parse_project(_read_yaml(path), str(path))
+    cfg = with_calibration(parse_project(_read_yaml(path), str(path)), path)
     overrides = env_overrides(environ)
     if not overrides:
         return cfg

@@ -232,7 +232,7 @@ class Pipeline:
             questions = stages.verify_questions(set(dets.labels.astype(str)), cfg.prompts.verify, cfg.label,
                                                 cfg.target_object)
             with _timed(res, "verify"):
-                res.verify_answers = stages.verify(self.vlm, image, dets, questions, th.verify, th.crop_padding,
+                res.verify_answers = stages.verify(self.vlm, image, dets, questions, th, th.crop_padding,
                                                    drop=not user, max_pixels=cfg.budgets.verify_pixels)
         if masks and (dets.kept & ~dets.has_mask()).any():
             with _timed(res, "segment"):

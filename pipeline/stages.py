@@ -81,8 +81,7 @@ def select(dets: Detections, image: AnyImage, th: Thresholds, stage: str = "grou
     dets.clip_to(image.width, image.height)
     degenerate = (dets.xyxy[:, 2] - dets.xyxy[:, 0] < 1) | (dets.xyxy[:, 3] - dets.xyxy[:, 1] < 1)
     dets.drop(degenerate, stage, "degenerate box (< 1 px after clipping)")
-    low = ~np.isnan(dets.scores) & (dets.scores < th.grounding)
-    dets.drop(low, stage, f"grounding score < {th.grounding}")
+    drop_below(dets, dets.scores, [th.grounding_for(lab) for lab in dets.labels], stage, "grounding score")
     dets.apply_nms(th.nms_iou, stage)
     idx = dets.active_index()
     if len(idx) > th.max_boxes:
@@ -95,13 +94,22 @@ def select(dets: Detections, image: AnyImage, th: Thresholds, stage: str = "grou
     return dets
 
 
-def verify(vlm: VLM, image: AnyImage, dets: Detections, questions: Mapping[str, str], threshold: float,
-           padding: float, drop: bool = True, max_pixels: Optional[int] = None) -> list[dict]:
+def drop_below(dets: Detections, scores: np.ndarray, thresholds: Sequence[float], stage: str, what: str) -> None:
+    """Drop the kept boxes whose score is below their own threshold (a NaN score is never below)."""
+    thresholds = np.asarray(thresholds, np.float64).reshape(-1)
+    low = ~np.isnan(scores) & (scores < thresholds)
+    for t in np.unique(thresholds[low]):
+        dets.drop(low & (thresholds == t), stage, f"{what} < {float(t)}")
+
+
+def verify(vlm: VLM, image: AnyImage, dets: Detections, questions: Mapping[str, str],
+           threshold: Union[float, Thresholds], padding: float, drop: bool = True,
+           max_pixels: Optional[int] = None) -> list[dict]:
     """Ask the VLM about each kept box's padded crop, at most ``max_pixels`` each (one batched call per
     question).
 
-    Sets ``dets.verify_scores`` and, with ``drop``, drops boxes below ``threshold`` (boxes a person drew
-    are only scored). Returns the raw answers."""
+    Sets ``dets.verify_scores`` and, with ``drop``, drops boxes below ``threshold`` (a number, or each box's
+    label's ``Thresholds.verify_for``; boxes a person drew are only scored). Returns the raw answers."""
     answers = []
     idx = dets.active_index()
     by_question: dict[str, list[int]] = {}
@@ -116,8 +124,8 @@ def verify(vlm: VLM, image: AnyImage, dets: Detections, questions: Mapping[str, 
         answers += [{"box": i, "question": question, **ans.to_json()} for i, ans in zip(members, results)]
     dets.mark(np.isin(np.arange(len(dets)), idx), "verify")
     if drop:
-        low = ~np.isnan(dets.verify_scores) & (dets.verify_scores < threshold)
-        dets.drop(low, "verify", f"verify P(yes) < {threshold}")
+        per_box = [threshold.verify_for(lab) if isinstance(threshold, Thresholds) else threshold for lab in dets.labels]
+        drop_below(dets, dets.verify_scores, per_box, "verify", "verify P(yes)")
     return answers
 
 

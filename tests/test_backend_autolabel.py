@@ -97,7 +97,8 @@ def test_predict_boxes_labels_scores_and_token(backend, ls_files):
     assert stop["value"]["x"] == pytest.approx(10) and stop["value"]["y"] == pytest.approx(20)
     assert stop["value"]["width"] == pytest.approx(40) and stop["value"]["height"] == pytest.approx(40)
     assert stop["score"] == pytest.approx(0.9)  # verify's P(yes)
-    assert pred["score"] == pytest.approx(0.9)
+    # the task's certainty (pipeline/certainty.py): filter and every box at P(yes) 0.9 against 0.5 -> 0.4 / 0.5
+    assert pred["score"] == pytest.approx(0.8)
     # fetched from "Label Studio" with the legacy token, at the path that works the first time (the SDK's
     # /storage-data/uploaded/ proxy answers 400 on a Label Studio that serves uploads from its own disk)
     assert [r["path"] for r in ls_files.requests] == ["/data/upload/5/a.jpg"]
@@ -223,7 +224,8 @@ def test_filtered_out_image_is_an_empty_prediction_not_an_error(backend, ls_file
     client, config, vlm, grounder = backend(vlm=KnownVLM(0.1))
     ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
     body = _predict(client, config, [{"id": 1, "data": {"image": "/data/upload/5/a.jpg"}}])
-    assert body["results"] == [{"model_version": body["model_version"], "score": 0.0, "result": []}]
+    # certain, not 0: the filter said no at P(yes) 0.1 against 0.5 -> (0.5 - 0.1) / 0.5
+    assert body["results"] == [{"model_version": body["model_version"], "score": pytest.approx(0.8), "result": []}]
     assert "errors" not in body and grounder.calls == []
 
 
@@ -560,7 +562,7 @@ def test_identity_in_a_per_region_textarea(backend, ls_files, identify_service):
     assert names[speed["id"]]["value"]["text"] == ["Speed 50"]
     assert names[speed["id"]]["score"] == pytest.approx(0.88)
     assert yld["meta"]["text"][0].startswith("unknown")
-    assert pred["score"] == pytest.approx(0.9)  # per task: the boxes' scores, not the names'
+    assert pred["score"] == pytest.approx(0.8)  # the task's certainty: from the boxes' decisions, not the names'
 
 
 def test_identity_in_per_region_choices_when_it_is_a_choice(backend, ls_files, identify_service):

@@ -20,8 +20,8 @@ from backends.autolabel import identify
 from backends.autolabel.interactive import Interaction
 from backends.autolabel.labels import Target, find_target
 from backends.images import display_url, fetch_image
-from pipeline import deadline
-from pipeline.config import ProjectConfig, load_project
+from pipeline import certainty, deadline
+from pipeline.config import ProjectConfig, config_mtime, load_project
 from pipeline.labelstudio.coords import point_to_pixel, rect_to_xyxy
 from pipeline.pipeline import Pipeline
 
@@ -32,7 +32,7 @@ PIPELINE_FACTORY: Callable[[ProjectConfig], Pipeline] = Pipeline
 # (url, task_id) -> PIL image; the only way task images are read.
 IMAGE_FETCHER: Callable = fetch_image
 
-_pipelines: dict[str, tuple[int, ProjectConfig, Pipeline]] = {}
+_pipelines: dict[str, tuple[tuple, ProjectConfig, Pipeline]] = {}
 _pipelines_lock = threading.Lock()
 _semaphores: dict[int, threading.BoundedSemaphore] = {}
 _sem_lock = threading.Lock()
@@ -43,12 +43,10 @@ DEFAULT_PREDICT_DEADLINE = 90.0
 
 
 def load(path: str | os.PathLike) -> tuple[ProjectConfig, Pipeline]:
-    """The project's config and Pipeline, built once per process (again if the file changed)."""
+    """The project's config and Pipeline, built once per process (again if the YAML or its calibration
+    file changed)."""
     path = str(Path(path).resolve())
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        mtime = -1  # load_project reports the error
+    mtime = config_mtime(path)  # the YAML's and its calibration file's; a missing YAML: load_project says so
     with _pipelines_lock:
         hit = _pipelines.get(path)
         if hit is not None and hit[0] == mtime:
@@ -185,6 +183,7 @@ def _run_models(task_id, image, pipeline: Pipeline, target: Target, model_versio
     else:
         res = pipeline.run(image, masks=masks)
     out.prediction, out.dropped = layout.prediction(res.detections, res.width, res.height, model_version)
+    out.prediction["score"] = certainty.of_result(res, pipeline.config.thresholds)  # the lowest: review it first
     if not out.prediction["result"] and res.note:
         log.info("task %s: no boxes (%s)", task_id, res.note)
     return out
