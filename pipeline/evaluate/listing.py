@@ -29,17 +29,18 @@ class ListingError(RuntimeError):
     pass
 
 
-def _params(project_id: int, page_size: int) -> dict:
-    return {"project": project_id, "fields": "all", "include": INCLUDE, "expand": "annotations",
+def _params(project_id: int, page_size: int, include: str = INCLUDE) -> dict:
+    return {"project": project_id, "fields": "all", "include": include, "expand": "annotations",
             "page_size": page_size, "query": ANNOTATED, "resolve_uri": False}
 
 
-def list_pages(client, project_id: int, page_size: int = 1000, on_total: Optional[Callable[[int], None]] = None
-               ) -> Iterator[dict]:
+def list_pages(client, project_id: int, page_size: int = 1000, on_total: Optional[Callable[[int], None]] = None,
+               include: str = INCLUDE) -> Iterator[dict]:
+    """``include``: the task fields to send (calibrate adds ``data`` for the image URL)."""
     http = client._client_wrapper.httpx_client  # the SDK's authenticated client (token refresh, retries)
     page = 1
     while True:
-        r = http.request("api/tasks", method="GET", params={**_params(project_id, page_size), "page": page})
+        r = http.request("api/tasks", method="GET", params={**_params(project_id, page_size, include), "page": page})
         if r.status_code == 404 and page > 1:  # past the last page
             return
         if r.status_code >= 400:

@@ -1,0 +1,109 @@
+"""A Label Studio project's reviewed tasks, each with every candidate the cascade proposes for it.
+
+Reviewed: a task's latest submitted, non-cancelled annotation is the truth, as for ``evaluate`` and
+``export`` (pipeline/distill/reviewed.py); its RectangleLabels regions of the labeling config's output, in
+pixels of the image, labelled as the pipeline labels them. Tasks are listed a page at a time with their
+data and annotations (pipeline/evaluate/listing.py).
+
+Candidates: the project's pipeline run on each task's image as the backend runs it (``runner.PIPELINE_FACTORY``,
+the backend's image fetching, model slots and per-task isolation), with the filter, grounding and verify
+thresholds at 0 so that every candidate NMS and ``max_boxes`` keep reaches verify. Its model answers come
+from the answer cache when an earlier run asked them: only what was never asked costs model time, and a
+second calibration costs none. A task whose image or model fails is left out and reported."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+from backends.autolabel import runner
+from backends.autolabel.labels import Target
+from pipeline.calibrate.search import Reviewed
+from pipeline.config import ProjectConfig
+from pipeline.convert import ls_to_xyxy
+from pipeline.detections import Detections
+from pipeline.distill.reviewed import latest_annotation, rectangles
+from pipeline.pipeline import PipelineResult
+
+INCLUDE = "id,data,annotations"
+
+
+def at_zero(cfg: ProjectConfig) -> ProjectConfig:
+    """``cfg`` with every threshold at 0 (no per-label ones) and identify off: all candidates, scored."""
+    th = cfg.thresholds.model_copy(update={"filter": 0.0, "grounding": 0.0, "verify": 0.0, "per_label": {}})
+    return cfg.model_copy(update={"thresholds": th, "stages": cfg.stages.model_copy(update={"identify": False})})
+
+
+def labels_to_calibrate(cfg: ProjectConfig, target: Target) -> list[str]:
+    """Pipeline labels the grounder proposes and the labeling config can show."""
+    grounded = set(cfg.query_labels().values())
+    return [lab for lab in cfg.labels() if lab in grounded and lab in target.label_map]
+
+
+def truth_boxes(task: dict, target: Target, width: int, height: int) -> Optional[Detections]:
+    """The annotated boxes of the task's reviewed annotation in pixels of a ``width`` x ``height`` image
+    (None: not reviewed)."""
+    ann = latest_annotation(task)
+    if ann is None:
+        return None
+    regions = rectangles(ann.get("result"), target.from_name)
+    xyxy = np.asarray([ls_to_xyxy(r.value, width, height) for r in regions], np.float32).reshape(-1, 4)
+    return Detections(xyxy=xyxy, scores=[math.nan] * len(regions),
+                      labels=[target.pipeline_label(r.label) for r in regions])
+
+
+def reviewed(task: dict, res: PipelineResult, target: Target) -> Optional[Reviewed]:
+    truth = truth_boxes(task, target, res.width, res.height)
+    if truth is None:
+        return None
+    cand = res.detections.active()
+    cand = cand[np.array([str(lab) in target.label_map for lab in cand.labels], bool)]  # what the backend shows
+    p = math.nan if res.filter_answer is None else float(res.filter_answer.p_yes)
+    return Reviewed(int(task["id"]), p, cand, truth)
+
+
+@dataclass
+class Collected:
+    reviewed: list[Reviewed] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)  # {"task", "reason"}
+    cache: dict = field(default_factory=dict)  # answers reused ("hits") and asked of the models ("misses")
+
+
+def collect(tasks: Iterable[dict], cfg: ProjectConfig, target: Target, fetch: Callable,
+            concurrency: Optional[int] = None, on_done: Optional[Callable[[], None]] = None,
+            batch: int = 100) -> Collected:
+    """Every reviewed task of ``tasks`` with its candidates, ``batch`` tasks in memory at a time."""
+    pipe = runner.PIPELINE_FACTORY(at_zero(cfg))
+    got = Collected()
+
+    def run_one(task: dict) -> runner.TaskOutcome:
+        try:
+            image = fetch((task.get("data") or {}).get(target.data_key), task.get("id"))
+            with runner.model_slot():
+                res = pipe.run(image)
+            r = reviewed(task, res, target)
+            if r is not None:
+                got.reviewed.append(r)
+            return runner.TaskOutcome(task.get("id"))
+        finally:
+            if on_done is not None:
+                on_done()
+
+    page: list[dict] = []
+    for task in tasks:
+        if latest_annotation(task) is not None:
+            page.append(task)
+        if len(page) >= batch:
+            got.failed += _run(page, run_one, concurrency)
+            page = []
+    got.failed += _run(page, run_one, concurrency)
+    got.reviewed.sort(key=lambda r: r.task_id)
+    got.cache = pipe.cache_counts()
+    return got
+
+
+def _run(page: list[dict], run_one: Callable, concurrency: Optional[int]) -> list[dict]:
+    return [{"task": o.task_id, "reason": o.error} for o in runner.predict_all(page, run_one, limit=concurrency)
+            if o.error]

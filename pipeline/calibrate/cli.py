@@ -1,0 +1,143 @@
+"""``label-factory calibrate``: thresholds from a Label Studio project's reviewed tasks (pipeline/calibrate/).
+
+Wired into pipeline/cli.py through its tuple of optional sub-command modules (``add_parser``). Connection
+options and project lookup are those of ``predict``, ``export`` and ``evaluate`` (backends/autolabel/cli.py)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from backends.autolabel.cli import add_connection_args
+    from pipeline.calibrate.report import FOLDS, MIN_BOXES
+    from pipeline.cli import add_cache_arg
+
+    p = subparsers.add_parser(
+        "calibrate", help="choose per-label thresholds from reviewed tasks for a target precision",
+        description="Choose each label's grounding and verify thresholds and the filter threshold that find the "
+                    "most annotated boxes at precision >= --target-precision, from the Label Studio project's "
+                    "reviewed tasks; report what to expect (k-fold cross-validation by task) and write them to "
+                    "<project>.calibration.yaml next to the YAML, where the backend, run and predict read them.")
+    p.add_argument("--project", "-p", required=True, help="project YAML (the calibration file goes next to it)")
+    add_connection_args(p)
+    p.add_argument("--target-precision", type=float, required=True, metavar="P",
+                   help="the box precision to reach, e.g. 0.9")
+    p.add_argument("--folds", type=int, default=FOLDS, help=f"cross-validation folds (default {FOLDS})")
+    p.add_argument("--min-boxes", type=int, default=MIN_BOXES,
+                   help=f"reviewed boxes a label needs to be calibrated (default {MIN_BOXES})")
+    p.add_argument("--iou", type=float, default=0.5, help="IoU at which a box matches an annotated one (default 0.5)")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="tasks run at a time (default: PREDICT_CONCURRENCY, as in the backend, or 4)")
+    p.add_argument("--page-size", type=int, default=200, help="reviewed tasks listed per request (default 200)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show old vs new thresholds and the expected effect; write nothing")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_cache_arg(p)
+    p.set_defaults(func=cmd_calibrate)
+    return p
+
+
+def _check(args) -> str:
+    if not 0 < args.target_precision <= 1:
+        return "--target-precision must be in (0, 1]"
+    if args.folds < 2:
+        return "--folds must be at least 2 (one fold to choose on, one to check on)"
+    if args.min_boxes < 1 or args.page_size < 1 or (args.concurrency is not None and args.concurrency < 1):
+        return "--min-boxes, --page-size and --concurrency must be at least 1"
+    if not 0 < args.iou <= 1:
+        return "--iou must be in (0, 1]"
+    return ""
+
+
+def cmd_calibrate(args) -> int:
+    import httpx
+    from label_studio_sdk.core.api_error import ApiError
+    from label_studio_sdk.label_interface import LabelInterface
+    from tqdm import tqdm
+
+    from backends.autolabel.batch import JobError
+    from backends.autolabel.cli import connect_project
+    from backends.autolabel.labels import find_target
+    from backends.images import fetch_image
+    from pipeline.calibrate import thresholds_file
+    from pipeline.calibrate.candidates import INCLUDE, collect, labels_to_calibrate
+    from pipeline.calibrate.report import calibrate, print_report
+    from pipeline.cli import no_cache
+    from pipeline.config import load_project, model_version
+    from pipeline.evaluate.listing import ListingError, list_pages
+
+    problem = _check(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    no_cache(args)
+    if log.getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per page and image otherwise
+    cfg = load_project(args.project)
+    url = None
+    bar = tqdm(desc="reviewed tasks", unit="task", disable=args.quiet)
+    try:
+        client, url, api_key, project_id = connect_project(args)
+        project = client.projects.get(project_id)
+        try:
+            target = find_target(LabelInterface(config=project.label_config), cfg)
+        except ValueError as e:  # LabelConfigError
+            raise JobError(f"Label Studio project {project_id}: {e}") from None
+        labels = labels_to_calibrate(cfg, target)
+        if not labels:
+            raise JobError(f"no label of {args.project} is both grounded (queries) and in the labeling config")
+
+        def fetch(image_url, task_id):
+            return fetch_image(image_url, task_id, label_studio_url=url, api_key=api_key)
+
+        tasks = list_pages(client, project_id, args.page_size, on_total=lambda n: bar.reset(total=n), include=INCLUDE)
+        got = collect(tasks, cfg, target, fetch, args.concurrency, on_done=lambda: bar.update(1))
+    except (JobError, ListingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ApiError as e:
+        print(f"error: Label Studio answered HTTP {e.status_code}: {str(e.body)[:300]}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as e:
+        where = url or args.label_studio_url or "LABEL_STUDIO_URL"
+        print(f"error: cannot reach Label Studio at {where}: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    for f in got.failed:
+        print(f"task {f['task']}: left out: {f['reason']}", file=sys.stderr)
+    if not got.reviewed:
+        print(f"error: Label Studio project {project_id} has no reviewed task to calibrate on "
+              f"({len(got.failed)} failed)", file=sys.stderr)
+        return 2
+    report, new = calibrate(got.reviewed, labels, args.target_precision, cfg.thresholds, min_boxes=args.min_boxes,
+                            k=args.folds, match_iou=args.iou)
+    versions = (model_version(cfg), model_version(cfg.model_copy(update={"thresholds": new})))
+    report.update({"project": {"id": project_id, "url": f"{url}/projects/{project_id}"},
+                   "failed": got.failed, "answer_cache": got.cache,
+                   "model_version": {"before": versions[0], "after": versions[1]}})
+    calibrated = [lab for lab, r in report["labels"].items() if r["status"] == "calibrated"]
+    written = None
+    if calibrated and not args.dry_run:
+        written = thresholds_file.write(args.project, report, f"{url}/projects/{project_id}", versions)
+    report["written"] = None if written is None else str(written)
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        print_report(report)
+        c = got.cache
+        print(f"model answers: {c.get('hits', 0)} from the answer cache, {c.get('misses', 0)} asked of the models")
+        if not calibrated:
+            print("nothing calibrated: every label was refused (reasons above); nothing written")
+        elif args.dry_run:
+            print(f"dry run: nothing written; model_version would become {versions[1]} (now {versions[0]})")
+        else:
+            print(f"written: {written} (model_version {versions[0]} -> {versions[1]}; the backend picks it up "
+                  "on its next request, `predict` and `run` on their next start)")
+    return 0 if calibrated else 1

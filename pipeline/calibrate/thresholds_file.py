@@ -1,0 +1,75 @@
+"""The calibration file ``label-factory calibrate`` writes next to the project YAML (``<name>.calibration.yaml``).
+
+``load_project`` merges its ``thresholds`` (``filter`` and ``per_label``) into the YAML's, so the backend,
+``run`` and ``predict`` use them and the model_version changes with them; the YAML itself, with its
+comments and order, is never rewritten. Deleting the file goes back to the YAML's thresholds. A new
+calibration keeps the entries of labels it did not calibrate this time (refused ones keep what they had).
+The ``calibration`` section records what the thresholds were chosen for and what to expect of them; nothing
+reads it back. Written atomically: a reader (a backend worker) sees the old file or the new one."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from pipeline.atomic import save_atomic
+from pipeline.config import calibration_path
+
+log = logging.getLogger(__name__)
+
+
+def thresholds_section(report: dict, path: Path) -> dict:
+    """The file's ``thresholds``: its current entries, with this calibration's filter and labels."""
+    old = {}
+    if path.is_file():
+        try:
+            old = (yaml.safe_load(path.read_text()) or {}).get("thresholds") or {}
+        except (OSError, yaml.YAMLError, AttributeError) as e:
+            log.warning("%s: unreadable (%s); writing it anew", path, e)
+    out: dict = {}
+    new_filter = report["filter"]["new"]
+    if new_filter is not None or "filter" in old:
+        out["filter"] = new_filter if new_filter is not None else old["filter"]
+    per_label = dict(old.get("per_label") or {})
+    per_label.update({lab: r["written"] for lab, r in report["labels"].items() if r["written"]})
+    if per_label:
+        out["per_label"] = per_label
+    return out
+
+
+def _expected(report: dict) -> dict:
+    out = {}
+    for lab, r in report["labels"].items():
+        if r["status"] != "calibrated":
+            continue
+        h = r["held_out"] or {}
+        out[lab] = {"boxes": r["boxes"], "held_out_precision": h.get("precision"), "held_out_recall": h.get("recall"),
+                    "in_sample": {k: r["fitted"][k] for k in ("precision", "recall")}}
+    return out
+
+
+def write(project_path, report: dict, source: str, versions: tuple[str, str],
+          now: Optional[datetime] = None) -> Path:
+    """Write the calibration file of ``project_path``; returns its path."""
+    path = calibration_path(project_path)
+    now = now or datetime.now(timezone.utc)
+    body = {
+        "thresholds": thresholds_section(report, path),
+        "calibration": {
+            "written_at": now.isoformat(timespec="seconds"), "source": source,
+            "target_precision": report["target_precision"], "match_iou": report["match_iou"],
+            "folds": report["folds"], "reviewed_tasks": report["reviewed_tasks"],
+            "model_version": {"before": versions[0], "after": versions[1]},
+            "expected": _expected(report),
+            "refused": {lab: r["reason"] for lab, r in report["labels"].items() if r["status"] != "calibrated"},
+        },
+    }
+    text = (f"# Written by `label-factory calibrate` on {now:%Y-%m-%d %H:%M} UTC for {Path(project_path).name}.\n"
+            "# Its thresholds replace the YAML's (filter; verify/grounding of the labels under per_label): the\n"
+            "# backend, `run` and `predict` read both files. Delete this file to go back to the YAML's thresholds.\n"
+            + yaml.safe_dump(body, sort_keys=False, allow_unicode=True))
+    save_atomic(path, lambda f: f.write(text.encode()))
+    return path
