@@ -11,6 +11,7 @@ from rich.table import Table
 
 from pipeline.calibrate.search import Counts, Reviewed, cross_validate, evaluate, fit, predicted, summary
 from pipeline.config import Thresholds
+from pipeline.evaluate.report import table_console
 
 MIN_BOXES = 30  # reviewed boxes a label needs (README: Calibrate)
 FOLDS = 5
@@ -87,18 +88,20 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def _spread(s: Optional[dict]) -> str:
+def _spread(s: Optional[dict], k: int) -> str:
     if not s or s["mean"] is None:
         return "-"
-    return _pct(s["mean"]) + ("" if s["std"] is None else f" ± {100 * s['std']:.1f}")
+    return (_pct(s["mean"]) + ("" if s["std"] is None else f" ± {100 * s['std']:.1f}")
+            + ("" if s["folds"] == k else f" ({s['folds']} of {k} folds)"))  # a fold that predicted nothing
 
 
 def _num(x) -> str:
-    return "-" if x is None else f"{x:.4g}"
+    return "-" if x is None else f"{x:g}"
 
 
 def print_report(report: dict, console: Optional[Console] = None) -> None:
-    console = console or Console()
+    console = console or table_console(220)
+    k = report["folds"]
     t = Table(title=f"calibration to precision >= {report['target_precision']:g} "
                     f"({report['reviewed_tasks']} reviewed tasks, {report['folds']}-fold cross-validation by task)")
     for col in ("label", "boxes", "grounding old -> new", "verify old -> new", "P / R now",
@@ -111,7 +114,7 @@ def print_report(report: dict, console: Optional[Console] = None) -> None:
                   f"{_num(r['old']['verify'])} -> {_num(new.get('verify')) if new else 'unchanged'}",
                   f"{_pct(r['before']['precision'])} / {_pct(r['before']['recall'])}",
                   "-" if not r["fitted"] else f"{_pct(r['fitted']['precision'])} / {_pct(r['fitted']['recall'])}",
-                  _spread((r["held_out"] or {}).get("precision")), _spread((r["held_out"] or {}).get("recall")),
+                  _spread((r["held_out"] or {}).get("precision"), k), _spread((r["held_out"] or {}).get("recall"), k),
                   r["reason"] or "calibrated")
     console.print(t)
     f = report["filter"]
@@ -125,9 +128,9 @@ def print_report(report: dict, console: Optional[Console] = None) -> None:
         h = a["held_out"] or {}
         pooled = h.get("pooled") or {}
         console.print(f"calibrated labels together: precision {_pct(a['before']['precision'])} -> "
-                      f"{_pct(a['fitted']['precision'])} in-sample, {_spread(h.get('precision'))} held out; recall "
+                      f"{_pct(a['fitted']['precision'])} in-sample, {_spread(h.get('precision'), k)} held out; recall "
                       f"{_pct(a['before']['recall'])} -> {_pct(a['fitted']['recall'])} in-sample, "
-                      f"{_spread(h.get('recall'))} held out (pooled over folds: P "
+                      f"{_spread(h.get('recall'), k)} held out (pooled over folds: P "
                       f"{_pct(pooled.get('precision'))}, R {_pct(pooled.get('recall'))})")
     console.print(f"on the reviewed tasks: {e['boxes_before']} -> {e['boxes_after']} predicted boxes, "
                   f"{e['tasks_past_filter_before']} -> {e['tasks_past_filter_after']} tasks past the filter")

@@ -189,11 +189,15 @@ def _suspects_table(suspects: list[dict], limit: int) -> Table:
     return table
 
 
+def table_console(width: int = 160) -> Console:
+    """A rich console for wide tables: the terminal's width, or at least ``width`` when printing to a pipe or
+    a file (no terminal width to respect: keep the tables whole)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, width))
+
+
 def print_report(report: dict, console: Optional[Console] = None, suspects_shown: int = 30) -> None:
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # a pipe or a file: no terminal width to respect, keep the tables whole
-            console = Console(width=max(console.width, 160))
+    console = console or table_console()
     t, p = report["tasks"], report.get("project", {})
     console.print(f"[bold]{p.get('title', '')}[/bold] (project {p.get('id', '?')}): {t['listed']:,} tasks with an "
                   f"annotation listed, {t['reviewed']:,} reviewed (latest submitted annotation), "
