@@ -13,9 +13,13 @@ credentials (backends/base/credentials.py does).
   get_predictions_for_prelabeling``), and it sets that field to the ML backend's *title* when the
   backend is connected (``ml/api.py: MLBackendListAPI.perform_create``), a version no prediction
   has. It accepts a new value only once predictions of it are stored
-  (``projects/serializers.py: validate_model_version``)."""
+  (``projects/serializers.py: validate_model_version``).
+* ``most_uncertain`` / ``uncertain_tab``: the unlabeled tasks whose prediction score (label-factory writes
+  the task's certainty, pipeline/certainty.py) is lowest, as the Data Manager sorts them, and a Data Manager
+  tab that shows them in that order (its *Label All Tasks* follows the tab's order)."""
 from __future__ import annotations
 
+import json
 import logging
 from typing import Callable, Iterator, Optional
 
@@ -60,3 +64,33 @@ def use_version(client, project_id: int, version: str) -> Optional[str]:
     log.info("Label Studio project %s: model_version %r -> %r (its Prediction score column follows it)",
              project_id, before, version)
     return before or ""
+
+
+UNCERTAIN_TAB = "Most uncertain first (label-factory)"
+UNCERTAIN_ORDER = ["tasks:predictions_score"]  # ascending: the least certain first
+UNLABELED_SCORED = {"conjunction": "and", "items": [
+    {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0},
+    {"filter": "filter:tasks:predictions_score", "operator": "empty", "type": "Number", "value": False}]}
+
+
+def most_uncertain(client, project_id: int, k: int) -> list[dict]:
+    """The ``k`` unlabeled tasks with the lowest Prediction score (of the project's model_version), lowest
+    first, as Label Studio's Data Manager sorts them: ``{"id", "score"}`` each."""
+    http = client._client_wrapper.httpx_client  # the SDK's authenticated client: the Data Manager's own query
+    query = json.dumps({"filters": UNLABELED_SCORED, "ordering": UNCERTAIN_ORDER})
+    r = http.request("api/tasks", method="GET", params={"project": project_id, "fields": "all", "page_size": k,
+                                                         "page": 1, "query": query, "resolve_uri": False})
+    if r.status_code == 404:  # an empty project: no first page
+        return []
+    r.raise_for_status()
+    return [{"id": t["id"], "score": t.get("predictions_score")} for t in r.json().get("tasks") or []][:k]
+
+
+def uncertain_tab(client, project_id: int) -> int:
+    """Create (or bring up to date) the Data Manager tab listing unlabeled tasks, least certain first; its id."""
+    data = {"title": UNCERTAIN_TAB, "ordering": UNCERTAIN_ORDER, "filters": UNLABELED_SCORED}
+    for view in client.views.list(project=project_id):
+        if (view.data or {}).get("title") == UNCERTAIN_TAB:
+            client.views.update(str(view.id), project=project_id, data={**(view.data or {}), **data})
+            return view.id
+    return client.views.create(project=project_id, data=data).id

@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 
+from pipeline.cli import add_cache_arg
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -28,6 +30,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="list and count what would be predicted: no models loaded, nothing stored")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--order", choices=["uncertain"], default=None,
+                   help="uncertain: afterwards, list the --top unlabeled tasks the models were least sure of (lowest "
+                        "prediction score, the task's certainty) and make a Data Manager tab that sorts them first")
+    p.add_argument("--top", type=int, default=20, help="tasks listed by --order uncertain (default 20)")
+    add_cache_arg(p)
     add_ray_arguments(p)
     p.set_defaults(func=cmd_predict)
     return p
@@ -87,15 +94,41 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
                    help="predictions written per second at most (default 100; 0: no cap)")
 
 
+def review_first(client, url: str, project_id: int, top: int) -> dict:
+    """--order uncertain: the ``top`` least certain unlabeled tasks (links) and the Data Manager tab sorting them."""
+    from pipeline import lsapi
+
+    link = f"{url}/projects/{project_id}/data"
+    try:
+        tasks = lsapi.most_uncertain(client, project_id, top)
+        tab = lsapi.uncertain_tab(client, project_id)
+        version = client.projects.get(id=project_id).model_version
+    except Exception as e:  # noqa: BLE001 - the predictions are stored; say why there is no list
+        return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+    return {"tab": f"{link}?tab={tab}", "model_version": version,
+            "tasks": [{**t, "link": f"{link}?task={t['id']}"} for t in tasks]}
+
+
+def review_lines(found: dict) -> list[str]:
+    if "error" in found:
+        return [f"--order uncertain: no list: {found['error']}"]
+    out = [f"most uncertain unlabeled tasks first (prediction score = the task's certainty, of model_version "
+           f"{found['model_version']}); Data Manager tab: {found['tab']}"]
+    out += [f"  task {t['id']}  {t['score']:.3f}  {t['link']}" for t in found["tasks"]]
+    return out if found["tasks"] else out + ["  (no unlabeled task has a prediction score)"]
+
+
 def cmd_predict(args) -> int:
     from backends.autolabel import batch, runner
+    from pipeline.cli import no_cache
 
+    no_cache(args)
     try:
         url, api_key = connection(args)
     except batch.JobError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for name in ("limit", "batch_size", "concurrency", "actors", "tasks_per_call", "write_batch"):
+    for name in ("limit", "batch_size", "concurrency", "actors", "tasks_per_call", "write_batch", "top"):
         v = getattr(args, name)
         if v is not None and v < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
@@ -116,7 +149,10 @@ def cmd_predict(args) -> int:
             "prediction (they get a second one)"), file=sys.stderr)
         if args.ray is not None and not args.dry_run:
             from backends.autolabel import ray_job
-            return ray_job.main(args, client, cfg, project_id, url, api_key)
+            rc = ray_job.main(args, client, cfg, project_id, url, api_key)
+            if rc == 0 and args.order == "uncertain":
+                print("\n".join(review_lines(review_first(client, url, project_id, args.top))))
+            return rc
         if not args.dry_run:
             pipeline.load()  # models load now, not inside the first task's timing
 
@@ -129,8 +165,9 @@ def cmd_predict(args) -> int:
     except batch.JobError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    found = review_first(client, url, project_id, args.top) if args.order == "uncertain" else None
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=1, default=str))
+        print(json.dumps({**summary.to_dict(), **({"most_uncertain": found} if found else {})}, indent=1, default=str))
     else:
-        print("\n".join(summary.lines()))
+        print("\n".join(summary.lines() + (review_lines(found) if found else [])))
     return 0
