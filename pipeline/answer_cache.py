@@ -34,13 +34,14 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
 from pipeline.detections import Detections
 from pipeline.providers.base import YesNo
+from pipeline.sqlite import immediate
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +112,8 @@ class AnswerStore:
                 log.warning("answer cache %s: %s failed (%s: %s); models are asked instead", self.path, what,
                             type(e).__name__, e)
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        c = self._conn()
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            yield c
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-        c.execute("COMMIT")
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn())
 
     # -- reads ----------------------------------------------------------------------------------
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:

@@ -36,7 +36,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Optional, Union
+
+from pipeline.sqlite import immediate
 
 log = logging.getLogger(__name__)
 
@@ -140,17 +142,9 @@ class Journal:
             self._local.db = db
         return db
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A write transaction (BEGIN IMMEDIATE: one writer at a time across processes)."""
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        return immediate(self._db())
 
     # -- entries ------------------------------------------------------------------------------
     def append(self, project: str, event: str, data: dict, data_key: Optional[str] = None,
