@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.config import ConfigError, env_overrides, load_project, model_version
+from pipeline.config import ConfigError, calibration_path, env_overrides, load_project, model_version
 from pipeline.logs import cli_level, setup_logging
 
 log = logging.getLogger("label-factory")
@@ -27,7 +27,9 @@ def cmd_project(args) -> int:
     print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     print(json.dumps({"prompts": {"filter": cfg.prompt("filter"), "verify": cfg.prompt("verify")},
                       "query_labels": cfg.query_labels(), "fingerprint": cfg.fingerprint(),
-                      "model_version": model_version(cfg), "env_overrides": sorted(env_overrides())}, indent=2))
+                      "model_version": model_version(cfg), "env_overrides": sorted(env_overrides()),
+                      "calibration_file": str(side) if (side := calibration_path(args.project)).is_file() else None},
+                     indent=2))
     return 0
 
 
