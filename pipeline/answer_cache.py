@@ -268,6 +268,11 @@ class _Cached:
         self.misses = 0
         self._count_lock = threading.Lock()
 
+    @classmethod
+    def around(cls, provider, identity_extra: Optional[Callable[[], object]] = None):
+        """``provider`` behind the answer cache (one already behind it is returned as it is)."""
+        return provider if isinstance(provider, _Cached) else cls(provider, identity_extra)
+
     def __getattr__(self, name):
         if name == "inner":  # not set yet (unpickling): no recursion
             raise AttributeError(name)

@@ -65,8 +65,8 @@ class Pipeline:
                  identifier: Optional[Identifier] = None, segmenter: Optional[Segmenter] = None,
                  finder: Optional[Grounder] = None):
         self.config = config
-        self._vlm = None if vlm is None else answer_cache.CachedVLM(vlm)
-        self._grounder = None if grounder is None else answer_cache.CachedGrounder(grounder)
+        self._vlm = None if vlm is None else answer_cache.CachedVLM.around(vlm)
+        self._grounder = None if grounder is None else answer_cache.CachedGrounder.around(grounder)
         self.identifier = identifier
         self._segmenter = segmenter
         self._finder = finder
@@ -75,7 +75,7 @@ class Pipeline:
     def vlm(self) -> VLM:
         if self._vlm is None:
             from pipeline.providers.registry import get_vlm
-            self._vlm = answer_cache.CachedVLM(get_vlm(self.config.providers.vlm))
+            self._vlm = answer_cache.CachedVLM.around(get_vlm(self.config.providers.vlm))
         return self._vlm
 
     @property
@@ -83,7 +83,7 @@ class Pipeline:
         if self._grounder is None:
             from pipeline.providers.registry import get_grounder
             cfg = self.config.providers.grounder
-            self._grounder = answer_cache.CachedGrounder(get_grounder(cfg), identity_extra=cfg.identity)
+            self._grounder = answer_cache.CachedGrounder.around(get_grounder(cfg), identity_extra=cfg.identity)
         return self._grounder
 
     @property

@@ -113,6 +113,13 @@ def test_where_a_model_runs_is_not_its_identity():
     assert (len(a.calls), len(b.calls)) == (1, 0)
 
 
+def test_a_provider_already_behind_the_cache_is_not_wrapped_twice():
+    vlm, grounder = scripted()
+    first = Pipeline(parse_project(PROJECT), vlm=vlm, grounder=grounder)
+    again = Pipeline(parse_project(PROJECT), vlm=first.vlm, grounder=first.grounder)
+    assert again.vlm is first.vlm and again.grounder is first.grounder and again.vlm.inner is vlm
+
+
 def test_batch_asks_only_the_missing_crops_in_one_call():
     vlm = ScriptedVLM(lambda im, q: im.size[0] / 100)
     cached = CachedVLM(vlm)
@@ -158,6 +165,7 @@ def test_a_broken_store_never_fails_a_prediction(tmp_path, monkeypatch, caplog):
 
 # -- `label-factory run` twice ------------------------------------------------------------------
 def test_second_cli_run_on_the_same_images_makes_no_model_call(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("LF_ANSWER_CACHE", raising=False)  # --no-cache sets it in this process: unset afterwards
     vlm, grounder = scripted()
     monkeypatch.setattr(registry, "get_vlm", lambda cfg: vlm)
     monkeypatch.setattr(registry, "get_grounder", lambda cfg: grounder)
