@@ -67,8 +67,8 @@ def run_folder(cfg: ProjectConfig, images: list[Path], pipeline: Pipeline, docum
             totals.setdefault(k, []).append(v)
         image_id = coco.add_image(str(path), res.width, res.height)
         coco.add_detections(image_id, res.detections)
-        prediction, _ = layout.prediction(res.detections, res.width, res.height, model_version)
-        prediction["score"] = certainty.of_result(res, cfg.thresholds)
+        prediction, _ = layout.prediction(res.detections, res.width, res.height, model_version,
+                                          score=certainty.of_result(res, cfg.thresholds))
         tasks.append({"data": {IMAGE_NAME: local_files_url(path, document_root)}, "predictions": [prediction]})
         per_image.append({"file": str(path), **res.to_record()})
     record = {

@@ -182,8 +182,8 @@ def _run_models(task_id, image, pipeline: Pipeline, target: Target, model_versio
                            masks=masks)
     else:
         res = pipeline.run(image, masks=masks)
-    out.prediction, out.dropped = layout.prediction(res.detections, res.width, res.height, model_version)
-    out.prediction["score"] = certainty.of_result(res, pipeline.config.thresholds)  # the lowest: review it first
+    out.prediction, out.dropped = layout.prediction(res.detections, res.width, res.height, model_version,
+                                                    score=certainty.of_result(res, pipeline.config.thresholds))
     if not out.prediction["result"] and res.note:
         log.info("task %s: no boxes (%s)", task_id, res.note)
     return out

@@ -143,15 +143,17 @@ class Layout:
             out += regions
         return out, dropped
 
-    def prediction(self, dets: Detections, width: int, height: int, model_version: str) -> tuple[dict, dict]:
+    def prediction(self, dets: Detections, width: int, height: int, model_version: str,
+                   score: Optional[float] = None) -> tuple[dict, dict]:
         """A Label Studio prediction for one task (``result``, ``score``, ``model_version``) and the dropped
-        labels (``results``). Its score is the mean score of its regions (not of their names), 0 when none
-        has one, so that a task without boxes sorts last in Label Studio."""
+        labels (``results``). Its score is ``score`` (the cascade's: the task's certainty, pipeline/certainty.py),
+        else the mean score of its regions (not of their names), 0 when none has one."""
         results, dropped = self.results(dets, width, height)
-        outputs = {o.name for o in self.outputs}
-        scores = [r["score"] for r in results if "score" in r and r["from_name"] in outputs]
-        return {"result": results, "score": float(np.mean(scores)) if scores else 0.0,
-                "model_version": model_version}, dropped
+        if score is None:
+            outputs = {o.name for o in self.outputs}
+            scores = [r["score"] for r in results if "score" in r and r["from_name"] in outputs]
+            score = float(np.mean(scores)) if scores else 0.0
+        return {"result": results, "score": float(score), "model_version": model_version}, dropped
 
     def regions(self, prediction: dict) -> int:
         """How many regions (not names) a prediction of this layout holds."""
