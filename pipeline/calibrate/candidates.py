@@ -1,9 +1,9 @@
 """A Label Studio project's reviewed tasks, each with every candidate the cascade proposes for it.
 
 Reviewed: a task's latest submitted, non-cancelled annotation is the truth, as for ``evaluate`` and
-``export`` (pipeline/distill/reviewed.py); its RectangleLabels regions of the labeling config's output, in
-pixels of the image, labelled as the pipeline labels them. Tasks are listed a page at a time with their
-data and annotations (pipeline/evaluate/listing.py).
+``export`` (pipeline/distill/reviewed.py); its regions in the labeling config's output controls as boxes
+(pipeline/labelstudio/regions.py), in pixels of the image, labelled as the pipeline labels them. Tasks
+are listed a page at a time with their data and annotations (pipeline/evaluate/listing.py).
 
 Candidates: the project's pipeline run on each task's image as the backend runs it (``runner.PIPELINE_FACTORY``,
 the backend's image fetching, model slots and per-task isolation), with the filter, grounding and verify
@@ -22,12 +22,13 @@ from backends.autolabel import runner
 from backends.autolabel.labels import Target
 from pipeline.calibrate.search import Reviewed
 from pipeline.config import ProjectConfig
-from pipeline.convert import ls_to_xyxy
 from pipeline.detections import Detections
-from pipeline.distill.reviewed import latest_annotation, rectangles
+from pipeline.distill.reviewed import latest_annotation
+from pipeline.labelstudio.regions import read_regions
 from pipeline.pipeline import PipelineResult
 
 INCLUDE = "id,data,annotations"
+GEOMETRY = ("box", "polygon", "brush")
 
 
 def at_zero(cfg: ProjectConfig) -> ProjectConfig:
@@ -36,22 +37,29 @@ def at_zero(cfg: ProjectConfig) -> ProjectConfig:
     return cfg.model_copy(update={"thresholds": th, "stages": cfg.stages.model_copy(update={"identify": False})})
 
 
+def shown(target: Target, label) -> bool:
+    """Whether the labeling config has a place for boxes of this pipeline label."""
+    return target.layout.label_for(str(label)) is not None
+
+
 def labels_to_calibrate(cfg: ProjectConfig, target: Target) -> list[str]:
     """Pipeline labels the grounder proposes and the labeling config can show."""
     grounded = set(cfg.query_labels().values())
-    return [lab for lab in cfg.labels() if lab in grounded and lab in target.label_map]
+    return [lab for lab in cfg.labels() if lab in grounded and shown(target, lab)]
 
 
 def truth_boxes(task: dict, target: Target, width: int, height: int) -> Optional[Detections]:
-    """The annotated boxes of the task's reviewed annotation in pixels of a ``width`` x ``height`` image
+    """The boxes of the task's reviewed annotation in the labeling config's outputs (a polygon or brush region:
+    its enclosing box), in pixels of a ``width`` x ``height`` image, labelled as the pipeline labels them
     (None: not reviewed)."""
     ann = latest_annotation(task)
     if ann is None:
         return None
-    regions = rectangles(ann.get("result"), target.from_name)
-    xyxy = np.asarray([ls_to_xyxy(r.value, width, height) for r in regions], np.float32).reshape(-1, 4)
-    return Detections(xyxy=xyxy, scores=[math.nan] * len(regions),
-                      labels=[target.pipeline_label(r.label) for r in regions])
+    outputs = {o.name for o in target.layout.outputs}
+    mine = [r for r in ann.get("result") or [] if isinstance(r, dict) and r.get("from_name") in outputs]
+    regions = read_regions(mine, width, height, kinds=GEOMETRY)
+    return Detections(xyxy=regions.xyxy, scores=[math.nan] * len(regions),
+                      labels=[target.pipeline_label(str(lab) or None) for lab in regions.labels])
 
 
 def reviewed(task: dict, res: PipelineResult, target: Target) -> Optional[Reviewed]:
@@ -59,7 +67,7 @@ def reviewed(task: dict, res: PipelineResult, target: Target) -> Optional[Review
     if truth is None:
         return None
     cand = res.detections.active()
-    cand = cand[np.array([str(lab) in target.label_map for lab in cand.labels], bool)]  # what the backend shows
+    cand = cand[np.array([shown(target, lab) for lab in cand.labels], bool)]  # what the backend shows
     p = math.nan if res.filter_answer is None else float(res.filter_answer.p_yes)
     return Reviewed(int(task["id"]), p, cand, truth)
 
