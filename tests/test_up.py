@@ -201,3 +201,27 @@ def test_up_tiny_smoke(tmp_path):
     assert "stopped." in rest
     assert port_is_free(ls_port, host) and port_is_free(be_port, host)
     assert _pids_mentioning(str(root)) == []  # no stray Label Studio / gunicorn processes
+
+
+@pytest.mark.parametrize("shell, threads", [({}, "8"), ({"THREADS": "16", "WORKERS": "2"}, "16")])
+def test_backend_gunicorn_settings_default_like_docker_and_follow_the_shell(tmp_path, monkeypatch, shell, threads):
+    """`up` starts gunicorn with the image's defaults (1 worker x 8 threads: 6 concurrent /predict, 2 threads kept
+    for /health and /setup), and a THREADS / WORKERS the person exported wins."""
+    from pipeline.stack import up
+    for k in ("THREADS", "WORKERS"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in shell.items():
+        monkeypatch.setenv(k, v)
+    seen = {}
+
+    class Recorder:
+        def __init__(self, name, cmd, env, log_path, cwd=None):
+            seen.update(env)
+
+        def wait_http(self, url, timeout):
+            return None
+
+    monkeypatch.setattr(up, "Service", Recorder)
+    ls = SimpleNamespace(url="http://127.0.0.1:9", token="unused")
+    up.start_backend(tmp_path, tmp_path / "p.yaml", ls, None, timeout=1)
+    assert seen["THREADS"] == threads and seen["WORKERS"] == shell.get("WORKERS", "1")

@@ -57,6 +57,9 @@ class Stack:
                     log.warning("stopping %s: %s", svc, e)
 
 
+GUNICORN_DEFAULTS = {"WORKERS": "1", "THREADS": "8", "LOG_LEVEL": "INFO"}  # as in the Dockerfile
+
+
 def start_backend(root: Path, project_yaml: Path, ls: LabelStudio, port: Optional[int], timeout: float,
                   host: str = "127.0.0.1", tiny: bool = False) -> Service:
     """The ML backend under gunicorn, answering /health; stopped again if it does not within ``timeout``.
@@ -65,8 +68,9 @@ def start_backend(root: Path, project_yaml: Path, ls: LabelStudio, port: Optiona
     port = free_port(port, host)
     env = {k: v for k, v in os.environ.items() if not (tiny and k in ENV_OVERRIDES)}
     env.update({"PROJECT_CONFIG": str(project_yaml), "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
-                "MODEL_DIR": str(root / "model-dir"), "HOST": host, "PORT": str(port),
-                "WORKERS": "1", "THREADS": "4", "LOG_LEVEL": env.get("LOG_LEVEL", "INFO")})
+                "MODEL_DIR": str(root / "model-dir"), "HOST": host, "PORT": str(port)})
+    for key, default in GUNICORN_DEFAULTS.items():  # the image's defaults; the shell's own values win
+        env.setdefault(key, default)
     svc = Service("ML backend", BACKEND_CMD, env, root / "backend.log")
     svc.url = f"http://{local_host(host)}:{port}"
     try:
