@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.detections import Detections
+from pipeline.process_cache import ProcessCache
 from pipeline.providers.base import YesNo
 from pipeline.sqlite import immediate
 
@@ -180,17 +181,13 @@ class AnswerStore:
         return {"path": str(self.path), "answers": None, "bytes": None, "max_bytes": self.max_bytes}
 
 
-_stores: dict[str, AnswerStore] = {}
-_stores_lock = threading.Lock()
+_stores: ProcessCache = ProcessCache("answer stores")  # file path -> AnswerStore
 
 
 def store() -> AnswerStore:
     """The process-wide store of the current MODEL_DIR (re-read each call, so tests can switch it)."""
     path = os.path.abspath(os.path.join(os.getenv("MODEL_DIR", "."), FILE_NAME))
-    with _stores_lock:
-        if path not in _stores:
-            _stores[path] = AnswerStore(path, max_bytes_from_env())
-        return _stores[path]
+    return _stores.get(path, lambda: AnswerStore(path, max_bytes_from_env()))
 
 
 # -- keys and values ------------------------------------------------------------------------------

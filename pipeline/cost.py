@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Optional
 
 from pipeline.config import QWEN_PATCH_PIXELS, ProjectConfig
 from pipeline.images import fit_size
+from pipeline.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
 
@@ -32,24 +32,22 @@ BOXES = 3  # verify crops assumed per image
 FALCON_DECODE_STEPS = 8  # tokens a real Falcon emits per query for a few objects (coord, size, ..., end)
 PROMPT_TOKENS = 30  # chat template + question
 
-_rate: dict[str, float] = {}
-_rate_lock = threading.Lock()
+_rates: ProcessCache = ProcessCache("matmul GFLOP/s")  # device -> measured GFLOP/s
 
 
 def matmul_gflops(device: str = "cpu") -> float:
     """fp32 GFLOP/s of a 1024x1024x1024 matmul on ``device`` (best of 3, measured once per process)."""
-    with _rate_lock:
-        if device not in _rate:
-            import torch
-            a = torch.randn(1024, 1024, device=device)
-            b = torch.randn(1024, 1024, device=device)
-            best = math.inf
-            for _ in range(3):
-                t0 = time.perf_counter()
-                (a @ b).sum().item()
-                best = min(best, time.perf_counter() - t0)
-            _rate[device] = 2 * 1024 ** 3 / best / 1e9
-        return _rate[device]
+    def measure() -> float:
+        import torch
+        a = torch.randn(1024, 1024, device=device)
+        b = torch.randn(1024, 1024, device=device)
+        best = math.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            (a @ b).sum().item()
+            best = min(best, time.perf_counter() - t0)
+        return 2 * 1024 ** 3 / best / 1e9
+    return _rates.get(device, measure)
 
 
 @dataclass

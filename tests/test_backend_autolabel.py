@@ -50,7 +50,7 @@ def backend(tmp_path, monkeypatch, ls_files):
     for k in ("ALLOWED_IMAGE_HOSTS", "BASIC_AUTH_USER", "BASIC_AUTH_PASS", "PREDICT_CONCURRENCY"):
         monkeypatch.delenv(k, raising=False)
     (tmp_path / "projects").mkdir()
-    runner.clear()
+    runner.pipelines.clear()
     kept = []  # (project, version) the backend asked to make the Label Studio project's model_version
     monkeypatch.setattr(project_version, "keep", lambda project_id, version: kept.append((project_id, version)))
 
@@ -62,13 +62,13 @@ def backend(tmp_path, monkeypatch, ls_files):
         vlm = vlm or KnownVLM(0.9)
         grounder = grounder or KnownGrounder(BOXES)
         monkeypatch.setattr(runner, "PIPELINE_FACTORY", lambda cfg: Pipeline(cfg, vlm=vlm, grounder=grounder))
-        runner.clear()
+        runner.pipelines.clear()
         config = label_config or labeling_config(parse_project(data))
         return init_app(AutoLabelModel).test_client(), config, vlm, grounder
 
     make.kept = kept
     yield make
-    runner.clear()
+    runner.pipelines.clear()
 
 
 def _predict(client, config, tasks, context=None):
@@ -515,7 +515,7 @@ class FakeIdentifyService:
 @pytest.fixture
 def identify_service(monkeypatch):
     svc = FakeIdentifyService()
-    monkeypatch.setattr(idmodel, "_service", svc)
+    monkeypatch.setattr(idmodel, "service", lambda: svc)
     return svc
 
 
@@ -523,10 +523,11 @@ def identify_service(monkeypatch):
 def _no_process_identify_service(monkeypatch):
     """Every test gets its own identify service (none leaks from another test's MODEL_DIR), and its
     journal thread stops with the test."""
-    monkeypatch.setattr(idmodel, "_service", None)
+    idmodel.set_service(None)
     yield
-    if isinstance(idmodel._service, idmodel.IdentifyService):
-        idmodel._service.stop()
+    if isinstance(idmodel.loaded_service(), idmodel.IdentifyService):
+        idmodel.loaded_service().stop()
+    idmodel.set_service(None)
 
 
 def _by_id(results):
@@ -666,7 +667,7 @@ def test_fit_through_webhook_updates_the_index_and_model_version(backend, ls_fil
     ann = {"id": 77, "result": result}
     ls = FakeLabelStudio([])
     svc = IdentifyService(embedder=clip_embedder, model_dir=tmp_path / "model-dir", client_factory=lambda: ls)
-    monkeypatch.setattr(idmodel, "_service", svc)
+    monkeypatch.setattr(idmodel, "service", lambda: svc)
     qw, qh = query.size
     frac = (qbox[0] / qw, qbox[1] / qh, qbox[2] / qw, qbox[3] / qh, 0.9)
     project = {**IDENTIFY_PROJECT, "providers": {"identify": {"min_cosine": 0.5, "min_margin": 0.0}}}

@@ -87,18 +87,18 @@ def test_cascade_with_server_vlm_and_falcon(tmp_path, mlx_vlm_server, tiny_falco
     """The other provider pair: the openai provider against a real mlx_vlm.server, Falcon on MLX."""
     from pipeline.images import open_image
     from pipeline.pipeline import Pipeline
-    from pipeline.providers.registry import clear_cache
+    from pipeline.providers.registry import providers
     from pipeline.tiny.falcon import use_tiny_model_args
 
     use_tiny_model_args(tiny_falcon_dir, monkeypatch)
-    clear_cache()
+    providers.clear()
     project = tiny_project(tmp_path, {"kind": "openai", "url": str(mlx_vlm_server), "model": mlx_vlm_server.model,
                                       "retries": 1},
                            {"kind": "falcon", "model": str(tiny_falcon_dir), "backend": "mlx"})
     cfg = load_project(project)
     image = open_image(write_samples(tmp_path / "images")[0])
     res = Pipeline(cfg).run(image)
-    clear_cache()
+    providers.clear()
     assert res.filter_answer.method == "logprobs" and res.passed_filter
     d = res.detections
     assert len(d) >= 1 and np.isnan(d.scores).all()  # Falcon has no confidence ...

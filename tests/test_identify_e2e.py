@@ -49,7 +49,7 @@ def _autolabel_model(tmp_path, monkeypatch):
     monkeypatch.setenv("PROJECT_CONFIG", str(path))
     monkeypatch.setattr(runner, "PIPELINE_FACTORY",
                         lambda cfg: Pipeline(cfg, vlm=KnownVLM(0.9), grounder=KnownGrounder({})))
-    runner.clear()
+    runner.pipelines.clear()
     return AutoLabelModel
 
 
@@ -68,7 +68,7 @@ class Served:
         monkeypatch.setenv("MODEL_DIR", str(model_dir))  # the per-project cache.db too
         self.service = idmodel.IdentifyService(IdentifyProvider(min_cosine=0.0, min_margin=0.0), model_dir=model_dir,
                                                embedder=clip_embedder)
-        monkeypatch.setattr(idmodel, "_service", self.service)
+        monkeypatch.setattr(idmodel, "service", lambda: self.service)
         self.url = f"http://127.0.0.1:{port}"
         self.server = make_server("127.0.0.1", port, init_app(model_class), threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

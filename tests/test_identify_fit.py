@@ -328,7 +328,7 @@ def test_backend_predict_and_webhook_through_flask(world, clip_embedder, monkeyp
     svc = idmodel.IdentifyService(IdentifyProvider(min_cosine=0.0, min_margin=0.0), embedder=clip_embedder,
                                   image_fetcher=world.images, client_factory=lambda: None)
     svc.indexes = world.indexes
-    monkeypatch.setattr(idmodel, "_service", svc)
+    monkeypatch.setattr(idmodel, "service", lambda: svc)
     monkeypatch.setenv("MODEL_DIR", str(world.indexes.model_dir))
     app = init_app(idmodel.IdentifyModel).test_client()
 

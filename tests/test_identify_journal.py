@@ -50,7 +50,7 @@ def service(tmp_path, monkeypatch):
               "client_factory": lambda: None, **kw}
         svc = idmodel.IdentifyService(**kw)
         made.append(svc)
-        monkeypatch.setattr(idmodel, "_service", svc)
+        monkeypatch.setattr(idmodel, "service", lambda: svc)
         return svc
     yield make
     for svc in made:

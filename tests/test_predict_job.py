@@ -242,7 +242,7 @@ def test_predict_job_against_label_studio(label_studio, tiny_qwen_dir, tiny_owlv
     cfg = load_project(path)
     ls = label_studio.client()
     project, good, broken = project_with_broken_task(label_studio, cfg.project_name, labeling_config(cfg), 4)
-    runner.clear()
+    runner.pipelines.clear()
 
     # 1st run: URL and legacy token as options, project found by the YAML's project_name, pages of 2
     argv = ["predict", "--project", str(path), "--label-studio-url", label_studio.url,

@@ -70,13 +70,13 @@ def test_most_uncertain_unlabeled_tasks_first(label_studio, tmp_path, monkeypatc
     ls.annotations.create(task_of[2], result=[], lead_time=3)
     vlm, grounder = ScriptedVLM(p_yes), ScriptedGrounder([([10, 10, 50, 50], 0.9, "stop sign")])
     monkeypatch.setattr(runner, "PIPELINE_FACTORY", lambda cfg: Pipeline(cfg, vlm=vlm, grounder=grounder))
-    runner.clear()
+    runner.pipelines.clear()
     argv = ["predict", "--project", str(path), "--ls-project", str(project.id), "--label-studio-url",
             label_studio.url, "--api-key", label_studio.token, "--quiet", "--order", "uncertain", "--top", "3"]
     try:
         assert cli.main(argv + ["--json"]) == 0
     finally:
-        runner.clear()
+        runner.pipelines.clear()
     out = json.loads(capsys.readouterr().out)
     assert out["predicted"] == 5 and out["failed"] == 1
     stored = {image_of[p.task]: p.score for p in ls.predictions.list(project=project.id)}

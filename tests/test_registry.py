@@ -9,13 +9,14 @@ from pipeline.config import GrounderProvider, VLMProvider
 from pipeline.providers import registry
 from pipeline.providers.hf_detectors import GroundingDINOGrounder, OWLv2Grounder
 from pipeline.providers.transformers_vlm import TransformersVLM
+from tests.threads import run_at_once
 
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    registry.clear_cache()
+    registry.providers.clear()
     yield
-    registry.clear_cache()
+    registry.providers.clear()
 
 
 def count_inits(monkeypatch, cls):
@@ -41,7 +42,7 @@ def test_vlm_is_cached(tiny_qwen_dir, monkeypatch):
     # fields that do, do
     c = registry.get_vlm(cfg.model_copy(update={"max_batch": 2}))
     assert c is not a and c.max_batch == 2 and len(calls) == 2
-    registry.clear_cache()
+    registry.providers.clear()
     assert registry.get_vlm(cfg) is not a and len(calls) == 3
 
 
@@ -50,7 +51,7 @@ def test_grounders_by_kind(tiny_owlv2_dir, tiny_gdino_dir):
     g = registry.get_grounder(GrounderProvider(kind="grounding-dino", model=str(tiny_gdino_dir), device="cpu"))
     assert isinstance(o, OWLv2Grounder) and isinstance(g, GroundingDINOGrounder)
     assert registry.get_grounder(GrounderProvider(kind="owlv2", model=str(tiny_owlv2_dir), device="cpu")) is o
-    assert len(registry.cached()) == 2
+    assert len(registry.providers.keys()) == 2
 
 
 def test_loads_once_under_threads(tiny_owlv2_dir, tiny_qwen_dir, monkeypatch):
@@ -59,20 +60,7 @@ def test_loads_once_under_threads(tiny_owlv2_dir, tiny_qwen_dir, monkeypatch):
     gcfg = GrounderProvider(kind="owlv2", model=str(tiny_owlv2_dir), device="cpu")
     vcfg = VLMProvider(kind="transformers", model=str(tiny_qwen_dir), device="cpu")
     n = 8
-    barrier = threading.Barrier(n)
-    got, errors = [], []
-
-    def worker(i):
-        try:
-            barrier.wait()
-            got.append((i % 2, registry.get_grounder(gcfg) if i % 2 else registry.get_vlm(vcfg)))
-        except Exception as e:  # noqa: BLE001
-            errors.append(e)
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    got, errors = run_at_once(n, lambda i: (i % 2, registry.get_grounder(gcfg) if i % 2 else registry.get_vlm(vcfg)))
     assert not errors
     assert len(owl_calls) == 1 and len(vlm_calls) == 1
     assert len({id(obj) for kind, obj in got if kind == 1}) == 1
@@ -85,7 +73,7 @@ def test_load_error_is_not_cached(tmp_path, tiny_owlv2_dir):
     cfg = GrounderProvider(kind="owlv2", model=str(tmp_path / "missing"), device="cpu")
     with pytest.raises(ProviderError):
         registry.get_grounder(cfg)
-    assert registry.cached() == []
+    assert registry.providers.keys() == []
 
 
 def _fake_module(monkeypatch, name, cls_name):

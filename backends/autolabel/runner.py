@@ -1,8 +1,9 @@
 """Per-process pipeline cache and the per-task prediction loop (isolation + bounded concurrency).
 
 Label Studio's backend contract builds a model object per request, so everything heavy lives
-here, at module level: one ``Pipeline`` per project YAML per process (providers come from the
-process-wide registry), re-created only when the YAML file changes."""
+in process caches (``pipeline.process_cache``): one ``Pipeline`` per project YAML per process
+(``pipelines``; providers come from the process-wide registry), re-created only when the YAML
+file changes, and one model-slot semaphore per concurrency limit."""
 from __future__ import annotations
 
 import contextlib
@@ -24,6 +25,7 @@ from pipeline import certainty, deadline
 from pipeline.config import ProjectConfig, config_mtime, load_project
 from pipeline.labelstudio.coords import point_to_pixel, rect_to_xyxy
 from pipeline.pipeline import Pipeline
+from pipeline.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +34,8 @@ PIPELINE_FACTORY: Callable[[ProjectConfig], Pipeline] = Pipeline
 # (url, task_id) -> PIL image; the only way task images are read.
 IMAGE_FETCHER: Callable = fetch_image
 
-_pipelines: dict[str, tuple[tuple, ProjectConfig, Pipeline]] = {}
-_pipelines_lock = threading.Lock()
-_semaphores: dict[int, threading.BoundedSemaphore] = {}
-_sem_lock = threading.Lock()
+pipelines: ProcessCache = ProcessCache("pipelines")  # YAML path -> (its mtimes, ProjectConfig, Pipeline)
+_semaphores: ProcessCache = ProcessCache("model slots")  # PREDICT_CONCURRENCY -> its semaphore
 # the model-slot semaphore of the predict_all call this thread works for
 _slots: contextvars.ContextVar[Optional[threading.BoundedSemaphore]] = contextvars.ContextVar("lf_slots", default=None)
 LABEL_STUDIO_PREDICT_TIMEOUT = 100  # seconds Label Studio waits for /predict
@@ -47,19 +47,12 @@ def load(path: str | os.PathLike) -> tuple[ProjectConfig, Pipeline]:
     file changed)."""
     path = str(Path(path).resolve())
     mtime = config_mtime(path)  # the YAML's and its calibration file's; a missing YAML: load_project says so
-    with _pipelines_lock:
-        hit = _pipelines.get(path)
-        if hit is not None and hit[0] == mtime:
-            return hit[1], hit[2]
+
+    def build():
         cfg = load_project(path)
-        pipe = PIPELINE_FACTORY(cfg)
-        _pipelines[path] = (mtime, cfg, pipe)
-        return cfg, pipe
-
-
-def clear() -> None:
-    with _pipelines_lock:
-        _pipelines.clear()
+        return mtime, cfg, PIPELINE_FACTORY(cfg)
+    _, cfg, pipe = pipelines.get(path, build, fresh=lambda hit: hit[0] == mtime)
+    return cfg, pipe
 
 
 @dataclass
@@ -111,10 +104,7 @@ def predict_deadline() -> Optional[float]:
 
 def _semaphore(limit: int) -> threading.BoundedSemaphore:
     """Process-wide: concurrent requests (gunicorn threads) share the same limit."""
-    with _sem_lock:
-        if limit not in _semaphores:
-            _semaphores[limit] = threading.BoundedSemaphore(limit)
-        return _semaphores[limit]
+    return _semaphores.get(limit, lambda: threading.BoundedSemaphore(limit))
 
 
 @contextlib.contextmanager
@@ -220,5 +210,5 @@ def _guarded(run_one: Callable[[dict], TaskOutcome], task: dict) -> TaskOutcome:
         return TaskOutcome(task_id, None, reason)
 
 
-__all__ = ["load", "clear", "Request", "prepare", "log_dropped", "predict_task", "predict_all",
+__all__ = ["load", "pipelines", "Request", "prepare", "log_dropped", "predict_task", "predict_all",
            "TaskOutcome", "display_url", "model_slot", "predict_deadline"]

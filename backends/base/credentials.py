@@ -6,11 +6,11 @@ a legacy token is used as is. Tokens are never logged or put in error messages."
 from __future__ import annotations
 
 import os
-import threading
 from typing import Optional
 
-_clients: dict = {}
-_lock = threading.Lock()
+from pipeline.process_cache import ProcessCache
+
+_clients: ProcessCache = ProcessCache("Label Studio clients")  # (URL, key, factory) -> SDK client; never logged
 
 
 def label_studio_url() -> str:
@@ -33,19 +33,16 @@ def client(base_url: Optional[str] = None, api_key: Optional[str] = None, factor
         raise PermissionError("set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to reach Label Studio")
     if factory is None:
         from label_studio_sdk import LabelStudio as factory
-    key = (base_url, api_key, factory)
-    with _lock:
-        found = _clients.get(key)
-        if found is None:
-            # the trailing slash keeps a Label Studio under a sub-path: the SDK joins the
-            # token refresh URL to it; the key is passed because the SDK reads
-            # LABEL_STUDIO_API_KEY only once, when it is imported
-            try:
-                found = factory(base_url=base_url + "/", api_key=api_key)
-            except Exception as e:  # an expired PAT is refused already here
-                raise PermissionError(f"LABEL_STUDIO_API_KEY is not usable: {_reason(e)}") from None
-            _clients[key] = found
-    return found
+
+    def build():
+        # the trailing slash keeps a Label Studio under a sub-path: the SDK joins the
+        # token refresh URL to it; the key is passed because the SDK reads
+        # LABEL_STUDIO_API_KEY only once, when it is imported
+        try:
+            return factory(base_url=base_url + "/", api_key=api_key)
+        except Exception as e:  # an expired PAT is refused already here
+            raise PermissionError(f"LABEL_STUDIO_API_KEY is not usable: {_reason(e)}") from None
+    return _clients.get((base_url, api_key, factory), build)
 
 
 def client_token(sdk_client, base_url: str = "") -> str:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from pipeline.process_cache import ProcessCache
 from pipeline.sqlite import immediate
 
 log = logging.getLogger(__name__)
@@ -78,15 +79,13 @@ CREATE TABLE IF NOT EXISTS projects (
 );
 """
 
-_owner: tuple[int, str] = (0, "")
+_owners: ProcessCache = ProcessCache("journal owner")  # pid -> this process's name in claims
 
 
 def process_owner() -> str:
     """This process as it names itself in claims: host:pid:nonce (computed again after a fork)."""
-    global _owner
-    if _owner[0] != os.getpid():
-        _owner = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
-    return _owner[1]
+    pid = os.getpid()
+    return _owners.get(pid, lambda: f"{socket.gethostname()}:{pid}:{secrets.token_hex(4)}")
 
 
 @dataclass

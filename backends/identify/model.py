@@ -34,6 +34,7 @@ from pipeline.config import model_version
 from pipeline.detections import Detections
 from pipeline.identify.stage import Identifier
 from pipeline.labelstudio import Layout, UnsupportedConfig, read_regions
+from pipeline.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
 
@@ -213,23 +214,25 @@ class IdentifyService:
         return stats
 
 
-_service: Optional[IdentifyService] = None
-_service_lock = threading.Lock()
+_services: ProcessCache = ProcessCache("identify service")  # "service" -> the process's IdentifyService
 
 
 def service() -> IdentifyService:
-    global _service
-    with _service_lock:
-        if _service is None:
-            _service = IdentifyService.from_env()
-        return _service
+    """The process's service, built from the environment on first use."""
+    return _services.get("service", IdentifyService.from_env)
+
+
+def loaded_service() -> Optional[IdentifyService]:
+    """The process's service if one was built or injected (never builds one)."""
+    return _services.peek("service")
 
 
 def set_service(svc: Optional[IdentifyService]) -> None:
-    """Inject a service (tests, or a host backend that builds its own)."""
-    global _service
-    with _service_lock:
-        _service = svc
+    """Inject a service (tests, or a host backend that builds its own); None: build from the env on next use."""
+    if svc is None:
+        _services.pop("service")
+    else:
+        _services.put("service", svc)
 
 
 def model_version_for(index_version: int) -> str:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from pathlib import Path
 
-_cache: dict[tuple, str] = {}
-_lock = threading.Lock()
+from pipeline.process_cache import ProcessCache
+
+_digests: ProcessCache = ProcessCache("weights sha256")  # path -> (size, mtime_ns, sha256)
 
 
 def sha256_file(path) -> str:
@@ -27,14 +27,8 @@ def weights_sha256(path) -> str | None:
         st = os.stat(path)
     except OSError:
         return None
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    with _lock:
-        if key in _cache:
-            return _cache[key]
-    digest = sha256_file(path)
-    with _lock:
-        _cache[key] = digest
-    return digest
+    stamp = (st.st_size, st.st_mtime_ns)
+    return _digests.get(str(path), lambda: (*stamp, sha256_file(path)), fresh=lambda v: v[:2] == stamp)[2]
 
 
 def weights_tag(path) -> str:

@@ -54,6 +54,7 @@ from typing import Optional
 import numpy as np
 
 from pipeline.atomic import save_atomic, tmp_prefix
+from pipeline.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +97,14 @@ def faiss_module():
     One thread is fastest for what predict does (a few queries per request, requests served
     concurrently by threads/workers): multi-threaded OpenMP on a single query mostly spins,
     and under CPU contention it is 10-20x slower (README, Performance)."""
-    global _faiss_mod
-    if _faiss_mod is None:
+    def load():
         import faiss
         faiss.omp_set_num_threads(max(1, int(os.getenv("LF_FAISS_THREADS", "1") or 1)))
-        _faiss_mod = faiss
-    return _faiss_mod
+        return faiss
+    return _modules.get("faiss", load)
 
 
-_faiss_mod = None
+_modules: ProcessCache = ProcessCache("faiss")
 
 
 # -- searchers: knn(queries, k) -> (cosines, rows), each (Q, k), -1 rows past the end --------------

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
+
+from pipeline.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,7 @@ class Embedder:
                 "dim": self.dim, "device": self.device}
 
 
-_cache: dict[tuple, object] = {}
-_cache_lock = threading.Lock()
+embedders: ProcessCache = ProcessCache("embedders")  # (model, pretrained, device[, projection]) -> embedder
 
 
 def get_embedder(model: str = "ViT-B-32", pretrained: Optional[str] = "laion2b_s34b_b79k", device: str = "cpu",
@@ -102,20 +102,20 @@ def get_embedder(model: str = "ViT-B-32", pretrained: Optional[str] = "laion2b_s
     if apply_env:
         model, pretrained = resolve_spec(model, pretrained)
     key = (model, pretrained, device)
-    with _cache_lock:
-        emb = _cache.get(key)
-        if emb is None:
-            log.info("loading open_clip %s (pretrained=%s) on %s", model, pretrained, device)
-            emb = _cache[key] = Embedder(model, pretrained, device)
-        if not projection:
-            return emb
-        pkey = (*key, str(Path(projection).resolve()))
-        projected = _cache.get(pkey)
-        if projected is None:
-            from pipeline.identify.head import ProjectedEmbedder
-            projected = _cache[pkey] = ProjectedEmbedder(emb, projection)
-            log.info("projection head %s (%s -> dim %d)", projection, projected.id, projected.dim)
+
+    def load():
+        log.info("loading open_clip %s (pretrained=%s) on %s", model, pretrained, device)
+        return Embedder(model, pretrained, device)
+    emb = embedders.get(key, load)
+    if not projection:
+        return emb
+
+    def load_projected():
+        from pipeline.identify.head import ProjectedEmbedder
+        projected = ProjectedEmbedder(emb, projection)
+        log.info("projection head %s (%s -> dim %d)", projection, projected.id, projected.dim)
         return projected
+    return embedders.get((*key, str(Path(projection).resolve())), load_projected)
 
 
 def embedder_for(provider):

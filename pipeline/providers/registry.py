@@ -1,22 +1,20 @@
 """One provider instance per model per process.
 
 ``get_vlm(cfg)`` / ``get_grounder(cfg)`` / ``get_segmenter(cfg)`` build a provider on first use and hand
-the same object to every later caller whose config has the same model-relevant fields.  Concurrent first callers
-wait on a per-key lock, so a model loads once; different models load in parallel.  Provider
-modules are imported lazily: torch / transformers / mlx are only needed for the kinds in use.
+the same object to every later caller whose config has the same model-relevant fields (they live in
+``providers``, a ``pipeline.process_cache.ProcessCache``: a model loads once, different models in
+parallel; ``providers.clear()`` forgets them).  Provider modules are imported lazily: torch /
+transformers / mlx are only needed for the kinds in use.
 """
 from __future__ import annotations
 
 import importlib
-import threading
-from typing import Callable
 
 from pipeline.config import GrounderProvider, SegmenterProvider, VLMProvider
+from pipeline.process_cache import ProcessCache
 from pipeline.providers.base import VLM, Grounder, Segmenter
 
-_cache: dict[tuple, object] = {}
-_key_locks: dict[tuple, threading.Lock] = {}
-_lock = threading.Lock()
+providers: ProcessCache = ProcessCache("providers")
 
 # config fields that change the loaded object, per provider kind (everything else is shared)
 _VLM_FIELDS = {
@@ -35,21 +33,6 @@ _GROUNDER_FIELDS = {
 def _key(role: str, cfg, fields: dict) -> tuple:
     names = fields.get(cfg.kind) or tuple(sorted(type(cfg).model_fields))
     return (role, cfg.kind) + tuple((n, getattr(cfg, n)) for n in names)
-
-
-def _get(key: tuple, build: Callable[[], object]):
-    with _lock:
-        if key in _cache:
-            return _cache[key]
-        key_lock = _key_locks.setdefault(key, threading.Lock())
-    with key_lock:
-        with _lock:
-            if key in _cache:
-                return _cache[key]
-        obj = build()  # outside the global lock: other models can load meanwhile
-        with _lock:
-            _cache[key] = obj
-        return obj
 
 
 # provider kind -> "module:Class" with a from_config(cfg) classmethod
@@ -77,25 +60,12 @@ def _build(role: str, classes: dict, cfg):
 
 
 def get_vlm(cfg: VLMProvider) -> VLM:
-    return _get(_key("vlm", cfg, _VLM_FIELDS), lambda: _build("VLM", _VLM_CLASSES, cfg))
+    return providers.get(_key("vlm", cfg, _VLM_FIELDS), lambda: _build("VLM", _VLM_CLASSES, cfg))
 
 
 def get_grounder(cfg: GrounderProvider) -> Grounder:
-    return _get(_key("grounder", cfg, _GROUNDER_FIELDS), lambda: _build("grounder", _GROUNDER_CLASSES, cfg))
+    return providers.get(_key("grounder", cfg, _GROUNDER_FIELDS), lambda: _build("grounder", _GROUNDER_CLASSES, cfg))
 
 
 def get_segmenter(cfg: SegmenterProvider) -> Segmenter:
-    return _get(_key("segmenter", cfg, {}), lambda: _build("segmenter", _SEGMENTER_CLASSES, cfg))
-
-
-def cached() -> list[tuple]:
-    """Keys of the loaded providers (for /health and logs)."""
-    with _lock:
-        return list(_cache)
-
-
-def clear_cache() -> None:
-    """Forget every loaded provider (tests; freeing GPU memory between projects)."""
-    with _lock:
-        _cache.clear()
-        _key_locks.clear()
+    return providers.get(_key("segmenter", cfg, {}), lambda: _build("segmenter", _SEGMENTER_CLASSES, cfg))

@@ -81,7 +81,7 @@ def test_calibration_file_next_to_the_yaml_is_merged(tmp_path, caplog):
 def test_backend_pipeline_follows_a_new_calibration_file(tmp_path):
     path = tmp_path / "signs.yaml"
     path.write_text(yaml.safe_dump(PROJECT))
-    runner.clear()
+    runner.pipelines.clear()
     try:
         cfg, pipe = runner.load(path)
         assert runner.load(path)[1] is pipe
@@ -90,4 +90,4 @@ def test_backend_pipeline_follows_a_new_calibration_file(tmp_path):
         assert pipe2 is not pipe and cfg2.thresholds.verify_for("Yield") == 0.9
         assert model_version(cfg2) != model_version(cfg)
     finally:
-        runner.clear()
+        runner.pipelines.clear()

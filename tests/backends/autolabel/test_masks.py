@@ -62,7 +62,7 @@ def backend(tmp_path, monkeypatch):
     grounder = KnownGrounder({"stop sign": [(0.1, 0.2, 0.3, 0.6, 0.9)], "yield sign": [(0.6, 0.4, 0.8, 0.8, 0.7)]})
     monkeypatch.setattr(runner, "PIPELINE_FACTORY", lambda cfg: Pipeline(cfg, vlm=KnownVLM(0.9), grounder=grounder,
                                                                          segmenter=seg, finder=finder))
-    runner.clear()
+    runner.pipelines.clear()
     client = init_app(AutoLabelModel).test_client()
 
     def predict(config, context=None, status=200):
@@ -73,7 +73,7 @@ def backend(tmp_path, monkeypatch):
 
     predict.segmenter, predict.finder, predict.grounder = seg, finder, grounder
     yield predict
-    runner.clear()
+    runner.pipelines.clear()
     files.close()
 
 

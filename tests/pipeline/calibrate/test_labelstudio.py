@@ -106,10 +106,10 @@ def world(label_studio, tmp_path, monkeypatch):
                  "PROJECT_CONFIG": str(path), "PROJECTS_DIR": str(path.parent)}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(project_version, "keep", lambda *a: None)  # the project's model_version: not tested here
-    runner.clear()
+    runner.pipelines.clear()
     yield {"path": path, "project": project, "tasks": by_image, "vlm": vlm, "grounder": grounder,
            "argv": ["calibrate", "--project", str(path), "--ls-project", str(project.id), "--quiet"]}
-    runner.clear()
+    runner.pipelines.clear()
 
 
 def backend_predict(world, *images):

@@ -73,7 +73,7 @@ def test_student_grounder_loads_the_weights_and_returns_detections(trained):
     from pipeline.providers.student import StudentGrounder
     out, _, _ = trained
     weights = out / "weights" / "best.pt"
-    registry.clear_cache()
+    registry.providers.clear()
     g = registry.get_grounder(GrounderProvider(kind="student", model=str(weights), device="cpu"))
     assert registry.get_grounder(GrounderProvider(kind="student", model=str(weights), device="cpu")) is g
     assert g.describe()["classes"] == CLASSES and g.describe()["sha256"] == sha256_file(weights)
@@ -89,7 +89,7 @@ def test_student_grounder_loads_the_weights_and_returns_detections(trained):
     assert np.all(dets.xyxy[:, 2] >= dets.xyxy[:, 0]) and np.all(dets.xyxy >= -1e-3)
     only_cars = g.boxes(im, ["car"])  # a query naming a class selects it
     assert set(only_cars.labels) <= {"Car"}
-    registry.clear_cache()
+    registry.providers.clear()
 
 
 def test_student_as_ground_stage_and_model_version_names_the_weights(trained, tmp_path):
@@ -106,7 +106,7 @@ def test_student_as_ground_stage_and_model_version_names_the_weights(trained, tm
                          "thresholds": {"grounding": 0.0},
                          "providers": {"vlm": {"kind": "transformers", "model": "unused"},
                                        "grounder": {"kind": "student", "model": str(weights), "device": "cpu"}}})
-    registry.clear_cache()
+    registry.providers.clear()
     # the student as the ground stage (no confidence floor: random 1-epoch weights score low)
     student = StudentGrounder.from_config(cfg.providers.grounder, min_score=0.0)
     res = Pipeline(cfg, grounder=student).run(scene((320, 200), [("Stop Sign", (20, 20, 120, 120))]))
@@ -123,7 +123,7 @@ def test_student_as_ground_stage_and_model_version_names_the_weights(trained, tm
     g = registry.get_grounder(cfg.providers.grounder)
     g.boxes(scene((64, 64), []), [])
     assert g.sha256 == sha256_file(weights)  # the provider reloaded them too
-    registry.clear_cache()
+    registry.providers.clear()
 
 
 def test_ultralytics_leaves_the_process_torch_threads_alone(trained):

@@ -16,10 +16,10 @@ W, H = 300, 200
 @pytest.fixture(scope="module", params=["sam", "sam2"])
 def segmenter(request, tiny_sam_dir, tiny_sam2_dir):
     path = tiny_sam_dir if request.param == "sam" else tiny_sam2_dir
-    registry.clear_cache()
+    registry.providers.clear()
     seg = registry.get_segmenter(SegmenterProvider(model=str(path), device="cpu"))
     yield seg
-    registry.clear_cache()
+    registry.providers.clear()
 
 
 def scene():

@@ -13,10 +13,10 @@ W, H = 300, 200
 
 @pytest.fixture(scope="module")
 def sam3(tiny_sam3_dir):
-    registry.clear_cache()
+    registry.providers.clear()
     g = registry.get_grounder(GrounderProvider(kind="sam3", model=str(tiny_sam3_dir), device="cpu"))
     yield g
-    registry.clear_cache()
+    registry.providers.clear()
 
 
 def test_boxes_and_masks_per_query(sam3, monkeypatch):
