@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline import answer_cache, certainty
+from pipeline.atomic import save_text
 from pipeline.config import ProjectConfig
 from pipeline.convert import CocoBuilder
 from pipeline.images import ImageLoadError
@@ -94,8 +94,6 @@ def write_outputs(out: BatchOutput, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"coco": out_dir / "coco.json", "tasks": out_dir / "tasks.json", "record": out_dir / "run.json"}
     for key, obj in (("coco", out.coco), ("tasks", out.tasks), ("record", out.record)):
-        tmp = paths[key].with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(obj, indent=1, default=str))
-        os.replace(tmp, paths[key])
+        save_text(paths[key], json.dumps(obj, indent=1, default=str))
     out.paths = paths
     return paths

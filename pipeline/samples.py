@@ -6,6 +6,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline.atomic import save_atomic
+
 
 def _octagon(cx: float, cy: float, r: float) -> list[tuple[float, float]]:
     return [(cx + r * math.cos(math.pi / 8 + k * math.pi / 4), cy + r * math.sin(math.pi / 8 + k * math.pi / 4))
@@ -62,6 +64,6 @@ def write_samples(out_dir: Path) -> list[Path]:
                 _yield_sign(im, yld[0] * w, yld[1] * h, yld[2] * w)
             for cx, cy, r in signs:
                 _stop_sign(im, cx * w, cy * h, r * w)
-            im.save(path)
+            save_atomic(path, lambda f, im=im: im.save(f, format="PNG"))
         paths.append(path)
     return paths

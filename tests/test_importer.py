@@ -20,6 +20,7 @@ from pipeline.importer.manifest import Manifest
 from pipeline.importer.runner import ImportOptions, run_import
 from pipeline.importer.sources.base import SourceError
 from pipeline.importer.sources.ddg import DDGSource
+from tests.dying_writes import assert_died_of_a_full_disk, run_until_disk_full, stray_files
 from tests.fakeweb import FakeWeb, bomb_png, encode, jpeg_with_orientation, pattern_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -468,3 +469,18 @@ def test_label_factory_import_verbose_flag_sets_the_log_level(web, cfg, tmp_path
     assert per_query in stderr(after=["-v"])
     assert per_query in stderr("--log-level", "info")        # the global option works too
     assert " INFO " not in stderr("--log-level", "error", after=["-v"])   # an explicit level wins
+
+
+def test_manifest_written_until_the_disk_is_full_keeps_the_previous_one(tmp_path):
+    m = Manifest(tmp_path)
+    m.add({"id": "a" * 16, "image_url": "http://127.0.0.1/a.jpg", "sha256": "a" * 64})
+    m.save()
+    before = (tmp_path / "manifest.jsonl").read_text()
+    proc = run_until_disk_full(
+        f"from pipeline.importer.manifest import Manifest\nm = Manifest.load({str(tmp_path)!r})\n"
+        "for i in range(2000):\n"
+        "    m.add({'id': f'{i:016d}', 'image_url': f'http://127.0.0.1/{i}.jpg', 'sha256': 'b' * 64})",
+        "m.save()", limit=50_000)
+    assert_died_of_a_full_disk(proc)
+    assert (tmp_path / "manifest.jsonl").read_text() == before and len(Manifest.load(tmp_path)) == 1
+    assert stray_files(tmp_path, {"manifest.jsonl"}) == []

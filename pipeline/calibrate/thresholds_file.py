@@ -15,7 +15,7 @@ from typing import Optional
 
 import yaml
 
-from pipeline.atomic import save_atomic
+from pipeline.atomic import save_text
 from pipeline.config import calibration_path
 
 log = logging.getLogger(__name__)
@@ -71,5 +71,5 @@ def write(project_path, report: dict, source: str, versions: tuple[str, str],
             "# Its thresholds replace the YAML's (filter; verify/grounding of the labels under per_label): the\n"
             "# backend, `run` and `predict` read both files. Delete this file to go back to the YAML's thresholds.\n"
             + yaml.safe_dump(body, sort_keys=False, allow_unicode=True))
-    save_atomic(path, lambda f: f.write(text.encode()))
+    save_text(path, text)
     return path

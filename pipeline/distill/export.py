@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +36,7 @@ from PIL import Image
 from supervision.dataset.formats.yolo import object_to_yolo
 from tqdm import tqdm
 
+from pipeline.atomic import building_dir
 from pipeline.convert import CocoBuilder, ls_to_xyxy
 from pipeline.detections import Detections
 from pipeline.distill import reviewed, split
@@ -101,24 +100,6 @@ def _boxes(ex: Example, width: int, height: int, class_ids: dict, counts: dict) 
     return dets[~tiny]
 
 
-def _prepare(out: Path) -> Path:
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).exists():
-        raise ExportError(f"{out}: exists, is not empty and is not a label-factory export (no {MANIFEST}); "
-                          "choose another --out")
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def _swap(tmp: Path, out: Path) -> None:
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def write_dataset(exs: list[Example], out: Path, fmt: str, fetch: Callable, classes: list[str], *,
                   ratios: Sequence[float] = split.DEFAULT_RATIOS, source: Optional[dict] = None,
                   tally: Optional[reviewed.Tally] = None, concurrency: int = 4, progress: bool = True) -> dict:
@@ -134,14 +115,12 @@ def write_dataset(exs: list[Example], out: Path, fmt: str, fetch: Callable, clas
                           + ("" if (source or {}).get("pseudo_labels") else
                              " (add predictions as pseudo-labels with --pseudo-labels MODEL_VERSION)"))
     out = Path(out).resolve()
-    tmp = _prepare(out)
-    try:
-        manifest = _write(exs, tmp, fmt, fetch, classes, ratios, source or {}, tally or reviewed.Tally(),
-                          concurrency, progress)
-        _swap(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return manifest
+    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).exists():
+        raise ExportError(f"{out}: exists, is not empty and is not a label-factory export (no {MANIFEST}); "
+                          "choose another --out")
+    with building_dir(out) as tmp:
+        return _write(exs, tmp, fmt, fetch, classes, ratios, source or {}, tally or reviewed.Tally(),
+                      concurrency, progress)
 
 
 def _write(exs, root: Path, fmt, fetch, classes, ratios, source, tally, concurrency, progress) -> dict:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from pipeline.atomic import save_text
 from pipeline.distill.export import MANIFEST
 from pipeline.distill.weights import sha256_file
 from pipeline.distill.yolo import keep_torch_threads, local_fonts_only, torch_device, ultralytics
@@ -158,7 +159,7 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Optional[dict[str, 
                "val_images": manifest["counts"]["val"]["images"], "epochs": clock.epochs,
                "train_seconds": round(time.perf_counter() - t0, 2),
                "weights": best.relative_to(out).as_posix(), "weights_sha256": sha256_file(best)}
-    (out / METRICS).write_text(json.dumps(metrics, indent=1))
+    save_text(out / METRICS, json.dumps(metrics, indent=1))
     write_card(out, cfg, manifest, vars(trainer.args), metrics, names)
     return metrics
 
@@ -176,7 +177,7 @@ def write_card(out: Path, cfg: TrainConfig, manifest: dict, train_args: dict, me
             "weights_sha256": metrics["weights_sha256"], "data": data, "training": {
                 "requested": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
                 "ultralytics_args": args}, "metrics": {k: v for k, v in metrics.items() if k != "epochs"}}
-    (out / f"{CARD}.json").write_text(json.dumps(card, indent=1, default=str))
+    save_text(out / f"{CARD}.json", json.dumps(card, indent=1, default=str))
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     rows = "\n".join(f"| {name} | {m['instances']} | {fmt(m['precision'])} | {fmt(m['recall'])} | {fmt(m['mAP50'])} "
                      f"| {fmt(m['mAP50-95'])} |" for name, m in metrics["per_class"].items())
@@ -204,4 +205,4 @@ recall {metrics['recall']:.3f}
 |---|---|---|---|---|---|
 {rows}
 """
-    (out / f"{CARD}.md").write_text(md)
+    save_text(out / f"{CARD}.md", md)

@@ -107,7 +107,7 @@ def cmd_evaluate(args) -> int:
 
     from backends.autolabel.batch import JobError
     from backends.autolabel.cli import connect_project
-    from pipeline.atomic import save_atomic
+    from pipeline.atomic import save_text
     from pipeline.evaluate import report_html
     from pipeline.evaluate.listing import ListingError
     from pipeline.evaluate.report import evaluate_tasks, print_report
@@ -161,10 +161,10 @@ def cmd_evaluate(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=1, default=str)
-    save_atomic(out / "report.json", lambda f: f.write(text.encode()))
+    save_text(out / "report.json", text)
     if not args.no_html:
         page = report_html.render(report)
-        save_atomic(out / "report.html", lambda f: f.write(page.encode()))
+        save_text(out / "report.html", page)
     if args.json:
         print(text)
         return 0

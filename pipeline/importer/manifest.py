@@ -10,13 +10,12 @@ pHash matches one in here."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Optional
 
+from pipeline.atomic import save_text
 from pipeline.importer.dedupe import DedupeIndex
 
 FILENAME = "manifest.jsonl"
@@ -91,11 +90,4 @@ class Manifest:
         self.data_root.mkdir(parents=True, exist_ok=True)
         with self._lock:
             lines = [json.dumps(e, ensure_ascii=False, sort_keys=True) for e in self.entries.values()]
-        fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=self.data_root)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write("\n".join(lines) + ("\n" if lines else ""))
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_text(self.path, "\n".join(lines) + ("\n" if lines else ""))

@@ -11,6 +11,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
+from pipeline.atomic import save_atomic
 from pipeline.config import ProjectConfig
 from pipeline.importer.dedupe import DEFAULT_PHASH_DISTANCE
 from pipeline.importer.download import DEFAULT_MAX_BYTES, Downloader, Fetched
@@ -121,10 +122,7 @@ def download_all(cands: list[Candidate], manifest: Manifest, opts: ImportOptions
             data, ext = f.encoded()
             rel = Path(c.bucket) / f"{f.sha256[:16]}{ext}"
             dest = manifest.data_root / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + ".part")
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
+            save_atomic(dest, lambda out, data=data: out.write(data))
             entry = manifest.add(_entry(f, rel.as_posix(), len(data)))
             for same in first_by_url.get(c.image_url, []):
                 if (same.bucket, same.query, same.source) != (c.bucket, c.query, c.source):

@@ -15,6 +15,7 @@ from typing import Optional
 
 import requests
 
+from pipeline.atomic import save_text
 from pipeline.stack.processes import Service, free_port, local_host
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,9 +41,7 @@ def load_or_create_admin(data_dir: Path, email: str = "admin@label-factory.local
     if path.exists():
         return Admin(**json.loads(path.read_text()))
     admin = Admin(email=email, password=secrets.token_urlsafe(12), token=secrets.token_hex(20))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(admin)))
-    path.chmod(0o600)
+    save_text(path, json.dumps(asdict(admin)), mode=0o600)  # private from its creation on
     return admin
 
 

@@ -1,5 +1,6 @@
 """Export to disk from constructed examples (no Label Studio: see test_export_labelstudio.py for that)."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -121,3 +122,19 @@ def test_out_folder_rules(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "mine"]
     with pytest.raises(ExportError, match="nothing to export"):
         write_dataset([], tmp_path / "empty", "yolo", fetch, CLASSES, progress=False)
+
+
+def test_an_export_that_cannot_move_in_puts_the_previous_one_back(tmp_path, monkeypatch):
+    exs, files, _ = make_examples(3)
+    write_dataset(exs[:2], tmp_path / "ds", "yolo", fetcher(files), CLASSES, progress=False)
+    real = os.replace
+
+    def replace(src, dst):  # the old export is moved aside, then the new one cannot take its place
+        if ".partial-" in str(src):
+            raise OSError("cannot move the new export in")
+        return real(src, dst)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="cannot move"):
+        write_dataset(exs, tmp_path / "ds", "yolo", fetcher(files), CLASSES, progress=False)
+    assert len(list((tmp_path / "ds").glob("images/*/*.jpg"))) == 2  # the previous export, where it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
