@@ -224,3 +224,18 @@ def test_legacy_logprobs_shape_and_png_for_alpha():
     only_chosen = {"logprobs": {"content": [{"token": "yes", "logprob": -0.1, "top_logprobs": []}]}}
     assert first_token_top_logprobs(only_chosen) is None
     assert encode_image(Image.new("RGBA", (4, 4))).startswith("data:image/png;base64,")
+
+
+def test_retries_stop_at_the_request_deadline_and_say_what_failed(fake):
+    """Waits of 1, 2, 4 s under a 1.5 s deadline: after the wait that fits, the next one would end past the
+    deadline, so the provider stops at once with the deadline and the server's own failure in the error."""
+    from pipeline import deadline
+    fake.respond = lambda body, n: (503, {"error": "overloaded"})
+    vlm = OpenAIVLM(fake.url, "m", retries=3, backoff=1.0, backoff_max=8.0)
+    t0 = time.monotonic()
+    with deadline.within(1.5, "PREDICT_DEADLINE"), pytest.raises(deadline.DeadlineExceeded) as ei:
+        vlm.yes_probability(crop(), QUESTION)
+    msg = str(ei.value)
+    assert "1.5 s deadline (PREDICT_DEADLINE)" in msg and "HTTP 503" in msg and "overloaded" in msg
+    assert fake.url in msg and "2 attempts" in msg and len(fake.requests) == 2
+    assert time.monotonic() - t0 < 1.45  # not slept out to the deadline

@@ -5,10 +5,14 @@ no logprobs (mlx_vlm.server started without ``--top-logprobs-k``, llama.cpp buil
 back to parsing the text answer (method ``"text"``, with ``raw["fallback"]`` saying why).  An answer that
 is neither yes nor no scores 0.0 with the reason in ``raw["unparseable"]``; it is not an error.
 
-Transport: one ``requests.Session`` per provider object, ``timeout`` seconds per request, retries with
-exponential backoff (tenacity) on connection errors, timeouts, HTTP 5xx and 429, and at most
-``concurrency`` requests in flight per provider object.  A server that stays down raises
-``ProviderError`` naming the URL.  The API key (from the env var ``api_key_env``) is never logged.
+Transport: one ``requests.Session`` per provider object, ``timeout`` seconds per request, and at most
+``concurrency`` requests in flight per provider object.  Connection errors, timeouts, HTTP 5xx and 429
+are retried by the one retry policy (``pipeline.retry``: ``retries`` more tries, exponential backoff
+from ``backoff`` up to ``backoff_max`` seconds, a server's ``Retry-After`` honoured) within the
+request's deadline (``pipeline.deadline``): no try and no wait runs past it.  A server that stays down
+raises ``ProviderError`` naming the URL; one whose retries the deadline cut short raises
+``DeadlineExceeded`` naming the deadline and the server's last failure.  The API key (from the env var
+``api_key_env``) is never logged.
 """
 from __future__ import annotations
 
@@ -23,24 +27,13 @@ from typing import Optional, Sequence
 
 import requests
 from PIL import Image
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pipeline import deadline
 from pipeline.providers.answers import p_yes_from_text, p_yes_from_top_logprobs
 from pipeline.providers.base import VLM, ProviderError, YesNo
+from pipeline.retry import RETRY_STATUS, RetryPolicy, Transient, retry_after_seconds
 
 log = logging.getLogger(__name__)
-
-RETRY_STATUS = {429, 500, 502, 503, 504}
-
-
-class _Transient(Exception):
-    """A failure worth retrying (connection, timeout, 5xx, 429); ``message`` is safe to show."""
-
-    def __init__(self, message: str, retry_after: Optional[float] = None):
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
 
 
 def encode_image(image: Image.Image) -> str:
@@ -132,11 +125,12 @@ class OpenAIVLM(VLM):
             if deadline.expired():
                 raise deadline.DeadlineExceeded(f"{deadline.current().describe()} ran out: the VLM server at "
                                                 f"{self.url} gave no answer") from None
-            raise _Transient(f"no answer within {self.timeout:g} s") from None
+            raise Transient(f"no answer within {self.timeout:g} s") from None
         except requests.ConnectionError as e:
-            raise _Transient(f"cannot connect ({_short_reason(e)})") from None
+            raise Transient(f"cannot connect ({_short_reason(e)})") from None
         if resp.status_code in RETRY_STATUS:
-            raise _Transient(f"HTTP {resp.status_code}: {_body_excerpt(resp)}", _retry_after(resp))
+            raise Transient(f"HTTP {resp.status_code}: {_body_excerpt(resp)}", status=resp.status_code,
+                            retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
         if resp.status_code >= 400:
             hint = " (check the api_key_env / server --api-key)" if resp.status_code in (401, 403) else ""
             raise ProviderError(f"VLM server {self.endpoint} refused the request: HTTP {resp.status_code}"
@@ -149,38 +143,35 @@ class OpenAIVLM(VLM):
                                 f"completion: {_body_excerpt(resp)}") from None
         return data
 
-    def _wait(self, state: RetryCallState) -> float:
-        exp = wait_exponential(multiplier=self.backoff, max=self.backoff_max)(state)
-        exc = state.outcome.exception() if state.outcome else None
-        ra = getattr(exc, "retry_after", None)
-        wait = min(max(exp, ra), self.backoff_max) if ra else exp
-        left = deadline.remaining()
-        return wait if left is None else max(0.0, min(wait, left))
-
-    def _before_sleep(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception()
-        log.warning("VLM server %s: %s; retry %d/%d in %.1f s", self.url, getattr(exc, "message", exc),
-                    state.attempt_number, self.retries, state.next_action.sleep if state.next_action else 0)
-
     def _post(self, body: dict) -> dict:
         headers = self._headers()
-        retrying = Retrying(stop=stop_after_attempt(self.retries + 1), wait=self._wait,
-                            retry=retry_if_exception_type(_Transient), before_sleep=self._before_sleep,
-                            reraise=True)
+        left = deadline.remaining()
+        policy = RetryPolicy(attempts=self.retries + 1, backoff=self.backoff, max_wait=self.backoff_max, jitter=0,
+                             deadline=None if left is None else max(left, 0.0))
+        tries = []
+
+        def once() -> dict:
+            tries.append(1)
+            return self._post_once(body, headers)
+
+        def on_retry(n: int, exc: BaseException, wait: float) -> None:
+            log.warning("VLM server %s: %s; retry %d/%d in %.1f s", self.url, exc, n, self.retries, wait)
         t0 = time.monotonic()
         try:
-            return retrying(self._post_once, body, headers)
-        except _Transient as e:
-            attempts = self.retries + 1
+            return policy.call(once, on_retry=on_retry)
+        except Transient as e:
             if e.message.startswith("cannot connect"):
                 what = "is down or unreachable"
             elif e.message.startswith("no answer"):
                 what = "timed out"
             else:
                 what = "kept failing"
-            raise ProviderError(f"VLM server at {self.url} {what}: {e.message} "
-                                f"({attempts} attempt{'s' if attempts > 1 else ''} over "
-                                f"{time.monotonic() - t0:.1f} s). Is the server running at that address?") from None
+            failed = (f"VLM server at {self.url} {what}: {e.message} ({len(tries)} attempt"
+                      f"{'s' if len(tries) > 1 else ''} over {time.monotonic() - t0:.1f} s)")
+            if len(tries) < policy.attempts:  # the retries stopped short of the request's deadline
+                raise deadline.DeadlineExceeded(f"{deadline.current().describe()} left no time to retry: "
+                                                f"{failed}") from None
+            raise ProviderError(f"{failed}. Is the server running at that address?") from None
 
     # -- requests -------------------------------------------------------------------------
     def _body(self, image: Image.Image, question: str, max_tokens: int, logprobs: bool) -> dict:
@@ -251,10 +242,3 @@ def _short_reason(e: Exception) -> str:
 def _body_excerpt(resp: requests.Response, n: int = 300) -> str:
     text = (resp.text or "").strip().replace("\n", " ")
     return text[:n] + ("..." if len(text) > n else "") or "(empty body)"
-
-
-def _retry_after(resp: requests.Response) -> Optional[float]:
-    try:
-        return float(resp.headers.get("Retry-After", ""))
-    except ValueError:
-        return None
