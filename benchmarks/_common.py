@@ -38,13 +38,6 @@ def timed(fn: Callable, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def bench(fn: Callable[[], object], warmup: int = 1, repeats: int = 3) -> list[float]:
-    """Seconds per call of ``fn`` for ``repeats`` calls after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    return [timed(fn)[0] for _ in range(repeats)]
-
-
 def median(xs: Iterable[float]) -> float:
     xs = list(xs)
     return statistics.median(xs) if xs else float("nan")

@@ -192,9 +192,6 @@ class Detections:
             ids[i] = m
         self.identities = _frozen(ids)
 
-    def set_extra(self, name: str, values) -> None:
-        self.extra = {**self.extra, name: _frozen(np.array(_objects(values, len(self))))}
-
     # -- box maths via supervision ------------------------------------------------------
     def apply_nms(self, iou: float, stage: str = "ground") -> None:
         """Per-label NMS over the kept boxes (supervision). Boxes without a score keep their order."""

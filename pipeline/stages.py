@@ -178,7 +178,3 @@ def user_boxes(xyxy: Sequence, labels: Sequence[str], masks: Optional[Sequence] 
 def verify_questions(labels: Sequence[str], template: str, target_label: str, target_object: str) -> dict[str, str]:
     """Question per label: the target's own label asks about target_object, others about their name."""
     return {lab: template.format(target_object=target_object if lab == target_label else lab) for lab in labels}
-
-
-def as_optional(x) -> Optional[float]:
-    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)

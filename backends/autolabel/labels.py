@@ -24,10 +24,6 @@ class Target:
     def data_key(self) -> str:
         return self.layout.data_key
 
-    @property
-    def prompt_name(self) -> Optional[str]:
-        return self.layout.prompt
-
     def pipeline_label(self, config_label: Optional[str]) -> str:
         """The project label a config label comes from (the config label itself if none)."""
         label = config_label or self.default_label

@@ -27,7 +27,6 @@ from pipeline.detections import Detections
 
 KEPT, MOVED, RELABELED, DELETED, ADDED = "kept", "moved", "relabeled", "deleted", "added"
 PREDICTED_OUTCOMES = (KEPT, MOVED, RELABELED, DELETED)
-OUTCOMES = PREDICTED_OUTCOMES + (ADDED,)
 IOU_DECIMALS = 6  # supervision returns float32 IoU: rounded, a box exactly at a threshold (0.9 = 0.8999999762) counts
 
 
@@ -35,7 +34,7 @@ IOU_DECIMALS = 6  # supervision returns float32 IoU: rounded, a box exactly at a
 class BoxRecord:
     task_id: int
     model_version: str
-    outcome: str  # one of OUTCOMES
+    outcome: str  # one of PREDICTED_OUTCOMES or ADDED
     label: str  # the predicted box's label; for an added box, the annotated label
     score: Optional[float]  # the predicted box's score; None when it has none, and for added boxes
     iou: float  # IoU with the annotated box it was paired with, 0.0 when none

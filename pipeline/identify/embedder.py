@@ -85,9 +85,6 @@ class Embedder:
                 out[s:s + len(batch)] = f.cpu().numpy()
         return out
 
-    def embed_one(self, image: Image.Image) -> np.ndarray:
-        return self.embed([image])[0]
-
     def describe(self) -> dict:
         return {"name": "open_clip", "model": self.model_spec, "pretrained": self.pretrained, "id": self.id,
                 "dim": self.dim, "device": self.device}

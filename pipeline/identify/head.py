@@ -284,9 +284,6 @@ class ProjectedEmbedder:
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.head.project(self.base.embed(images))
 
-    def embed_one(self, image: Image.Image) -> np.ndarray:
-        return self.embed([image])[0]
-
     def describe(self) -> dict:
         return {**self.base.describe(), "id": self.id, "dim": self.dim, "projection": self.projection,
                 "projection_hash": self.loaded.hash}
