@@ -136,7 +136,7 @@ def main() -> int:
     ap.add_argument("--ls-project", type=int, help="an already filled project (skips the import)")
     args = ap.parse_args()
 
-    from pipeline.stack.labelstudio import start_label_studio
+    from pipeline.stack.ls_server import start_label_studio
 
     work = Path(tempfile.mkdtemp(prefix="evaluate-scale-"))
     server = None

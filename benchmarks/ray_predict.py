@@ -162,7 +162,7 @@ def main(argv=None) -> None:
 
     from pipeline.labelconfig import labeling_config
     from pipeline.samples import write_samples
-    from pipeline.stack.labelstudio import start_label_studio
+    from pipeline.stack.ls_server import start_label_studio
 
     t_start = now()
     tmp = Path(tempfile.mkdtemp(prefix="lf-bench-ray-"))

@@ -1,5 +1,5 @@
 """Label Studio API calls that the batch job (``predict``), ``up`` and the ML backend share, through
-label-studio-sdk. It must not start Label Studio (pipeline/stack/labelstudio.py does) nor hold
+label-studio-sdk. It must not start Label Studio (pipeline/stack/ls_server.py does) nor hold
 credentials (backends/base/credentials.py does).
 
 * ``items``: every item of a paginated list, never asking for a page past the last one.

@@ -1,5 +1,5 @@
 """Session fixture ``label_studio``: a real Label Studio 1.23 on 127.0.0.1, started once per test session
-by the same code as `label-factory up` (pipeline/stack/labelstudio.py).
+by the same code as `label-factory up` (pipeline/stack/ls_server.py).
 
 It runs from its own virtualenv (``.venv-ls``: its pins clash with ours; LABEL_STUDIO_BIN overrides the
 ``label-studio`` executable) with SQLite and media in a temporary directory. The user and a legacy API
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stack.labelstudio import label_studio_bin, start_label_studio
+from pipeline.stack.ls_server import label_studio_bin, start_label_studio
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from pipeline.stack.labelstudio import label_studio_bin
+from pipeline.stack.ls_server import label_studio_bin
 from pipeline.stack.processes import free_port, port_is_free
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def test_backend_that_never_answers_is_stopped(tmp_path, monkeypatch):
 
 
 def test_ready_text_says_where_how_and_what_next(tmp_path):
-    from pipeline.stack.labelstudio import Admin
+    from pipeline.stack.ls_server import Admin
     from pipeline.stack.up import ready_text
     ls = SimpleNamespace(url="http://127.0.0.1:8080", admin=Admin("a@b.c", "pw", "tok123"), token="tok123",
                          data_dir=tmp_path)

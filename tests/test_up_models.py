@@ -1,10 +1,13 @@
-"""`up` with real models fails fast, before starting anything, and names the offline option."""
+"""`up` with real models fails fast, before starting anything, and names the offline option; tiny models are
+built whole or built again."""
 import pytest
 import yaml
 
 from pipeline.config import load_project, parse_project
+from pipeline.stack import models
 from pipeline.stack.models import ModelsUnavailable, check_real_models, tiny_project
 from pipeline.stack.processes import free_port
+from tests.dying_writes import stray_files
 
 
 def test_unreachable_vlm_server_and_missing_weights_name_the_tiny_option(monkeypatch):
@@ -38,3 +41,29 @@ def test_tiny_project_points_at_built_models(tmp_path):
     assert cfg.thresholds.filter == 0.0 and cfg.buckets == load_project(src).buckets
     assert "random-weight" in out.read_text().splitlines()[0]
     assert yaml.safe_load(out.read_text())["project_name"] == "stop-signs"
+
+
+def test_tiny_model_build_that_dies_is_built_again(tmp_path, monkeypatch):
+    built = []
+
+    def dies_midway(out):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text("{}")  # the first file a save_pretrained writes
+        raise KeyboardInterrupt("stopped while saving the weights")
+
+    def builds(out):
+        built.append(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text("{}")
+    from pipeline.tiny import detectors, qwen
+    monkeypatch.setattr(qwen, "build", dies_midway)
+    monkeypatch.setattr(detectors, "build_owlv2", builds)
+    src, cache = "projects/stop-signs.yaml", tmp_path / "cache"
+    cfg = load_project(src)
+    with pytest.raises(KeyboardInterrupt):
+        models.tiny_project(cfg, src, cache, tmp_path / "p.yaml")
+    assert not (cache / "qwen2_5_vl").exists()
+    monkeypatch.setattr(qwen, "build", builds)
+    models.tiny_project(cfg, src, cache, tmp_path / "p.yaml")
+    assert (cache / "qwen2_5_vl" / "config.json").exists() and len(built) == 2  # the VLM again, OWLv2 once
+    assert stray_files(cache, {"qwen2_5_vl/config.json", "owlv2/config.json"}) == []

@@ -180,7 +180,7 @@ def run_import(cfg: ProjectConfig, opts: Optional[ImportOptions] = None) -> Summ
             summary.warnings.append("--connect-backend needs Label Studio; not done")
         return summary
 
-    from pipeline.importer.labelstudio import LabelStudioTarget
+    from pipeline.importer.ls_project import LabelStudioTarget
     target = LabelStudioTarget(url, opts.api_key, client=opts.ls_client, timeout=max(opts.timeout, 60))
     root = opts.local_files_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
     with tqdm(total=len(manifest), desc="label studio   ", unit="img", disable=not opts.progress,

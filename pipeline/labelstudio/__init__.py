@@ -2,8 +2,8 @@
 Label Studio coordinates <-> pixels, masks <-> brush RLE / polygons.
 
 It lives in ``pipeline`` because the batch ``run`` writes Label Studio tasks too; the backends and
-the ``predict`` job use it as it is. It talks to no server (the client is
-``pipeline.importer.labelstudio``) and runs no model.
+the ``predict`` job use it as it is. It talks to no server (the clients are ``pipeline.lsapi`` and
+``pipeline.importer.ls_project``) and runs no model.
 
 * ``layout.Layout``: a labeling config read once (``Layout.from_config``) and ``Layout.results``;
 * ``controls``: one class per output control kind (rectangles, brushes, polygons, per-region names);

@@ -22,7 +22,7 @@ from typing import Optional
 from pipeline import lsapi
 from pipeline.config import ENV_OVERRIDES, ConfigError, load_project, model_version
 from pipeline.samples import write_samples
-from pipeline.stack.labelstudio import LabelStudio, start_label_studio
+from pipeline.stack.ls_server import LabelStudio, start_label_studio
 from pipeline.stack.models import check_real_models, quiet_model_building, tiny_project
 from pipeline.stack.processes import WILDCARD_HOSTS, Service, free_port, local_host
 
@@ -87,7 +87,7 @@ def sha256(path: Path) -> str:
 
 def create_project(ls: LabelStudio, cfg, samples: list[Path]) -> tuple[int, int, str]:
     """Project from the YAML with the sample images (each imported once); returns (id, new tasks, note)."""
-    from pipeline.importer.labelstudio import LabelStudioTarget
+    from pipeline.importer.ls_project import LabelStudioTarget
     target = LabelStudioTarget(url=ls.url, api_key=ls.token)
     project_id, note = target.ensure_project(cfg)
     have = target.existing(project_id)
@@ -225,7 +225,7 @@ def run_up(args) -> int:
         samples = write_samples(root / "samples" / cfg.project_name)
         project_id, new, note = create_project(ls, cfg, samples)
         say(f"{note}: {new} sample image(s) imported")
-        from pipeline.importer.labelstudio import LabelStudioTarget
+        from pipeline.importer.ls_project import LabelStudioTarget
         LabelStudioTarget(url=ls.url, api_key=ls.token).connect_backend(project_id, stack.backend.url)
         say("backend connected; waiting for its predictions ...")
         done, total = wait_for_predictions(ls, project_id, args.timeout)
