@@ -13,12 +13,14 @@ import yaml
 from PIL import Image
 
 from backends.autolabel import batch, runner
+from backends.autolabel.writer import WriteOptions
 from backends.images import ImageFetchError
 from pipeline import cli
 from pipeline.config import load_project, model_version, parse_project
 from pipeline.images import open_image
 from pipeline.labelconfig import labeling_config
 from pipeline.pipeline import Pipeline
+from tests.fake_label_studio import FakeLabelStudio, page_of
 from tests.fakes import ScriptedGrounder, ScriptedVLM
 from tests.ls_helpers import assert_one_rectangle_prediction, project_with_broken_task
 
@@ -29,50 +31,6 @@ PROJECT = {"project_name": "job-signs", "target_object": "stop sign", "label": "
 
 
 # -- fakes ----------------------------------------------------------------------------------------
-class FakeClient:
-    """The slice of label_studio_sdk.LabelStudio the job uses; created predictions land on the tasks."""
-
-    def __init__(self, tasks: list[dict], label_config: str, refuse: set = frozenset()):
-        self._tasks, self.refuse = tasks, set(refuse)
-        self.created: list[dict] = []
-        self.list_calls: list[dict] = []
-        self.model_version = "label-factory"  # Label Studio sets the backend's title on connect
-        self.projects = SimpleNamespace(
-            get=lambda id: SimpleNamespace(id=id, label_config=label_config, task_number=len(tasks),
-                                           model_version=self.model_version),
-            list=lambda page, page_size, **kw: page_of(
-                [SimpleNamespace(id=7, title="job-signs"), SimpleNamespace(id=8, title="other")], page, page_size),
-            update=self._update)
-        self.tasks = SimpleNamespace(list=self._list)
-        self.predictions = SimpleNamespace(create=self._create)
-
-    def _list(self, page, page_size, **kw):
-        self.list_calls.append({"page": page, "page_size": page_size, **kw})
-        return page_of([dict(t) for t in self._tasks], page, page_size)  # a snapshot, like a page from the API
-
-    def _update(self, id, model_version):
-        stored = {p["model_version"] for t in self._tasks for p in t.get("predictions") or []}
-        if model_version not in stored:  # as Label Studio's validate_model_version
-            raise RuntimeError(f"no prediction of {model_version}")
-        self.model_version = model_version
-
-    def _create(self, *, task, result, score, model_version):
-        if task in self.refuse:
-            raise RuntimeError("refused")
-        self.created.append({"task": task, "result": result, "score": score, "model_version": model_version})
-        next(t for t in self._tasks if t["id"] == task).setdefault("predictions", []).append(
-            {"model_version": model_version, "result": result})
-
-
-def page_of(rows: list, page: int, page_size: int):
-    """One page as label-studio-sdk returns it (a pager with .items and the response's total); Label Studio
-    answers a page past the last one with 404."""
-    if page > 1 and (page - 1) * page_size >= len(rows):
-        raise AssertionError(f"asked for page {page} past the last one (Label Studio answers 404)")
-    return SimpleNamespace(items=rows[(page - 1) * page_size:page * page_size],
-                           response=SimpleNamespace(total=len(rows)))
-
-
 def _image(size):
     return Image.new("RGB", size, (200, 30, 30))
 
@@ -123,7 +81,7 @@ def test_only_missing_selection_by_exact_model_version():
 
 
 def test_find_project_by_title():
-    client = FakeClient([], "")
+    client = FakeLabelStudio([], "")
     assert batch.find_project_id(client, "job-signs") == 7
     with pytest.raises(batch.JobError, match="no Label Studio project titled 'nope'"):
         batch.find_project_id(client, "nope")
@@ -141,7 +99,7 @@ def test_job_counts_failures_and_rerun_predicts_nothing_twice(job):
              _task(3, "/data/upload/7/gone.jpg"), _task(4, "/data/upload/7/corrupt.jpg"),
              _task(5, "/data/upload/7/13x13.jpg"), _task(6, "/data/upload/7/50x50.jpg", ["an-old-version"]),
              _task(7, "/data/upload/7/32x32.jpg")]
-    client, calls = FakeClient(tasks, config, refuse={7}), []
+    client, calls = FakeLabelStudio(tasks, config, refuse={7}), []
     s = batch.run(client, cfg, pipe, 7, batch_size=3, progress=False, fetch=fetcher(calls), concurrency=2)
 
     assert s.model_version == version
@@ -155,7 +113,8 @@ def test_job_counts_failures_and_rerun_predicts_nothing_twice(job):
     assert by == {"ImageFetchError": [3], "ImageLoadError": [4], "RuntimeError": [5], "predictions.create": [7]}
     reasons = {f["task"]: f["reason"] for f in s.failed}
     assert "gone.jpg: HTTP 404" in reasons[3] and "CUDA out of memory" in reasons[5]
-    assert reasons[7] == "predictions.create: RuntimeError: refused"
+    assert reasons[7] == "predictions.create: HTTP 400: task 7: result does not match the labeling config"
+    assert client.bulk_sizes[-1] >= 1 and client.singles[-1] == 7  # the refused bulk write, then one create each
     assert all(c["page_size"] == 3 and c["resolve_uri"] is False and "predictions" in c["include"]
                for c in client.list_calls)
     assert [c["page"] for c in client.list_calls] == [1, 2, 3]  # 7 tasks: never page 4
@@ -177,10 +136,46 @@ def test_job_counts_failures_and_rerun_predicts_nothing_twice(job):
     assert sorted(calls) == [3, 4, 5, 7] and len(client.created) == 2
 
 
+def test_job_writes_through_the_bulk_writer(job):
+    cfg, pipe, config = job
+    tasks = [_task(i, f"/data/upload/7/{20 + i}x20.jpg") for i in range(1, 8)]
+    client = FakeLabelStudio(tasks, config)
+    s = batch.run(client, cfg, pipe, 7, batch_size=2, progress=False, fetch=fetcher([]),
+                  write=WriteOptions(batch=3, rate=0, flush_seconds=60))
+    assert client.bulk_sizes == [3, 3, 1] and client.singles == []  # no single creates
+    assert sorted(c["task"] for c in client.created) == list(range(1, 8))
+    assert (s.predicted, s.failed, s.write_requests) == (7, [], 3)
+    assert s.boxes == sum(len(c["result"]) for c in client.created) and s.empty == 0
+    assert "Label Studio writes: 3 request(s)" in "\n".join(s.lines()) and s.to_dict()["write_requests"] == 3
+
+
+def test_ctrl_c_writes_what_finished_and_a_rerun_continues(job):
+    cfg, pipe, config = job
+    tasks = [_task(i, f"/data/upload/7/{20 + i}x20.jpg") for i in range(1, 8)]
+    client, calls = FakeLabelStudio(tasks, config), []
+    plain = fetcher(calls)
+
+    def fetch(url, task_id):
+        if task_id == 5:
+            raise KeyboardInterrupt  # Ctrl-C while the 3rd page runs
+        return plain(url, task_id)
+
+    s = batch.run(client, cfg, pipe, 7, batch_size=2, progress=False, fetch=fetch, concurrency=1,
+                  write=WriteOptions(batch=100, flush_seconds=60))
+    assert s.interrupted and s.to_dict()["interrupted"] is True and "interrupted:" in "\n".join(s.lines())
+    assert sorted(c["task"] for c in client.created) == [1, 2, 3, 4] and s.predicted == 4  # the finished pages
+    assert client.model_version == model_version(cfg)
+
+    calls.clear()
+    s2 = batch.run(client, cfg, pipe, 7, batch_size=2, progress=False, fetch=plain)
+    assert not s2.interrupted and (s2.already, s2.predicted) == (4, 3) and sorted(calls) == [5, 6, 7]
+    assert sorted(c["task"] for c in client.created) == list(range(1, 8))
+
+
 def test_no_only_missing_predicts_every_task_again(job):
     cfg, pipe, config = job
     version = model_version(cfg)
-    client = FakeClient([_task(1, "/data/upload/7/40x30.jpg", [version])], config)
+    client = FakeLabelStudio([_task(1, "/data/upload/7/40x30.jpg", [version])], config)
     s = batch.run(client, cfg, pipe, 7, only_missing=False, progress=False, fetch=fetcher([]))
     assert (s.predicted, s.already) == (1, 0) and len(client.created) == 1
 
@@ -189,7 +184,7 @@ def test_limit_and_dry_run(job):
     cfg, pipe, config = job
     tasks = [_task(i, f"/data/upload/7/{20 + i}x20.jpg") for i in range(1, 8)]
     tasks[0]["predictions"] = [{"model_version": model_version(cfg)}]
-    client, calls = FakeClient(tasks, config), []
+    client, calls = FakeLabelStudio(tasks, config), []
     s = batch.run(client, cfg, pipe, 7, limit=3, batch_size=2, progress=False, fetch=fetcher(calls))
     assert (s.predicted, s.already, s.seen) == (3, 1, 4) and s.stopped_at_limit  # skipped ones do not count
     assert sorted(calls) == [2, 3, 4] and "stopped at --limit 3" in "\n".join(s.lines())
@@ -204,7 +199,7 @@ def test_limit_and_dry_run(job):
 
 def test_config_without_an_output_stops_the_job(job):
     cfg, pipe, _ = job
-    client = FakeClient([_task(1, "u")], '<View><Image name="i" value="$i"/><Choices name="c" toName="i">'
+    client = FakeLabelStudio([_task(1, "u")], '<View><Image name="i" value="$i"/><Choices name="c" toName="i">'
                                          '<Choice value="a"/></Choices></View>')
     with pytest.raises(batch.JobError, match="no output label-factory can fill .*<Choices name='c'> .*classification"):
         batch.run(client, cfg, pipe, 7, progress=False, fetch=fetcher([]))

@@ -1,7 +1,7 @@
 """`label-factory predict --ray`: the batch job on Ray actors (backends/autolabel/ray_job.py).
 
-Fast tests: the actor plan from cluster resources, and the driver's writer against a fake Label
-Studio that loses answers, refuses or silently drops predictions. Tests with Ray share ONE local Ray
+Fast tests: the actor plan from cluster resources (the writer both jobs share has its own tests in
+tests/backends/autolabel/test_writer.py). Tests with Ray share ONE local Ray
 (module fixture, 2 CPUs, loopback, no dashboard; start-up is ~15 s here): a fake actor that kills its
 worker on one task (no models), and, marked slow, real actors with tiny models against a real Label
 Studio: exactly once, an actor killed mid-run, a broken image, and an interrupted driver re-run."""
@@ -16,17 +16,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from backends.autolabel import ray_job
 from backends.autolabel.runner import TaskOutcome
+from backends.autolabel.writer import WriteOptions
 from pipeline import cli
 from pipeline.config import load_project, model_version
 from pipeline.labelconfig import labeling_config
-from pipeline.retry import RetryPolicy
+from tests.fake_label_studio import FakeLabelStudio, outcome
 from tests.ls_helpers import assert_one_rectangle_prediction, project_with_broken_task, sign_jpeg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,77 +34,7 @@ PROJECT = {"project_name": "ray-signs", "target_object": "stop sign", "label": "
            "stages": {"filter": False, "ground": True, "verify": False, "identify": False}}
 
 
-# -- fakes ----------------------------------------------------------------------------------------
-class ApiError(Exception):
-    def __init__(self, status_code, body=""):
-        super().__init__(f"status {status_code}")
-        self.status_code, self.body = status_code, body
-
-
-class FakeLabelStudio:
-    """The slice of label_studio_sdk.LabelStudio the Ray job uses, with predictions kept per task.
-
-    ``lose``: bulk writes whose answer is lost AFTER they were stored (a timeout); ``refuse_bulk``:
-    bulk writes answered 400; ``drop``: tasks a bulk write silently leaves out (created < sent);
-    ``refuse``: tasks a single create refuses."""
-
-    def __init__(self, tasks=(), label_config="", *, lose=0, refuse_bulk=False, drop=(), refuse=()):
-        self.task_rows = [dict(t) for t in tasks]
-        self.stored: dict = {}
-        self.lose, self.refuse_bulk, self.drop, self.refuse = lose, refuse_bulk, set(drop), set(refuse)
-        self.bulk_sizes: list[int] = []
-        self.singles: list = []
-        self.model_version = "label-factory"  # Label Studio sets the backend's title on connect
-        self.projects = SimpleNamespace(
-            get=lambda id: SimpleNamespace(id=id, label_config=label_config, task_number=len(self.task_rows),
-                                           model_version=self.model_version),
-            update=lambda id, model_version: setattr(self, "model_version", model_version),
-            import_predictions=self._bulk)
-        self.tasks = SimpleNamespace(list=self._list)
-        self.predictions = SimpleNamespace(create=self._create, list=lambda task: [
-            SimpleNamespace(model_version=p["model_version"]) for p in self.stored.get(task, [])])
-
-    def _list(self, page=1, page_size=100, **kw):  # one page, as label-studio-sdk's pager has it
-        rows = self.task_rows[(page - 1) * page_size:page * page_size]
-        return SimpleNamespace(response=None, items=[dict(t, predictions=[
-            {"model_version": p["model_version"]} for p in self.stored.get(t["id"], [])]) for t in rows])
-
-    def _bulk(self, *, id, request):
-        self.bulk_sizes.append(len(request))
-        if self.refuse_bulk:
-            raise ApiError(400, "invalid prediction")
-        kept = [p for p in request if p["task"] not in self.drop]
-        for p in kept:
-            self.stored.setdefault(p["task"], []).append(p)
-        if self.lose:
-            self.lose -= 1
-            raise TimeoutError("read timed out")
-        return SimpleNamespace(created=len(kept))
-
-    def _create(self, **p):
-        self.singles.append(p["task"])
-        if p["task"] in self.refuse:
-            raise ApiError(400, f"task {p['task']}: result does not match the labeling config")
-        self.stored.setdefault(p["task"], []).append(p)
-
-
-def outcome(task_id, n_boxes=1):
-    result = [{"from_name": "label", "to_name": "image", "type": "rectanglelabels",
-               "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["Stop Sign"]}}] * n_boxes
-    return TaskOutcome(task_id, {"result": result, "model_version": "v1", "score": 0.5})
-
-
-def write_all(client, outcomes, **kw):
-    s = ray_job.batch.Summary(1, "v1")
-    w = ray_job.PredictionWriter(client, 1, "v1", "label", s, threading.Lock(),
-                                 retry=RetryPolicy(attempts=3, backoff=0, jitter=0), **kw)
-    for o in outcomes:
-        w.put(o)
-    w.close()
-    return s, w
-
-
-# -- fast: plan and writer ------------------------------------------------------------------------
+# -- fast: plan ------------------------------------------------------------------------------
 def test_actor_plan_from_cluster_resources():
     assert ray_job.plan_actors({"CPU": 2.0}) == ray_job.ActorPlan(2, 1.0, 0.0)  # this machine
     assert ray_job.plan_actors({"CPU": 32.0, "GPU": 4.0}) == ray_job.ActorPlan(4, 4.0, 1.0)  # one per GPU
@@ -132,41 +62,6 @@ def test_cli_ray_flags(tmp_path, capsys):
     for flag in ("--actors", "--tasks-per-call", "--write-batch"):
         assert cli.main(base + [flag, "0"]) == 2
         assert f"{flag} must be at least 1" in capsys.readouterr().err
-
-
-def test_writer_writes_in_bulk_batches_and_counts():
-    client = FakeLabelStudio()
-    s, w = write_all(client, [outcome(i, n_boxes=i % 2) for i in range(1, 8)], batch_size=3, flush_seconds=5)
-    assert client.bulk_sizes == [3, 3, 1] and client.singles == []
-    assert sorted(client.stored) == list(range(1, 8)) and all(len(v) == 1 for v in client.stored.values())
-    assert (s.predicted, s.boxes, s.empty, s.failed) == (7, 4, 3, []) and w.requests == 3
-
-
-def test_writer_answer_lost_after_landing_is_not_written_twice():
-    client = FakeLabelStudio(lose=1)  # the first write lands, then its answer times out
-    s, _ = write_all(client, [outcome(1), outcome(2)], batch_size=10, flush_seconds=0.05)
-    assert {k: len(v) for k, v in client.stored.items()} == {1: 1, 2: 1}
-    assert client.bulk_sizes == [2] and s.predicted == 2 and s.failed == []
-
-
-def test_writer_refused_or_dropped_predictions_fail_their_task_only():
-    client = FakeLabelStudio(refuse_bulk=True, refuse={2})  # 400 for the batch: one create per task
-    s, _ = write_all(client, [outcome(1), outcome(2), outcome(3)], batch_size=10, flush_seconds=0.05)
-    assert sorted(client.stored) == [1, 3] and client.singles == [1, 2, 3]
-    assert s.predicted == 2 and [f["task"] for f in s.failed] == [2]
-    assert s.failed[0]["reason"].startswith("predictions.create: HTTP 400: task 2: result does not match")
-
-    client = FakeLabelStudio(drop={2}, refuse={2})  # created < sent: the missing one gets its own reason
-    s, _ = write_all(client, [outcome(1), outcome(2), outcome(3)], batch_size=10, flush_seconds=0.05)
-    assert sorted(client.stored) == [1, 3] and client.singles == [2] and [f["task"] for f in s.failed] == [2]
-
-
-def test_writer_paces_to_the_write_rate():
-    client = FakeLabelStudio()
-    t0 = time.monotonic()
-    s, _ = write_all(client, [outcome(i) for i in range(1, 7)], batch_size=2, rate=10.0, flush_seconds=5)
-    assert s.predicted == 6 and client.bulk_sizes == [2, 2, 2]
-    assert time.monotonic() - t0 >= 0.4 - 0.02  # 2 predictions at 10/s: 0.2 s before each later write
 
 
 # -- with a local Ray ---------------------------------------------------------------------------
@@ -215,9 +110,10 @@ def test_task_that_kills_its_worker_is_reported_not_retried_forever(ray_local, t
     urls = {i: f"/data/upload/1/{i}.jpg" for i in range(1, 10)}
     urls[4], urls[7] = "/data/upload/1/poison.jpg", "/data/upload/1/broken.jpg"
     client = FakeLabelStudio([{"id": i, "data": {"image": u}} for i, u in urls.items()], labeling_config(cfg))
-    opts = ray_job.RayOptions(actors=2, cpus_per_actor=0.5, tasks_per_call=3, max_attempts=2, flush_seconds=0.1)
+    opts = ray_job.RayOptions(actors=2, cpus_per_actor=0.5, tasks_per_call=3, max_attempts=2)
     s, report = ray_job.run(client, cfg, 1, project_path=str(path), label_studio_url="http://127.0.0.1:1",
-                            api_key="k", options=opts, progress=False, actor_class=PoisonActor)
+                            api_key="k", options=opts, progress=False, actor_class=PoisonActor,
+                            write=WriteOptions(flush_seconds=0.1))
 
     assert {k: len(v) for k, v in client.stored.items()} == {i: 1 for i in urls if i not in (4, 7)}
     reasons = {f["task"]: f["reason"] for f in s.failed}
@@ -279,10 +175,10 @@ def test_actor_killed_mid_run_still_exactly_once(ray_local, label_studio, tiny_p
             killed.append([t["id"] for t in tasks])
             ray_local.kill(handle, no_restart=True)
 
-    opts = ray_job.RayOptions(actors=2, cpus_per_actor=1, tasks_per_call=2, flush_seconds=0.2)
+    opts = ray_job.RayOptions(actors=2, cpus_per_actor=1, tasks_per_call=2)
     s, report = ray_job.run(label_studio.client(), cfg, project.id, project_path=str(path),
                             label_studio_url=label_studio.url, api_key=label_studio.token, options=opts,
-                            progress=False, on_dispatch=kill_first_busy_actor)
+                            progress=False, on_dispatch=kill_first_busy_actor, write=WriteOptions(flush_seconds=0.2))
     assert killed and report.actors_died >= 1 and report.retried_tasks >= len(killed[0])
     assert (s.predicted, [f["task"] for f in s.failed]) == (8, [broken.id]), s.failed
     ls = label_studio.client()
@@ -348,14 +244,15 @@ def test_interrupted_driver_rerun_predicts_only_the_missing_tasks(ray_local, lab
     assert proc.returncode == 130, err[-3000:]
     first = json.loads(out)
     after_stop = stored()
-    assert first["ray"]["interrupted"] is True and first["predicted"] == len(after_stop)
+    assert first["interrupted"] is True and first["predicted"] == len(after_stop)
     assert 2 <= len(after_stop) <= n - 4 and set(after_stop.values()) == {1}, after_stop
 
     SlowImages.DELAY = 0.0  # the re-run
     try:
-        opts = ray_job.RayOptions(actors=2, cpus_per_actor=1, tasks_per_call=2, flush_seconds=0.2)
+        opts = ray_job.RayOptions(actors=2, cpus_per_actor=1, tasks_per_call=2)
         s, _ = ray_job.run(ls, cfg, project.id, project_path=str(path), label_studio_url=label_studio.url,
-                           api_key=label_studio.token, options=opts, progress=False)
+                           api_key=label_studio.token, options=opts, progress=False,
+                           write=WriteOptions(flush_seconds=0.2))
     finally:
         images.shutdown()
         images.server_close()

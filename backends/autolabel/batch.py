@@ -4,17 +4,20 @@ Label Studio's "Retrieve predictions" asks the backend synchronously and times o
 projects; this job does the same work from outside: it lists the project's tasks through
 label-studio-sdk (paginated), runs exactly what the backend's ``predict`` runs per task
 (``runner.prepare`` + ``runner.predict_task``: same image fetching, pipeline, label mapping,
-identify plan and model_version) and stores each prediction with ``client.predictions.create``
-as soon as its batch is done, so an interrupted job keeps what it did.
+identify plan and model_version) and hands each finished prediction to ``writer.PredictionWriter``,
+which stores them in bulk while the next page is predicted, so an interrupted job (Ctrl-C: what
+finished is written, ``Summary.interrupted``) keeps what it did. ``predict --ray`` (ray_job.py) picks
+tasks and writes through the same functions and writer.
 
 With ``only_missing`` (the default) a task that already has a prediction with the current
 model_version is skipped: re-running predicts nothing twice. At the end the project's model_version
 becomes that version, so Label Studio's Prediction score column scores and sorts these predictions.
 A task that fails (image gone or corrupt, model error, Label Studio refusing the prediction) is
-recorded with its reason and the job goes on."""
+recorded with its reason (Label Studio's own answer for a refused prediction) and the job goes on."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from tqdm import tqdm
 
 from backends.autolabel import identify, runner
 from backends.autolabel.labels import find_target
+from backends.autolabel.writer import PredictionWriter, WriteOptions
 from pipeline import lsapi
 from pipeline.config import ProjectConfig
 from pipeline.pipeline import Pipeline
@@ -90,6 +94,9 @@ class Summary:
     stopped_at_limit: bool = False
     seconds: float = 0.0  # wall time spent predicting and storing
     project_version: str = ""  # what became of the project's model_version (Prediction score column)
+    write_requests: int = 0  # Label Studio write requests (bulk, and single creates after a refusal)
+    write_seconds: float = 0.0  # time spent in them
+    interrupted: bool = False  # stopped by Ctrl-C: what had finished is stored
 
     @property
     def attempted(self) -> int:
@@ -113,6 +120,8 @@ class Summary:
                 "skipped_already_predicted": self.already, "failed": len(self.failed),
                 "failed_by_reason": {k: [f["task"] for f in v] for k, v in self.failed_by_reason().items()},
                 "failures": self.failed, "project_model_version": self.project_version,
+                "write_requests": self.write_requests, "write_seconds": round(self.write_seconds, 3),
+                "interrupted": self.interrupted,
                 "seconds": round(self.seconds, 3),
                 "seconds_per_task": None if self.seconds_per_task is None else round(self.seconds_per_task, 3)}
 
@@ -134,6 +143,11 @@ class Summary:
             out.append(f"project model_version: {self.project_version}")
         if self.seconds_per_task is not None:
             out.append(f"seconds per task: {self.seconds_per_task:.3f} ({self.seconds:.1f} s for {self.attempted})")
+        if not self.dry_run:
+            out.append(f"Label Studio writes: {self.write_requests} request(s), {self.write_seconds:.1f} s")
+        if self.interrupted:
+            out.append("interrupted: predictions finished before the stop are stored; run again to continue "
+                       "(--only-missing skips them)")
         return out
 
 
@@ -154,21 +168,18 @@ def _batches(tasks: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def _api_reason(e: Exception) -> str:
-    status = getattr(e, "status_code", None)
-    body = str(getattr(e, "body", "") or "")[:300]
-    return f"HTTP {status}: {body}" if status is not None else f"{type(e).__name__}: {str(e)[:300]}"
-
-
 def run(client, cfg: ProjectConfig, pipeline: Pipeline, project_id: int, *, only_missing: bool = True,
         limit: Optional[int] = None, batch_size: int = 50, dry_run: bool = False, progress: bool = True,
-        fetch: Optional[Callable] = None, concurrency: Optional[int] = None) -> Summary:
+        fetch: Optional[Callable] = None, concurrency: Optional[int] = None,
+        write: WriteOptions = WriteOptions()) -> Summary:
     """Predict the project's tasks and store the predictions in Label Studio.
 
     ``fetch``: (url, task_id) -> PIL image (default: the backend's fetcher, runner.IMAGE_FETCHER);
     ``limit``: at most this many tasks predicted (failures count, skipped ones do not);
-    ``batch_size``: tasks per page listed, run together (``concurrency`` at a time, default
-    PREDICT_CONCURRENCY as in the backend) and stored before the next page."""
+    ``batch_size``: tasks per page listed and run together (``concurrency`` at a time, default
+    PREDICT_CONCURRENCY as in the backend); their predictions go to the writer (``write``: bulk size,
+    rate cap, flush time) while the next page runs. Ctrl-C stops the job: what finished is written and
+    the Summary says ``interrupted``."""
     if batch_size < 1:
         raise JobError("--batch-size must be at least 1")
     project = client.projects.get(project_id)
@@ -185,8 +196,13 @@ def run(client, cfg: ProjectConfig, pipeline: Pipeline, project_id: int, *, only
         raise JobError(f"Label Studio project {project_id}: {e}") from None
 
     s = Summary(project_id, version, only_missing=only_missing, dry_run=dry_run, limit=limit)
+    lock = threading.Lock()
     total = getattr(project, "task_number", None)
     bar = tqdm(total=total if isinstance(total, int) else None, desc="tasks", unit="task", disable=not progress)
+
+    def postfix(n: int = 0) -> None:
+        with lock:
+            bar.set_postfix(predicted=s.predicted, skipped=s.already, failed=len(s.failed), refresh=False)
 
     def run_one(task: dict):
         try:
@@ -194,29 +210,45 @@ def run(client, cfg: ProjectConfig, pipeline: Pipeline, project_id: int, *, only
         finally:
             bar.update(1)
 
+    writer = None if dry_run else PredictionWriter(client, project_id, version, s, req.target.layout.regions,
+                                                   lock=lock, on_done=postfix, options=write)
     t0 = time.perf_counter()
+    chosen = 0
     try:
         for page in _batches(list_tasks(client, project_id, batch_size), batch_size):
-            todo = []
+            todo, existing = [], {}
             for t in page:
-                if limit is not None and s.attempted + len(todo) >= limit:
+                if limit is not None and chosen + len(todo) >= limit:
                     s.stopped_at_limit = True
                     break
                 s.seen += 1
                 if needs_prediction(t, version, only_missing):
                     todo.append(as_task(t))
+                    existing[todo[-1]["id"]] = prediction_versions(t).count(version)
                 else:
-                    s.already += 1
+                    with lock:
+                        s.already += 1
                     bar.update(1)
+            chosen += len(todo)
             if dry_run:
                 s.predicted += len(todo)
                 bar.update(len(todo))
             elif todo:
-                _predict_and_store(client, req, todo, run_one, concurrency, s)
-            bar.set_postfix(predicted=s.predicted, skipped=s.already, failed=len(s.failed), refresh=False)
+                for o in runner.predict_all(todo, run_one, limit=concurrency):
+                    runner.log_dropped(o, req.target)
+                    if o.prediction is None:
+                        with lock:
+                            s.failed.append({"task": o.task_id, "reason": o.error})
+                    else:
+                        writer.put(o, existing[o.task_id])
+            postfix()
             if s.stopped_at_limit:
                 break
+    except KeyboardInterrupt:
+        s.interrupted = True
     finally:
+        if writer is not None:
+            writer.close()  # what finished is written, whatever stopped the loop
         bar.close()
         s.seconds = time.perf_counter() - t0
     if not dry_run and s.predicted + s.already:
@@ -234,24 +266,3 @@ def _use_version(client, project_id: int, version: str) -> str:
     if before is None:
         return f"{version} (unchanged)"
     return f"{version} (was {before!r}): the Data Manager's Prediction score column scores and sorts these"
-
-
-def _predict_and_store(client, req: runner.Request, tasks: list[dict], run_one, concurrency, s: Summary) -> None:
-    for o in runner.predict_all(tasks, run_one, limit=concurrency):
-        runner.log_dropped(o, req.target)
-        if o.prediction is None:
-            s.failed.append({"task": o.task_id, "reason": o.error})
-            continue
-        p = o.prediction
-        try:
-            client.predictions.create(task=o.task_id, result=p["result"], score=p.get("score"),
-                                      model_version=p["model_version"])
-        except Exception as e:  # noqa: BLE001 - one refused prediction fails its task only
-            reason = f"predictions.create: {_api_reason(e)}"
-            log.warning("task %s: %s", o.task_id, reason)
-            s.failed.append({"task": o.task_id, "reason": reason})
-            continue
-        s.predicted += 1
-        n = req.target.layout.regions(p)
-        s.boxes += n
-        s.empty += n == 0

@@ -23,7 +23,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(default: on; --no-only-missing predicts every task again, adding a second prediction)")
     p.add_argument("--limit", type=int, default=None, help="predict at most N tasks (skipped ones do not count)")
     p.add_argument("--batch-size", type=int, default=50,
-                   help="tasks per page: listed, predicted and stored together (default 50)")
+                   help="tasks per page: listed and predicted together (default 50)")
+    p.add_argument("--write-batch", type=int, default=100,
+                   help="predictions per Label Studio write (bulk import; default 100)")
+    p.add_argument("--write-rate", type=float, default=100.0,
+                   help="predictions written per second at most (default 100; 0: no cap)")
     p.add_argument("--concurrency", type=int, default=None,
                    help="tasks predicted at a time (default: PREDICT_CONCURRENCY, as in the backend, or 4)")
     p.add_argument("--dry-run", action="store_true",
@@ -89,9 +93,6 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpus-per-actor", type=float, default=None, help="default 1 (with GPUs: a share, 1-4)")
     g.add_argument("--gpus-per-actor", type=float, default=None, help="default 1 when the cluster has GPUs, else 0")
     g.add_argument("--tasks-per-call", type=int, default=4, help="tasks handed to an actor at once (default 4)")
-    g.add_argument("--write-batch", type=int, default=100, help="predictions per Label Studio write (default 100)")
-    g.add_argument("--write-rate", type=float, default=100.0,
-                   help="predictions written per second at most (default 100; 0: no cap)")
 
 
 def review_first(client, url: str, project_id: int, top: int) -> dict:
@@ -133,11 +134,16 @@ def cmd_predict(args) -> int:
         if v is not None and v < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
+    if args.write_rate < 0:
+        print("error: --write-rate must not be negative (0: no cap)", file=sys.stderr)
+        return 2
 
     from label_studio_sdk import LabelStudio
 
+    from backends.autolabel.writer import WriteOptions
     from backends.images import fetch_image
 
+    write = WriteOptions(batch=args.write_batch, rate=args.write_rate)
     cfg, pipeline = runner.load(args.project)  # the backend's process-wide Pipeline (lazy providers)
     client = LabelStudio(base_url=url, api_key=api_key, timeout=120)
     try:
@@ -149,7 +155,7 @@ def cmd_predict(args) -> int:
             "prediction (they get a second one)"), file=sys.stderr)
         if args.ray is not None and not args.dry_run:
             from backends.autolabel import ray_job
-            rc = ray_job.main(args, client, cfg, project_id, url, api_key)
+            rc = ray_job.main(args, client, cfg, project_id, url, api_key, write)
             if rc == 0 and args.order == "uncertain":
                 print("\n".join(review_lines(review_first(client, url, project_id, args.top))))
             return rc
@@ -161,13 +167,14 @@ def cmd_predict(args) -> int:
 
         summary = batch.run(client, cfg, pipeline, project_id, only_missing=args.only_missing, limit=args.limit,
                             batch_size=args.batch_size, dry_run=args.dry_run, progress=not args.quiet,
-                            fetch=fetch, concurrency=args.concurrency)
+                            fetch=fetch, concurrency=args.concurrency, write=write)
     except batch.JobError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    found = review_first(client, url, project_id, args.top) if args.order == "uncertain" else None
+    found = review_first(client, url, project_id, args.top) if args.order == "uncertain" and not summary.interrupted \
+        else None
     if args.json:
         print(json.dumps({**summary.to_dict(), **({"most_uncertain": found} if found else {})}, indent=1, default=str))
     else:
         print("\n".join(summary.lines() + (review_lines(found) if found else [])))
-    return 0
+    return 130 if summary.interrupted else 0

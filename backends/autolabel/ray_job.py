@@ -16,9 +16,10 @@ executor and its start-up to a job whose unit of work is seconds of GPU time per
 
 Nothing lost, nothing twice (the closing note of issue 13 and the README say the same):
 
-* The driver is the only writer, through ``PredictionWriter``: one bulk request at a time
-  (``POST /api/projects/{id}/import/predictions``), at most ``write_batch`` predictions each and at
-  most ``write_rate`` predictions per second, flushed at least every ``flush_seconds``.
+* The driver is the only writer, through ``writer.PredictionWriter`` (the single-process job's writer):
+  one bulk request at a time (``POST /api/projects/{id}/import/predictions``), at most
+  ``WriteOptions.batch`` predictions each and ``WriteOptions.rate`` per second, flushed at least every
+  ``WriteOptions.flush_seconds``.
 * Label Studio itself is the bookkeeping: a re-run lists every task with its predictions and skips
   those that carry this model_version (``--only-missing``). A driver killed at any point, even between
   a write and anything after it, leaves either the prediction (the re-run skips the task) or not (the
@@ -33,14 +34,13 @@ Nothing lost, nothing twice (the closing note of issue 13 and the README say the
 * A write whose answer is lost (timeout, connection reset, 5xx) may have landed: before trying it
   again the writer asks Label Studio which of its tasks now carry this model_version and sends only
   the others. A refused write (4xx) is split into single ``predictions.create`` calls so each refused
-  task gets its own reason.
+  task gets its own reason (backends/autolabel/writer.py).
 * Two drivers on one project at the same time are not supported (Label Studio has no idempotency key).
 """
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import tempfile
 import threading
 import time
@@ -54,8 +54,8 @@ from tqdm import tqdm
 
 from backends.autolabel import batch, identify, runner
 from backends.autolabel.labels import find_target
+from backends.autolabel.writer import PredictionWriter, WriteOptions
 from pipeline.config import ProjectConfig
-from pipeline.retry import RetryPolicy, Transient
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,6 @@ class RayOptions:
     gpus_per_actor: Optional[float] = None
     tasks_per_call: int = 4  # tasks handed to an actor at once (2 calls queued per actor)
     max_attempts: int = 3  # a task whose worker died under it this often, running alone, is reported
-    write_batch: int = 100  # predictions per write request
-    write_rate: float = 100.0  # predictions/s at most (0: no cap)
-    flush_seconds: float = 2.0  # a finished prediction waits at most this long to be written
     start_timeout: float = 900.0  # seconds to wait for the first actor (models load in it)
     wait_for_all: bool = False  # hand out work only once every actor is ready (balanced start, for timing)
 
@@ -159,155 +156,6 @@ class PredictActor:
         return runner.predict_all(tasks, lambda t: self.request.run(t, fetch=self.fetch), limit=self.concurrency)
 
 
-# -- the writer -----------------------------------------------------------------------------------
-def _version_landed(client, task_id, version: str) -> bool:
-    return version in batch.prediction_versions({"predictions": [
-        {"model_version": getattr(p, "model_version", None)} for p in client.predictions.list(task=task_id)]})
-
-
-class PredictionWriter:
-    """The job's only writer: finished predictions go to Label Studio in bulk, one request at a time,
-    at most ``batch`` predictions per request and ``rate`` predictions per second; a prediction waits
-    at most ``flush_seconds``. Counts into the Summary (``done(outcome, error)`` after each task)."""
-
-    def __init__(self, client, project_id: int, version: str, from_name, summary: batch.Summary,
-                 lock: threading.Lock, on_done: Callable[[int], None] = lambda n: None, *, batch_size: int = 100,
-                 rate: float = 100.0, flush_seconds: float = 2.0,
-                 retry: RetryPolicy = RetryPolicy(attempts=4, backoff=1.0, max_wait=15.0)):
-        self.client, self.project_id, self.version = client, project_id, version
-        # the output controls whose results are regions (a name or several: boxes and masks, not names)
-        self.outputs = {from_name} if isinstance(from_name, str) else set(from_name)
-        self.s, self.lock, self.on_done = summary, lock, on_done
-        self.batch_size, self.rate, self.flush_seconds, self.retry = max(1, batch_size), rate, flush_seconds, retry
-        self.requests = 0  # write requests sent (bulk and single)
-        self.write_seconds = 0.0
-        self._q: queue.Queue = queue.Queue()
-        self._next_write = 0.0
-        self._thread = threading.Thread(target=self._loop, name="prediction-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, outcome: runner.TaskOutcome) -> None:
-        self._q.put(outcome)
-
-    def close(self) -> None:
-        """Write everything put so far, then stop."""
-        self._q.put(None)
-        self._thread.join()
-
-    # the thread
-    def _loop(self) -> None:
-        buf: list[runner.TaskOutcome] = []
-        oldest, closing = 0.0, False
-        while not (closing and not buf):
-            if not closing:
-                try:
-                    timeout = None if not buf else max(0.0, oldest + self.flush_seconds - time.monotonic())
-                    item = self._q.get(timeout=timeout)
-                    if item is None:
-                        closing = True
-                    else:
-                        oldest = oldest if buf else time.monotonic()
-                        buf.append(item)
-                        if len(buf) < self.batch_size:
-                            continue
-                except queue.Empty:
-                    pass
-            while buf and (closing or len(buf) >= self.batch_size or time.monotonic() - oldest >= self.flush_seconds):
-                chunk, buf = buf[:self.batch_size], buf[self.batch_size:]
-                self._pace(len(chunk))
-                try:
-                    self._write(chunk)
-                except Exception as e:  # noqa: BLE001 - the writer must outlive any one bad answer
-                    self._failed(chunk, f"import_predictions: {type(e).__name__}: {str(e)[:200]}")
-                oldest = time.monotonic()
-
-    def _pace(self, n: int) -> None:
-        wait = self._next_write - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        self._next_write = time.monotonic() + (n / self.rate if self.rate > 0 else 0.0)
-
-    def _payload(self, o: runner.TaskOutcome) -> dict:
-        p = o.prediction
-        return {"task": o.task_id, "result": p["result"], "score": p.get("score"), "model_version": p["model_version"]}
-
-    def _write(self, chunk: list[runner.TaskOutcome]) -> None:
-        todo = list(chunk)
-        first = True
-
-        def attempt():
-            nonlocal todo, first
-            if not first:  # the previous answer was lost: it may have landed; never send a task twice
-                landed = [o for o in todo if _version_landed(self.client, o.task_id, self.version)]
-                if landed:
-                    log.info("%d prediction(s) of a write whose answer was lost did land", len(landed))
-                    self._stored(landed)
-                    todo = [o for o in todo if o not in landed]
-            first = False
-            if not todo:
-                return None
-            t0 = time.perf_counter()
-            try:
-                self.requests += 1
-                return self.client.projects.import_predictions(id=self.project_id,
-                                                               request=[self._payload(o) for o in todo])
-            except Exception as e:  # noqa: BLE001 - sorted below: lost answers are retried, refusals are not
-                status = getattr(e, "status_code", None)
-                if status is None or status in (408, 429) or status >= 500:
-                    raise Transient(batch._api_reason(e), status=status) from None
-                raise
-            finally:
-                self.write_seconds += time.perf_counter() - t0
-
-        try:
-            resp = self.retry.call(attempt, on_retry=lambda n, exc, wait: log.warning(
-                "writing %d prediction(s): %s; retry %d in %.1f s", len(todo), exc, n, wait))
-        except Transient as e:
-            self._failed(todo, f"import_predictions: {e}")
-            return
-        except Exception as e:  # noqa: BLE001 - refused (4xx): one create per task names the refused ones
-            log.warning("Label Studio refused a write of %d prediction(s) (%s): writing them one by one",
-                        len(todo), batch._api_reason(e))
-            self._write_singly(todo)
-            return
-        if resp is None:
-            return
-        created = getattr(resp, "created", None)
-        if created is None or created == len(todo):
-            self._stored(todo)
-            return
-        # fewer created than sent (Label Studio drops predictions its config check rejects): find which
-        landed = [o for o in todo if _version_landed(self.client, o.task_id, self.version)]
-        self._stored(landed)
-        self._write_singly([o for o in todo if o not in landed])
-
-    def _write_singly(self, outcomes: list[runner.TaskOutcome]) -> None:
-        for o in outcomes:
-            try:
-                self.requests += 1
-                self.client.predictions.create(**self._payload(o))
-            except Exception as e:  # noqa: BLE001 - one refused prediction fails its task only
-                self._failed([o], f"predictions.create: {batch._api_reason(e)}")
-                continue
-            self._stored([o])
-
-    def _stored(self, outcomes: list[runner.TaskOutcome]) -> None:
-        with self.lock:
-            for o in outcomes:
-                n = sum(1 for r in o.prediction["result"] if r.get("from_name") in self.outputs)
-                self.s.predicted += 1
-                self.s.boxes += n
-                self.s.empty += n == 0
-        self.on_done(len(outcomes))
-
-    def _failed(self, outcomes: list[runner.TaskOutcome], reason: str) -> None:
-        with self.lock:
-            for o in outcomes:
-                log.warning("task %s: %s", o.task_id, reason)
-                self.s.failed.append({"task": o.task_id, "reason": reason})
-        self.on_done(len(outcomes))
-
-
 # -- the driver -----------------------------------------------------------------------------------
 # Ray's switch for "a single machine, no cluster": every Ray process binds 127.0.0.1, not the host's address
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -355,38 +203,32 @@ class RayReport:
     actors_died: int = 0
     retried_tasks: int = 0  # task attempts handed out again after their actor died
     start_seconds: float = 0.0  # until work was first handed out (the first actor, or all, had loaded the models)
-    write_requests: int = 0
-    write_seconds: float = 0.0
-    interrupted: bool = False
     init_errors: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"Ray ({self.address}): {self.plan.describe()}; work started after {self.start_seconds:.1f} s "
                "(models loading)",
                f"actors died: {self.actors_died} (replaced), task attempts retried after a worker died: "
-               f"{self.retried_tasks}",
-               f"Label Studio writes: {self.write_requests} request(s), {self.write_seconds:.1f} s"]
-        if self.interrupted:
-            out.append("interrupted: predictions finished before the stop are stored; run again to continue "
-                       "(--only-missing skips them)")
+               f"{self.retried_tasks}"]
         return out
 
     def to_dict(self) -> dict:
         return {"address": self.address, "actors": self.plan.actors, "cpus_per_actor": self.plan.cpus,
                 "gpus_per_actor": self.plan.gpus, "actors_started": self.actors_started,
                 "actors_died": self.actors_died, "retried_tasks": self.retried_tasks,
-                "start_seconds": round(self.start_seconds, 3), "write_requests": self.write_requests,
-                "write_seconds": round(self.write_seconds, 3), "interrupted": self.interrupted}
+                "start_seconds": round(self.start_seconds, 3)}
 
 
 def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label_studio_url: str, api_key: str,
         options: RayOptions = RayOptions(), only_missing: bool = True, limit: Optional[int] = None,
         batch_size: int = 50, progress: bool = True, concurrency: Optional[int] = None,
-        actor_class: type = PredictActor, on_dispatch: Optional[Callable[[Any, list[dict]], None]] = None
+        write: WriteOptions = WriteOptions(), actor_class: type = PredictActor,
+        on_dispatch: Optional[Callable[[Any, list[dict]], None]] = None
         ) -> tuple[batch.Summary, RayReport]:
     """Predict the project's tasks on Ray actors and store the predictions in Label Studio.
 
-    Same arguments and Summary as ``batch.run``; ``concurrency`` is per actor. ``actor_class`` and
+    Same arguments and Summary as ``batch.run`` (``write``: the writer's batch, rate cap and flush time);
+    ``concurrency`` is per actor. ``actor_class`` and
     ``on_dispatch(actor handle, tasks)`` (called as a call is submitted) are for tests."""
     try:
         import ray
@@ -423,14 +265,14 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
             bar.update(n)
             bar.set_postfix(predicted=s.predicted, failed=len(s.failed), skipped=s.already, refresh=False)
 
-    writer = PredictionWriter(client, project_id, version, [o.name for o in target.layout.outputs], s, lock, bar_done,
-                              batch_size=options.write_batch, rate=options.write_rate,
-                              flush_seconds=options.flush_seconds)
+    writer = PredictionWriter(client, project_id, version, s, target.layout.regions, lock=lock, on_done=bar_done,
+                              options=write)
 
     actors: list[_Actor] = []
     starting: dict = {}  # ready() ref -> _Actor
     inflight: dict = {}  # predict() ref -> (_Actor, tasks)
     outstanding: dict = {}  # task id -> attempts so far (handed out, no outcome yet)
+    existing: dict = {}  # task id -> predictions of this version it had when listed (when not 0)
     pending: deque = deque()  # (tasks, suspect) waiting for an actor; suspect: one task whose worker died under it
     respawns_left = plan.actors * options.max_attempts
 
@@ -460,7 +302,11 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
                     s.seen += 1
                 if batch.needs_prediction(t, version, only_missing):
                     chosen += 1
-                    yield batch.as_task(t)
+                    task = batch.as_task(t)
+                    had = batch.prediction_versions(t).count(version)  # --no-only-missing: a lost write is judged by it
+                    if had:
+                        existing[task["id"]] = had
+                    yield task
                 else:
                     with lock:
                         s.already += 1
@@ -574,7 +420,7 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
             if o.prediction is None:
                 fail(o.task_id, o.error)
             else:
-                writer.put(o)
+                writer.put(o, existing.pop(o.task_id, 0))
 
     t_start = time.perf_counter()
     try:
@@ -599,7 +445,7 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
                 else:
                     on_result(ref, *inflight.pop(ref))
     except KeyboardInterrupt:
-        report.interrupted = True
+        s.interrupted = True
     finally:
         writer.close()  # what finished is written, whatever stopped the loop
         bar.close()
@@ -613,24 +459,23 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
             ray.shutdown()
         t_first = t_start + report.start_seconds
         s.seconds = time.perf_counter() - (t_first if report.start_seconds else t_start)
-        report.write_requests, report.write_seconds = writer.requests, writer.write_seconds
     if s.predicted + s.already:
         s.project_version = batch._use_version(client, project_id, version)  # as `predict` does at the end
     return s, report
 
 
-def main(args, client, cfg: ProjectConfig, project_id: int, label_studio_url: str, api_key: str) -> int:
+def main(args, client, cfg: ProjectConfig, project_id: int, label_studio_url: str, api_key: str,
+         write: WriteOptions = WriteOptions()) -> int:
     """The ``predict --ray`` end of backends/autolabel/cli.py: run, print the summary (exit 130 when interrupted)."""
     import json
 
     options = RayOptions(address=args.ray or None, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
-                         gpus_per_actor=args.gpus_per_actor, tasks_per_call=args.tasks_per_call,
-                         write_batch=args.write_batch, write_rate=args.write_rate)
+                         gpus_per_actor=args.gpus_per_actor, tasks_per_call=args.tasks_per_call)
     s, report = run(client, cfg, project_id, project_path=args.project, label_studio_url=label_studio_url,
                     api_key=api_key, options=options, only_missing=args.only_missing, limit=args.limit,
-                    batch_size=args.batch_size, progress=not args.quiet, concurrency=args.concurrency)
+                    batch_size=args.batch_size, progress=not args.quiet, concurrency=args.concurrency, write=write)
     if args.json:
         print(json.dumps({**s.to_dict(), "ray": report.to_dict()}, indent=1, default=str))
     else:
         print("\n".join(s.lines() + report.lines()))
-    return 130 if report.interrupted else 0
+    return 130 if s.interrupted else 0
