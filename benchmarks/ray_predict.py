@@ -10,11 +10,15 @@ published shape (random weights, 960x960 input), ground stage only, ONE torch th
 Timing starts when the models are loaded (single process) or every actor is ready (Ray, `wait_for_all`) and ends
 when the last prediction is stored; model loading and Ray's start-up are reported beside it.
 
-Part 2, writes: predictions/s Label Studio takes from the job's writer (bulk
-``POST /api/projects/{id}/import/predictions``, 100 a request, one request at a time, no rate cap) vs one
-``predictions.create`` per task (what the single-process job does), on projects of two sizes, for Label
-Studio as it ships and with its memory-efficient import flag (``fflag_fix_back_4620_..._short=true``),
-whose import updates the counters of the written tasks only instead of every task of the project.
+Part 2, writes: predictions/s Label Studio takes, on projects of two sizes, for Label Studio as it ships
+and with its memory-efficient import flag (``fflag_fix_back_4620_..._short=true``), whose import updates
+the counters of the written tasks only instead of every task of the project:
+
+* one ``predictions.create`` per task (how ``predict`` wrote before both jobs shared the writer);
+* the jobs' writer alone (backends/autolabel/writer.py: bulk ``POST /api/projects/{id}/import/predictions``,
+  100 a request, one request at a time, no rate cap);
+* the single-process job end to end (``batch.run``: list the tasks, predict them with a grounder that
+  answers at once, write through the same writer, no rate cap): the job's own cost around the writes.
 
     .venv/bin/python benchmarks/ray_predict.py               # OWLv2-base shape, ~15 min on 2 cores
     .venv/bin/python benchmarks/ray_predict.py --quick       # tiny OWLv2, small projects (sanity only)
@@ -27,7 +31,6 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,6 +39,8 @@ import requests  # noqa: E402
 
 from benchmarks._common import log, machine, now, print_config, table  # noqa: E402
 from benchmarks.predict_overhead import owlv2_dir, project_yaml  # noqa: E402
+from pipeline.detections import Detections  # noqa: E402
+from pipeline.providers.base import Grounder  # noqa: E402
 
 FLAG = "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short"
 
@@ -60,6 +65,7 @@ def predict_sides(ls, proj: Path, images: list[Path], copies: int) -> list[dict]
     import torch
 
     from backends.autolabel import batch, ray_job, runner
+    from backends.autolabel.writer import WriteOptions
     from backends.images import fetch_image
     from pipeline.labelconfig import labeling_config
 
@@ -87,10 +93,9 @@ def predict_sides(ls, proj: Path, images: list[Path], copies: int) -> list[dict]
         for n in (1, 2):
             pid = new_project(ls, f"bench-ray-{n}", config, images, copies)
             log(f"Ray, {n} actor(s) (load avg {load_average()})")
-            opts = ray_job.RayOptions(actors=n, cpus_per_actor=1, tasks_per_call=1, flush_seconds=1.0,
-                                      wait_for_all=True)
+            opts = ray_job.RayOptions(actors=n, cpus_per_actor=1, tasks_per_call=1, wait_for_all=True)
             s, rep = ray_job.run(client, cfg, pid, project_path=str(proj), label_studio_url=ls.url, api_key=ls.token,
-                                 options=opts, progress=False, concurrency=1)
+                                 options=opts, progress=False, concurrency=1, write=WriteOptions(flush_seconds=1.0))
             rows.append({"side": f"Ray, {n} actor{'s' if n > 1 else ''} (`predict --ray`)", "s": s,
                          "start": rep.start_seconds, "load": load_average()})
     finally:
@@ -111,8 +116,28 @@ def fake_outcome(task_id: int, version: str):
     return TaskOutcome(task_id, {"result": result, "model_version": version, "score": 0.5})
 
 
-def write_rates(ls, label_config: str, sizes: list[int], n_bulk: int, n_single: int) -> list[dict]:
-    from backends.autolabel import batch, ray_job
+class InstantGrounder(Grounder):
+    """A grounder that answers at once: one box per image (the job's cost without a model's)."""
+    name = "instant"
+
+    def boxes(self, image, queries):
+        return Detections(xyxy=[[10, 10, 60, 50]], scores=[0.5], labels=[queries[0]], queries=[queries[0]])
+
+
+def write_rates(ls, proj: Path, sizes: list[int], n_bulk: int, n_single: int) -> list[dict]:
+    from PIL import Image
+
+    from backends.autolabel import batch
+    from backends.autolabel.writer import PredictionWriter, WriteOptions
+    from pipeline.config import load_project
+    from pipeline.labelconfig import labeling_config
+    from pipeline.pipeline import Pipeline
+
+    cfg = load_project(proj)
+    label_config = labeling_config(cfg)
+    pipeline = Pipeline(cfg, grounder=InstantGrounder())
+    image = Image.new("RGB", (800, 600), (120, 90, 60))
+    write = WriteOptions(batch=100, rate=0, flush_seconds=1.0)
     client = ls.client()
     rows = []
     for size in sizes:
@@ -135,17 +160,23 @@ def write_rates(ls, label_config: str, sizes: list[int], n_bulk: int, n_single: 
         single = n_single / (now() - t0)
 
         s = batch.Summary(project.id, "bench")
-        w = ray_job.PredictionWriter(client, project.id, "bench", "label", s, threading.Lock(), batch_size=100, rate=0,
-                                     flush_seconds=1.0)
+        w = PredictionWriter(client, project.id, "bench", s, lambda p: len(p["result"]), options=write)
         t0 = now()
         for tid in ids[n_single:n_single + n_bulk]:
             w.put(fake_outcome(tid, "bench"))
         w.close()
         bulk = s.predicted / (now() - t0)
         assert s.predicted == n_bulk and not s.failed, s.failed
+
+        # the single-process job on the same project: its first n_bulk tasks (listed, "predicted", written)
+        job = batch.run(client, cfg, pipeline, project.id, limit=n_bulk, batch_size=100, progress=False,
+                        fetch=lambda url, task_id: image, concurrency=1, write=write)
+        assert job.predicted == n_bulk and not job.failed, job.failed
         rows.append({"size": size, "single": single, "bulk": bulk, "requests": w.requests,
-                     "s_per_request": w.write_seconds / max(1, w.requests), "load": load_average()})
-        log(f"{size} tasks: single {single:.1f}/s, bulk {bulk:.1f}/s (load avg {load_average()})")
+                     "s_per_request": w.write_seconds / max(1, w.requests), "job": job.predicted / job.seconds,
+                     "job_requests": job.write_requests, "load": load_average()})
+        log(f"{size} tasks: single {single:.1f}/s, bulk {bulk:.1f}/s, single-process job {rows[-1]['job']:.1f}/s "
+            f"(load avg {load_average()})")
     return rows
 
 
@@ -160,7 +191,6 @@ def main(argv=None) -> None:
     shape = "tiny" if a.quick else "base"
     sizes, n_bulk, n_single = ([300], 200, 20) if a.quick else ([2000, 20000], 1000, 100)
 
-    from pipeline.labelconfig import labeling_config
     from pipeline.samples import write_samples
     from pipeline.stack.ls_server import start_label_studio
 
@@ -168,8 +198,6 @@ def main(argv=None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="lf-bench-ray-"))
     images = write_samples(tmp / "images")
     proj = project_yaml(owlv2_dir(shape), tmp / "bench.yaml")
-    from pipeline.config import load_project
-    label_config = labeling_config(load_project(proj))
 
     predict_rows, write_rows = [], {}
     variants = [("as shipped", {})] + ([] if a.skip_flag or a.skip_writes else
@@ -186,7 +214,7 @@ def main(argv=None) -> None:
             if i == 0 and not a.skip_predict:
                 predict_rows = predict_sides(ls, proj, images, a.copies)
             if not a.skip_writes:
-                write_rows[name] = write_rates(ls, label_config, sizes, n_bulk, n_single)
+                write_rows[name] = write_rates(ls, proj, sizes, n_bulk, n_single)
         finally:
             ls.stop()
 
@@ -215,11 +243,13 @@ def main(argv=None) -> None:
               f"2 actors vs 1: {scale:.2f}x (goal >= 1.8x: {'met' if scale >= 1.8 else 'NOT met'})")
     for name, rows in write_rows.items():
         print(f"\nLabel Studio prediction writes ({name}; {n_single} single creates, then {n_bulk} through the "
-              "writer: 100 per bulk request, one request at a time, no rate cap)")
-        print(table(["project tasks", "single create pred/s", "bulk writer pred/s", "ratio", "s per bulk request",
-                     "load avg after"], [
+              f"writer, then {n_bulk} by the single-process job through it: 100 per bulk request, one request at a "
+              "time, no rate cap)")
+        print(table(["project tasks", "single create pred/s", "writer pred/s", "writer vs single",
+                     "s per bulk request", "predict (single process) pred/s", "job vs single", "load avg after"], [
             [f"{r['size']:,}", f"{r['single']:.1f}", f"{r['bulk']:.1f}", f"{r['bulk'] / r['single']:.0f}x",
-             f"{r['s_per_request']:.2f}", r["load"]] for r in rows]))
+             f"{r['s_per_request']:.2f}", f"{r['job']:.1f} ({r['job_requests']} requests)",
+             f"{r['job'] / r['single']:.0f}x", r["load"]] for r in rows]))
     print(f"\nwall time: {now() - t_start:.0f} s")
 
 

@@ -66,12 +66,18 @@ def test_cli_ray_flags(tmp_path, capsys):
 
 # -- with a local Ray ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def ray_local():
+def ray_local(tmp_path_factory):
     os.environ.setdefault(ray_job.LOCAL_ONLY_ENV, "0")  # every Ray process on 127.0.0.1 (read at import)
     ray = pytest.importorskip("ray")
     started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    if started:  # workers inherit this environment: their MODEL_DIR (answer cache) in a temporary folder too
+        before = os.environ.get("MODEL_DIR")
+        os.environ["MODEL_DIR"] = before or str(tmp_path_factory.mktemp("ray-model-dir"))
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+        finally:
+            if before is None:
+                os.environ.pop("MODEL_DIR")
     yield ray
     if started:
         ray.shutdown()
