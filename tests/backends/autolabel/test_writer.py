@@ -122,9 +122,9 @@ def scripted(tmp_path, monkeypatch):
                                     "thresholds": {"filter": 0.5, "grounding": 0.1, "verify": 0.5}}))
     vlm, grounder = ScriptedVLM(lambda im, q: 0.9), ScriptedGrounder([([10, 10, 50, 40], 0.8, "stop sign")])
     monkeypatch.setattr(runner, "PIPELINE_FACTORY", lambda cfg: Pipeline(cfg, vlm=vlm, grounder=grounder))
-    runner.clear()
+    runner.pipelines.clear()
     yield path, load_project(path), Recorder(monkeypatch)
-    runner.clear()
+    runner.pipelines.clear()
 
 
 def predict(label_studio, path, project_id, capsys, *extra) -> tuple[int, dict]:
