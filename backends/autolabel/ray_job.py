@@ -32,9 +32,10 @@ Nothing lost, nothing twice (the closing note of issue 13 and the README say the
   previous call failed, and an outcome for a task that is not outstanding is dropped, so one run
   writes a task at most once.
 * A write whose answer is lost (timeout, connection reset, 5xx) may have landed: before trying it
-  again the writer asks Label Studio which of its tasks now carry this model_version and sends only
-  the others. A refused write (4xx) is split into single ``predictions.create`` calls so each refused
-  task gets its own reason (backends/autolabel/writer.py).
+  again the writer asks Label Studio which of its tasks now carry one more prediction of this
+  model_version than when they were listed, and sends only the others. A refused write (4xx) is split
+  into single ``predictions.create`` calls so each refused task gets its own reason
+  (backends/autolabel/writer.py).
 * Two drivers on one project at the same time are not supported (Label Studio has no idempotency key).
 """
 from __future__ import annotations
