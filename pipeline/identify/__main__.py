@@ -1,5 +1,0 @@
-import sys
-
-from pipeline.identify.cli import main
-
-sys.exit(main())

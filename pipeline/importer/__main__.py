@@ -1,5 +1,0 @@
-import sys
-
-from pipeline.importer.cli import main
-
-sys.exit(main())
