@@ -1,6 +1,6 @@
-"""``label-factory identify index | verify | search | train`` (also ``python -m pipeline.identify ...``).
+"""``label-factory identify index | verify | search | train``.
 
-The lead wires it into ``pipeline/cli.py`` with ``identify_cli.add_parser(subparsers)`` and
+``pipeline/cli.py`` wires it in with ``identify_cli.add_parser(subparsers)`` and
 dispatches to ``identify_cli.run(args)`` (``args.func`` is set to it as well)."""
 from __future__ import annotations
 
@@ -254,7 +254,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     setup_logging("INFO")
-    parser = argparse.ArgumentParser(prog="python -m pipeline.identify")
+    parser = argparse.ArgumentParser(prog="label-factory identify")
     sub = parser.add_subparsers(dest="command")
     add_parser(sub)
     args = parser.parse_args(["identify", *(sys.argv[1:] if argv is None else argv)])

@@ -1,4 +1,4 @@
-"""``label-factory import`` / ``python -m pipeline.importer``.
+"""``label-factory import``.
 
 Wiring into pipeline/cli.py::
 
@@ -154,6 +154,3 @@ def main(argv: Optional[list[str]] = None) -> int:
     setup_logging(cli_level(args))
     return run(args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
