@@ -214,8 +214,8 @@ def test_cli_index_verify_search(tmp_path, tiny_clip, cards, capsys):
     assert IndexSnapshot.load(out).version == 2
 
 
-def test_python_dash_m_works(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "pipeline.identify", "--help"], cwd=REPO, capture_output=True,
+def test_identify_cli_help(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "identify", "--help"], cwd=REPO, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and "index" in r.stdout and "verify" in r.stdout
 

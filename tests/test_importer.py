@@ -296,14 +296,14 @@ def test_cli_dry_run_json(web, cfg, tmp_path):
     env = {**os.environ, "LF_WIKIMEDIA_API": web.url("/w/api.php"), "LF_OPENVERSE_API": web.url("/v1"),
            "PYTHONPATH": str(ROOT)}
     env.pop("LABEL_STUDIO_URL", None)
-    r = subprocess.run([sys.executable, "-m", "pipeline.importer", "--project", str(p), "--dry-run", "--json",
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "import", "--project", str(p), "--dry-run", "--json",
                         "--sources", "wikimedia,openverse", "--no-progress"],
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["found"] == 11 and out["downloaded"] == 0 and out["dry_run"] is True
     assert "found" in r.stderr and "wikimedia" in r.stderr      # the rich summary tables
-    bad = subprocess.run([sys.executable, "-m", "pipeline.importer", "--project", str(p), "--dry-run",
+    bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "import", "--project", str(p), "--dry-run",
                           "--sources", "bing"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert bad.returncode == 2 and "unknown source 'bing'" in bad.stderr
 
