@@ -21,7 +21,8 @@ Guards, on every request including each redirect hop:
   cut to the request's deadline (``pipeline.deadline``) when that ends sooner; a watchdog shuts the
   socket when it expires, so a server dripping one byte at a time cannot hold the thread longer.
 
-Not here: decoding (``pipeline.images.open_image``) and which model runs on the image."""
+Decoding is ``pipeline.images``' (``fetch_photo``: at the project's working resolution); not here:
+which model runs on the image."""
 from __future__ import annotations
 
 import base64
@@ -42,7 +43,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from backends.base import credentials
 from pipeline import deadline
-from pipeline.images import ImageLoadError, open_image
+from pipeline.images import ImageLoadError, Photo, open_photo
 
 LS_RELATIVE_PREFIXES = ("/data/", "data/", "upload/", "/upload/", "/storage-data/", "storage-data/",
                         "/tasks/", "/projects/")
@@ -414,14 +415,25 @@ def fetch_bytes(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
     return Download(policy, token, _int_env("MAX_IMAGE_BYTES", 50_000_000), seconds, name).fetch(candidates, url)
 
 
-def fetch_image(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
-                label_studio_url: Optional[str] = None, api_key: Optional[str] = None) -> Image.Image:
-    """Download the image behind a task URL and decode it (EXIF orientation applied).
+def fetch_photo(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
+                working_pixels: Optional[int] = None, label_studio_url: Optional[str] = None,
+                api_key: Optional[str] = None) -> Photo:
+    """Download the image behind a task URL and decode it at ``working_pixels`` (``open_photo``: a big
+    JPEG is decoded straight at 1/2, 1/4 or 1/8, so its full-size pixels are never held; the Photo keeps
+    the original's size for coordinates). None: full resolution. The bomb limit is checked on the header
+    before decoding; EXIF orientation is applied.
 
     ``label_studio_url`` / ``api_key``: the Label Studio to fetch from and its token (legacy or
     personal access token); default LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY."""
     data = fetch_bytes(url, task_id, policy, label_studio_url=label_studio_url, api_key=api_key)
     try:
-        return open_image(data)
+        return open_photo(data, working_pixels)
     except ImageLoadError as e:
         raise ImageLoadError(f"{display_url(url)}: {str(e).removeprefix('<bytes>: ')}") from None
+
+
+def fetch_image(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
+                label_studio_url: Optional[str] = None, api_key: Optional[str] = None) -> Image.Image:
+    """``fetch_photo`` at full resolution, as a PIL image (for callers that keep or crop the pixels as they
+    are: identify references, training sets, calibration)."""
+    return fetch_photo(url, task_id, policy, label_studio_url=label_studio_url, api_key=api_key).pixels

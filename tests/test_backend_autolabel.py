@@ -2,14 +2,17 @@
 standing in for Label Studio (so image fetching, the token header and the host allow-list are real)."""
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import yaml
 from label_studio_sdk.label_interface import LabelInterface
+from PIL import Image, ImageDraw, ImageFile
 
 from backends.autolabel import project_version, runner
 from backends.autolabel.model import AutoLabelModel
@@ -18,8 +21,10 @@ from backends.identify import model as idmodel
 from backends.images import HostPolicy, ImageRefused, fetch_image
 from pipeline.config import parse_project
 from pipeline.identify.index import UNKNOWN, Match
+from pipeline.images import ImageLoadError
 from pipeline.labelconfig import labeling_config
 from pipeline.pipeline import Pipeline
+from pipeline.providers.base import YesNo
 from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, SilentServer, held, jpeg_bytes
 from tests.ls_helpers import assert_valid_prediction
 
@@ -177,6 +182,85 @@ def test_percent_coordinates_follow_exif_orientation(backend, ls_files):
     assert (region["original_width"], region["original_height"]) == (40, 80)
     v = region["value"]
     assert (v["x"], v["y"], v["width"], v["height"]) == pytest.approx((25, 50, 50, 50))
+
+
+class RedVLM(KnownVLM):
+    """P(yes) = the share of red pixels in what it is shown: a verify score says where the crop was cut."""
+
+    def yes_probability(self, image, question):
+        super().yes_probability(image, question)
+        a = np.asarray(image.convert("RGB")).astype(int)
+        return YesNo(float(((a[..., 0] > 150) & (a[..., 1] < 90)).mean()), "logits")
+
+
+def test_a_big_photo_is_decoded_at_the_working_resolution_with_the_same_predictions(backend, ls_files,
+                                                                                    monkeypatch):
+    """An 8000x6000 JPEG through /predict (and a rectangle drawn on it) is decoded straight at 1/2 -- the
+    decode budget (24 MP by default) -- so no 8000x6000 pixel array ever exists, and the predictions are
+    those of a full-resolution decode: the same coordinates and original size, crops cut at the same place."""
+    im = Image.new("RGB", (8000, 6000), (128, 128, 128))
+    ImageDraw.Draw(im).rectangle((800, 1200, 3999, 3599), fill=(220, 20, 20))  # where the grounder answers
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90)
+    ls_files.files["/data/upload/5/big.jpg"] = buf.getvalue()
+    del im
+    decoded, handed = [], []  # every image Pillow decoded; what the pipeline was handed
+    load = ImageFile.ImageFile.load
+
+    def spy(self):  # a load with tiles left to read decodes them, at self.size (after any draft)
+        todo = bool(self.tile)
+        out = load(self)
+        if todo:
+            decoded.append(self.size)
+        return out
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
+    photo = Pipeline.photo
+    monkeypatch.setattr(Pipeline, "photo", lambda self, image: handed.append(image) or photo(self, image))
+    drawn = {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": 8000,
+             "original_height": 6000, "value": {"x": 10, "y": 20, "width": 40, "height": 40, "rotation": 0,
+                                                "rectanglelabels": ["Stop Sign"]}}
+    task = [{"id": 1, "data": {"image": "/data/upload/5/big.jpg"}}]
+    answers = {}
+    for decode in (24_000_000, None):  # the default, then full resolution
+        project = {**PROJECT, "thresholds": {"filter": 0.0, "grounding": 0.0, "verify": 0.0},
+                   "budgets": {"decode_pixels": decode}}
+        client, config, vlm, grounder = backend(project=project, vlm=RedVLM(),
+                                                grounder=KnownGrounder({"stop sign": [(0.1, 0.2, 0.5, 0.6, 0.9)]}))
+        decoded.clear(), handed.clear()
+        auto = _predict(client, config, task)["results"][0]
+        interactive = _predict(client, config, task, context={"result": [drawn]})["results"][0]
+        answers[decode] = auto, interactive, grounder.sizes
+        if decode:
+            assert decoded == [(4000, 3000)] * 2, decoded  # never the full 8000x6000
+            assert all(p.pixels.size == (4000, 3000) and p.size == (8000, 6000) for p in handed), handed
+        else:
+            assert decoded == [(8000, 6000)] * 2  # the spy sees a full decode when there is one
+    (auto, interactive, views), (full_auto, full_interactive, full_views) = answers[24_000_000], answers[None]
+    assert views == full_views  # the grounder got the same view size
+
+    def where(pred):
+        return [(r["original_width"], r["original_height"], r["value"]["x"], r["value"]["y"], r["value"]["width"],
+                 r["value"]["height"], r["value"]["rectanglelabels"]) for r in pred["result"]]
+    assert where(auto) == where(full_auto) and where(interactive) == where(full_interactive)
+    assert where(auto)[0] == (8000, 6000, pytest.approx(10), pytest.approx(20), pytest.approx(40),
+                              pytest.approx(40), ["Stop Sign"])
+    for pred, full in ((auto, full_auto), (interactive, full_interactive)):
+        scores = [r["score"] for r in pred["result"]]
+        assert scores == pytest.approx([r["score"] for r in full["result"]], abs=0.01)
+    assert interactive["result"][0]["score"] > 0.5  # the drawn crop (15 % padding) is mostly the red box
+
+
+def test_the_predict_jobs_fetch_at_the_projects_working_resolution(ls_files):
+    """``label-factory predict`` (one process or Ray actors) fetches through ``runner.fetcher``: bound to its
+    Label Studio and token, decoding at the YAML's decode budget; a broken image still names its URL."""
+    ls_files.files["/data/upload/5/big.jpg"] = jpeg_bytes((4000, 3000))
+    ls_files.files["/data/upload/5/broken.jpg"] = b"not an image"
+    fetch = runner.fetcher(parse_project({**PROJECT, "budgets": {"decode_pixels": 3_000_000}}), ls_files.url, TOKEN)
+    photo = fetch("/data/upload/5/big.jpg", 3)
+    assert (photo.size, photo.pixels.size, photo.scale) == ((4000, 3000), (2000, 1500), 2)
+    assert ls_files.requests[0]["authorization"] == f"Token {TOKEN}"
+    with pytest.raises(ImageLoadError, match=r"^/data/upload/5/broken.jpg: not an image"):
+        fetch("/data/upload/5/broken.jpg", 4)
 
 
 def test_one_bad_task_does_not_sink_the_batch(backend, ls_files, caplog):

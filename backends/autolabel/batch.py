@@ -174,7 +174,7 @@ def run(client, cfg: ProjectConfig, pipeline: Pipeline, project_id: int, *, only
         write: WriteOptions = WriteOptions()) -> Summary:
     """Predict the project's tasks and store the predictions in Label Studio.
 
-    ``fetch``: (url, task_id) -> PIL image (default: the backend's fetcher, runner.IMAGE_FETCHER);
+    ``fetch``: (url, task_id) -> Photo or PIL image (default: ``runner.fetcher(cfg)``, the backend's);
     ``limit``: at most this many tasks predicted (failures count, skipped ones do not);
     ``batch_size``: tasks per page listed and run together (``concurrency`` at a time, default
     PREDICT_CONCURRENCY as in the backend); their predictions go to the writer (``write``: bulk size,

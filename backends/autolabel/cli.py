@@ -141,7 +141,6 @@ def cmd_predict(args) -> int:
     from label_studio_sdk import LabelStudio
 
     from backends.autolabel.writer import WriteOptions
-    from backends.images import fetch_image
 
     write = WriteOptions(batch=args.write_batch, rate=args.write_rate)
     cfg, pipeline = runner.load(args.project)  # the backend's process-wide Pipeline (lazy providers)
@@ -161,13 +160,9 @@ def cmd_predict(args) -> int:
             return rc
         if not args.dry_run:
             pipeline.load()  # models load now, not inside the first task's timing
-
-        def fetch(image_url, task_id):
-            return fetch_image(image_url, task_id, label_studio_url=url, api_key=api_key)
-
         summary = batch.run(client, cfg, pipeline, project_id, only_missing=args.only_missing, limit=args.limit,
                             batch_size=args.batch_size, dry_run=args.dry_run, progress=not args.quiet,
-                            fetch=fetch, concurrency=args.concurrency, write=write)
+                            fetch=runner.fetcher(cfg, url, api_key), concurrency=args.concurrency, write=write)
     except batch.JobError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

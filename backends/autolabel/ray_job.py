@@ -138,17 +138,11 @@ class PredictActor:
             torch.set_num_threads(max(1, int(threads)))
         except ImportError:
             pass
-        from backends.images import fetch_image
-
         cfg, pipeline = runner.load(_project_file(project_path, project_text))
         pipeline.load()
         self.request = runner.prepare(cfg, pipeline, str(project_id), LabelInterface(config=label_config))
         self.concurrency = concurrency
-
-        def fetch(url, task_id):
-            return fetch_image(url, task_id, label_studio_url=label_studio_url, api_key=api_key)
-
-        self.fetch = fetch
+        self.fetch = runner.fetcher(cfg, label_studio_url, api_key)
 
     def ready(self) -> dict:
         return {"version": self.request.version, "pid": os.getpid()}

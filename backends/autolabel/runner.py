@@ -20,9 +20,10 @@ from typing import Callable, Optional
 from backends.autolabel import identify
 from backends.autolabel.interactive import Interaction
 from backends.autolabel.labels import Target, find_target
-from backends.images import display_url, fetch_image
+from backends.images import display_url, fetch_photo
 from pipeline import certainty, deadline
 from pipeline.config import ProjectConfig, config_mtime, load_project
+from pipeline.images import Photo
 from pipeline.labelstudio.coords import point_to_pixel, rect_to_xyxy
 from pipeline.pipeline import Pipeline
 from pipeline.process_cache import ProcessCache
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 
 # cfg -> Pipeline; tests replace it to inject providers with known answers.
 PIPELINE_FACTORY: Callable[[ProjectConfig], Pipeline] = Pipeline
-# (url, task_id) -> PIL image; the only way task images are read.
-IMAGE_FETCHER: Callable = fetch_image
+# (url, task_id, working_pixels=, label_studio_url=, api_key=) -> Photo; the only way task images are read
+# (through ``fetcher``).
+IMAGE_FETCHER: Callable[..., Photo] = fetch_photo
 
 pipelines: ProcessCache = ProcessCache("pipelines")  # YAML path -> (its mtimes, ProjectConfig, Pipeline)
 _semaphores: ProcessCache = ProcessCache("model slots")  # PREDICT_CONCURRENCY -> its semaphore
@@ -53,6 +55,18 @@ def load(path: str | os.PathLike) -> tuple[ProjectConfig, Pipeline]:
         return mtime, cfg, PIPELINE_FACTORY(cfg)
     _, cfg, pipe = pipelines.get(path, build, fresh=lambda hit: hit[0] == mtime)
     return cfg, pipe
+
+
+def fetcher(cfg: ProjectConfig, label_studio_url: Optional[str] = None, api_key: Optional[str] = None
+            ) -> Callable[[str, object], Photo]:
+    """(url, task_id) -> the task's image from that Label Studio (default LABEL_STUDIO_URL / _API_KEY),
+    decoded at ``cfg``'s working resolution (``budgets.decode_pixels``): a photo above it never exists at
+    full size in memory, while the Photo keeps the original's size, so Label Studio percentages,
+    original_width/height, drawn boxes, clicks and masks stay in original pixels."""
+    def fetch(url: str, task_id) -> Photo:
+        return IMAGE_FETCHER(url, task_id, working_pixels=cfg.budgets.decode_pixels,
+                             label_studio_url=label_studio_url, api_key=api_key)
+    return fetch
 
 
 @dataclass
@@ -139,11 +153,12 @@ def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: 
 
     ``plan``: the identify stage (``pipeline`` must run ``plan.identifier``); each box's identity
     then goes into the results as ``backends.autolabel.identify`` describes. ``fetch``: (url, task_id)
-    -> image, default IMAGE_FETCHER (the batch job passes one bound to its Label Studio)."""
+    -> Photo (or PIL image), default ``fetcher(pipeline.config)`` (the predict jobs pass one bound to their
+    Label Studio)."""
     t0 = time.perf_counter()
     task_id = task.get("id")
     url = (task.get("data") or {}).get(target.data_key)
-    image = (fetch or IMAGE_FETCHER)(url, task_id)  # outside the model slot: a slow URL holds none
+    image = (fetch or fetcher(pipeline.config))(url, task_id)  # outside the model slot: a slow URL holds none
     with model_slot():
         out = _run_models(task_id, image, pipeline, target, model_version, interaction, plan)
     out.seconds = time.perf_counter() - t0
@@ -210,5 +225,5 @@ def _guarded(run_one: Callable[[dict], TaskOutcome], task: dict) -> TaskOutcome:
         return TaskOutcome(task_id, None, reason)
 
 
-__all__ = ["load", "pipelines", "Request", "prepare", "log_dropped", "predict_task", "predict_all",
+__all__ = ["load", "pipelines", "fetcher", "Request", "prepare", "log_dropped", "predict_task", "predict_all",
            "TaskOutcome", "display_url", "model_slot", "predict_deadline"]

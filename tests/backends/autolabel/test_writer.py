@@ -17,7 +17,6 @@ import pytest
 import requests
 import yaml
 
-from backends import images
 from backends.autolabel import batch, runner
 from backends.autolabel.writer import PredictionWriter, WriteOptions
 from pipeline import cli
@@ -171,7 +170,7 @@ def test_a_refused_prediction_is_reported_with_label_studios_reason_and_the_rest
     path, cfg, rec = scripted
     project, good, _broken = project_with_broken_task(label_studio, "writer-refused", labeling_config(cfg), 5)
     victim = good[2].id
-    fetch = images.fetch_image
+    fetch = runner.IMAGE_FETCHER
 
     def deleting_fetch(url, task_id, **kw):  # the task is deleted in Label Studio while it is predicted
         if task_id == victim:
@@ -179,7 +178,7 @@ def test_a_refused_prediction_is_reported_with_label_studios_reason_and_the_rest
             assert r.status_code == 204, r.text
         return fetch(url, task_id, **kw)
 
-    monkeypatch.setattr(images, "fetch_image", deleting_fetch)
+    monkeypatch.setattr(runner, "IMAGE_FETCHER", deleting_fetch)
     rc, s = predict(label_studio, path, project.id, capsys)
     assert rc == 0 and s["predicted"] == 4, s
     assert sorted(s["failed_by_reason"]) == ["ImageFetchError", "predictions.create"], s
@@ -202,14 +201,14 @@ def test_ctrl_c_writes_what_finished_exits_130_and_a_rerun_predicts_the_rest(
     project, good, broken = project_with_broken_task(label_studio, "writer-ctrl-c", labeling_config(cfg), 7)
     order = [batch.as_task(t)["id"] for t in batch.list_tasks(label_studio.client(), project.id, 2)]  # as listed
     stop_at = order[4]  # the 3rd page of 2
-    fetch = images.fetch_image
+    fetch = runner.IMAGE_FETCHER
 
     def interrupted_fetch(url, task_id, **kw):
         if task_id == stop_at:
             raise KeyboardInterrupt
         return fetch(url, task_id, **kw)
 
-    monkeypatch.setattr(images, "fetch_image", interrupted_fetch)
+    monkeypatch.setattr(runner, "IMAGE_FETCHER", interrupted_fetch)
     rc, s = predict(label_studio, path, project.id, capsys, "--batch-size", "2", "--concurrency", "1")
     finished = sorted(i for i in order[:4] if i != broken.id)
     assert rc == 130 and s["interrupted"] is True and s["predicted"] == len(finished), s
@@ -217,7 +216,7 @@ def test_ctrl_c_writes_what_finished_exits_130_and_a_rerun_predicts_the_rest(
     assert sorted(got) == finished and all(len(v) == 1 for v in got.values())
     assert rec.posts("/api/predictions") == []
 
-    monkeypatch.setattr(images, "fetch_image", fetch)
+    monkeypatch.setattr(runner, "IMAGE_FETCHER", fetch)
     rc, s = predict(label_studio, path, project.id, capsys)
     assert rc == 0 and not s["interrupted"] and (s["skipped_already_predicted"], s["predicted"]) == (
         len(finished), 7 - len(finished)), s
