@@ -15,6 +15,7 @@ before the request is reported.  Sides alternate; medians.
 
     .venv/bin/python benchmarks/predict_budget.py                  # 1920x1080, 4032x3024, 8000x6000
     .venv/bin/python benchmarks/predict_budget.py --quick          # tiny OWLv2, 640x480 + 1920x1080
+    .venv/bin/python benchmarks/predict_budget.py --sizes 8000x6000  # some of the sizes
 """
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny OWLv2, small sizes, 1 round")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--sizes", help="photo sizes to run, e.g. 4032x3024,8000x6000 (default: all three)")
     a = ap.parse_args(argv)
     from pipeline.config import load_project
     from pipeline.labelconfig import labeling_config
@@ -87,6 +89,8 @@ def main(argv=None) -> None:
 
     t_start = now()
     sizes = [(640, 480), (1920, 1080)] if a.quick else SIZES
+    if a.sizes:
+        sizes = [tuple(int(v) for v in s.split("x")) for s in a.sizes.split(",")]
     rounds = 1 if a.quick else a.rounds
     tmp = Path(tempfile.mkdtemp(prefix="lf-bench-budget-"))
     (tmp / "images").mkdir()

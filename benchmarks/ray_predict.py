@@ -66,7 +66,6 @@ def predict_sides(ls, proj: Path, images: list[Path], copies: int) -> list[dict]
 
     from backends.autolabel import batch, ray_job, runner
     from backends.autolabel.writer import WriteOptions
-    from backends.images import fetch_image
     from pipeline.labelconfig import labeling_config
 
     torch.set_num_threads(1)
@@ -81,9 +80,7 @@ def predict_sides(ls, proj: Path, images: list[Path], copies: int) -> list[dict]
     pid = new_project(ls, "bench-single", config, images, copies)
     log(f"single process: {len(images) * copies} tasks (load avg {load_average()})")
 
-    def fetch(url, task_id):
-        return fetch_image(url, task_id, label_studio_url=ls.url, api_key=ls.token)
-
+    fetch = runner.fetcher(cfg, ls.url, ls.token)
     s = batch.run(client, cfg, pipeline, pid, batch_size=50, progress=False, fetch=fetch, concurrency=1)
     rows.append({"side": "single process (`predict`)", "s": s, "start": load_s, "load": load_average()})
 

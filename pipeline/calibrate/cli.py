@@ -64,7 +64,7 @@ def cmd_calibrate(args) -> int:
     from backends.autolabel.batch import JobError
     from backends.autolabel.cli import connect_project
     from backends.autolabel.labels import find_target
-    from backends.images import fetch_image
+    from backends.autolabel.runner import fetcher
     from pipeline.calibrate import thresholds_file
     from pipeline.calibrate.candidates import INCLUDE, collect, labels_to_calibrate
     from pipeline.calibrate.report import calibrate, print_report
@@ -92,12 +92,8 @@ def cmd_calibrate(args) -> int:
         labels = labels_to_calibrate(cfg, target)
         if not labels:
             raise JobError(f"no label of {args.project} is both grounded (queries) and in the labeling config")
-
-        def fetch(image_url, task_id):
-            return fetch_image(image_url, task_id, label_studio_url=url, api_key=api_key)
-
         tasks = list_pages(client, project_id, args.page_size, on_total=lambda n: bar.reset(total=n), include=INCLUDE)
-        got = collect(tasks, cfg, target, fetch, args.concurrency, on_done=lambda: bar.update(1))
+        got = collect(tasks, cfg, target, fetcher(cfg, url, api_key), args.concurrency, on_done=lambda: bar.update(1))
     except (JobError, ListingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
