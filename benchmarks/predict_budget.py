@@ -9,6 +9,10 @@ with Qwen2.5-VL's PUBLISHED preprocessor settings (min 3,136 / max 12,845,056 px
 decoding, resizing, the processors and the vision tokens are real while the VLM's own compute is small
 (benchmarks/filter_budget.py measures the 3B model's cost per filter call).  Random weights.
 
+The decode step alone is measured first, in a fresh process per photo: the peak RSS growth of decoding the
+JPEG at full size (``budgets.decode_pixels: null``) and at the default working resolution (what /predict
+and ``label-factory predict`` do before any model runs); ``--decode-only`` prints just that table.
+
 Per task: a JPEG of the size is fetched over loopback from an allowed host, the worker's peak RSS
 (VmHWM) is reset before the request (/proc/PID/clear_refs) and read after it; the growth over its RSS
 before the request is reported.  Sides alternate; medians.
@@ -16,6 +20,7 @@ before the request is reported.  Sides alternate; medians.
     .venv/bin/python benchmarks/predict_budget.py                  # 1920x1080, 4032x3024, 8000x6000
     .venv/bin/python benchmarks/predict_budget.py --quick          # tiny OWLv2, 640x480 + 1920x1080
     .venv/bin/python benchmarks/predict_budget.py --sizes 8000x6000  # some of the sizes
+    .venv/bin/python benchmarks/predict_budget.py --decode-only      # the decode step only (seconds)
 """
 from __future__ import annotations
 
@@ -77,10 +82,44 @@ def status(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
+DECODE_CHILD = """
+import sys
+from pathlib import Path
+from pipeline.images import open_photo
+def status(key):
+    return next(int(x.split()[1]) * 1024 for x in Path("/proc/self/status").read_text().splitlines()
+                if x.startswith(key + ":"))
+data = Path(sys.argv[1]).read_bytes()
+Path("/proc/self/clear_refs").write_text("5")
+base = status("VmRSS")
+photo = open_photo(data, int(sys.argv[2]) or None)
+print(status("VmHWM") - base, *photo.pixels.size)
+"""
+
+
+def decode_table(images: Path, sizes) -> str:
+    """Peak RSS growth of decoding each photo at full size and at the default working resolution."""
+    import subprocess
+
+    from pipeline.config import Budgets
+    rows = []
+    for w, h in sizes:
+        got = {}
+        for name, pixels in (("full size", 0), ("working resolution", Budgets().decode_pixels)):
+            out = subprocess.run([sys.executable, "-c", DECODE_CHILD, str(images / f"{w}x{h}.jpg"), str(pixels)],
+                                 capture_output=True, text=True, check=True).stdout.split()
+            got[name] = (int(out[0]) / 2**20, f"{out[1]}x{out[2]}")
+        full, work = got["full size"], got["working resolution"]
+        rows.append([f"{w}x{h}", full[1], f"{full[0]:,.0f}", work[1], f"{work[0]:,.0f}",
+                     f"{full[0] / max(work[0], 1e-9):.1f}x"])
+    return table(["photo", "full decode", "peak RSS MiB", "working decode", "peak RSS MiB", "ratio"], rows)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny OWLv2, small sizes, 1 round")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--decode-only", action="store_true", help="only the decode step's table")
     ap.add_argument("--sizes", help="photo sizes to run, e.g. 4032x3024,8000x6000 (default: all three)")
     a = ap.parse_args(argv)
     from pipeline.config import load_project
@@ -96,6 +135,10 @@ def main(argv=None) -> None:
     (tmp / "images").mkdir()
     for w, h in sizes:
         (tmp / "images" / f"{w}x{h}.jpg").write_bytes(jpeg((w, h)))
+    decoding = decode_table(tmp / "images", sizes)
+    print("\ndecode step alone (fresh process per photo):\n" + decoding, flush=True)
+    if a.decode_only:
+        return
     owl = owlv2_dir("tiny" if a.quick else "base")
     qwen = _qwen.ensure("tiny", QWEN_MAX_PIXELS)
     files = serve_files(tmp / "images")
@@ -172,6 +215,7 @@ def main(argv=None) -> None:
             s, mem = median(x[0] for x in xs), median(x[1] for x in xs) / 2**20
             rows.append([f"{size[0]}x{size[1]}", name, len(xs), fmt_s(s), f"{mem:,.0f}",
                          "1.00x" if name == "with budgets" else f"{s / with_s:.2f}x"])
+    print("\ndecode step alone (fresh process per photo):\n" + decoding)
     print("\n" + table(["photo", "side", "tasks", "median s/task", "peak RSS growth MiB", "time vs budgets"], rows))
     print(f"\nwall time: {now() - t_start:.0f} s")
 
