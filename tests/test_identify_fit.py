@@ -372,6 +372,29 @@ def test_backend_predict_and_webhook_through_flask(world, clip_embedder, monkeyp
     assert [x["value"]["rectanglelabels"] for x in pred["result"]] == [["Mirror Force"]]
     assert r.json["model_version"] == "identify-v2"
 
+    # interactive: Label Studio sends every connected region (predicted ones and earlier drawings too);
+    # only the one just drawn (the last that is not a prediction) is answered, and a context of predicted
+    # regions only gets no suggestion
+    q3, (box_a, box_b) = scene([(world.cards[1], 20, 20, 1.0), (world.cards[2], 150, 40, 1.0)])
+    t12 = {"id": 12, "project": PID, "data": {"image": world.images.put("/data/upload/3/q3.png", q3)}}
+
+    def region(rid, box, origin):
+        return {"id": rid, "type": "rectanglelabels", "from_name": "box", "to_name": "img", "origin": origin,
+                "value": {**xyxy_to_ls(box, *q3.size), "rectanglelabels": ["Card"]}}
+
+    context = {"result": [region("p1", box_b, "prediction"), region("m1", box_b, "manual"),
+                          region("m2", box_a, "manual"), region("p2", box_a, "prediction-changed")]}
+    r = app.post("/predict", json={"tasks": [t12], "project": str(PID), "label_config": CONFIG_LABELS,
+                                   "params": {"context": context}})
+    (pred,) = r.json["results"]
+    assert_valid_prediction(LabelInterface(config=CONFIG_LABELS), pred["result"], pred["score"])
+    assert len(pred["result"]) == 1, pred["result"]
+    assert pred["result"][0]["value"]["x"] == pytest.approx(xyxy_to_ls(box_a, *q3.size)["x"])
+    only_predicted = {"result": [region("p1", box_b, "prediction"), region("p2", box_a, "prediction-changed")]}
+    r = app.post("/predict", json={"tasks": [t12], "project": str(PID), "label_config": CONFIG_LABELS,
+                                   "params": {"context": only_predicted}})
+    assert r.status_code == 200 and r.json["results"] == [[]] and not r.json.get("errors")
+
     # a task whose image is gone: an error entry, not a crash
     gone = {"id": 11, "project": PID, "data": {"image": "/data/upload/3/gone.png"}}
     r = app.post("/predict", json={"tasks": [gone], "project": str(PID), "label_config": CONFIG_TEXTAREA})

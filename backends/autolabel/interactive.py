@@ -21,9 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pipeline.labelstudio import Layout
-
-PREDICTED = ("prediction", "prediction-changed")  # region origins of predicted regions
+from pipeline.labelstudio import PREDICTED_ORIGINS, Layout
 
 
 @dataclass
@@ -100,7 +98,7 @@ def parse_context(context: Optional[dict], layout: Layout) -> Interaction:
         if kind == "textarea" and not _is_box(value) and name in (layout.prompt, None):
             out.text = _text(value) or out.text
             continue
-        if item.get("origin") in PREDICTED:
+        if item.get("origin") in PREDICTED_ORIGINS:
             continue  # already on the image as a prediction
         region = UserRegion(value, _label(item, value), str(name or ""), item.get("is_positive", True) is not False)
         if kind in ("rectanglelabels", "rectangle") and _is_box(value):

@@ -33,7 +33,7 @@ from backends.identify import journal as journal_mod
 from pipeline.config import model_version
 from pipeline.detections import Detections
 from pipeline.identify.stage import Identifier
-from pipeline.labelstudio import Layout, UnsupportedConfig, read_regions
+from pipeline.labelstudio import PREDICTED_ORIGINS, Layout, UnsupportedConfig, read_regions
 from pipeline.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,19 @@ def model_version_for(index_version: int) -> str:
     return model_version(None, index_version)
 
 
+def just_drawn(context: Optional[dict], width: int, height: int) -> Optional[Detections]:
+    """The region an interactive request asks about: the last region of the context that is not a prediction.
+
+    Label Studio sends every connected region of the annotation, predicted ones and earlier drawings too;
+    naming them all again would suggest copies of regions the annotation has. None: no regions (batch)."""
+    results = (context or {}).get("result")
+    if not results:
+        return None
+    mine = [r for r in results if isinstance(r, dict) and r.get("origin") not in PREDICTED_ORIGINS]
+    drawn = read_regions(mine, width, height, kinds=fit_mod.REGION_KINDS)
+    return drawn[[len(drawn) - 1]] if len(drawn) else drawn
+
+
 class IdentifyModel(LabelStudioMLBase):
     def setup(self):
         svc = service()
@@ -264,6 +277,7 @@ class IdentifyModel(LabelStudioMLBase):
         return {"identify": service().metrics()}
 
     def predict(self, tasks, context=None, **kwargs):
+        """Name the region a person just drew (interactive), else the whole image (batch)."""
         svc = service()
         try:
             layout = Layout.from_config(self.label_interface)
@@ -285,9 +299,12 @@ class IdentifyModel(LabelStudioMLBase):
                 preds.append([])
                 continue
             w, h = image.width, image.height
-            drawn = read_regions((context or {}).get("result"), w, h, kinds=fit_mod.REGION_KINDS)
-            if not len(drawn):
+            drawn = just_drawn(context, w, h)
+            if drawn is None:
                 drawn = Detections(xyxy=[[0, 0, w, h]], scores=[np.nan], labels=[""], stage=["user"])
+            elif not len(drawn):  # only predicted regions in the context: nothing new to name
+                preds.append([])
+                continue
             # a region without a label (the whole image) takes the first label, so it can carry a name
             drawn.relabel([str(lab) or next(iter(layout.labels()), "") for lab in drawn.labels])
             matches, version = ident.identify_boxes(image, drawn.xyxy)

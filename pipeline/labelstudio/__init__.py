@@ -11,6 +11,6 @@ the ``predict`` job use it as it is. It talks to no server (the clients are ``pi
 * ``coords`` / ``masks``: the converters, each way.
 """
 from pipeline.labelstudio.layout import SUPPORTED_OUTPUTS, Layout, UnsupportedConfig
-from pipeline.labelstudio.regions import read_regions
+from pipeline.labelstudio.regions import PREDICTED_ORIGINS, read_regions
 
-__all__ = ["Layout", "UnsupportedConfig", "SUPPORTED_OUTPUTS", "read_regions"]
+__all__ = ["Layout", "UnsupportedConfig", "SUPPORTED_OUTPUTS", "PREDICTED_ORIGINS", "read_regions"]

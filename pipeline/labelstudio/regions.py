@@ -27,6 +27,9 @@ from pipeline.labelstudio.masks import polygon_to_mask, rle_to_mask
 
 log = logging.getLogger(__name__)
 
+# origins of regions that came from predictions (moved ones too): in an interactive request's context they are
+# already on the image, never what a person just drew
+PREDICTED_ORIGINS = ("prediction", "prediction-changed")
 KINDS = {"rectanglelabels": "box", "rectangle": "box", "polygonlabels": "polygon", "polygon": "polygon",
          "brushlabels": "brush", "brush": "brush", "keypointlabels": "point", "keypoint": "point"}
 
