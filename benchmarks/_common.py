@@ -100,6 +100,15 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def built_once(name: str, what: str, build: Callable[[Path], object]) -> Path:
+    """``CACHE/name``, made by ``build(path)`` the first time (a model folder is done once it has config.json)."""
+    out = CACHE / name
+    if not (out / "config.json").exists():
+        log(f"building {what} in {out} ...")
+        build(out)
+    return out
+
+
 def noise_images(n: int, size: int, seed: int = 0):
     """``n`` distinct random-noise RGB images of ``size`` x ``size`` (compute does not depend on content)."""
     import numpy as np

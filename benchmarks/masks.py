@@ -24,18 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks._common import CACHE, fmt_s, log, machine, median, now, print_config, table  # noqa: E402
+from benchmarks._common import built_once, fmt_s, log, machine, median, now, print_config, table  # noqa: E402
 
 W, H = 1920, 1080
 
 
 def sam_dir(shape: str) -> Path:
     from pipeline.tiny.sam import build_sam
-    out = CACHE / f"sam-{shape}-random"
-    if not (out / "config.json").exists():
-        log(f"building SAM ({shape} shape, random weights) in {out} ...")
-        build_sam(out, shape=shape)
-    return out
+    return built_once(f"sam-{shape}-random", f"SAM ({shape} shape, random weights)",
+                      lambda out: build_sam(out, shape=shape))
 
 
 def boxes(n: int, seed: int = 0) -> np.ndarray:

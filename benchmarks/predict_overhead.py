@@ -29,18 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import requests  # noqa: E402
 import yaml  # noqa: E402
 
-from benchmarks._common import fmt_s, log, machine, median, now, print_config, table  # noqa: E402
-
-CACHE = Path(os.getenv("LF_BENCH_CACHE", "~/.cache/label-factory-bench")).expanduser()
+from benchmarks._common import built_once, fmt_s, log, machine, median, now, print_config, table  # noqa: E402
 
 
 def owlv2_dir(shape: str) -> Path:
     from pipeline.tiny.detectors import build_owlv2
-    out = CACHE / f"owlv2-{shape}-random"
-    if not (out / "config.json").exists():
-        log(f"building OWLv2 ({shape} shape, random weights) in {out} ...")
-        build_owlv2(out, shape=shape)
-    return out
+    return built_once(f"owlv2-{shape}-random", f"OWLv2 ({shape} shape, random weights)",
+                      lambda out: build_owlv2(out, shape=shape))
 
 
 def project_yaml(model: Path, out: Path) -> Path:
