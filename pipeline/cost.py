@@ -119,8 +119,9 @@ def decoder_flops(tokens: int, layers: int, dim: int, q_dim: int, kv_dim: int, f
     return 2.0 * per_layer * layers * tokens + 4.0 * layers * tokens ** 2 * q_dim
 
 
-def falcon_flops(cfg, image_size: tuple[int, int], ground_pixels: Optional[int], on_gpu: bool) -> Optional[float]:
-    """One Falcon query: prefill of image + prompt tokens, then FALCON_DECODE_STEPS decode steps."""
+def falcon_flops(cfg, image_size: tuple[int, int], ground_pixels: Optional[int], on_gpu: bool,
+                 max_dim: int) -> Optional[float]:
+    """One Falcon query at ``max_dim``: prefill of image + prompt tokens, then FALCON_DECODE_STEPS decode steps."""
     from pipeline.providers import falcon
     try:
         from falcon_perception import get_model_args
@@ -132,7 +133,6 @@ def falcon_flops(cfg, image_size: tuple[int, int], ground_pixels: Optional[int],
     a = get_model_args(variant)
     q_dim, kv_dim = a.n_heads * a.head_dim, a.n_kv_heads * a.head_dim
     view = fit_size(*image_size, ground_pixels)
-    max_dim = cfg.max_dimension or (falcon.MAX_DIMENSION if on_gpu else falcon.CPU_MAX_DIMENSION)
     tokens = falcon.image_tokens(*view, max_dim) + PROMPT_TOKENS
     head = 2.0 * a.dim * a.vocab_size * (tokens if on_gpu else 1)  # the CPU adapter keeps the last position
     prefill = decoder_flops(tokens, a.n_layers, a.dim, q_dim, kv_dim, a.ffn_dim, gated=3) + head
@@ -183,14 +183,15 @@ def owlv2_flops(conf: dict) -> Optional[float]:
 def estimate(cfg: ProjectConfig, image_size: tuple[int, int] = REFERENCE_PHOTO, gflops: Optional[float] = None,
              boxes: int = BOXES) -> Estimate:
     """Expected seconds per stage for one ``image_size`` photo with this project's models and budgets."""
-    from pipeline.providers.falcon import on_gpu, torch_device
+    from pipeline.providers.falcon import default_max_dimension, on_gpu, torch_device
     st, prov, bud = cfg.stages, cfg.providers, cfg.budgets
     g = prov.grounder
     device = torch_device(prov.vlm.device if prov.vlm.kind == "transformers" else g.device)
+    falcon_backend = None
     if g.kind == "falcon" and st.ground:
         from pipeline.providers.falcon import choose_backend
-        backend = choose_backend(g.backend)
-        device = "mlx" if backend == "mlx" else torch_device(g.device)
+        falcon_backend = choose_backend(g.backend)
+        device = "mlx" if falcon_backend == "mlx" else torch_device(g.device)
     rate = gflops if gflops is not None else matmul_gflops("cuda" if device.startswith("cuda") else "cpu")
     speed = rate * 1e9 * EFFICIENCY
     est = Estimate(device=device, gflops=rate, boxes=boxes)
@@ -216,10 +217,9 @@ def estimate(cfg: ProjectConfig, image_size: tuple[int, int] = REFERENCE_PHOTO, 
     if st.ground:
         queries = len(cfg.query_labels())
         if g.kind == "falcon":
-            gpu = on_gpu(choose_backend(g.backend), g.device)
-            one = falcon_flops(g, image_size, bud.ground_pixels, gpu)
-            note = (f"Falcon {g.model}, {queries} quer{'y' if queries == 1 else 'ies'}, max_dimension "
-                    f"{g.max_dimension or ('1024' if gpu else '512')}")
+            max_dim = g.max_dimension or default_max_dimension(falcon_backend, g.device)
+            one = falcon_flops(g, image_size, bud.ground_pixels, on_gpu(falcon_backend, g.device), max_dim)
+            note = f"Falcon {g.model}, {queries} quer{'y' if queries == 1 else 'ies'}, max_dimension {max_dim}"
             est.stages.append(StageCost("ground", seconds(None if one is None else one * queries), note))
         elif g.kind == "owlv2":
             conf = _config_json(g.model)
