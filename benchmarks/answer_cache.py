@@ -37,7 +37,7 @@ def photo(width: int, height: int, seed: int):
 
 
 def digest_rows():
-    from pipeline.answer_cache import pixels_digest
+    from pipeline.images import pixels_digest
     rows = []
     for name, (w, h) in {"12 MP photo 4000x3000": (4000, 3000), "1080p frame 1920x1080": (1920, 1080),
                          "grounder view 1024x1024": (1024, 1024), "verify crop 448x448": (448, 448)}.items():

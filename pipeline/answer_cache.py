@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.detections import Detections
+from pipeline.images import pixels_digest
 from pipeline.process_cache import ProcessCache
 from pipeline.providers.base import YesNo
 from pipeline.sqlite import immediate
@@ -191,13 +192,6 @@ def store() -> AnswerStore:
 
 
 # -- keys and values ------------------------------------------------------------------------------
-def pixels_digest(image: Image.Image) -> str:
-    """What the model sees: mode, size and every pixel."""
-    h = hashlib.blake2b(f"{image.mode}:{image.width}x{image.height}:".encode(), digest_size=20)
-    h.update(image.tobytes())
-    return h.hexdigest()
-
-
 def model_identity(provider, extra: Optional[Callable[[], object]] = None) -> str:
     desc = {k: v for k, v in (provider.describe() or {}).items() if k not in NOT_IDENTITY}
     if extra is not None:

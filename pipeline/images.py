@@ -12,6 +12,7 @@ a resize maps the extent [0, w] onto [0, w'] linearly on each axis.  Coordinates
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import warnings
@@ -188,3 +189,10 @@ def open_photo(source: Union[str, Path, bytes], working_pixels: Optional[int],
                max_pixels: int = MAX_PIXELS) -> Photo:
     """Decode ``source`` at the working resolution (see ``reduction_for``); the original size is kept."""
     return _decode(source, max_pixels, working_pixels)
+
+
+def pixels_digest(image: Image.Image) -> str:
+    """What a model sees, as a key: mode, size and every pixel (the answer cache's, SAM's embedding cache's)."""
+    h = hashlib.blake2b(f"{image.mode}:{image.width}x{image.height}:".encode(), digest_size=20)
+    h.update(image.tobytes())
+    return h.hexdigest()

@@ -13,7 +13,6 @@ image's size in chunks that keep the float upsampling under ``MAX_UPSAMPLE_BYTES
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from typing import Sequence
@@ -23,17 +22,11 @@ import torch
 from PIL import Image
 
 from pipeline.detections import Detections
+from pipeline.images import pixels_digest
 from pipeline.providers.base import Grounder, ProviderError, Segmenter
 from pipeline.providers.hf_detectors import resolve_device
 
 MAX_UPSAMPLE_BYTES = 256 * 2**20  # float32 masks at the image's size, per post-processing chunk
-
-
-def image_digest(image: Image.Image) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{image.mode}{image.size}".encode())
-    h.update(image.tobytes())
-    return h.hexdigest()
 
 
 class SamSegmenter(Segmenter):
@@ -65,7 +58,7 @@ class SamSegmenter(Segmenter):
 
     # -- the image embedding, once per image ------------------------------------------------
     def _embedding(self, image: Image.Image, pixel_values: torch.Tensor):
-        key = image_digest(image)
+        key = pixels_digest(image)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
