@@ -183,15 +183,16 @@ def owlv2_flops(conf: dict) -> Optional[float]:
 def estimate(cfg: ProjectConfig, image_size: tuple[int, int] = REFERENCE_PHOTO, gflops: Optional[float] = None,
              boxes: int = BOXES) -> Estimate:
     """Expected seconds per stage for one ``image_size`` photo with this project's models and budgets."""
-    from pipeline.providers.falcon import default_max_dimension, on_gpu, torch_device
+    from pipeline.providers.base import resolve_device
+    from pipeline.providers.falcon import default_max_dimension, on_gpu
     st, prov, bud = cfg.stages, cfg.providers, cfg.budgets
     g = prov.grounder
-    device = torch_device(prov.vlm.device if prov.vlm.kind == "transformers" else g.device)
+    device = resolve_device(prov.vlm.device if prov.vlm.kind == "transformers" else g.device)
     falcon_backend = None
     if g.kind == "falcon" and st.ground:
         from pipeline.providers.falcon import choose_backend
         falcon_backend = choose_backend(g.backend)
-        device = "mlx" if falcon_backend == "mlx" else torch_device(g.device)
+        device = "mlx" if falcon_backend == "mlx" else resolve_device(g.device)
     rate = gflops if gflops is not None else matmul_gflops("cuda" if device.startswith("cuda") else "cpu")
     speed = rate * 1e9 * EFFICIENCY
     est = Estimate(device=device, gflops=rate, boxes=boxes)

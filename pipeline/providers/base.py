@@ -23,6 +23,17 @@ from PIL import Image
 from pipeline.detections import Detections
 
 
+def resolve_device(device: str | None) -> str:
+    """A torch device for ``device``: ``auto`` (or none) is CUDA when available, else the CPU."""
+    if not device or device == "auto":
+        try:
+            import torch
+        except ImportError:
+            return "cpu"
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 class ProviderError(RuntimeError):
     """A model or model server failed (after retries); the message says which and why."""
 

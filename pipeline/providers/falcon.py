@@ -38,7 +38,7 @@ import supervision as sv
 from PIL import Image
 
 from pipeline.detections import Detections, mask_box
-from pipeline.providers.base import Grounder, ProviderError
+from pipeline.providers.base import Grounder, ProviderError, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -146,18 +146,11 @@ def choose_backend(backend: str) -> str:
     return backend
 
 
-def torch_device(device: str) -> str:
-    """``device`` for the torch backend: ``auto`` is CUDA when available, else the CPU."""
-    if device in ("auto", "", None):
-        return "cuda" if _cuda_available() else "cpu"
-    return device
-
-
 def on_gpu(backend: str, device: str) -> bool:
     """Whether this backend/device runs on a GPU (CUDA, or MLX's Metal on Apple silicon)."""
     if backend == "mlx":
         return _apple_silicon()
-    return torch_device(device).startswith("cuda")
+    return resolve_device(device).startswith("cuda")
 
 
 def default_max_dimension(backend: str, device: str) -> int:
@@ -210,7 +203,7 @@ def load_falcon(model: str, backend: str, device: str = "auto"):
                         from None
                 dtype = "float16" if mx.default_device().type == mx.gpu else "float32"
                 return fp.load_and_prepare_model(**where, backend="mlx", dtype=dtype)
-            dev = torch_device(device)
+            dev = resolve_device(device)
             if dev.startswith("cuda"):
                 fp.setup_torch_config()
             model, tokenizer, args = fp.load_and_prepare_model(**where, backend="torch", device=dev,
@@ -245,7 +238,7 @@ class FalconGrounder(Grounder):
         self.min_dimension = min_dimension  # capped at max_dimension when used
         # the package's mask upsampler (AnyUp) runs on flex attention, which the CPU adapter does not
         # replace: on a CPU the torch path detects, and masks come from providers.segmenter
-        self.gives_masks = backend == "mlx" or torch_device(device) != "cpu"
+        self.gives_masks = backend == "mlx" or resolve_device(device) != "cpu"
         if backend == "mlx":
             from falcon_perception.mlx.batch_inference import BatchInferenceEngine
         else:
@@ -263,7 +256,7 @@ class FalconGrounder(Grounder):
                    max_new_tokens=cfg.max_new_tokens, max_dimension=cfg.max_dimension)
 
     def describe(self) -> dict:
-        where = "mlx" if self.backend == "mlx" else torch_device(self.device)
+        where = "mlx" if self.backend == "mlx" else resolve_device(self.device)
         return {"name": self.name, "model": self.model_id, "backend": self.backend, "device": where,
                 "max_new_tokens": self.max_new_tokens, "max_dimension": self.max_dimension}
 
@@ -283,7 +276,7 @@ class FalconGrounder(Grounder):
                                            min_dimension=min(self.min_dimension, self.max_dimension),
                                            max_dimension=self.max_dimension)
         if self.backend != "mlx":
-            dev = torch_device(self.device)
+            dev = resolve_device(self.device)
             batch = {k: v.to(dev) for k, v in batch.items()}
         with self._lock:
             _, aux = self.engine.generate(tokens=batch["tokens"], pos_t=batch["pos_t"], pos_hw=batch["pos_hw"],

@@ -24,13 +24,7 @@ from PIL import Image
 from torchvision.ops import box_convert
 
 from pipeline.detections import Detections
-from pipeline.providers.base import Grounder, ProviderError
-
-
-def resolve_device(device: str | None) -> str:
-    if not device or device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+from pipeline.providers.base import Grounder, ProviderError, resolve_device
 
 
 def _words(text: str) -> list[str]:

@@ -23,8 +23,7 @@ from PIL import Image
 
 from pipeline.detections import Detections
 from pipeline.images import pixels_digest
-from pipeline.providers.base import Grounder, ProviderError, Segmenter
-from pipeline.providers.hf_detectors import resolve_device
+from pipeline.providers.base import Grounder, ProviderError, Segmenter, resolve_device
 
 MAX_UPSAMPLE_BYTES = 256 * 2**20  # float32 masks at the image's size, per post-processing chunk
 

@@ -19,17 +19,11 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from pipeline.providers.base import VLM, ProviderError, YesNo
+from pipeline.providers.base import VLM, ProviderError, YesNo, resolve_device
 
 YES_VARIANTS = ("YES", "Yes", "yes", " yes", " Yes", " YES")
 NO_VARIANTS = ("NO", "No", "no", " no", " No", " NO")
 MIN_SIDE = 28  # Qwen-style processors need each side ≥ one merged patch (28 px); tiny crops are upscaled
-
-
-def resolve_device(device: str | None) -> str:
-    if not device or device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def single_token_ids(tokenizer, variants: Sequence[str]) -> dict[int, str]:
