@@ -16,7 +16,7 @@ import hashlib
 import io
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
@@ -65,6 +65,7 @@ class Photo:
     width: int
     height: int
     scale: int = 1
+    _views: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # max_pixels -> View
 
     @property
     def size(self) -> tuple[int, int]:
@@ -80,11 +81,14 @@ class Photo:
         return cls(photo.pixels.reduce(f), photo.width, photo.height, photo.scale * f)
 
     def view(self, max_pixels: Optional[int]) -> "View":
-        """The whole image with at most ``max_pixels``, and the way back to original pixels."""
-        w, h = self.pixels.size
-        size = fit_size(w, h, max_pixels)
-        im = self.pixels if size == (w, h) else self.pixels.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
-        return View(im, self.scale * w / size[0], self.scale * h / size[1], self.size)
+        """The whole image with at most ``max_pixels``, and the way back to original pixels (made once per
+        budget: the grounder and the segmenter look at the same view)."""
+        if max_pixels not in self._views:
+            w, h = self.pixels.size
+            size = fit_size(w, h, max_pixels)
+            im = self.pixels if size == (w, h) else self.pixels.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
+            self._views[max_pixels] = View(im, self.scale * w / size[0], self.scale * h / size[1], self.size)
+        return self._views[max_pixels]
 
     def region(self, box: tuple[int, int, int, int], max_pixels: Optional[int] = None) -> Image.Image:
         """Original-pixel ``box`` (l, t, r, b) cut from the working pixels, at most ``max_pixels``.
