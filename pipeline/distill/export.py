@@ -37,10 +37,11 @@ from supervision.dataset.formats.yolo import object_to_yolo
 from tqdm import tqdm
 
 from pipeline.atomic import building_dir
-from pipeline.convert import CocoBuilder, ls_to_xyxy
+from pipeline.convert import CocoBuilder
 from pipeline.detections import Detections
 from pipeline.distill import reviewed, split
 from pipeline.distill.reviewed import Example
+from pipeline.labelstudio.coords import rect_to_xyxy
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +91,14 @@ def _boxes(ex: Example, width: int, height: int, class_ids: dict, counts: dict) 
             continue
         if r.original_size and tuple(r.original_size) != (width, height):
             counts["size_mismatch"] += 1  # percent of the displayed image: the fetched size is the one that counts
-        xyxy.append(ls_to_xyxy(r.value, width, height))
+        try:
+            xyxy.append(rect_to_xyxy(r.value, width, height))  # clipped to the image
+        except ValueError:  # less than 1 px inside the image
+            counts["degenerate"] += 1
+            continue
         labels.append(r.label)
         scores.append(np.nan if r.score is None else r.score)
-    dets = Detections(xyxy=np.array(xyxy, np.float32).reshape(-1, 4), scores=scores, labels=labels)
-    dets.clip_to(width, height)
-    tiny = (dets.xyxy[:, 2] - dets.xyxy[:, 0] < 1) | (dets.xyxy[:, 3] - dets.xyxy[:, 1] < 1)
-    counts["degenerate"] += int(tiny.sum())
-    return dets[~tiny]
+    return Detections(xyxy=np.array(xyxy, np.float32).reshape(-1, 4), scores=scores, labels=labels)
 
 
 def write_dataset(exs: list[Example], out: Path, fmt: str, fetch: Callable, classes: list[str], *,

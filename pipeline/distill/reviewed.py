@@ -50,6 +50,7 @@ class Tally:
     only_cancelled: int = 0
     no_image_url: int = 0
     rotated: int = 0
+    degenerate: int = 0  # rectangles with less than 1 px inside the image
     low_score: int = 0  # pseudo-label boxes under the threshold
 
     def to_dict(self) -> dict:

@@ -19,9 +19,9 @@ from typing import Optional
 
 import numpy as np
 
-from pipeline.convert import ls_to_xyxy
 from pipeline.detections import Detections
 from pipeline.distill.reviewed import Tally, latest_annotation, latest_prediction, rectangles
+from pipeline.labelstudio.coords import rect_to_xyxy
 
 
 @dataclass
@@ -48,7 +48,7 @@ class EvalTask:
     id: int
     truth: Optional[Annotated]
     predictions: dict[str, Predicted] = field(default_factory=dict)
-    skipped_regions: int = 0  # rotated rectangles left out
+    skipped_regions: int = 0  # rotated rectangles and ones with less than 1 px inside the image, left out
 
     def shown(self, version: str) -> bool:
         """Whether ``version``'s prediction existed when the annotation was submitted (unknown times: yes)."""
@@ -73,11 +73,18 @@ def timestamp(value) -> Optional[datetime]:
 
 
 def boxes(result, from_name: str, tally: Tally) -> Detections:
-    """The RectangleLabels regions of ``from_name`` in a result list as Detections."""
-    regions = rectangles(result, from_name, tally)
-    xyxy = [ls_to_xyxy(r.value, *(r.original_size or (100, 100))) for r in regions]
-    return Detections(xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4), labels=[r.label for r in regions],
-                      scores=[np.nan if r.score is None else r.score for r in regions])
+    """The RectangleLabels regions of ``from_name`` in a result list as Detections (a rectangle with less than
+    1 px inside its image is left out and counted in ``tally.degenerate``)."""
+    xyxy, kept = [], []
+    for r in rectangles(result, from_name, tally):
+        try:
+            xyxy.append(rect_to_xyxy(r.value, *(r.original_size or (100, 100))))
+        except ValueError:
+            tally.degenerate += 1
+            continue
+        kept.append(r)
+    return Detections(xyxy=np.asarray(xyxy, np.float32).reshape(-1, 4), labels=[r.label for r in kept],
+                      scores=[np.nan if r.score is None else r.score for r in kept])
 
 
 def parse_task(task: dict, from_name: str) -> EvalTask:
@@ -97,4 +104,5 @@ def parse_task(task: dict, from_name: str) -> EvalTask:
                                          boxes=boxes(p.get("result"), from_name, tally),
                                          score=None if score is None else float(score),
                                          created_at=timestamp(p.get("created_at")))
-    return EvalTask(id=task.get("id"), truth=truth, predictions=predictions, skipped_regions=tally.rotated)
+    return EvalTask(id=task.get("id"), truth=truth, predictions=predictions,
+                    skipped_regions=tally.rotated + tally.degenerate)

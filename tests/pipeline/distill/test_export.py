@@ -138,3 +138,15 @@ def test_an_export_that_cannot_move_in_puts_the_previous_one_back(tmp_path, monk
         write_dataset(exs, tmp_path / "ds", "yolo", fetcher(files), CLASSES, progress=False)
     assert len(list((tmp_path / "ds").glob("images/*/*.jpg"))) == 2  # the previous export, where it was
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_a_box_with_less_than_a_pixel_inside_the_image_is_counted_not_fatal(tmp_path):
+    """A sliver (0.1 % wide) or a box off the image is left out and counted as degenerate; the rest export."""
+    exs, files, _ = make_examples(2)
+    sliver = {"x": 10, "y": 10, "width": 0.1, "height": 20, "rotation": 0}
+    outside = {"x": 120, "y": 10, "width": 10, "height": 20, "rotation": 0}
+    exs[0].regions.extend([Region("Stop Sign", sliver, None, (96, 64)), Region("Stop Sign", outside, None, (96, 64))])
+    manifest = write_dataset(exs, tmp_path / "ds", "yolo", fetcher(files), CLASSES, progress=False)
+    assert len(manifest["files"]) == 2 and manifest["left_out"]["degenerate"] == 2
+    labels = (tmp_path / "ds" / manifest["files"][0]["file"].replace("images", "labels")).with_suffix(".txt")
+    assert len(labels.read_text().splitlines()) == 1  # the task's own box, not the two slivers

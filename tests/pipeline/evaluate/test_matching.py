@@ -148,3 +148,13 @@ def test_match_version_skips_unreviewed_and_unpredicted_tasks():
                         "predictions": [{"id": 3, "model_version": "v2", "result": []}]}, "label")
     records = list(match_version([reviewed, unreviewed, other], "v1"))
     assert [(r.task_id, r.outcome) for r in records] == [(1, "kept")]
+
+
+def test_parse_task_skips_a_box_with_less_than_a_pixel_inside_the_image():
+    """A sliver of a box (0.1 % of a 200 px wide image) is skipped and counted, not fatal to the run."""
+    task = {"id": 6, "annotations": [{"id": 1, "result": [_region(10, "cat"), _region(50, "cat", w=0.1)],
+                                      "created_at": "2026-01-01T10:00:00Z"}],
+            "predictions": [{"id": 2, "model_version": "v1", "result": [_region(120, "cat", 0.5, w=0.1)]}]}
+    t = parse_task(task, "label")
+    assert list(t.truth.boxes.labels) == ["cat"] and len(t.predictions["v1"].boxes) == 0
+    assert t.skipped_regions == 2
