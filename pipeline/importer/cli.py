@@ -13,10 +13,8 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional
 
 from pipeline.importer.sources import ALL
-from pipeline.logs import cli_level, setup_logging
 
 
 def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -144,13 +142,4 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, default=str))
     return 1 if summary.backend.startswith("FAILED") else 0
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="label-factory import",
-                                     description="Gather web images per the project YAML into Label Studio")
-    _configure(parser)
-    args = parser.parse_args(argv)
-    setup_logging(cli_level(args))
-    return run(args)
 
