@@ -42,7 +42,7 @@ def _neighbours(snap: IndexSnapshot, k: int = 64):
     other = np.full(n, -np.inf, np.float32)
     other_j = np.full(n, -1, np.int64)
     k = min(n, k)
-    D, I = snap.knn(snap.vectors, k)
+    D, I = snap.exact_search().knn(snap.vectors, k)  # exact whatever the size: never starts an IVF build
     for i in range(n):
         d, j = D[i], I[i]
         ok = (j >= 0) & (j != i)
