@@ -24,11 +24,10 @@ POLL = 1.0
 
 
 def _client():
-    url, key = credentials.label_studio_url(), credentials.label_studio_api_key()
-    if not url or not key:
+    """The backend's process-wide Label Studio client (credentials.client), None when none is configured."""
+    if not (credentials.label_studio_url() and credentials.label_studio_api_key()):
         return None
-    from label_studio_sdk import LabelStudio
-    return LabelStudio(base_url=url, api_key=key, timeout=30)
+    return credentials.client()
 
 
 class VersionKeeper:
