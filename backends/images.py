@@ -1,4 +1,4 @@
-"""Task image URL -> PIL image, downloaded only from Label Studio's media paths or explicitly allowed
+r"""Task image URL -> PIL image, downloaded only from Label Studio's media paths or explicitly allowed
 hosts, with memory bounded by ``MAX_IMAGE_BYTES`` and time bounded by ``IMAGE_FETCH_TIMEOUT``.
 
 What is resolved: uploaded files (``/data/upload/...``, fetched there directly; only a 404 or 5xx
@@ -10,8 +10,15 @@ whose redirect to the bucket is followed because Label Studio issued it), alread
 
 Guards, on every request including each redirect hop:
 
+* one reading of the URL: an http(s) URL whose authority holds ``\``, ``@`` (userinfo), ``%``
+  (escapes, IPv6 zone ids), whitespace, control or non-ASCII characters is refused on every hop,
+  Label Studio's redirects included (those are how one URL names two hosts to two parsers), and the
+  host is read with the HTTP client's own parser (``connect_target``) and must equal ``urlsplit``'s;
 * host: Label Studio's own or one in ``ALLOWED_IMAGE_HOSTS`` (or the target of a redirect Label
   Studio issued); anything else is refused before a byte is sent (no SSRF into the backend's network);
+* the connection itself: each connection checks, before it connects and before it sends, that it goes
+  to the host:port the hop was allowed for, and sends an ``Authorization`` header only to Label
+  Studio's host:port, whatever the layers above decided;
 * on Label Studio's host only media paths are requested, and the backend's token goes only there:
   the path is percent-decoded until stable, any ``.``/``..`` segment, backslash or NUL is refused,
   so ``/data/upload/1/../../api/...`` (or ``%2e%2e``) never reaches Label Studio's API;
@@ -55,6 +62,10 @@ MEDIA_PATH = re.compile(r"^/(?:data/upload/[^/].*|data/local-files/?|storage-dat
                         r"|(?:tasks|projects)/\d+/(?:presign|resolve)/?)$")
 _PATH_PARAMS = ("d", "filepath")  # query parameters that name a file under a root
 _SECRET_QUERY_HINTS = ("signature", "token", "sig=", "key=", "credential")
+# characters that let one URL name two hosts to two parsers, refused in an http(s) authority
+_AMBIGUOUS_AUTHORITY = re.compile(r"[\\@%\s\x00-\x1f\x7f]|[^\x00-\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class ImageFetchError(RuntimeError):
@@ -86,6 +97,39 @@ def _float_env(name: str, default: float) -> float:
         return default
 
 
+def connect_target(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` the HTTP client connects to for an http(s) ``url``, read with the client's
+    own parser (requests' ``prepare_url``, then urllib3's ``parse_url``), or ``ImageRefused`` when the
+    URL is ambiguous: control characters anywhere, or an authority holding ``\\``, ``@``, ``%``,
+    whitespace or non-ASCII characters, or a host that ``urlsplit`` reads differently."""
+    shown = display_url(url)
+    if _CONTROL.search(url):
+        raise ImageRefused(f"{shown!r}: control characters in the URL; refusing to fetch it")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    rest = url.split(":", 1)[1] if ":" in url else ""
+    if scheme not in DEFAULT_PORTS or not rest.startswith("//"):
+        raise ImageRefused(f"{shown}: not an http(s) URL with a host; refusing to fetch it")
+    authority = re.split(r"[/?#]", rest[2:], maxsplit=1)[0]
+    bad = _AMBIGUOUS_AUTHORITY.search(authority)
+    if bad:
+        raise ImageRefused(f"{shown!r}: its host part holds {bad.group()!r} (backslash, userinfo '@', percent-escape, "
+                           "whitespace or non-ASCII), which HTTP clients and URL parsers read differently; "
+                           "refusing to fetch it")
+    prepared = requests.PreparedRequest()
+    try:
+        prepared.prepare_url(url, None)
+        target = urllib3.util.parse_url(prepared.url)
+        split_host, split_port = (parts.hostname or "").lower().rstrip("."), parts.port
+    except (requests.RequestException, urllib3.exceptions.HTTPError, ValueError) as e:
+        raise ImageRefused(f"{shown}: not a valid URL ({type(e).__name__}); refusing to fetch it") from None
+    host = (target.host or "").lower().strip("[]").rstrip(".")
+    port = target.port or DEFAULT_PORTS[scheme]
+    if not host or host != split_host or port != (split_port or DEFAULT_PORTS[scheme]):
+        raise ImageRefused(f"{shown}: the URL names two different hosts to two parsers; refusing to fetch it")
+    return scheme, host, port
+
+
 class HostPolicy:
     """Hosts images may come from: Label Studio's host plus ALLOWED_IMAGE_HOSTS entries
     (``host``, ``host:port``, ``.example.com`` for any subdomain, or a full URL)."""
@@ -108,16 +152,15 @@ class HostPolicy:
         p = urlsplit(entry)
         port = p.port
         if port is None and p.scheme:
-            port = {"http": 80, "https": 443}.get(p.scheme)
+            port = DEFAULT_PORTS.get(p.scheme)
         host = (p.hostname or "").lower()
         if entry.startswith("//."):  # ".example.com": the hostname keeps the dot
             host = "." + host.lstrip(".")
         return host, port
 
     @staticmethod
-    def _host_port(url: str) -> tuple[str, Optional[int]]:
-        p = urlsplit(url)
-        return (p.hostname or "").lower(), p.port or {"http": 80, "https": 443}.get(p.scheme)
+    def _host_port(url: str) -> tuple[str, int]:
+        return connect_target(url)[1:]
 
     @staticmethod
     def _match(entry: tuple[str, Optional[int]], host: str, port: Optional[int]) -> bool:
@@ -129,10 +172,16 @@ class HostPolicy:
         return host == e_host
 
     def is_label_studio(self, url: str) -> bool:
+        """Whether ``url`` connects to Label Studio's host:port (``ImageRefused`` for an ambiguous URL)."""
         return self.label_studio is not None and self._match(self.label_studio, *self._host_port(url))
 
+    def is_label_studio_target(self, host: str, port: int) -> bool:
+        """Whether a connection to ``host:port`` is one to Label Studio."""
+        return self.label_studio is not None and self._match(self.label_studio, host.lower().rstrip("."), port)
+
     def allows(self, url: str) -> bool:
-        if urlsplit(url).scheme not in ("http", "https"):
+        """Whether ``url`` may be fetched (``ImageRefused`` for an ambiguous URL)."""
+        if urlsplit(url).scheme.lower() not in DEFAULT_PORTS:
             return False
         host, port = self._host_port(url)
         return self.is_label_studio(url) or any(self._match(e, host, port) for e in self.entries)
@@ -203,10 +252,10 @@ def check_url(url, policy: HostPolicy) -> None:
     if not isinstance(url, str) or not url.strip():
         raise ImageFetchError("task has no image URL")
     p = urlsplit(url)
-    if p.scheme in ("http", "https"):
+    if p.scheme in DEFAULT_PORTS:
         if not policy.allows(url):
-            raise ImageRefused(f"{display_url(url)}: host {p.hostname!r} is not Label Studio's and not in "
-                               "ALLOWED_IMAGE_HOSTS; refusing to fetch it")
+            raise ImageRefused(f"{display_url(url)}: host {connect_target(url)[1]!r} is not Label Studio's and not "
+                               "in ALLOWED_IMAGE_HOSTS; refusing to fetch it")
         if policy.is_label_studio(url):
             _check_media(url)
     elif p.scheme in CLOUD_SCHEMES or (not p.scheme and not url.startswith("//")
@@ -266,39 +315,49 @@ def _shut(sock) -> None:
         pass
 
 
-_watchdog: contextvars.ContextVar[Optional[_Watchdog]] = contextvars.ContextVar("lf_image_watchdog", default=None)
+_current: contextvars.ContextVar[Optional["Download"]] = contextvars.ContextVar("lf_image_download", default=None)
 
 
-class _Watched:
-    """Connection mixin: the socket of a new connection goes to the running download's watchdog."""
+class _Guarded:
+    """Connection mixin, the last word on where bytes go: a connection of a running download connects
+    only to the host:port its hop was allowed for, sends ``Authorization`` only to Label Studio's, and
+    its socket goes to the download's watchdog."""
 
     def connect(self):
+        download = _current.get()
+        if download is not None:
+            download.check_connection(self.host, self.port, {})
         super().connect()
-        dog = _watchdog.get()
-        if dog is not None:
-            dog.watch(self.sock)
+        if download is not None:
+            download.dog.watch(self.sock)
+
+    def request(self, method, url, body=None, headers=None, **kwargs):
+        download = _current.get()
+        if download is not None:
+            download.check_connection(self.host, self.port, headers or {})
+        return super().request(method, url, body=body, headers=headers, **kwargs)
 
 
-class _WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+class _GuardedHTTPConnection(_Guarded, urllib3.connection.HTTPConnection):
     pass
 
 
-class _WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+class _GuardedHTTPSConnection(_Guarded, urllib3.connection.HTTPSConnection):
     pass
 
 
-class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
 
 
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
 
 
-class _WatchedAdapter(HTTPAdapter):
+class _GuardedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
 
 # -- the download ------------------------------------------------------------------------------------
@@ -309,17 +368,19 @@ class Download:
         self.policy, self.token, self.max_bytes = policy, token, max_bytes
         self.seconds, self.limit_name = seconds, limit_name
         self.bytes_read = 0
+        self.dog = _Watchdog(seconds)
+        self.hop: Optional[tuple[str, int]] = None  # the host:port the current request may connect to
         self.session = requests.Session()
         self.session.trust_env = False  # no proxies / netrc credentials from the environment
         self.session.verify = os.getenv("VERIFY_SSL", "true").lower() not in ("0", "false", "no")
-        adapter = _WatchedAdapter(max_retries=0)
+        adapter = _GuardedAdapter(max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
     def fetch(self, candidates: list[str], original: str) -> bytes:
         """The first candidate that answers; the next one is tried only after a 404 or 5xx."""
-        dog = _Watchdog(self.seconds)
-        token = _watchdog.set(dog)
+        dog = self.dog
+        token = _current.set(self)
         t0 = time.monotonic()
         failed: list[requests.Response] = []
         try:
@@ -340,17 +401,26 @@ class Download:
                 raise self._too_slow(original, t0) from None
             raise ImageFetchError(f"{display_url(original)}: {type(e).__name__}: cannot download") from None
         finally:
-            _watchdog.reset(token)
+            _current.reset(token)
             self.session.close()
 
     def _too_slow(self, url: str, t0: float) -> ImageFetchError:
         return ImageFetchError(f"{display_url(url)}: not downloaded within {self.limit_name} "
                                f"({self.bytes_read} bytes in {time.monotonic() - t0:.1f} s)")
 
+    def check_connection(self, host: str, port: int, headers) -> None:
+        """Called by every connection of this download before it connects and before it sends."""
+        target = (host.lower().rstrip("."), port)
+        if target != self.hop:
+            raise ImageRefused(f"a connection to {host}:{port} is not the host the URL names; refusing it")
+        if any(k.lower() == "authorization" for k in headers) and not self.policy.is_label_studio_target(*target):
+            raise ImageRefused(f"the Label Studio token may only go to Label Studio, not {host}:{port}; refusing it")
+
     def _get(self, url: str, dog: _Watchdog) -> bytes:
         issued_by_ls = False
         for _ in range(MAX_REDIRECTS + 1):
             self._check_hop(url, issued_by_ls)
+            self.hop = connect_target(url)[1:]
             headers = {"Accept-Encoding": "identity"}
             if self.policy.is_label_studio(url):
                 headers.update(credentials.auth_header(self.token))
@@ -359,8 +429,12 @@ class Download:
                                     timeout=(timeout, timeout))
             try:
                 if resp.is_redirect and resp.headers.get("Location"):
+                    location = resp.headers["Location"]
+                    if _CONTROL.search(location):  # urljoin would drop them and read another URL
+                        raise ImageRefused(f"{display_url(url)}: redirected to {location!r}, with control "
+                                           "characters; refusing to follow it")
                     issued_by_ls = self.policy.is_label_studio(url)
-                    url = urljoin(url, resp.headers["Location"])
+                    url = urljoin(url, location)
                     continue
                 resp.raise_for_status()
                 return self._body(resp, url, dog)
@@ -369,8 +443,9 @@ class Download:
         raise ImageFetchError(f"{display_url(url)}: more than {MAX_REDIRECTS} redirects")
 
     def _check_hop(self, url: str, issued_by_ls: bool) -> None:
-        if urlsplit(url).scheme not in ("http", "https"):
+        if urlsplit(url).scheme not in DEFAULT_PORTS:
             raise ImageRefused(f"{display_url(url)}: not http(s); refusing to fetch it")
+        connect_target(url)  # one reading of the URL on every hop, Label Studio's redirects included
         if self.policy.is_label_studio(url):
             _check_media(url)
         elif not (issued_by_ls or self.policy.allows(url)):
@@ -382,7 +457,7 @@ class Download:
         if size and size.isdigit() and int(size) > self.max_bytes:
             raise ImageFetchError(f"{display_url(url)}: {size} bytes exceeds MAX_IMAGE_BYTES={self.max_bytes}")
         buf = bytearray()
-        for chunk in resp.iter_content(CHUNK):
+        while chunk := resp.raw.read1(CHUNK):  # what has arrived, so a timeout can say how much
             buf += chunk
             self.bytes_read += len(chunk)
             if len(buf) > self.max_bytes:

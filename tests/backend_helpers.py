@@ -225,3 +225,38 @@ class KnownGrounder(Grounder):
         scores = [b[4] if len(b) > 4 else 0.8 for _, b in rows]
         return Detections(xyxy=np.array(xyxy), scores=scores, labels=[q for q, _ in rows],
                           queries=[q for q, _ in rows])
+
+
+class Canary:
+    """A TCP listener on a loopback alias the backend must never reach (default 127.0.0.2): it records
+    every connection and every byte sent to it, answers nothing, and hangs up."""
+
+    def __init__(self, host: str = "127.0.0.2"):
+        self.sock = socket.create_server((host, 0))
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.netloc = f"{host}:{self.port}"
+        self.received: list[bytes] = []  # one entry per connection: what it sent
+        self._closed = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self._closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.settimeout(0.5)
+            data = b""
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                pass
+            self.received.append(data)
+            conn.close()
+
+    def tokens(self) -> list[bytes]:
+        return [d for d in self.received if b"authorization" in d.lower()]
+
+    def close(self):
+        self._closed = True
+        self.sock.close()

@@ -3,6 +3,7 @@
 hold the thread), and on Label Studio's host only media paths are ever requested."""
 from __future__ import annotations
 
+import re
 import time
 import tracemalloc
 
@@ -169,3 +170,148 @@ def test_cloud_uri_is_presigned_by_label_studio_and_its_redirect_followed(ls):
         assert ls.requests[0]["path"].startswith("/tasks/7/presign/?fileuri=")
     finally:
         bucket.close()
+
+
+# -- one URL, one host: spellings that name two hosts to two parsers ----------------------------
+# {c}: the canary (127.0.0.2, never allowed), {cp}: its port, {ls}: Label Studio, {a}: an allowed host
+SPELLINGS = [
+    "http://{c}\\@{ls}/data/upload/2/x.jpg",  # urlsplit: Label Studio; urllib3: the canary
+    "http://{c}\\\\@{ls}/data/upload/2/x.jpg",
+    "http://{c}\\@{a}/x.jpg",
+    "hTtP://{c}\\@{ls}/data/upload/2/x.jpg",
+    "https://{c}\\@{ls}/data/upload/2/x.jpg",
+    "http://{ls}\\@{c}/data/upload/2/x.jpg",
+    "http://{ls}@{c}/data/upload/2/x.jpg",  # userinfo
+    "http://user:pass@{c}/x.jpg",
+    "http://{a}@{c}/x.jpg",
+    "http://{c}%5C@{ls}/data/upload/2/x.jpg",
+    "http://{c}%5c@{a}/x.jpg",
+    "http://{c}%40{ls}/data/upload/2/x.jpg",
+    "http://{c}%2F@{ls}/data/upload/2/x.jpg",
+    "http://{c}%23@{ls}/data/upload/2/x.jpg",
+    "http://{c}%09@{ls}/data/upload/2/x.jpg",
+    "http://{c}\t@{ls}/data/upload/2/x.jpg",  # urlsplit drops tabs and newlines
+    "http://{c} @{ls}/data/upload/2/x.jpg",
+    "http://{c}\n@{ls}/data/upload/2/x.jpg",
+    "http://{c}\r\n@{ls}/data/upload/2/x.jpg",
+    "http://{c}\x00@{ls}/data/upload/2/x.jpg",
+    "http://\t{c}/x.jpg",
+    "http://{c}#@{ls}/data/upload/2/x.jpg",
+    "http://{c}?@{ls}/data/upload/2/x.jpg",
+    "http://[::ffff:127.0.0.2]:{cp}/x.jpg",
+    "http://[::ffff:127.0.0.2%25lo]:{cp}/x.jpg",  # IPv6 zone id
+    "http://[::ffff:7f00:2]:{cp}/x.jpg",
+    "http://2130706434:{cp}/x.jpg",  # 127.0.0.2 as one number
+    "http://0x7f000002:{cp}/x.jpg",
+    "http://127.2:{cp}/x.jpg",
+    "http://0177.0.0.2:{cp}/x.jpg",
+    "http://127.0.0.2.:{cp}/x.jpg",
+    "http://127\u30020\u30020\u30022:{cp}/x.jpg",  # ideographic full stops, IDNA-mapped to dots
+    "HTTP://{c}/x.jpg",
+    "http://{c}/x.jpg",
+    "//{c}/x.jpg",
+    "http:/\\{c}/x.jpg",
+    "http:\\\\{c}\\x.jpg",
+]
+
+
+@pytest.fixture
+def hosts():
+    """(Label Studio stand-in, an allowed host, the canary, a format function for SPELLINGS)."""
+    from tests.backend_helpers import Canary
+
+    ls_server, allowed, canary = FileServer(), FileServer(), Canary()
+    ls_server.files["/data/upload/2/x.jpg"] = jpeg_bytes((16, 12))
+    allowed.files["/x.jpg"] = jpeg_bytes((16, 12))
+
+    def spell(template: str) -> str:
+        return template.format(c=canary.netloc, cp=canary.port, ls=ls_server.url.split("//")[1],
+                               a=allowed.url.split("//")[1])
+    yield ls_server, allowed, canary, spell
+    for s in (ls_server, allowed, canary):
+        s.close()
+
+
+def _policy(ls_server, allowed) -> HostPolicy:
+    return HostPolicy(ls_server.url, [allowed.url])
+
+
+def _canary_untouched(canary):
+    time.sleep(0.1)  # a connection in flight would be accepted by now
+    assert canary.received == [], f"{len(canary.received)} connection(s) reached 127.0.0.2"
+    assert canary.tokens() == []
+
+
+@pytest.mark.parametrize("template", SPELLINGS, ids=range(len(SPELLINGS)))
+def test_no_spelling_of_a_url_reaches_a_host_that_is_not_allowed(hosts, template):
+    ls_server, allowed, canary, spell = hosts
+    with pytest.raises(ImageFetchError):
+        _fetch(spell(template), ls_server, _policy(ls_server, allowed))
+    _canary_untouched(canary)
+    assert ls_server.requests == [] and allowed.requests == []  # refused before anything was sent
+
+
+@pytest.mark.parametrize("template", SPELLINGS, ids=range(len(SPELLINGS)))
+def test_no_redirect_from_an_allowed_host_reaches_a_host_that_is_not_allowed(hosts, template):
+    ls_server, allowed, canary, spell = hosts
+    allowed.files["/hop.jpg"] = (302, {"Location": spell(template)}, b"")
+    with pytest.raises(ImageFetchError):
+        _fetch(allowed.url + "/hop.jpg", ls_server, _policy(ls_server, allowed))
+    _canary_untouched(canary)
+    assert allowed.requests and all(r["authorization"] is None for r in allowed.requests)
+
+
+# the spellings whose host part is ambiguous (and that a Location header can carry: no CR/LF)
+AMBIGUOUS = [t for t in SPELLINGS if "\n" not in t
+             and re.search(r"[\\@%\t\x00 ]", re.split(r"[/?#]", t.split("//", 1)[-1], maxsplit=1)[0])]
+
+
+@pytest.mark.parametrize("template", AMBIGUOUS, ids=range(len(AMBIGUOUS)))
+def test_label_studios_own_redirects_are_held_to_one_reading_too(hosts, template):
+    """Label Studio's redirects (a presigned bucket URL) may go to any host, but never to an ambiguous
+    URL, and never with the token."""
+    ls_server, allowed, canary, spell = hosts
+    ls_server.files["/data/upload/2/hop.jpg"] = (302, {"Location": spell(template)}, b"")
+    with pytest.raises(ImageRefused):
+        _fetch("/data/upload/2/hop.jpg", ls_server, _policy(ls_server, allowed))
+    _canary_untouched(canary)
+
+
+def test_the_connection_itself_refuses_a_host_the_url_check_did_not_allow(hosts, monkeypatch):
+    """The last line: even if the URL checks above were fooled, a connection goes only to the host:port
+    its hop was allowed for, and the token only to Label Studio's."""
+    from backends import images
+
+    ls_server, allowed, canary, spell = hosts
+    real = images.connect_target
+    monkeypatch.setattr(images, "connect_target", lambda url: real(url.replace(canary.netloc, ls_server.url[7:])))
+    monkeypatch.setattr(HostPolicy, "_host_port", staticmethod(lambda url: images.connect_target(url)[1:]))
+    with pytest.raises(ImageRefused, match="not the host the URL names"):
+        _fetch(f"http://{canary.netloc}/data/upload/2/x.jpg", ls_server, _policy(ls_server, allowed))
+    _canary_untouched(canary)
+
+
+def test_a_plain_url_on_an_allowed_host_still_works_without_the_token(hosts):
+    ls_server, allowed, canary, spell = hosts
+    assert _fetch(allowed.url.upper().replace("HTTP", "http", 1) + "/x.jpg", ls_server,
+                  _policy(ls_server, allowed)).size == (16, 12)
+    assert _fetch(spell("http://{ls}/data/upload/2/x.jpg"), ls_server, _policy(ls_server, allowed)).size == (16, 12)
+    assert allowed.requests[0]["authorization"] is None
+    assert ls_server.requests[0]["authorization"] == f"Token {TOKEN}"
+
+
+def _drip_with_length(conn, server):
+    """A Content-Length of 100 kB, then 1 kB every 0.1 s."""
+    server.send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n")
+    for _ in range(100):
+        server.send(conn, b"\xff" * 1000)
+        time.sleep(0.1)
+
+
+def test_a_timeout_says_how_many_bytes_had_arrived(raw_server, monkeypatch):
+    monkeypatch.setenv("IMAGE_FETCH_TIMEOUT", "1.5")
+    server = raw_server(_drip_with_length)
+    with pytest.raises(ImageFetchError) as e:
+        fetch_image(server.url + "/slow.jpg", policy=_allowing(server))
+    got = int(str(e.value).split("(", 1)[1].split(" bytes")[0])
+    assert 5_000 <= got < 100_000, str(e.value)
