@@ -7,7 +7,10 @@
   (PREDICT_CONCURRENCY = 4): its seconds;
 * ``hung-vlm``: a VLM server that accepts and never answers (timeout 10 s, 3 retries),
   PREDICT_DEADLINE = 15 s: seconds of a one-task /predict and its error;
-* ``webhook``: an annotation webhook while embedding takes 3 s: seconds until the answer.
+* ``webhook``: an annotation webhook while embedding takes 3 s: seconds until the answer;
+* ``backslash``: one /predict whose tasks are the URL spellings of tests/test_backend_images.py (backslash,
+  userinfo, percent-escapes, tabs, IPv6 zone ids, numeric hosts, ...) aimed at a canary on 127.0.0.2 that is
+  not allowed: tasks refused, connections and Label Studio tokens that reached the canary.
 
     .venv/bin/python benchmarks/hostile_input.py [--only endless,drip] [--code DIR]
 
@@ -26,7 +29,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CASES = ("endless", "drip", "slow-images", "hung-vlm", "webhook")
+CASES = ("endless", "drip", "slow-images", "hung-vlm", "webhook", "backslash")
 
 
 def _rss_mb() -> float:
@@ -145,6 +148,24 @@ def case_webhook(tmp: Path) -> dict:
             "result": r.json["result"].get("status")}
 
 
+def case_backslash(tmp: Path) -> dict:
+    from tests.backend_helpers import Canary, FileServer, KnownGrounder, KnownVLM, jpeg_bytes
+    from tests.test_backend_images import SPELLINGS
+    files, canary = FileServer(), Canary()
+    files.files["/data/upload/2/x.jpg"] = jpeg_bytes()
+    ls = files.url.split("//", 1)[1]
+    app, config = _autolabel_client(tmp, files.url, KnownVLM(0.9), KnownGrounder({"stop sign": [(.1, .1, .5, .5)]}))
+    tasks = [{"id": i, "data": {"image": t.format(c=canary.netloc, cp=canary.port, ls=ls, a=ls)}}
+             for i, t in enumerate(SPELLINGS)]
+    body = app.test_client().post("/predict", json={"tasks": tasks, "project": "5.1", "label_config": config}).json
+    time.sleep(0.5)
+    files.close()
+    canary.close()
+    return {"urls": len(tasks), "refused": sum("refusing" in e["reason"] or "unsupported" in e["reason"]
+                                               for e in body.get("errors") or []),
+            "canary_connections": len(canary.received), "canary_tokens": len(canary.tokens())}
+
+
 def run_case(name: str) -> dict:
     import tempfile
     with tempfile.TemporaryDirectory(prefix="lf-hostile-") as tmp:
@@ -152,7 +173,8 @@ def run_case(name: str) -> dict:
             return case_endless()
         if name == "drip":
             return case_drip()
-        fn = {"slow-images": case_slow_images, "hung-vlm": case_hung_vlm, "webhook": case_webhook}[name]
+        fn = {"slow-images": case_slow_images, "hung-vlm": case_hung_vlm, "webhook": case_webhook,
+              "backslash": case_backslash}[name]
         return fn(Path(tmp))
 
 

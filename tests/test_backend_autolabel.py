@@ -407,6 +407,32 @@ def test_allow_list_refuses_other_hosts(backend, ls_files, monkeypatch):
         refused.close()
 
 
+def test_predict_refuses_every_spelling_that_names_another_host(backend, ls_files):
+    """/predict with the URL spellings of tests/test_backend_images.py: each task fails with the refusal,
+    the others of the request are answered, and nothing reaches the canary on 127.0.0.2."""
+    from tests.backend_helpers import Canary
+    from tests.test_backend_images import SPELLINGS
+
+    canary = Canary()
+    try:
+        ls_files.files["/data/upload/2/x.jpg"] = jpeg_bytes()
+        ls = ls_files.url.split("//", 1)[1]
+        urls = [t.format(c=canary.netloc, cp=canary.port, ls=ls, a=ls) for t in SPELLINGS]
+        client, config, _, _ = backend()
+        tasks = [{"id": i, "data": {"image": u}} for i, u in enumerate(urls)] + \
+            [{"id": 99, "data": {"image": "/data/upload/2/x.jpg"}}]
+        body = _predict(client, config, tasks)
+        time.sleep(0.2)
+    finally:
+        canary.close()
+    assert canary.received == []
+    assert body["results"][:-1] == [[]] * len(urls) and body["results"][-1]["result"]
+    assert sorted(e["task"] for e in body["errors"]) == list(range(len(urls)))
+    assert all("refusing" in e["reason"] or "unsupported" in e["reason"] for e in body["errors"]), body["errors"]
+    assert ls_files.hits("/data/upload/2/x.jpg") and all(
+        r["path"] == "/data/upload/2/x.jpg" for r in ls_files.requests)
+
+
 def test_host_policy_entries():
     p = HostPolicy("http://ls.internal:8080", ["cdn.example.com", ".images.example.org", "https://x.example:8443"])
     assert p.allows("http://ls.internal:8080/data/upload/1/a.jpg")
