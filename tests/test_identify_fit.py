@@ -147,9 +147,9 @@ def test_created_updated_deleted(world, clip_embedder):
     res = fit("ANNOTATIONS_DELETED", {"project": {"id": PID}, "annotations": [{"id": 11}]}, world.indexes,
               world.images, clip_embedder)
     assert res["vectors"] == 0 and res["index_version"] == 5
-    # bulk import: ANNOTATIONS_CREATED carries lists of annotations and tasks
-    res = fit("ANNOTATIONS_CREATED", {"project": {"id": PID}, "annotation": [{**world.ann1, "task": 1},
-                                                                            {**world.ann2, "task": 2}],
+    # bulk import: ANNOTATIONS_CREATED carries lists of annotations (new ones: Label Studio never reuses an id)
+    res = fit("ANNOTATIONS_CREATED", {"project": {"id": PID}, "annotation": [{**world.ann1, "id": 21, "task": 1},
+                                                                            {**world.ann2, "id": 22, "task": 2}],
                                       "task": [world.t1, world.t2]}, world.indexes, world.images, clip_embedder)
     assert res["status"] == "ok" and res["vectors_added"] == 3 and res["index_version"] == 7
 
@@ -429,10 +429,11 @@ def test_concurrent_predict_and_fit(world, clip_embedder):
     def writer(k):
         try:
             for i in range(12):
-                aid = 500 + 10 * k + i % 3
+                aid = 500 + 10 * k + i // 4  # saved four times, then deleted (a deleted id is never used again)
                 img = world.cards[2 + (i % 2)]
                 tk = {"id": 50 + k, "project": PID, "data": {"image": world.images.put(f"/w{k}{i}.png", img)}}
-                ann = {"id": aid, "result": [ls_rect([0, 0, 96, 136], 96, 136, f"W{k}-{i}", "r")]}
+                ann = {"id": aid, "updated_at": f"2026-01-01T00:00:{i:02d}Z",
+                       "result": [ls_rect([0, 0, 96, 136], 96, 136, f"W{k}-{i}", "r")]}
                 assert _fit(world, "ANNOTATION_UPDATED", tk, ann, clip_embedder)["status"] == "ok"
                 if i % 4 == 3:
                     assert fit("ANNOTATION_DELETED", {"project": {"id": PID}, "annotation": {"id": aid}},

@@ -14,8 +14,8 @@ import requests
 
 from backends.base import init_app
 from backends.identify import model as idmodel
-from backends.identify.fit import applied
 from backends.identify.journal import Journal
+from backends.identify.ledger import applied
 from pipeline.stack.processes import free_port
 from tests.identify_data import HashEmbedder, card, ls_rect, webhook
 

@@ -6,14 +6,17 @@
   region (rectangle, polygon or brush mask: the box around it) of that annotation from the task image,
   embed the crops, and replace the annotation's vectors (keyed by annotation and region id) — one
   annotation's work, whatever the index size.  A cancelled (skipped) annotation or one without regions
-  just removes its vectors.  The index records each annotation's
-  ``updated_at`` (``info["applied"]``) in the same atomic write, so applying an event twice is harmless
-  and an older version never replaces a newer one (events may arrive late: ``backends.identify.journal``).
-* ``ANNOTATION_DELETED`` / ``ANNOTATIONS_DELETED``: remove the vectors of those annotations.
+  just removes its vectors.  The index records the version it applied (``updated_at`` and a digest)
+  in the same atomic write, so an event identical to what is applied writes nothing (the index
+  version, hence ``model_version``, stays) and an older version never replaces a newer one (events
+  may arrive late or twice: ``backends.identify.journal``).
+* ``ANNOTATION_DELETED`` / ``ANNOTATIONS_DELETED``: remove the vectors of those annotations and leave
+  a tombstone, which every later upsert of the annotation respects (``backends.identify.ledger``).
 * ``START_TRAINING``: rebuild the whole index from every annotation of the project, fetched
   with label-studio-sdk.  Everything is embedded first and swapped in with one atomic write, so
   a rebuild killed midway leaves the previous index in place; incremental events that landed
-  while the rebuild ran are carried over (upserts by version stamp, deletes by tombstone).
+  while the rebuild ran are carried over (upserts by version stamp, deletes by tombstone); an
+  annotation it finds in Label Studio loses an older tombstone (Label Studio has it again).
 
 Never raises for bad input: an unknown project, a task whose image is gone, a payload without
 an annotation ... is logged and answered with ``{"status": "error" | "ignored", "reason": ...}``.
@@ -26,13 +29,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
 import numpy as np
 from PIL import Image
 
+from backends.identify import ledger
 from pipeline.crops import crop
 from pipeline.detections import Detections
 from pipeline.identify.index import IndexSnapshot, IndexStore, make_entry, project_index_path
@@ -45,7 +48,6 @@ UPSERT_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATE
 DELETE_EVENTS = ("ANNOTATION_DELETED", "ANNOTATIONS_DELETED")
 REBUILD_EVENT = "START_TRAINING"
 EVENTS = UPSERT_EVENTS + DELETE_EVENTS + (REBUILD_EVENT,)
-MAX_TOMBSTONES = 10_000
 REGION_KINDS = ("box", "polygon", "brush")  # what an annotation's regions are embedded from (not keypoints)
 
 ImageFetcher = Callable[[dict], Image.Image]
@@ -129,62 +131,28 @@ def embed_annotation(annotation: dict, task: dict, image: Image.Image, embedder,
 
 
 # -- the handlers -------------------------------------------------------------------------------
-# Which annotations the index reflects, kept in the index itself (``info["applied"]``, written in the
-# same atomic update as the vectors): annotation id -> [its updated_at (epoch s, or None), index version].
-# Cancelled annotations and ones without regions are there too, with no vectors. The catch-up
-# (``backends.identify.journal``) compares it with Label Studio's annotations.
-APPLIED = "applied"
+# Which annotation versions the index reflects and which annotations were deleted are kept in the index
+# itself, written in the same atomic update as the vectors (``backends.identify.ledger``). The catch-up
+# (``backends.identify.journal``) compares them with Label Studio's annotations.
 
 
 class _Skip(Exception):
-    """An upsert that must not touch the index (aborts ``IndexStore.update`` before it writes)."""
-
-
-def updated_at(annotation: dict) -> Optional[float]:
-    """An annotation's ``updated_at`` as epoch seconds (None when absent or unreadable)."""
-    value = annotation.get("updated_at")
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
-
-
-def applied(snap: IndexSnapshot) -> dict:
-    return snap.info.get(APPLIED) or {}
+    """An update that must not touch the index (aborts ``IndexStore.update`` before it writes)."""
 
 
 def _stamp(entries: list[dict], version: int) -> list[dict]:
     return [{**e, "v": version} for e in entries]
 
 
-def _why_skip(snap: IndexSnapshot, annotation_id, stamp: Optional[float], listed_at: Optional[int]) -> str:
-    """Why an upsert of this annotation version would be wrong now ('' when it is not)."""
-    seen = applied(snap).get(str(annotation_id))
-    if seen and seen[0] is not None and stamp is not None:
-        if stamp < seen[0]:
-            return "a newer version of the annotation is already in the index"
-        if stamp == seen[0] and listed_at is not None:  # a webhook got there first
-            return "this version of the annotation is already in the index"
-    if listed_at is not None and any(str(a) == str(annotation_id) and v > listed_at
-                                     for a, v in snap.info.get("deleted", [])):
-        return "the annotation was deleted after Label Studio listed it"
-    return ""
-
-
 def _upsert(store: IndexStore, annotation_id, vecs, entries, embedder_id: Optional[str],
-            stamp: Optional[float] = None, listed_at: Optional[int] = None) -> IndexSnapshot:
+            version: ledger.Version) -> IndexSnapshot:
     """Replace the annotation's vectors (none: it has no regions) and record it as applied."""
     def change(old: IndexSnapshot) -> IndexSnapshot:
-        reason = _why_skip(old, annotation_id, stamp, listed_at)
+        reason = ledger.why_skip(old, annotation_id, version)
         if reason:
             raise _Skip(reason)
         new = old.with_annotation(annotation_id, vecs, _stamp(entries, old.version + 1), embedder_id)
-        new.info = {**new.info, APPLIED: {**applied(old), str(annotation_id): [stamp, old.version + 1]}}
+        new.info = ledger.with_applied(old, new.info, annotation_id, version, old.version + 1)
         if not len(old):
             new.info.setdefault("created_by", "fit")
         return new
@@ -192,12 +160,13 @@ def _upsert(store: IndexStore, annotation_id, vecs, entries, embedder_id: Option
 
 
 def _delete(store: IndexStore, annotation_ids: list) -> IndexSnapshot:
+    """Remove the annotations' vectors and leave a tombstone for each; no write when all are deleted already."""
     def change(old: IndexSnapshot) -> IndexSnapshot:
-        new = old.without_annotations(annotation_ids)
-        tomb = list(old.info.get("deleted", [])) + [[str(a), old.version + 1] for a in annotation_ids]
-        gone = {str(a) for a in annotation_ids}
-        new.info = {**old.info, "deleted": tomb[-MAX_TOMBSTONES:],
-                    APPLIED: {a: v for a, v in applied(old).items() if a not in gone}}
+        ids = ledger.to_delete(old, annotation_ids)
+        if not ids:
+            raise _Skip("the annotations are deleted already")
+        new = old.without_annotations(ids)
+        new.info = ledger.with_deleted(old, old.info, ids, old.version + 1)
         return new
     return store.update(change)
 
@@ -259,8 +228,13 @@ def fit(event: str, data: dict, index_store, image_fetcher: ImageFetcher, embedd
             if not ids:
                 res = {"status": "ignored", "reason": "no annotation id in the payload"}
             else:
-                snap = _delete(store, ids)
+                try:
+                    snap, note = _delete(store, ids), None
+                except _Skip as e:
+                    snap, note = store.current(), f"not applied: {e}"
                 res = {"status": "ok", "annotations": ids, "index_version": snap.version, "vectors": len(snap)}
+                if note:
+                    res["note"] = note
         else:
             res = rebuild(pid, store, image_fetcher, embedder, client, padding)
     except Exception as e:  # noqa: BLE001 - a webhook must be answered, the reason logged
@@ -275,11 +249,12 @@ def _fit_annotation(event, data, store, image_fetcher, embedder, client, padding
     ann = _as_dict(data.get("annotation"))
     if not ann or ann.get("id") is None:
         return {"status": "ignored", "reason": "payload has no annotation (with an id)"}
-    aid, stamp = ann["id"], updated_at(ann)
-    listed_at = (data.get("catch_up") or {}).get("index_version")  # set by the catch-up, see journal.py
-    reason = _why_skip(store.current(), aid, stamp, listed_at)
+    aid, version = ann["id"], ledger.Version.of(ann)
+    snap = store.current()
+    reason = ledger.why_skip(snap, aid, version)
     if reason:  # checked again under the write lock; here it saves the download and the embedding
-        return {"status": "ok", "annotation": aid, "vectors_added": 0, "note": f"not applied: {reason}"}
+        return {"status": "ok", "annotation": aid, "vectors_added": 0, "index_version": snap.version,
+                "note": f"not applied: {reason}"}
     task = _as_dict(data.get("task"))
     regions_present = any(isinstance(r, dict) and KINDS.get(str(r.get("type", "")).lower()) in REGION_KINDS
                           for r in ann.get("result") or [])
@@ -300,9 +275,10 @@ def _fit_annotation(event, data, store, image_fetcher, embedder, client, padding
                     "reason": f"image unavailable: {e}"}
         vecs, entries = embed_annotation(ann, task, image, embedder, pid, padding)
     try:
-        snap = _upsert(store, aid, vecs, entries, embedder.id if len(entries) else None, stamp, listed_at)
+        snap = _upsert(store, aid, vecs, entries, embedder.id if len(entries) else None, version)
     except _Skip as e:
-        return {"status": "ok", "annotation": aid, "vectors_added": 0, "note": f"not applied: {e}"}
+        return {"status": "ok", "annotation": aid, "vectors_added": 0, "index_version": store.current().version,
+                "note": f"not applied: {e}"}
     out = {"status": "ok", "annotation": aid, "task": task.get("id"), "vectors_added": len(entries),
            "labels": sorted({e["label"] for e in entries}), "index_version": snap.version, "vectors": len(snap)}
     return {**out, "note": note} if note else out
@@ -332,7 +308,7 @@ def rebuild(project_id, store: IndexStore, image_fetcher: ImageFetcher, embedder
             if not a.get("was_cancelled") and a.get("result"):
                 anns.append(a)
             elif a.get("id") is not None:
-                seen[str(a["id"])] = updated_at(a)  # nothing to embed: applied as it is
+                seen[str(a["id"])] = ledger.Version.of(a)  # nothing to embed: applied as it is
         if not anns:
             continue
         try:
@@ -344,7 +320,7 @@ def rebuild(project_id, store: IndexStore, image_fetcher: ImageFetcher, embedder
         for ann in anns:
             v, ents = embed_annotation(ann, task, image, embedder, str(project_id), padding)
             n_ann += 1
-            seen[str(ann.get("id"))] = updated_at(ann)
+            seen[str(ann.get("id"))] = ledger.Version.of(ann)
             if len(ents):
                 vecs.append(v)
                 entries.extend(ents)
@@ -358,10 +334,10 @@ def rebuild(project_id, store: IndexStore, image_fetcher: ImageFetcher, embedder
     def change(old: IndexSnapshot) -> IndexSnapshot:
         new_version = old.version + 1
         snap = fresh
-        done = {a: [ts, new_version] for a, ts in seen.items()}
+        done = {a: ver.record(new_version) for a, ver in seen.items()}
         if old.version > start_version and old.embedder == embedder.id:  # events landed meanwhile: keep them
-            dead = {a for a, ver in old.info.get("deleted", []) if ver > start_version}
-            later = {a: v for a, v in applied(old).items() if v[1] > start_version}
+            dead = {a for a, t in ledger.tombstones(old).items() if t.version > start_version}
+            later = {a: v for a, v in ledger.applied(old).items() if v[1] > start_version}
             newer = {}
             for i, e in enumerate(old.entries):
                 if e.get("v", 0) > start_version and "annotation" in e["source"]:
@@ -372,9 +348,9 @@ def rebuild(project_id, store: IndexStore, image_fetcher: ImageFetcher, embedder
             if idx:
                 snap = snap.added(old.vectors[idx], [old.entries[i] for i in idx], old.embedder)
             done = {a: v for a, v in {**done, **later}.items() if a not in dead}
+        info = {**fresh.info, ledger.TOMBSTONES: ledger.lifted(old, seen, start_version), ledger.APPLIED: done}
         snap = IndexSnapshot(snap.vectors, _stamp(snap.entries, new_version), embedder=embedder.id, dim=embedder.dim,
-                             normalized=True, info={**fresh.info, "deleted": old.info.get("deleted", []),
-                                                    APPLIED: done})
+                             normalized=True, info=info)
         return snap
 
     snap = store.update(change)

@@ -9,12 +9,13 @@ here; the next process applies it.
 Several gunicorn workers share one journal: an entry is claimed inside a write transaction (one
 claimer wins), a project's entries are applied one at a time in arrival order, and a claim whose
 owner died (its pid is gone on this host, or its heartbeat is older than the lease) is taken over.
-Applying an entry twice is harmless: an upsert replaces the annotation's vectors by id and an older
-version never replaces a newer one (``fit._why_skip``). An entry that keeps killing its applier is
-given up after ``MAX_ATTEMPTS`` claims.
+Applying an entry twice changes nothing, and a late entry cannot undo a later one: an upsert
+identical to what the index applied, of an older version, or of a deleted annotation writes nothing,
+nor does a repeated delete (``ledger``: deletes leave tombstones in the index). An entry that keeps
+killing its applier is given up after ``MAX_ATTEMPTS`` claims.
 
 Catch-up: for each project the process serves, Label Studio's annotations (ids + ``updated_at``)
-are compared with what the index has applied (``fit.APPLIED``). Annotations the backend never heard
+are compared with what the index has applied (``ledger.applied``). Annotations the backend never heard
 of, or whose newer version it missed, are journalled as ANNOTATION_UPDATED (with the task, so no
 second request is needed); annotations deleted in Label Studio while the backend was away, as one
 ANNOTATIONS_DELETED; more than ``CATCHUP_REBUILD_ABOVE`` to embed (identify just turned on on a
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from backends.identify import ledger
 from pipeline.process_cache import ProcessCache
 from pipeline.sqlite import immediate
 
@@ -392,19 +394,18 @@ def compare(listing, snap, listed_at: int) -> dict:
 
     ``listing``: (task, annotation) pairs from Label Studio, listed after the index was at version
     ``listed_at``; ``snap``: the index snapshot read after the listing. Annotation ids with vectors
-    but no ``fit.APPLIED`` record (an index written before it existed) count as applied.
+    but no ``ledger.applied`` record (an index written before it existed) count as applied.
     Returns ``{"upsert": [(task, annotation)], "gone": [ids], ...counts}``."""
-    from backends.identify.fit import applied, updated_at
-    known = {**{str(a): [None, 0] for a in snap.annotation_ids()}, **applied(snap)}
-    deleted = {str(a) for a, _ in snap.info.get("deleted", [])}
+    known = {**{str(a): [None, 0] for a in snap.annotation_ids()}, **ledger.applied(snap)}
+    tombs = ledger.tombstones(snap)
     upsert, in_ls, missing, outdated = [], set(), 0, 0
     for task, ann in listing:
         aid = str(ann.get("id"))
         in_ls.add(aid)
-        if aid in deleted:
-            continue  # a delete reached the index (Label Studio never reuses an id): it stands
+        if aid in tombs and tombs[aid].stands_against(ledger.Version.of(ann)):
+            continue  # a delete reached the index: it stands (ledger.py)
         seen = known.get(aid)
-        stamp = updated_at(ann)
+        stamp = ledger.updated_at(ann)
         if seen is None:
             missing += 1
             upsert.append((task, ann))

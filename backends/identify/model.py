@@ -30,6 +30,7 @@ from backends.base import LabelStudioMLBase, ModelResponse, init_app
 from backends.base.errors import LabelConfigError
 from backends.identify import fit as fit_mod
 from backends.identify import journal as journal_mod
+from backends.identify import ledger
 from pipeline.config import model_version
 from pipeline.detections import Detections
 from pipeline.identify.stage import Identifier
@@ -184,9 +185,7 @@ class IdentifyService:
         else:
             for task, ann in diff["upsert"]:
                 self.journal.append(pid, "ANNOTATION_UPDATED", {"project": {"id": pid}, "task": task,
-                                                                "annotation": ann,
-                                                                "catch_up": {"index_version": listed_at}},
-                                    data_key, source="catch-up")
+                                                                "annotation": ann}, data_key, source="catch-up")
             journalled = len(diff["upsert"])
             if diff["gone"]:
                 self.journal.append(pid, "ANNOTATIONS_DELETED", {"project": {"id": pid},
@@ -209,7 +208,7 @@ class IdentifyService:
             store = self.indexes.get(pid)
             if store is not None:
                 snap = store.current()
-                p.update(index_version=snap.version, vectors=len(snap), annotations_applied=len(fit_mod.applied(snap)))
+                p.update(index_version=snap.version, vectors=len(snap), annotations_applied=len(ledger.applied(snap)))
         stats["applier_running"] = self._applier is not None and self._applier.is_alive()
         return stats
 
