@@ -4,6 +4,7 @@ prediction on a new task showing a shifted, rescaled copy names the annotated ob
 annotation removes its vectors. Run against the stand-alone IdentifyModel and against AutoLabelModel
 with stages.identify on (one Label Studio connection for the cascade and the index). And an
 annotation saved while the backend was down reaches the index through the catch-up."""
+import copy
 import io
 import threading
 import time
@@ -206,5 +207,96 @@ def test_catch_up_finds_an_annotation_saved_while_the_backend_was_down(label_stu
         assert report["not_in_index"] == 1 and report["journalled"] == 1
         metrics = requests.get(backend.url + "/metrics", timeout=10).json()["identify"]
         assert metrics["backlog"] == 0 and metrics["last_applied"]["source"] == "catch-up"
+    finally:
+        backend.stop()
+
+
+def test_a_late_or_repeated_webhook_changes_nothing(label_studio, clip_embedder, tmp_path, monkeypatch):
+    """Create, update, delete an annotation in Label Studio; copies of the ANNOTATION_UPDATED it sent
+    (exactly as sent) arrive again: while it exists they change nothing, not even model_version; after
+    its delete one late copy does not bring its vectors back (Label Studio answers 404 for it), also
+    after a restart of the backend."""
+    from backends.identify import model as idmodel
+
+    ls = label_studio.client()
+    project = ls.projects.create(title="identify late webhooks", label_config=CONFIG)
+    img, boxes = scene([(card(310), 10, 20, 1.0), (card(311), 150, 60, 1.1)])
+    r = requests.post(f"{label_studio.url}/api/projects/{project.id}/import", headers=label_studio.headers(),
+                      files=[("f1", ("shelf.png", _png(img), "image/png"))], timeout=60)
+    assert r.status_code == 201, r.text
+    (task,) = ls.tasks.list(project=project.id)
+    port, model_dir = free_port(), tmp_path / "models"
+    w, h = img.size
+
+    def regions(names):
+        out = []
+        for i, (box, name) in enumerate(zip(boxes, names)):
+            value = xyxy_to_ls(box, w, h)
+            common = {"id": f"r{i}", "to_name": "image", "original_width": w, "original_height": h}
+            out += [{**common, "from_name": "label", "type": "rectanglelabels",
+                     "value": {**value, "rectanglelabels": ["Card"]}},
+                    {**common, "from_name": "name", "type": "textarea", "value": {**value, "text": [name]}}]
+        return out
+
+    backend = Served(idmodel.IdentifyModel, port, label_studio, clip_embedder, model_dir, monkeypatch)
+    received = []  # (event, body) as /webhook handed them to the service
+    service_fit = backend.service.fit
+    monkeypatch.setattr(backend.service, "fit", lambda event, data, data_key=None: (
+        received.append((event, copy.deepcopy(data))), service_fit(event, data, data_key))[1])
+
+    def post(event, data):
+        r = requests.post(backend.url + "/webhook", json={"action": event, **data}, timeout=10)
+        assert r.status_code == 201, r.text
+        done = backend.service.journal.wait(r.json()["result"]["journal_id"], 60)
+        assert done and done["result"]["status"] == "ok", done
+        return done["result"]
+
+    def model_version():
+        r = requests.post(backend.url + "/setup", json={"project": f"{project.id}.1", "schema": CONFIG}, timeout=30)
+        return r.json()["model_version"]
+
+    try:
+        ls.ml.create(project=project.id, url=backend.url, title="identify", is_interactive=True)
+        store = backend.service.indexes.get(project.id)
+        ann = ls.annotations.create(id=task.id, result=regions(["Dark Magician", "Pot Of Greed"]))
+        _wait_for(f"ANNOTATION_CREATED did not reach the index:\n{label_studio.log_tail()}",
+                  lambda: store.current().label_set() == ["Dark Magician", "Pot Of Greed"])
+        ls.annotations.update(id=ann.id, result=regions(["Dark Magician", "Mirror Force"]))
+        _wait_for(f"ANNOTATION_UPDATED did not reach the index:\n{label_studio.log_tail()}",
+                  lambda: store.current().label_set() == ["Dark Magician", "Mirror Force"])
+        (update,) = [d for e, d in received if e == "ANNOTATION_UPDATED"]
+        # what Label Studio 1.23 sends: the whole annotation (updated_at, created_at), the task, the project
+        assert update["annotation"]["id"] == ann.id and update["annotation"]["updated_at"]
+        assert update["annotation"]["created_at"] and update["task"]["id"] == task.id
+        version, model = store.current().version, model_version()
+        assert model == f"identify-v{version}"
+
+        for _ in range(4):  # four copies of the same webhook
+            res = post("ANNOTATION_UPDATED", update)
+            assert res["vectors_added"] == 0 and res["index_version"] == version, res
+        assert store.current().version == version and model_version() == model
+
+        ls.annotations.delete(id=ann.id)
+        _wait_for(f"ANNOTATIONS_DELETED did not reach the index:\n{label_studio.log_tail()}",
+                  lambda: len(store.current()) == 0)
+        (delete,) = [d for e, d in received if e == "ANNOTATIONS_DELETED"]
+        assert delete["annotations"] == [{"id": ann.id}]  # ids only: no updated_at to order it by
+        version = store.current().version
+        gone = requests.get(f"{label_studio.url}/api/annotations/{ann.id}", headers=label_studio.headers(),
+                            timeout=30)
+        assert gone.status_code == 404
+
+        res = post("ANNOTATION_UPDATED", update)  # the late copy
+        assert res["vectors_added"] == 0 and "deleted" in res["note"], res
+        assert len(store.current()) == 0 and store.current().version == version
+    finally:
+        backend.stop()
+
+    backend = Served(idmodel.IdentifyModel, port, label_studio, clip_embedder, model_dir, monkeypatch)  # restart
+    try:
+        store = backend.service.indexes.get(project.id)
+        res = post("ANNOTATION_UPDATED", update)
+        assert res["vectors_added"] == 0 and len(store.current()) == 0 and store.current().version == version
+        assert model_version() == f"identify-v{version}"
     finally:
         backend.stop()
