@@ -8,7 +8,7 @@ import logging
 import os
 import string
 from pathlib import Path
-from typing import Literal, Mapping, Optional, Union
+from typing import Annotated, Literal, Mapping, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -112,6 +112,11 @@ class Budgets(_Strict):
         return self
 
 
+TorchDtype = Annotated[Literal["auto", "fp32", "bf16", "fp16"], Field(
+    description="torch dtype (pipeline/hardware.py): auto = bf16 where the chip runs it natively and faster, "
+                "fp16 on CUDA GPUs without bf16 and on MPS, else fp32; LF_DTYPE sets what auto means")]
+
+
 class VLMProvider(_Strict):
     kind: Literal["openai", "transformers"] = "openai"
     model: str = "mlx-community/Qwen2.5-VL-3B-Instruct-4bit"
@@ -122,6 +127,7 @@ class VLMProvider(_Strict):
     concurrency: int = Field(2, ge=1)
     max_batch: int = Field(8, ge=1, description="crops per forward pass (transformers)")
     device: str = "auto"
+    dtype: TorchDtype = "auto"  # transformers only
 
     @model_validator(mode="after")
     def _url_for_openai(self):
@@ -134,6 +140,7 @@ class GrounderProvider(_Strict):
     kind: Literal["falcon", "owlv2", "grounding-dino", "student", "sam3"] = "falcon"
     model: str = "tiiuae/Falcon-Perception"
     device: str = "auto"
+    dtype: TorchDtype = "auto"
     backend: Literal["auto", "mlx", "torch"] = Field(
         "auto", description="falcon only: torch (CUDA, or CPU), mlx (Apple silicon); auto picks torch unless "
                             "on Apple silicon without CUDA")
@@ -154,6 +161,7 @@ class SegmenterProvider(_Strict):
     kind: Literal["sam"] = Field("sam", description="the SAM family through transformers (SAM, SAM-HQ, SAM 2)")
     model: str = "facebook/sam-vit-base"
     device: str = "auto"
+    dtype: TorchDtype = "auto"
     cache_images: int = Field(4, ge=0, description="images whose embedding is kept (clicks on the same image)")
     always: bool = Field(False, description="segment every box with this model, also when the grounder gives "
                                             "masks (Falcon's own masks are slow on a CPU)")
@@ -164,6 +172,7 @@ class SimilarProvider(_Strict):
     model: str = Field("google/owlv2-base-patch16-ensemble",
                        description="OWLv2 model that answers 'find similar' examples when the grounder is not OWLv2")
     device: str = "auto"
+    dtype: TorchDtype = "auto"
 
 
 class IdentifyProvider(_Strict):
@@ -173,6 +182,7 @@ class IdentifyProvider(_Strict):
     min_margin: float = Field(0.05, ge=0, le=2)
     top_k: int = Field(5, ge=1)
     projection: Optional[str] = None  # projection head file (label-factory identify train); None: raw CLIP
+    dtype: TorchDtype = "auto"
 
 
 class Providers(_Strict):
@@ -263,6 +273,9 @@ class ProjectConfig(_Strict):
         data = self.model_dump(include=keys, mode="json")
         if not data["thresholds"]["per_label"]:  # none: the same fingerprint as before per-label thresholds existed
             del data["thresholds"]["per_label"]
+        for provider in data["providers"].values():  # the resolved dtype is model_version's own part
+            if isinstance(provider, dict):
+                provider.pop("dtype", None)
         if self.providers.grounder.identity() != self.providers.grounder.kind:  # a student: its weights by hash
             data["grounder_identity"] = self.providers.grounder.identity()
         blob = json.dumps(data, sort_keys=True)
@@ -312,6 +325,10 @@ ENV_OVERRIDES = {
     "LF_SEGMENTER_MODEL": ("segmenter", "model"),
     "LF_CLIP_MODEL": ("identify", "model"),
     "LF_CLIP_PRETRAINED": ("identify", "pretrained"),
+    "LF_VLM_DTYPE": ("vlm", "dtype"),
+    "LF_GROUNDER_DTYPE": ("grounder", "dtype"),
+    "LF_SEGMENTER_DTYPE": ("segmenter", "dtype"),
+    "LF_CLIP_DTYPE": ("identify", "dtype"),
 }
 
 
@@ -385,16 +402,58 @@ def load_project(path: Union[str, Path], environ: Optional[Mapping[str, str]] = 
     return parse_project(data, f"{path} with {', '.join(sorted(overrides))} from the environment")
 
 
+TORCH_GROUNDERS = ("owlv2", "grounding-dino", "sam3", "student", "falcon")
+
+
+def resolved_dtypes(cfg: ProjectConfig) -> dict[str, str]:
+    """role -> the dtype (fp32/bf16/fp16) each torch model of this project runs in on this machine
+    (``pipeline.hardware.choose_dtype`` of its ``dtype`` setting and device): the VLM when in-process, the
+    grounder (Falcon only on its torch path; a student only on CUDA, where ultralytics runs fp16), the
+    segmenter, and the CLIP embedder when identify is on."""
+    from pipeline.hardware import choose_dtype
+    from pipeline.providers.base import resolve_device
+    p, st = cfg.providers, cfg.stages
+    roles = {}
+    if p.vlm.kind == "transformers" and (st.filter or st.verify):
+        roles["vlm"] = p.vlm
+    g = p.grounder
+    if st.ground and g.kind in TORCH_GROUNDERS:
+        if g.kind == "falcon":
+            from pipeline.providers.falcon import choose_backend
+            if choose_backend(g.backend) == "torch":
+                roles["grounder"] = g
+        elif g.kind != "student" or resolve_device(g.device).startswith("cuda"):
+            roles["grounder"] = g
+    roles["segmenter"] = p.segmenter
+    if st.identify:
+        roles["identify"] = p.identify
+    out = {role: choose_dtype(resolve_device(getattr(prov, "device", "cpu")), prov.dtype).dtype  # identify: CPU
+           for role, prov in roles.items()}
+    if "grounder" in out and g.kind == "student":
+        from pipeline.distill.yolo import torch_device
+        from pipeline.providers.student import student_dtype
+        out["grounder"] = student_dtype(torch_device(g.device), g.dtype)
+    return out
+
+
+def precision_tag(cfg: ProjectConfig) -> str:
+    """``""`` when every torch model of the project runs in fp32 here, else ``-bf16`` (``-bf16+fp16``, ...)."""
+    reduced = sorted(set(resolved_dtypes(cfg).values()) - {"fp32"})
+    return "-" + "+".join(reduced) if reduced else ""
+
+
 def model_version(cfg: Optional[ProjectConfig], index_version: Optional[int] = None) -> str:
     """The ``model_version`` of every prediction label-factory writes (backend, ``predict``, ``run``)
     and reports to Label Studio: ``<project_name>-<fingerprint>-<vlm kind>+<grounder kind>`` of the
-    resolved config, then ``+identify-v<N>`` when the predictions name boxes from version N of a
-    reference index (``cfg`` None: the stand-alone identify backend, ``identify-v<N>`` alone).
+    resolved config, ``-bf16`` (``precision_tag``) when its torch models run in reduced precision on this
+    machine, then ``+identify-v<N>`` when the predictions name boxes from version N of a reference index
+    (``cfg`` None: the stand-alone identify backend, ``identify-v<N>`` alone).
     Equal versions mean the same predictions, so a task that has one is not predicted again."""
     parts = []
     if cfg is not None:
         p = cfg.providers
-        parts.append(f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.identity()}")
+        parts.append(f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.identity()}"
+                     f"{precision_tag(cfg)}")
     if index_version is not None:
         parts.append(f"identify-v{index_version}")
     if not parts:

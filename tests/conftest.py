@@ -4,6 +4,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `dtype: auto` means bf16 on a CPU with AMX and fp32 on one without: the suite runs every model in fp32 on
+# every machine, so its results do not depend on the CPU CI lands on; tests/pipeline/test_hardware.py and
+# tests/pipeline/providers/test_dtype.py test the other dtypes and the auto choice explicitly
+os.environ.setdefault("LF_DTYPE", "fp32")
 
 import pytest  # noqa: E402
 

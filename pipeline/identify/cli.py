@@ -95,7 +95,8 @@ def _provider(args, info: Optional[dict] = None):
 
 def _embedder(args, prov, projection: bool = True):
     from pipeline.identify.embedder import get_embedder
-    return get_embedder(prov.model, prov.pretrained, args.device, projection=prov.projection if projection else None)
+    return get_embedder(prov.model, prov.pretrained, args.device, projection=prov.projection if projection else None,
+                        dtype=prov.dtype)
 
 
 def reference_files(refs: Path) -> list[Path]:

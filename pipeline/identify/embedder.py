@@ -47,9 +47,11 @@ def spec_id(model: str, pretrained: Optional[str]) -> str:
 
 class Embedder:
     def __init__(self, model: str = "ViT-B-32", pretrained: Optional[str] = "laion2b_s34b_b79k",
-                 device: str = "cpu", batch_size: int = 32):
+                 device: str = "cpu", batch_size: int = 32, dtype: str = "auto"):
         import open_clip
         import torch
+
+        from pipeline.hardware import choose_dtype
 
         self.model_spec, self.pretrained = model, pretrained
         name = model
@@ -68,8 +70,9 @@ class Embedder:
         self.batch_size = batch_size
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained or None,
                                                                                device=device)
-        self.model.eval()
-        self.id = spec_id(model, pretrained)
+        self.dtype = choose_dtype(device, dtype)
+        self.model.to(self.dtype.torch_dtype).eval()
+        self.id = spec_id(model, pretrained)  # the embedding space: the same in every dtype
         self.dim = int(self.model.visual.output_dim)
         self._torch = torch
 
@@ -80,29 +83,29 @@ class Embedder:
         with torch.no_grad():
             for s in range(0, len(images), self.batch_size):
                 batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images[s:s + self.batch_size]])
-                f = self.model.encode_image(batch.to(self.device)).float()
+                f = self.model.encode_image(batch.to(self.device, self.dtype.torch_dtype)).float()
                 f = f / f.norm(dim=-1, keepdim=True).clamp_min(1e-12)
                 out[s:s + len(batch)] = f.cpu().numpy()
         return out
 
     def describe(self) -> dict:
         return {"name": "open_clip", "model": self.model_spec, "pretrained": self.pretrained, "id": self.id,
-                "dim": self.dim, "device": self.device}
+                "dim": self.dim, "device": self.device, "dtype": self.dtype.dtype}
 
 
 embedders: ProcessCache = ProcessCache("embedders")  # (model, pretrained, device[, projection]) -> embedder
 
 
 def get_embedder(model: str = "ViT-B-32", pretrained: Optional[str] = "laion2b_s34b_b79k", device: str = "cpu",
-                 apply_env: bool = True, projection: Optional[str] = None):
+                 apply_env: bool = True, projection: Optional[str] = None, dtype: str = "auto"):
     """The process-wide embedder for (model, pretrained, device[, projection head]): loaded once per process."""
     if apply_env:
         model, pretrained = resolve_spec(model, pretrained)
-    key = (model, pretrained, device)
+    key = (model, pretrained, device, dtype)
 
     def load():
         log.info("loading open_clip %s (pretrained=%s) on %s", model, pretrained, device)
-        return Embedder(model, pretrained, device)
+        return Embedder(model, pretrained, device, dtype=dtype)
     emb = embedders.get(key, load)
     if not projection:
         return emb
@@ -118,4 +121,4 @@ def get_embedder(model: str = "ViT-B-32", pretrained: Optional[str] = "laion2b_s
 def embedder_for(provider):
     """The embedder a ``config.IdentifyProvider`` asks for (with its projection head, when it names one)."""
     return get_embedder(provider.model, provider.pretrained, getattr(provider, "device", "cpu"),
-                        projection=getattr(provider, "projection", None))
+                        projection=getattr(provider, "projection", None), dtype=getattr(provider, "dtype", "auto"))

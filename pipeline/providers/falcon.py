@@ -38,6 +38,7 @@ import supervision as sv
 from PIL import Image
 
 from pipeline.detections import Detections, mask_box
+from pipeline.hardware import TORCH_NAMES, choose_dtype, to_model
 from pipeline.providers.base import Grounder, ProviderError, resolve_device
 
 log = logging.getLogger(__name__)
@@ -185,8 +186,9 @@ class _LogStream(io.TextIOBase):
         return len(s)
 
 
-def load_falcon(model: str, backend: str, device: str = "auto"):
-    """``(model, tokenizer, model_args)`` via ``falcon_perception.load_and_prepare_model``."""
+def load_falcon(model: str, backend: str, device: str = "auto", dtype: str = "auto"):
+    """``(model, tokenizer, model_args)`` via ``falcon_perception.load_and_prepare_model``; the torch path in
+    ``dtype`` (``pipeline.hardware.choose_dtype``), the MLX path in fp16 on Apple's GPU, else fp32."""
     try:
         import falcon_perception as fp
     except ImportError as e:
@@ -206,8 +208,9 @@ def load_falcon(model: str, backend: str, device: str = "auto"):
             dev = resolve_device(device)
             if dev.startswith("cuda"):
                 fp.setup_torch_config()
-            model, tokenizer, args = fp.load_and_prepare_model(**where, backend="torch", device=dev,
-                                                               dtype="float32", compile=False)
+            model, tokenizer, args = fp.load_and_prepare_model(
+                **where, backend="torch", device=dev, dtype=TORCH_NAMES[choose_dtype(dev, dtype).dtype],
+                compile=False)
             if dev == "cpu":
                 from pipeline.providers import falcon_cpu
                 falcon_cpu.enable(model)
@@ -225,7 +228,7 @@ class FalconGrounder(Grounder):
 
     def __init__(self, model, tokenizer, model_args, backend: str, model_id: str = "", device: str = "auto",
                  max_new_tokens: int = 64, batch_size: int = 4,
-                 min_dimension: int = MIN_DIMENSION, max_dimension: int | None = None):
+                 min_dimension: int = MIN_DIMENSION, max_dimension: int | None = None, dtype: str = "auto"):
         self.model = model
         self.tokenizer = tokenizer
         self.model_args = model_args
@@ -235,6 +238,7 @@ class FalconGrounder(Grounder):
         self.max_new_tokens = max_new_tokens
         self.batch_size = max(1, batch_size)
         self.max_dimension = int(max_dimension or default_max_dimension(backend, device))
+        self.dtype = None if backend == "mlx" else choose_dtype(resolve_device(device), dtype)
         self.min_dimension = min_dimension  # capped at max_dimension when used
         # the package's mask upsampler (AnyUp) runs on flex attention, which the CPU adapter does not
         # replace: on a CPU the torch path detects, and masks come from providers.segmenter
@@ -251,13 +255,14 @@ class FalconGrounder(Grounder):
     @classmethod
     def from_config(cls, cfg) -> "FalconGrounder":
         backend = choose_backend(cfg.backend)
-        model, tokenizer, args = load_falcon(cfg.model, backend, cfg.device)
+        model, tokenizer, args = load_falcon(cfg.model, backend, cfg.device, cfg.dtype)
         return cls(model, tokenizer, args, backend, model_id=cfg.model, device=cfg.device,
-                   max_new_tokens=cfg.max_new_tokens, max_dimension=cfg.max_dimension)
+                   max_new_tokens=cfg.max_new_tokens, max_dimension=cfg.max_dimension, dtype=cfg.dtype)
 
     def describe(self) -> dict:
         where = "mlx" if self.backend == "mlx" else resolve_device(self.device)
         return {"name": self.name, "model": self.model_id, "backend": self.backend, "device": where,
+                "dtype": self.dtype.dtype if self.dtype else "mlx",
                 "max_new_tokens": self.max_new_tokens, "max_dimension": self.max_dimension}
 
     def _generate(self, image: Image.Image, queries: list[str]) -> list[list]:
@@ -276,8 +281,7 @@ class FalconGrounder(Grounder):
                                            min_dimension=min(self.min_dimension, self.max_dimension),
                                            max_dimension=self.max_dimension)
         if self.backend != "mlx":
-            dev = resolve_device(self.device)
-            batch = {k: v.to(dev) for k, v in batch.items()}
+            batch = to_model(dict(batch), resolve_device(self.device), self.dtype.torch_dtype)
         with self._lock:
             _, aux = self.engine.generate(tokens=batch["tokens"], pos_t=batch["pos_t"], pos_hw=batch["pos_hw"],
                                           pixel_values=batch["pixel_values"], pixel_mask=batch["pixel_mask"],

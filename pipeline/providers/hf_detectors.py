@@ -24,6 +24,7 @@ from PIL import Image
 from torchvision.ops import box_convert
 
 from pipeline.detections import Detections
+from pipeline.hardware import choose_dtype, to_model
 from pipeline.providers.base import Grounder, ProviderError, resolve_device
 
 
@@ -66,29 +67,32 @@ def _unique(queries: Sequence[str]) -> list[str]:
 class _HFZeroShotGrounder(Grounder):
     name = "hf-zero-shot"
 
-    def __init__(self, model: str, device: str = "auto", min_score: float = 0.0):
+    def __init__(self, model: str, device: str = "auto", min_score: float = 0.0, dtype: str = "auto"):
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
         self.model_id = str(model)
         self.device = resolve_device(device)
         self.min_score = float(min_score)
+        self.dtype = choose_dtype(self.device, dtype)
         try:
             self.processor = AutoProcessor.from_pretrained(self.model_id)
-            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(self.model_id).to(self.device).eval()
+            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(
+                self.model_id, dtype=self.dtype.torch_dtype).to(self.device).eval()
         except Exception as e:  # noqa: BLE001 - report which model failed and why
             raise ProviderError(f"{self.name} grounder {self.model_id!r}: cannot load on {self.device}: {e}") from e
         self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, cfg, min_score: float = 0.0):
-        return cls(cfg.model, device=cfg.device, min_score=min_score)
+        return cls(cfg.model, device=cfg.device, min_score=min_score, dtype=cfg.dtype)
 
     def describe(self) -> dict:
-        return {"name": self.name, "model": self.model_id, "device": self.device, "min_score": self.min_score}
+        return {"name": self.name, "model": self.model_id, "device": self.device, "dtype": self.dtype.dtype,
+                "min_score": self.min_score}
 
     def _forward(self, inputs):
         try:
             with torch.inference_mode():
-                return self.model(**inputs.to(self.device))
+                return self.model(**to_model(inputs, self.device, self.dtype.torch_dtype))
         except Exception as e:  # noqa: BLE001
             raise ProviderError(f"{self.name} grounder {self.model_id!r}: forward pass failed: {e}") from e
 
@@ -131,7 +135,8 @@ class OWLv2Grounder(_HFZeroShotGrounder):
             try:
                 pixel_values = self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"]
                 with torch.inference_mode():
-                    feature_map = self.model.image_embedder(pixel_values=pixel_values.to(self.device))[0]
+                    feature_map = self.model.image_embedder(
+                        pixel_values=to_model(pixel_values, self.device, self.dtype.torch_dtype))[0]
                     b, ph, pw, d = feature_map.shape
                     feats = feature_map.reshape(b, ph * pw, d)
                     _, class_embeds = self.model.class_predictor(feats)

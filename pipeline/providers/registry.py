@@ -19,14 +19,14 @@ providers: ProcessCache = ProcessCache("providers")
 # config fields that change the loaded object, per provider kind (everything else is shared)
 _VLM_FIELDS = {
     "openai": ("model", "url", "api_key_env", "timeout", "retries", "concurrency"),
-    "transformers": ("model", "device", "max_batch"),
+    "transformers": ("model", "device", "max_batch", "dtype"),
 }
 _GROUNDER_FIELDS = {
-    "falcon": ("model", "device", "backend", "max_new_tokens", "max_dimension"),
-    "owlv2": ("model", "device"),
-    "grounding-dino": ("model", "device"),
-    "student": ("model", "device"),
-    "sam3": ("model", "device"),
+    "falcon": ("model", "device", "backend", "max_new_tokens", "max_dimension", "dtype"),
+    "owlv2": ("model", "device", "dtype"),
+    "grounding-dino": ("model", "device", "dtype"),
+    "student": ("model", "device", "dtype"),
+    "sam3": ("model", "device", "dtype"),
 }
 
 

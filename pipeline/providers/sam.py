@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from pipeline.detections import Detections
+from pipeline.hardware import choose_dtype, to_model
 from pipeline.images import pixels_digest
 from pipeline.providers.base import Grounder, ProviderError, Segmenter, resolve_device
 
@@ -31,15 +32,18 @@ MAX_UPSAMPLE_BYTES = 256 * 2**20  # float32 masks at the image's size, per post-
 class SamSegmenter(Segmenter):
     name = "sam"
 
-    def __init__(self, model: str, device: str = "auto", cache_images: int = 4, decode_batch: int = 64):
+    def __init__(self, model: str, device: str = "auto", cache_images: int = 4, decode_batch: int = 64,
+                 dtype: str = "auto"):
         from transformers import AutoModelForMaskGeneration, AutoProcessor
         self.model_id = str(model)
         self.device = resolve_device(device)
         self.cache_images = max(0, int(cache_images))
         self.decode_batch = max(1, int(decode_batch))
+        self.dtype = choose_dtype(self.device, dtype)
         try:
             self.processor = AutoProcessor.from_pretrained(self.model_id)
-            self.model = AutoModelForMaskGeneration.from_pretrained(self.model_id).to(self.device).eval()
+            self.model = AutoModelForMaskGeneration.from_pretrained(
+                self.model_id, dtype=self.dtype.torch_dtype).to(self.device).eval()
         except Exception as e:  # noqa: BLE001 - say which model and why
             raise ProviderError(f"segmenter {self.model_id!r}: cannot load on {self.device}: "
                                 f"{type(e).__name__}: {str(e)[:300]}") from e
@@ -49,10 +53,10 @@ class SamSegmenter(Segmenter):
 
     @classmethod
     def from_config(cls, cfg) -> "SamSegmenter":
-        return cls(cfg.model, device=cfg.device, cache_images=cfg.cache_images)
+        return cls(cfg.model, device=cfg.device, cache_images=cfg.cache_images, dtype=cfg.dtype)
 
     def describe(self) -> dict:
-        return {"name": self.name, "model": self.model_id, "device": self.device,
+        return {"name": self.name, "model": self.model_id, "device": self.device, "dtype": self.dtype.dtype,
                 "architecture": type(self.model).__name__}
 
     # -- the image embedding, once per image ------------------------------------------------
@@ -63,7 +67,7 @@ class SamSegmenter(Segmenter):
             self._cache.move_to_end(key)
             return hit
         with torch.inference_mode():
-            emb = self.model.get_image_embeddings(pixel_values.to(self.device))
+            emb = self.model.get_image_embeddings(to_model(pixel_values, self.device, self.dtype.torch_dtype))
         self.embeddings_computed += 1
         if self.cache_images:
             self._cache[key] = emb
@@ -74,7 +78,7 @@ class SamSegmenter(Segmenter):
     def _post_process(self, pred_masks: torch.Tensor, inputs) -> np.ndarray:
         """(1, K, 1, h, w) low-res logits of one image -> (K, H, W) bool at the image's size."""
         extra = [inputs["reshaped_input_sizes"]] if "reshaped_input_sizes" in inputs else []
-        masks = self.processor.post_process_masks(pred_masks.cpu(), inputs["original_sizes"].cpu(),
+        masks = self.processor.post_process_masks(pred_masks.float().cpu(), inputs["original_sizes"].cpu(),
                                                   *[e.cpu() for e in extra])[0]
         return masks[:, 0].numpy().astype(bool)
 
@@ -86,8 +90,8 @@ class SamSegmenter(Segmenter):
         out = []
         for start in range(0, boxes.shape[1], batch):
             with torch.inference_mode():
-                res = self.model(image_embeddings=emb, input_boxes=boxes[:, start:start + batch].to(self.device),
-                                 multimask_output=False)
+                res = self.model(image_embeddings=emb, multimask_output=False, input_boxes=to_model(
+                    boxes[:, start:start + batch], self.device, self.dtype.torch_dtype))
             pred = res.pred_masks[0]  # (b, 1, h', w')
             for j in range(0, pred.shape[0], per_chunk):
                 out.append(self._post_process(pred[None, j:j + per_chunk], inputs))
@@ -119,7 +123,8 @@ class SamSegmenter(Segmenter):
                 emb = self._embedding(image, inputs["pixel_values"])
                 # one click is ambiguous (part or whole?): ask for 3 masks and keep the best-scored one
                 with torch.inference_mode():
-                    res = self.model(image_embeddings=emb, input_points=inputs["input_points"].to(self.device),
+                    res = self.model(image_embeddings=emb,
+                                     input_points=to_model(inputs["input_points"], self.device, self.dtype.torch_dtype),
                                      input_labels=inputs["input_labels"].to(self.device),
                                      multimask_output=len(pts) == 1)
                 scores = res.iou_scores[0, 0].float().cpu()
@@ -142,14 +147,16 @@ class Sam3Grounder(Grounder):
     name = "sam3"
     gives_masks = True
 
-    def __init__(self, model: str, device: str = "auto", min_score: float = 0.0, max_candidates: int = 50):
+    def __init__(self, model: str, device: str = "auto", min_score: float = 0.0, max_candidates: int = 50,
+                 dtype: str = "auto"):
         from transformers import AutoModel, AutoProcessor
         self.model_id = str(model)
         self.device = resolve_device(device)
         self.min_score, self.max_candidates = float(min_score), int(max_candidates)
+        self.dtype = choose_dtype(self.device, dtype)
         try:
             self.processor = AutoProcessor.from_pretrained(self.model_id)
-            self.model = AutoModel.from_pretrained(self.model_id).to(self.device).eval()
+            self.model = AutoModel.from_pretrained(self.model_id, dtype=self.dtype.torch_dtype).to(self.device).eval()
         except Exception as e:  # noqa: BLE001
             raise ProviderError(f"sam3 grounder {self.model_id!r}: cannot load on {self.device}: "
                                 f"{type(e).__name__}: {str(e)[:300]}") from e
@@ -157,10 +164,11 @@ class Sam3Grounder(Grounder):
 
     @classmethod
     def from_config(cls, cfg) -> "Sam3Grounder":
-        return cls(cfg.model, device=cfg.device)
+        return cls(cfg.model, device=cfg.device, dtype=cfg.dtype)
 
     def describe(self) -> dict:
-        return {"name": self.name, "model": self.model_id, "device": self.device, "min_score": self.min_score}
+        return {"name": self.name, "model": self.model_id, "device": self.device, "dtype": self.dtype.dtype,
+                "min_score": self.min_score}
 
     def boxes(self, image: Image.Image, queries: Sequence[str]) -> Detections:
         return self._detect(image, queries, masks=False)
@@ -177,7 +185,8 @@ class Sam3Grounder(Grounder):
         parts = []
         with self._lock:
             try:
-                pixel_values = self.processor(images=image, return_tensors="pt")["pixel_values"].to(self.device)
+                pixel_values = to_model(self.processor(images=image, return_tensors="pt")["pixel_values"],
+                                        self.device, self.dtype.torch_dtype)
                 with torch.inference_mode():
                     vision = self.model.get_vision_features(pixel_values)
                     for q in queries:

@@ -29,20 +29,30 @@ from pipeline.distill.yolo import keep_torch_threads, torch_device, ultralytics
 from pipeline.providers.base import Grounder, ProviderError
 
 
+def student_dtype(device: str, setting: str = "auto") -> str:
+    """fp16 or fp32: ultralytics runs a model in half precision on CUDA only (``half=True``), so a student
+    runs fp16 on a GPU whose choice is not fp32 (bf16 GPUs included), and fp32 elsewhere."""
+    if not device.replace(",", "").isdigit():  # ultralytics' CUDA devices are "0", "0,1", ...
+        return "fp32"
+    from pipeline.hardware import choose_dtype
+    return "fp32" if choose_dtype(f"cuda:{device.split(',')[0]}", setting).dtype == "fp32" else "fp16"
+
+
 class StudentGrounder(Grounder):
     name = "student"
 
-    def __init__(self, weights: str, device: str = "auto", min_score: float = 0.001):
+    def __init__(self, weights: str, device: str = "auto", min_score: float = 0.001, dtype: str = "auto"):
         self.path = Path(weights).expanduser()
         self.min_score = float(min_score)
         self._lock = threading.Lock()
         self._stat: Optional[tuple] = None
         self.device = torch_device(device)
+        self.dtype = student_dtype(self.device, dtype)
         self._load()
 
     @classmethod
     def from_config(cls, cfg, min_score: float = 0.001):
-        return cls(cfg.model, device=cfg.device, min_score=min_score)
+        return cls(cfg.model, device=cfg.device, min_score=min_score, dtype=cfg.dtype)
 
     def _file_stat(self) -> Optional[tuple]:
         try:
@@ -66,7 +76,7 @@ class StudentGrounder(Grounder):
 
     def describe(self) -> dict:
         return {"name": self.name, "model": str(self.path), "sha256": self.sha256, "device": self.device,
-                "classes": list(self.names.values()), "min_score": self.min_score}
+                "dtype": self.dtype, "classes": list(self.names.values()), "min_score": self.min_score}
 
     def classes_for(self, queries: Sequence[str]) -> Optional[list[int]]:
         """Class ids the queries name (case-insensitive), or None (= every class) when they name none."""
@@ -81,7 +91,7 @@ class StudentGrounder(Grounder):
                 self._load()
             try:
                 with keep_torch_threads():  # the first predict would pin the process's torch to cores - 1
-                    res = self.model.predict(image, conf=self.min_score, device=self.device,
+                    res = self.model.predict(image, conf=self.min_score, device=self.device, half=self.dtype == "fp16",
                                              classes=self.classes_for(queries), verbose=False)[0]
             except Exception as e:  # noqa: BLE001
                 raise ProviderError(f"student grounder {str(self.path)!r}: prediction failed: {e}") from e

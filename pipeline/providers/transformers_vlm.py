@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
+from pipeline.hardware import choose_dtype, to_model
 from pipeline.providers.base import VLM, ProviderError, YesNo, resolve_device
 
 YES_VARIANTS = ("YES", "Yes", "yes", " yes", " Yes", " YES")
@@ -67,16 +68,16 @@ def _prepare(image: Image.Image) -> Image.Image:
 class TransformersVLM(VLM):
     name = "transformers"
 
-    def __init__(self, model: str, device: str = "auto", max_batch: int = 8, dtype=None):
+    def __init__(self, model: str, device: str = "auto", max_batch: int = 8, dtype: str = "auto"):
         from transformers import AutoModelForImageTextToText, AutoProcessor
         self.model_id = str(model)
         self.device = resolve_device(device)
         self.max_batch = max(1, int(max_batch))
-        if dtype is None:  # full precision on CPU (bf16 matmuls are slow there), checkpoint dtype on GPU
-            dtype = torch.float32 if self.device == "cpu" else "auto"
+        self.dtype = choose_dtype(self.device, dtype)
         try:
             self.processor = AutoProcessor.from_pretrained(self.model_id)
-            self.model = AutoModelForImageTextToText.from_pretrained(self.model_id, dtype=dtype).to(self.device).eval()
+            self.model = AutoModelForImageTextToText.from_pretrained(
+                self.model_id, dtype=self.dtype.torch_dtype).to(self.device).eval()
         except Exception as e:  # noqa: BLE001 - report which model failed and why
             raise ProviderError(f"transformers VLM {self.model_id!r}: cannot load on {self.device}: {e}") from e
         self.tokenizer = getattr(self.processor, "tokenizer", None) or self.processor
@@ -93,11 +94,12 @@ class TransformersVLM(VLM):
 
     @classmethod
     def from_config(cls, cfg) -> "TransformersVLM":
-        return cls(cfg.model, device=cfg.device, max_batch=cfg.max_batch)
+        return cls(cfg.model, device=cfg.device, max_batch=cfg.max_batch, dtype=cfg.dtype)
 
     def describe(self) -> dict:
-        return {"name": self.name, "model": self.model_id, "device": self.device, "max_batch": self.max_batch,
-                "yes_tokens": sorted(self.yes_tokens.values()), "no_tokens": sorted(self.no_tokens.values())}
+        return {"name": self.name, "model": self.model_id, "device": self.device, "dtype": self.dtype.dtype,
+                "max_batch": self.max_batch, "yes_tokens": sorted(self.yes_tokens.values()),
+                "no_tokens": sorted(self.no_tokens.values())}
 
     # -- inputs -------------------------------------------------------------------------
     def _prompt(self, question: str) -> str:
@@ -108,7 +110,7 @@ class TransformersVLM(VLM):
         text = self._prompt(question)
         imgs = [_prepare(im) for im in images]
         inputs = self.processor(text=[text] * len(imgs), images=imgs, return_tensors="pt", padding=True)
-        return inputs.to(self.device)
+        return to_model(inputs, self.device, self.dtype.torch_dtype)
 
     # -- answers ------------------------------------------------------------------------
     def next_token_logits(self, images: Sequence[Image.Image], question: str) -> torch.Tensor:
@@ -121,7 +123,7 @@ class TransformersVLM(VLM):
                     out = self.model(**inputs, **kwargs)
             except Exception as e:  # noqa: BLE001
                 raise ProviderError(f"transformers VLM {self.model_id!r}: forward pass failed: {e}") from e
-        return out.logits[:, -1, :]
+        return out.logits[:, -1, :].float()
 
     def yes_probabilities(self, images: Sequence[Image.Image], question: str) -> list[YesNo]:
         images = list(images)
