@@ -1,53 +1,45 @@
 """Expected seconds per image for a project on this machine, from its config alone: said at start-up.
 
 Each stage's work is counted in FLOPs from the model's shape (its config.json, or the Falcon package's own
-size table) and the tokens the budgets let through, then divided by this machine's measured fp32 matmul
-speed times the share of it real models reach (``EFFICIENCY``, calibrated by benchmarks/falcon_cpu.py and
-benchmarks/photo_sizes.py on the 2-core build machine).  It is an estimate, good to a factor of ~2: its job
-is to say "this will take minutes per image" before ``up``, ``predict`` or the backend start, not after.
+size table) and the tokens the budgets let through, then divided by this machine's measured matmul speed in
+the dtype that stage's model runs in (``pipeline.hardware``: a probe of a few hundred milliseconds, best of
+alternating rounds, so a busy moment does not read as a slow machine) times the share of it real models
+reach (``EFFICIENCY``, calibrated with benchmarks/photo_cost.py).  Its job is to say "this will take minutes
+per image" before ``up``, ``predict`` or the backend start, not after.
 
 It must not load weights or touch the network: a model whose shape cannot be read from disk is reported as
-not estimated, and so is a model behind a remote server.
+not estimated, and so is a model behind a remote server; what the first real images took (``observe``) is
+logged beside the estimate once a few have run, so a server VLM gets a measured figure too.
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
-import time
+import statistics
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from pipeline.config import QWEN_PATCH_PIXELS, ProjectConfig
 from pipeline.images import fit_size
-from pipeline.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
 
 SLOW_SECONDS = 60.0  # per image: above this the start-up message is a warning
 EFFICIENCY = 0.5  # share of the matmul probe's GFLOP/s that whole models reach (attention, norms, copies)
+OBSERVE_AFTER = 3  # images whose measured stage seconds are logged beside the estimate
 REFERENCE_PHOTO = (4032, 3024)  # a 12 MP phone photo: larger ones cost the same (budgets)
 BOXES = 3  # verify crops assumed per image
 FALCON_DECODE_STEPS = 8  # tokens a real Falcon emits per query for a few objects (coord, size, ..., end)
 PROMPT_TOKENS = 30  # chat template + question
 
-_rates: ProcessCache = ProcessCache("matmul GFLOP/s")  # device -> measured GFLOP/s
-
-
-def matmul_gflops(device: str = "cpu") -> float:
-    """fp32 GFLOP/s of a 1024x1024x1024 matmul on ``device`` (best of 3, measured once per process)."""
-    def measure() -> float:
-        import torch
-        a = torch.randn(1024, 1024, device=device)
-        b = torch.randn(1024, 1024, device=device)
-        best = math.inf
-        for _ in range(3):
-            t0 = time.perf_counter()
-            (a @ b).sum().item()
-            best = min(best, time.perf_counter() - t0)
-        return 2 * 1024 ** 3 / best / 1e9
-    return _rates.get(device, measure)
+def matmul_gflops(device: str = "cpu", dtype: str = "fp32") -> float:
+    """GFLOP/s of a 1024³ matmul in ``dtype`` on ``device`` (``pipeline.hardware.matmul_rates``: measured once
+    per process, for a few hundred milliseconds)."""
+    from pipeline.hardware import matmul_rates
+    return matmul_rates(device, (dtype,))[dtype]
 
 
 @dataclass
@@ -61,7 +53,7 @@ class StageCost:
 @dataclass
 class Estimate:
     device: str
-    gflops: float
+    rates: dict  # dtype -> GFLOP/s measured (or given) for the dtypes the stages run in
     stages: list[StageCost] = field(default_factory=list)
     boxes: int = BOXES
 
@@ -85,8 +77,9 @@ class Estimate:
             parts.append(f"{s.stage} {when} ({s.note})")
         if not any(s.seconds is not None for s in self.stages):
             return "expected time per image: not estimated: " + "; ".join(parts)
+        speed = ", ".join(f"{d} ~{r:.0f} GFLOP/s" for d, r in self.rates.items())
         head = (f"expected {'' if self.known else 'at least '}~{_fmt(self.per_image)} per image on {self.device} "
-                f"(~{self.gflops:.0f} GFLOP/s measured; a photo passing the filter with {self.boxes} boxes)")
+                f"({speed} measured; a photo passing the filter with {self.boxes} boxes)")
         return head + ": " + "; ".join(parts)
 
 
@@ -183,6 +176,7 @@ def owlv2_flops(conf: dict) -> Optional[float]:
 def estimate(cfg: ProjectConfig, image_size: tuple[int, int] = REFERENCE_PHOTO, gflops: Optional[float] = None,
              boxes: int = BOXES) -> Estimate:
     """Expected seconds per stage for one ``image_size`` photo with this project's models and budgets."""
+    from pipeline.config import resolved_dtypes
     from pipeline.providers.base import resolve_device
     from pipeline.providers.falcon import default_max_dimension, on_gpu
     st, prov, bud = cfg.stages, cfg.providers, cfg.budgets
@@ -193,12 +187,18 @@ def estimate(cfg: ProjectConfig, image_size: tuple[int, int] = REFERENCE_PHOTO, 
         from pipeline.providers.falcon import choose_backend
         falcon_backend = choose_backend(g.backend)
         device = "mlx" if falcon_backend == "mlx" else resolve_device(g.device)
-    rate = gflops if gflops is not None else matmul_gflops("cuda" if device.startswith("cuda") else "cpu")
-    speed = rate * 1e9 * EFFICIENCY
-    est = Estimate(device=device, gflops=rate, boxes=boxes)
+    probe_device = "cuda" if device.startswith("cuda") else "cpu"
+    dtypes = {} if device == "mlx" else resolved_dtypes(cfg)  # MLX runs in its own fp32/fp16
+    est = Estimate(device=device, rates={}, boxes=boxes)
 
-    def seconds(flops: Optional[float]) -> Optional[float]:
-        return None if flops is None else flops / speed
+    def seconds(flops: Optional[float], role: str) -> Optional[float]:
+        dtype = dtypes.get(role, "fp32")
+        if dtype not in est.rates:
+            est.rates[dtype] = gflops if gflops is not None else matmul_gflops(probe_device, dtype)
+        return None if flops is None else flops / (est.rates[dtype] * 1e9 * EFFICIENCY)
+
+    def in_dtype(note: str, role: str) -> str:
+        return f"{note}, {dtypes[role]}" if dtypes.get(role, "fp32") != "fp32" else note
 
     if st.filter or st.verify:
         vconf = _config_json(prov.vlm.model) if prov.vlm.kind == "transformers" else None
@@ -208,24 +208,26 @@ def estimate(cfg: ProjectConfig, image_size: tuple[int, int] = REFERENCE_PHOTO, 
                 continue
             w, h = fit_size(*image_size, px) if stage == "filter" else fit_size(448, 448, px)
             if prov.vlm.kind == "openai":
-                est.stages.append(StageCost(stage, None, f"served by {prov.vlm.url}", per))
+                est.stages.append(StageCost(stage, None, f"served by {prov.vlm.url}; measured from the first images",
+                                            per))
             elif vconf is None:
                 est.stages.append(StageCost(stage, None, f"no config.json for {prov.vlm.model} on disk", per))
             else:
                 tokens = qwen_image_tokens(w, h)
-                est.stages.append(StageCost(stage, seconds(qwen_vl_flops(vconf, tokens)),
-                                            f"{prov.vlm.model}, {w}x{h} px = {tokens} image tokens", per))
+                est.stages.append(StageCost(stage, seconds(qwen_vl_flops(vconf, tokens), "vlm"), in_dtype(
+                    f"{prov.vlm.model}, {w}x{h} px = {tokens} image tokens", "vlm"), per))
     if st.ground:
         queries = len(cfg.query_labels())
         if g.kind == "falcon":
             max_dim = g.max_dimension or default_max_dimension(falcon_backend, g.device)
             one = falcon_flops(g, image_size, bud.ground_pixels, on_gpu(falcon_backend, g.device), max_dim)
             note = f"Falcon {g.model}, {queries} quer{'y' if queries == 1 else 'ies'}, max_dimension {max_dim}"
-            est.stages.append(StageCost("ground", seconds(None if one is None else one * queries), note))
+            est.stages.append(StageCost("ground", seconds(None if one is None else one * queries, "grounder"),
+                                        in_dtype(note, "grounder")))
         elif g.kind == "owlv2":
             conf = _config_json(g.model)
-            est.stages.append(StageCost("ground", seconds(owlv2_flops(conf) if conf else None),
-                                        f"OWLv2 {g.model}, all queries in one pass"))
+            est.stages.append(StageCost("ground", seconds(owlv2_flops(conf) if conf else None, "grounder"),
+                                        in_dtype(f"OWLv2 {g.model}, all queries in one pass", "grounder")))
         else:
             est.stages.append(StageCost("ground", None, f"{g.kind}: no FLOP model"))
     return est
@@ -243,3 +245,36 @@ def announce(cfg: ProjectConfig, emit=None) -> Estimate:
     else:
         log.log(logging.WARNING if est.slow else logging.INFO, "%s", text)
     return est
+
+
+class Observed:
+    """Seconds each stage really took on the first images of this process: after ``OBSERVE_AFTER`` images
+    their median per stage is logged once, beside what ``estimate`` said (a server VLM's only figure)."""
+
+    def __init__(self, after: int = OBSERVE_AFTER):
+        self.after = after
+        self.samples: dict[str, list[float]] = {}
+        self.images = 0
+        self.reported = False
+        self._lock = threading.Lock()
+
+    def add(self, timings: dict) -> Optional[str]:
+        """Record one image's stage seconds; returns (and logs) the report when this image completes it."""
+        with self._lock:
+            if self.reported:
+                return None
+            for stage, seconds in timings.items():
+                self.samples.setdefault(stage, []).append(float(seconds))
+            self.images += 1
+            if self.images < self.after:
+                return None
+            self.reported = True
+        parts = [f"{stage} {statistics.median(xs):.2f} s" for stage, xs in self.samples.items()]
+        total = sum(statistics.median(xs) for xs in self.samples.values())
+        text = (f"measured on the first {self.images} images: ~{_fmt(total)} per image ({'; '.join(parts)}; "
+                "medians, cached answers included)")
+        log.info("%s", text)
+        return text
+
+
+observed = Observed()

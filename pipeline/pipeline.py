@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from pipeline import answer_cache, stages
+from pipeline import answer_cache, cost, stages
 from pipeline.config import ProjectConfig
 from pipeline.detections import Detections
 from pipeline.images import Photo, open_photo
@@ -104,7 +104,8 @@ class Pipeline:
                 from pipeline.config import GrounderProvider
                 from pipeline.providers.registry import get_grounder
                 sim = self.config.providers.similar
-                self._finder = get_grounder(GrounderProvider(kind=sim.kind, model=sim.model, device=sim.device))
+                self._finder = get_grounder(GrounderProvider(kind=sim.kind, model=sim.model, device=sim.device,
+                                                             dtype=sim.dtype))
             else:
                 raise ProviderError(f"'find similar' needs an OWLv2 model: the grounder is "
                                     f"{self.config.providers.grounder.kind!r}; set providers.similar "
@@ -120,7 +121,6 @@ class Pipeline:
         """Load the providers the enabled stages need (at start-up rather than on first request).
 
         First says how long an image is expected to take here (a warning when it is a minute or more)."""
-        from pipeline import cost
         try:
             cost.announce(self.config)
         except Exception as e:  # noqa: BLE001 - an estimate must never stop the models from loading
@@ -168,6 +168,7 @@ class Pipeline:
                                                                            th.filter, budget.filter_pixels)
             if not res.passed_filter:
                 res.note = f"filter: P(yes)={res.filter_answer.p_yes:.3f} < {th.filter}"
+                cost.observed.add(res.timings)
                 return res
         if cfg.stages.ground:
             with _timed(res, "ground"):
@@ -175,6 +176,8 @@ class Pipeline:
                 res.detections = stages.ground(self.grounder, image, queries or cfg.query_labels(), th, masks=own,
                                                max_pixels=budget.ground_pixels)
         self._finish(image, res, masks=masks)
+        if not skip_filter and not queries:
+            cost.observed.add(res.timings)  # the first images' real seconds, logged beside the estimate
         return res
 
     def run_on_boxes(self, image: AnyImage, xyxy: Sequence, labels: Sequence[str],
