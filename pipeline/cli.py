@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_config)
 
     for module in ("pipeline.importer.cli", "pipeline.identify.cli", "pipeline.stack", "backends.autolabel.cli",
-                   "pipeline.distill.cli", "pipeline.evaluate.cli", "pipeline.calibrate.cli"):
+                   "pipeline.distill.cli", "pipeline.evaluate.cli", "pipeline.calibrate.cli", "pipeline.doctor"):
         try:
             mod = __import__(module, fromlist=["add_parser"])
         except ImportError:

@@ -405,12 +405,12 @@ def load_project(path: Union[str, Path], environ: Optional[Mapping[str, str]] = 
 TORCH_GROUNDERS = ("owlv2", "grounding-dino", "sam3", "student", "falcon")
 
 
-def resolved_dtypes(cfg: ProjectConfig) -> dict[str, str]:
-    """role -> the dtype (fp32/bf16/fp16) each torch model of this project runs in on this machine
-    (``pipeline.hardware.choose_dtype`` of its ``dtype`` setting and device): the VLM when in-process, the
-    grounder (Falcon only on its torch path; a student only on CUDA, where ultralytics runs fp16), the
-    segmenter, and the CLIP embedder when identify is on."""
-    from pipeline.hardware import choose_dtype
+def dtype_choices(cfg: ProjectConfig) -> dict:
+    """role -> ``pipeline.hardware.DtypeChoice`` (dtype and reason) of each torch model this project runs, on
+    this machine, for its ``dtype`` setting and device: the VLM when in-process, the grounder (Falcon only on
+    its torch path; a student only on CUDA, where ultralytics runs it in fp16), the segmenter, and the CLIP
+    embedder (on the CPU) when identify is on."""
+    from pipeline.hardware import DtypeChoice, choose_dtype
     from pipeline.providers.base import resolve_device
     p, st = cfg.providers, cfg.stages
     roles = {}
@@ -427,13 +427,19 @@ def resolved_dtypes(cfg: ProjectConfig) -> dict[str, str]:
     roles["segmenter"] = p.segmenter
     if st.identify:
         roles["identify"] = p.identify
-    out = {role: choose_dtype(resolve_device(getattr(prov, "device", "cpu")), prov.dtype).dtype  # identify: CPU
+    out = {role: choose_dtype(resolve_device(getattr(prov, "device", "cpu")), prov.dtype)
            for role, prov in roles.items()}
     if "grounder" in out and g.kind == "student":
         from pipeline.distill.yolo import torch_device
         from pipeline.providers.student import student_dtype
-        out["grounder"] = student_dtype(torch_device(g.device), g.dtype)
+        out["grounder"] = DtypeChoice(student_dtype(torch_device(g.device), g.dtype),
+                                      "ultralytics: half precision on CUDA unless the setting says fp32")
     return out
+
+
+def resolved_dtypes(cfg: ProjectConfig) -> dict[str, str]:
+    """role -> fp32 / bf16 / fp16 (``dtype_choices`` without the reasons)."""
+    return {role: c.dtype for role, c in dtype_choices(cfg).items()}
 
 
 def precision_tag(cfg: ProjectConfig) -> str:

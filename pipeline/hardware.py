@@ -144,7 +144,7 @@ def read_machine() -> Machine:
 
 
 _machine: ProcessCache = ProcessCache("machine")
-_rates: ProcessCache = ProcessCache("matmul rates")  # (device, dtypes) -> {dtype: GFLOP/s}
+_rates: ProcessCache = ProcessCache("matmul rates")  # (device, dtype, size) -> GFLOP/s
 _choices: ProcessCache = ProcessCache("dtype choices")  # (device, requested) -> DtypeChoice
 
 
@@ -165,35 +165,43 @@ def synchronize(device: str) -> None:
 
 def matmul_rates(device: str = "cpu", dtypes: tuple[str, ...] = ("fp32",), rounds: int = 3,
                  seconds: float = PROBE_SECONDS, size: int = PROBE_SIZE) -> dict[str, float]:
-    """GFLOP/s of a ``size``³ matmul per dtype on ``device``: ``rounds`` rounds that alternate the dtypes,
-    each running for ``seconds``; a dtype's rate is its best round (a busy machine slows some rounds, none
-    speeds one up). Measured once per process per (device, dtypes, size)."""
-    def measure() -> dict[str, float]:
-        import torch
-        mats = {}
+    """GFLOP/s of a ``size``³ matmul per dtype on ``device``: ``rounds`` rounds that alternate the dtypes not
+    measured yet, each running for ``seconds``; a dtype's rate is its best round (a busy machine slows some
+    rounds, none speeds one up). Each (device, dtype, size) is measured once per process."""
+    missing = [d for d in dtypes if _rates.peek((device, d, size)) is None]
+    if missing:
+        measured = _measure(device, tuple(missing), rounds, seconds, size)
+        for d, rate in measured.items():
+            _rates.get((device, d, size), lambda rate=rate: rate)
+    return {d: _rates.get((device, d, size), lambda d=d: _measure(device, (d,), rounds, seconds, size)[d])
+            for d in dtypes}
+
+
+def _measure(device: str, dtypes: tuple[str, ...], rounds: int, seconds: float, size: int) -> dict[str, float]:
+    import torch
+    mats = {}
+    for d in dtypes:
+        t = getattr(torch, TORCH_NAMES[d])
+        mats[d] = (torch.randn(size, size, device=device).to(t), torch.randn(size, size, device=device).to(t))
+    best = {d: 0.0 for d in dtypes}
+    flops = 2.0 * size ** 3
+    for d in dtypes:  # warm-up: the first call of a dtype pays for kernel selection
+        a, b = mats[d]
+        a @ b
+    synchronize(device)
+    for _ in range(rounds):
         for d in dtypes:
-            t = getattr(torch, TORCH_NAMES[d])
-            mats[d] = (torch.randn(size, size, device=device).to(t), torch.randn(size, size, device=device).to(t))
-        best = {d: 0.0 for d in dtypes}
-        flops = 2.0 * size ** 3
-        for d in dtypes:  # warm-up: the first call of a dtype pays for kernel selection
             a, b = mats[d]
-            a @ b
-        synchronize(device)
-        for _ in range(rounds):
-            for d in dtypes:
-                a, b = mats[d]
-                n, t0 = 0, time.perf_counter()
-                while True:
-                    a @ b
-                    n += 1
-                    synchronize(device)
-                    took = time.perf_counter() - t0
-                    if took >= seconds:
-                        break
-                best[d] = max(best[d], n * flops / took / 1e9)
-        return best
-    return _rates.get((device, tuple(dtypes), size), measure)
+            n, t0 = 0, time.perf_counter()
+            while True:
+                a @ b
+                n += 1
+                synchronize(device)
+                took = time.perf_counter() - t0
+                if took >= seconds:
+                    break
+            best[d] = max(best[d], n * flops / took / 1e9)
+    return best
 
 
 # -- the choice ------------------------------------------------------------------------------------------
@@ -230,8 +238,8 @@ def choose_dtype(device: str, requested: Optional[str] = "auto", *, machine_info
     cached and logged."""
     requested = (requested or "auto").lower()
     env = os.environ if environ is None else environ
-    if requested == "auto" and env.get("LF_DTYPE", "auto").lower() != "auto":
-        requested, source = env["LF_DTYPE"].lower(), "LF_DTYPE"
+    if requested == "auto" and (env.get("LF_DTYPE") or "auto").strip().lower() != "auto":
+        requested, source = env["LF_DTYPE"].strip().lower(), "LF_DTYPE"
     else:
         source = "the setting"
     if requested not in DTYPE_SETTINGS:
