@@ -34,6 +34,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=None,
                    help="tasks run at a time (default: PREDICT_CONCURRENCY, as in the backend, or 4)")
     p.add_argument("--page-size", type=int, default=200, help="reviewed tasks listed per request (default 200)")
+    p.add_argument("--guarantee", action="store_true",
+                   help="risk-controlled thresholds: precision >= --target-precision on new tasks with probability "
+                        ">= 1 - --delta (fixed-sequence binomial tests; the filter and, with verify on, the grounding "
+                        "threshold stay as they are)")
+    p.add_argument("--delta", type=float, default=None, metavar="D",
+                   help="with --guarantee: the risk allowed, per label (default 0.1)")
     p.add_argument("--dry-run", action="store_true",
                    help="show old vs new thresholds and the expected effect; write nothing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -52,6 +58,10 @@ def _check(args) -> str:
         return "--min-boxes, --page-size and --concurrency must be at least 1"
     if not 0 < args.iou <= 1:
         return "--iou must be in (0, 1]"
+    if args.delta is not None and not args.guarantee:
+        return "--delta needs --guarantee"
+    if args.delta is not None and not 0 < args.delta < 1:
+        return "--delta must be in (0, 1)"
     return ""
 
 
@@ -112,8 +122,10 @@ def cmd_calibrate(args) -> int:
         print(f"error: Label Studio project {project_id} has no reviewed task to calibrate on "
               f"({len(got.failed)} failed)", file=sys.stderr)
         return 2
+    from pipeline.calibrate.guarantee import DELTA
+    delta = (args.delta or DELTA) if args.guarantee else None
     report, new = calibrate(got.reviewed, labels, args.target_precision, cfg.thresholds, min_boxes=args.min_boxes,
-                            k=args.folds, match_iou=args.iou)
+                            k=args.folds, match_iou=args.iou, delta=delta)
     versions = (model_version(cfg), model_version(cfg.model_copy(update={"thresholds": new})))
     report.update({"project": {"id": project_id, "url": f"{url}/projects/{project_id}"},
                    "failed": got.failed, "answer_cache": got.cache,

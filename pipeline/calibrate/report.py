@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.calibrate.guarantee import fit_guaranteed
 from pipeline.calibrate.search import Counts, Reviewed, cross_validate, evaluate, fit, predicted, summary
 from pipeline.config import Thresholds
 from pipeline.evaluate.report import table_console
@@ -39,9 +40,10 @@ def _held_out(per_fold: list[dict[str, Counts]], labels) -> dict:
 
 def calibrate(tasks: Sequence[Reviewed], labels: Sequence[str], target: float, current: Thresholds, *,
               min_boxes: int = MIN_BOXES, k: int = FOLDS, match_iou: float = 0.5,
-              fold_of: Optional[Sequence[int]] = None) -> tuple[dict, Thresholds]:
+              fold_of: Optional[Sequence[int]] = None, delta: Optional[float] = None) -> tuple[dict, Thresholds]:
     """(report, the new thresholds): labels with fewer than ``min_boxes`` annotated boxes, or boxes in fewer
-    than ``k`` tasks, are refused with the reason and keep their current thresholds."""
+    than ``k`` tasks, are refused with the reason and keep their current thresholds. ``delta``: risk-controlled
+    thresholds (guarantee.py: precision >= target with probability >= 1 - delta) instead of the best fit."""
     filter_on = any(t.filter_p == t.filter_p for t in tasks)  # not NaN
     boxes = {lab: sum(int((t.truth.labels.astype(str) == lab).sum()) for t in tasks) for lab in labels}
     holding = {lab: sum(1 for t in tasks if (t.truth.labels.astype(str) == lab).any()) for lab in labels}
@@ -52,14 +54,19 @@ def calibrate(tasks: Sequence[Reviewed], labels: Sequence[str], target: float, c
         elif holding[lab] < k:
             refused[lab] = f"its {boxes[lab]} boxes are in {holding[lab]} task(s), fewer than the {k} folds (--folds)"
     eligible = [lab for lab in labels if lab not in refused]
-    final = fit(tasks, eligible, target, match_iou)
+    fitter = fit if delta is None else (
+        lambda ts, labs, tgt, iou: fit_guaranteed(ts, labs, tgt, current, delta, iou))
+    final = fitter(tasks, eligible, target, match_iou)
     refused.update(final.failed)
     new = final.thresholds(current)
     calibrated = list(final.per_label)
     before, after = evaluate(tasks, current, labels, match_iou), evaluate(tasks, new, labels, match_iou)
-    per_fold = cross_validate(tasks, calibrated, target, current, k, match_iou, fold_of) if calibrated else []
+    per_fold = cross_validate(tasks, calibrated, target, current, k, match_iou, fold_of, fitter) if calibrated else []
     report = {
         "target_precision": target, "match_iou": match_iou, "folds": k, "min_boxes": min_boxes,
+        "guarantee": None if delta is None else {
+            "delta": delta, "method": "fixed-sequence binomial tests over a fixed score grid (Learn then Test)",
+            "labels": {lab: c.to_dict() for lab, c in final.certificates.items()}},
         "reviewed_tasks": len(tasks),
         "filter": {"stage": "on" if filter_on else "off", "old": current.filter,
                    "new": new.filter if final.filter is not None else None},
@@ -132,5 +139,13 @@ def print_report(report: dict, console: Optional[Console] = None) -> None:
                       f"{_pct(a['before']['recall'])} -> {_pct(a['fitted']['recall'])} in-sample, "
                       f"{_spread(h.get('recall'), k)} held out (pooled over folds: P "
                       f"{_pct(pooled.get('precision'))}, R {_pct(pooled.get('recall'))})")
+    g = report.get("guarantee")
+    if g:
+        for lab, c in g["labels"].items():
+            if c["threshold"] is not None:
+                console.print(f"{lab}: {c['scored_by']} >= {c['threshold']:g} keeps {c['kept']} reviewed boxes, "
+                              f"{c['false_positives']} wrong: precision >= {report['target_precision']:g} with "
+                              f"probability >= {1 - g['delta']:g} (p = {c['p_value']:.3g}; lower bound "
+                              f"{_pct(c['precision_lower_bound'])}, {c['tested']} thresholds tested in order)")
     console.print(f"on the reviewed tasks: {e['boxes_before']} -> {e['boxes_after']} predicted boxes, "
                   f"{e['tasks_past_filter_before']} -> {e['tasks_past_filter_after']} tasks past the filter")

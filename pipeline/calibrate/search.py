@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -71,6 +71,7 @@ class Fit:
     filter: Optional[float]  # None: not searched (filter stage off)
     per_label: dict[str, LabelThresholds] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # label -> why no thresholds reach the target
+    certificates: dict = field(default_factory=dict)  # label -> guarantee.Certificate (risk-controlled fits only)
 
     def thresholds(self, current: Thresholds) -> Thresholds:
         """``current`` with these thresholds: the fitted labels' own, the others' as they were."""
@@ -252,15 +253,16 @@ def folds(tasks: Sequence[Reviewed], k: int, seed: int = SEED) -> list[int]:
 
 
 def cross_validate(tasks: Sequence[Reviewed], labels: Sequence[str], target: float, current: Thresholds,
-                   k: int, match_iou: float = 0.5, fold_of: Optional[Sequence[int]] = None
-                   ) -> list[dict[str, Counts]]:
-    """Per fold: the counts on that fold's tasks of thresholds fitted on the other folds' tasks."""
+                   k: int, match_iou: float = 0.5, fold_of: Optional[Sequence[int]] = None,
+                   fitter: Optional[Callable[..., Fit]] = None) -> list[dict[str, Counts]]:
+    """Per fold: the counts on that fold's tasks of thresholds fitted on the other folds' tasks (by ``fitter``,
+    called as ``fitter(tasks, labels, target, match_iou)``; default ``fit``)."""
     fold_of = list(fold_of) if fold_of is not None else folds(tasks, k)
     out = []
     for j in range(k):
         train = [t for t, f in zip(tasks, fold_of) if f != j]
         test = [t for t, f in zip(tasks, fold_of) if f == j]
-        th = fit(train, labels, target, match_iou).thresholds(current)
+        th = (fitter or fit)(train, labels, target, match_iou).thresholds(current)
         out.append(evaluate(test, th, labels, match_iou))
     return out
 

@@ -64,6 +64,9 @@ def write(project_path, report: dict, source: str, versions: tuple[str, str],
             "folds": report["folds"], "reviewed_tasks": report["reviewed_tasks"],
             "model_version": {"before": versions[0], "after": versions[1]},
             "expected": _expected(report),
+            **({"guarantee": {"delta": report["guarantee"]["delta"], "precision_lower_bound": {
+                lab: c["precision_lower_bound"] for lab, c in report["guarantee"]["labels"].items()
+                if c["threshold"] is not None}}} if report.get("guarantee") else {}),
             "refused": {lab: r["reason"] for lab, r in report["labels"].items() if r["status"] != "calibrated"},
         },
     }
