@@ -56,5 +56,7 @@ def task_certainty(filter_p: Optional[float], dets: Detections, th: Thresholds) 
 
 
 def of_result(res, th: Thresholds) -> float:
-    """``task_certainty`` of a ``PipelineResult``."""
+    """``task_certainty`` of a ``PipelineResult``, against the thresholds its decisions were made with (a result
+    routed through the student carries its own: the student's boxes weigh against their route ``accept``)."""
+    th = getattr(res, "thresholds", None) or th
     return task_certainty(None if res.filter_answer is None else res.filter_answer.p_yes, res.detections, th)

@@ -195,6 +195,50 @@ class Providers(_Strict):
                                                                  "when it is OWLv2)")
 
 
+class RouteBand(_Strict):
+    """One label's own band; a missing value is the route-wide one."""
+    floor: Optional[float] = Field(None, ge=0, le=1)
+    accept: Optional[float] = Field(None, ge=0, le=1)
+
+
+class Route(_Strict):
+    """Student first (README: Routing through the student): the student grounds every image; its boxes scoring
+    ``accept`` or more are kept as they are, those between ``floor`` and ``accept`` go to verify, those under
+    ``floor`` are dropped; an image with more than ``max_uncertain`` boxes between the two (with verify off: any)
+    goes through the whole cascade instead. ``label-factory calibrate --route`` writes the per-label band."""
+    student: str = Field(min_length=1, description="the student's weights file (`label-factory train`)")
+    device: str = "auto"
+    dtype: TorchDtype = "auto"
+    accept: float = Field(0.5, ge=0, le=1, description="student score from which a box is kept without verify")
+    floor: float = Field(0.1, ge=0, le=1, description="student score under which a box is dropped")
+    max_uncertain: int = Field(3, ge=0, description="more boxes than this between floor and accept: the image "
+                                                    "goes through the whole cascade")
+    per_label: dict[str, RouteBand] = Field(default_factory=dict, description="label -> {floor, accept}")
+
+    @model_validator(mode="after")
+    def _floor_under_accept(self):
+        for lab in [None, *self.per_label]:
+            if self.floor_for(lab) > self.accept_for(lab):
+                where = f"per_label.{lab}" if lab else "route"
+                raise ValueError(f"{where}: floor ({self.floor_for(lab)}) is above accept ({self.accept_for(lab)})")
+        return self
+
+    def accept_for(self, label) -> float:
+        own = self.per_label.get(str(label)) if label is not None else None
+        return self.accept if own is None or own.accept is None else own.accept
+
+    def floor_for(self, label) -> float:
+        own = self.per_label.get(str(label)) if label is not None else None
+        return self.floor if own is None or own.floor is None else own.floor
+
+    def provider(self) -> GrounderProvider:
+        return GrounderProvider(kind="student", model=self.student, device=self.device, dtype=self.dtype)
+
+    def identity(self) -> str:
+        """The routing student as model_version names it: its weights' content hash."""
+        return self.provider().identity()
+
+
 class ProjectConfig(_Strict):
     project_name: str = Field(min_length=1)
     target_object: str = Field(min_length=1)
@@ -211,6 +255,7 @@ class ProjectConfig(_Strict):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     providers: Providers = Field(default_factory=Providers)
     budgets: Budgets = Field(default_factory=Budgets)
+    route: Optional[Route] = Field(None, description="student first; None: every image goes through the cascade")
 
     @field_validator("target_object")
     @classmethod
@@ -244,10 +289,12 @@ class ProjectConfig(_Strict):
             self.data_root = f"data/{self.project_name}"
         if not self.queries:
             self.queries = [self.target_object]
-        unknown = sorted(set(self.thresholds.per_label) - set(self.labels()))
-        if unknown:
-            raise ValueError(f"thresholds.per_label names {unknown}, which are not labels of this project "
-                             f"({', '.join(self.labels())})")
+        for where, named in (("thresholds", self.thresholds.per_label),
+                             ("route", self.route.per_label if self.route else {})):
+            unknown = sorted(set(named) - set(self.labels()))
+            if unknown:
+                raise ValueError(f"{where}.per_label names {unknown}, which are not labels of this project "
+                                 f"({', '.join(self.labels())})")
         return self
 
     # -- derived ------------------------------------------------------------------------
@@ -269,10 +316,15 @@ class ProjectConfig(_Strict):
 
     def fingerprint(self) -> str:
         """Short hash of everything that changes predictions (for model_version)."""
-        keys = {"target_object", "label", "queries", "prompts", "stages", "thresholds", "providers", "budgets"}
+        keys = {"target_object", "label", "queries", "prompts", "stages", "thresholds", "providers", "budgets", "route"}
         data = self.model_dump(include=keys, mode="json")
         if not data["thresholds"]["per_label"]:  # none: the same fingerprint as before per-label thresholds existed
             del data["thresholds"]["per_label"]
+        if self.route is None:  # no routing: the same fingerprint as before routing existed
+            del data["route"]
+        else:  # the routing student by its weights' hash, its dtype in model_version's own part
+            data["route"].pop("dtype", None)
+            data["route_identity"] = self.route.identity()
         for provider in data["providers"].values():  # the resolved dtype is model_version's own part
             if isinstance(provider, dict):
                 provider.pop("dtype", None)
@@ -357,13 +409,14 @@ def config_mtime(project_path: Union[str, Path]) -> tuple[int, int]:
 
 def with_calibration(cfg: ProjectConfig, project_path: Union[str, Path]) -> ProjectConfig:
     """``cfg`` with the thresholds of its calibration file, if there is one: its ``thresholds.filter``
-    replaces the YAML's, and each label in its ``thresholds.per_label`` gets those thresholds (a label
-    the project no longer has is ignored, with a warning). Nothing else in the file is read."""
+    replaces the YAML's, each label in its ``thresholds.per_label`` gets those thresholds, and each label in its
+    ``route.per_label`` that band (a label the project no longer has, or a band for a project without a
+    ``route``, is ignored with a warning). Nothing else in the file is read."""
     side = calibration_path(project_path)
     if not side.is_file():
         return cfg
     data = _read_yaml(side) or {}
-    th = data.get("thresholds") if isinstance(data, dict) else None
+    th = data.get("thresholds", {}) if isinstance(data, dict) else None
     if not isinstance(th, dict) or set(th) - {"filter", "per_label"}:
         raise ConfigError(f"{side}: thresholds: expected a mapping with 'filter' and/or 'per_label' "
                           "(written by `label-factory calibrate`; delete the file to use the YAML's thresholds)")
@@ -378,10 +431,20 @@ def with_calibration(cfg: ProjectConfig, project_path: Union[str, Path]) -> Proj
     if "filter" in th:
         merged["filter"] = th["filter"]
     try:
-        thresholds = Thresholds.model_validate(merged)
+        update = {"thresholds": Thresholds.model_validate(merged)}
     except ValidationError as e:
         raise ConfigError(_format_errors(f"{side}: thresholds", e)) from None
-    return cfg.model_copy(update={"thresholds": thresholds})
+    bands = (data.get("route") or {}).get("per_label") or {}
+    if bands and cfg.route is None:
+        log.warning("%s: ignoring route.per_label: %s has no route section", side, project_path)
+    elif bands:
+        route = cfg.route.model_dump()
+        route["per_label"].update({lab: v for lab, v in bands.items() if lab in cfg.labels()})
+        try:
+            update["route"] = Route.model_validate(route)
+        except ValidationError as e:
+            raise ConfigError(_format_errors(f"{side}: route", e)) from None
+    return cfg.model_copy(update=update)
 
 
 def load_project(path: Union[str, Path], environ: Optional[Mapping[str, str]] = None) -> ProjectConfig:
@@ -451,14 +514,16 @@ def precision_tag(cfg: ProjectConfig) -> str:
 def model_version(cfg: Optional[ProjectConfig], index_version: Optional[int] = None) -> str:
     """The ``model_version`` of every prediction label-factory writes (backend, ``predict``, ``run``)
     and reports to Label Studio: ``<project_name>-<fingerprint>-<vlm kind>+<grounder kind>`` of the
-    resolved config, ``-bf16`` (``precision_tag``) when its torch models run in reduced precision on this
+    resolved config (``+route-student-<weights hash>`` when the student goes first), ``-bf16``
+    (``precision_tag``) when its torch models run in reduced precision on this
     machine, then ``+identify-v<N>`` when the predictions name boxes from version N of a reference index
     (``cfg`` None: the stand-alone identify backend, ``identify-v<N>`` alone).
     Equal versions mean the same predictions, so a task that has one is not predicted again."""
     parts = []
     if cfg is not None:
         p = cfg.providers
-        parts.append(f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.identity()}"
+        route = f"+route-{cfg.route.identity()}" if cfg.route is not None else ""
+        parts.append(f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.identity()}{route}"
                      f"{precision_tag(cfg)}")
     if index_version is not None:
         parts.append(f"identify-v{index_version}")

@@ -1,6 +1,8 @@
 """The cascade as one object: image in, detections + per-stage timings + raw model answers out.
 
-``run``: filter -> ground -> verify -> segment (with ``masks``) -> identify.  The interactive
+``run``: filter -> ground -> verify -> segment (with ``masks``) -> identify; with a ``route`` in the project,
+the student first (pipeline/route.py: its sure boxes kept, its unsure ones verified, an image it is unsure
+about through the whole cascade).  The interactive
 variants start from what a person gave instead of the grounder: ``run_on_boxes`` (rectangles
 they drew: scored by verify, with ``masks`` refined to the object's mask and its box),
 ``run_on_clicks`` (clicks on one object: its mask and box from the segmenter) and
@@ -17,8 +19,8 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from pipeline import answer_cache, cost, stages
-from pipeline.config import ProjectConfig
+from pipeline import answer_cache, cost, route, stages
+from pipeline.config import LabelThresholds, ProjectConfig, Thresholds
 from pipeline.detections import Detections
 from pipeline.images import Photo, open_photo
 from pipeline.providers.base import VLM, Grounder, ProviderError, Segmenter, YesNo
@@ -41,9 +43,11 @@ class PipelineResult:
     timings: dict = field(default_factory=dict)  # stage -> seconds
     verify_answers: list = field(default_factory=list)
     note: str = ""  # why nothing was grounded (filtered out, ...)
+    route: Optional[dict] = None  # routed through the student: route.Decision.to_dict()
+    thresholds: Optional[Thresholds] = None  # what its decisions were made against, when not the project's
 
     def to_record(self) -> dict:
-        return {
+        return {**({"route": self.route} if self.route is not None else {}),
             "width": self.width, "height": self.height,
             "passed_filter": self.passed_filter,
             "filter": self.filter_answer.to_json() if self.filter_answer else None,
@@ -63,10 +67,11 @@ class Pipeline:
 
     def __init__(self, config: ProjectConfig, vlm: Optional[VLM] = None, grounder: Optional[Grounder] = None,
                  identifier: Optional[Identifier] = None, segmenter: Optional[Segmenter] = None,
-                 finder: Optional[Grounder] = None):
+                 finder: Optional[Grounder] = None, student: Optional[Grounder] = None):
         self.config = config
         self._vlm = None if vlm is None else answer_cache.CachedVLM.around(vlm)
         self._grounder = None if grounder is None else answer_cache.CachedGrounder.around(grounder)
+        self._student = None if student is None else answer_cache.CachedGrounder.around(student)
         self.identifier = identifier
         self._segmenter = segmenter
         self._finder = finder
@@ -85,6 +90,15 @@ class Pipeline:
             cfg = self.config.providers.grounder
             self._grounder = answer_cache.CachedGrounder.around(get_grounder(cfg), identity_extra=cfg.identity)
         return self._grounder
+
+    @property
+    def student(self) -> Grounder:
+        """The routing student (``route.student``), loaded on first use."""
+        if self._student is None:
+            from pipeline.providers.registry import get_grounder
+            cfg = self.config.route.provider()
+            self._student = answer_cache.CachedGrounder.around(get_grounder(cfg), identity_extra=cfg.identity)
+        return self._student
 
     @property
     def segmenter(self) -> Segmenter:
@@ -130,6 +144,8 @@ class Pipeline:
             _ = self.vlm
         if st.ground:
             _ = self.grounder
+        if self.config.route is not None:
+            _ = self.student
         return self
 
     def describe(self) -> dict:
@@ -139,6 +155,8 @@ class Pipeline:
             out["vlm"] = self.vlm.describe()
         if st.ground:
             out["grounder"] = self.grounder.describe()
+        if self.config.route is not None:
+            out["route"] = {"student": self.student.describe(), **self.config.route.model_dump(exclude={"student"})}
         return out
 
     # -- images ---------------------------------------------------------------------------
@@ -158,9 +176,16 @@ class Pipeline:
 
         ``queries`` (query -> label) replaces the YAML's grounding queries, e.g. a text prompt
         typed in Label Studio; ``skip_filter`` is for such interactive calls. ``masks``: every kept
-        box gets its mask (from the grounder when it segments, else the segmenter)."""
-        cfg, th, budget = self.config, self.config.thresholds, self.config.budgets
+        box gets its mask (from the grounder when it segments, else the segmenter). With a ``route`` the student
+        goes first (``_run_routed``), except for typed queries."""
         image = self.photo(image)
+        if self.config.route is not None and not queries:
+            return self._run_routed(image, masks)
+        return self._run_cascade(image, queries, skip_filter, masks)
+
+    def _run_cascade(self, image: Photo, queries: Optional[Mapping[str, str]], skip_filter: bool,
+                     masks: bool) -> PipelineResult:
+        cfg, th, budget = self.config, self.config.thresholds, self.config.budgets
         res = PipelineResult(image.width, image.height, Detections.empty())
         if cfg.stages.filter and not skip_filter:
             with _timed(res, "filter"):
@@ -178,6 +203,39 @@ class Pipeline:
         self._finish(image, res, masks=masks)
         if not skip_filter and not queries:
             cost.observed.add(res.timings)  # the first images' real seconds, logged beside the estimate
+        return res
+
+    def _run_routed(self, image: Photo, masks: bool) -> PipelineResult:
+        """The student first (pipeline/route.py): its boxes under their floor dropped, over their accept kept,
+        the band verified, or, when the student is unsure of the image, the whole cascade."""
+        cfg, rt = self.config, self.config.route
+        res = PipelineResult(image.width, image.height, Detections.empty())
+        at_floor = cfg.thresholds.model_copy(update={"grounding": rt.floor, "per_label": {
+            lab: LabelThresholds(grounding=rt.floor_for(lab)) for lab in cfg.labels()}})
+        with _timed(res, "student"):
+            dets = stages.ground(self.student, image, {lab: lab for lab in cfg.labels()}, at_floor,
+                                 max_pixels=cfg.budgets.ground_pixels)
+        decision = route.decide(dets, rt, verify_on=cfg.stages.verify)
+        if decision.path == route.CASCADE:
+            full = self._run_cascade(image, None, False, masks)
+            full.timings = {"student": res.timings["student"], **full.timings}
+            full.route = decision.to_dict()
+            return full
+        dets.mark(np.isin(np.arange(len(dets)), decision.accepted), "route")
+        rest = np.setdiff1d(np.arange(len(dets)), np.r_[decision.accepted, decision.band])
+        accepted, band = dets[decision.accepted], dets[decision.band]
+        if len(band):
+            questions = stages.verify_questions(set(band.labels.astype(str)), cfg.prompts.verify, cfg.label,
+                                                cfg.target_object)
+            with _timed(res, "verify"):
+                answers = stages.verify(self.vlm, image, band, questions, cfg.thresholds, cfg.thresholds.crop_padding,
+                                        max_pixels=cfg.budgets.verify_pixels)
+            res.verify_answers = [{**a, "box": a["box"] + len(accepted)} for a in answers]  # index in the result
+        res.detections = Detections.merge([accepted, band, dets[rest]])
+        res.route = decision.to_dict()
+        res.thresholds = route.certainty_thresholds(rt, cfg.thresholds)
+        self._finish(image, res, masks=masks, verify=False)
+        cost.observed.add(res.timings)
         return res
 
     def run_on_boxes(self, image: AnyImage, xyxy: Sequence, labels: Sequence[str],
@@ -226,12 +284,13 @@ class Pipeline:
             res.note = "similar: nothing like the example above the thresholds"
         return res
 
-    def _finish(self, image: Photo, res: PipelineResult, masks: bool = False, user: bool = False) -> None:
+    def _finish(self, image: Photo, res: PipelineResult, masks: bool = False, user: bool = False,
+                verify: bool = True) -> None:
         """verify -> segment -> identify on the kept boxes. ``user``: boxes a person gave, always verified,
-        never dropped by a score."""
+        never dropped by a score. ``verify`` False: verified already (routing)."""
         cfg, th = self.config, self.config.thresholds
         dets = res.detections
-        if (cfg.stages.verify or user) and len(dets.active_index()):
+        if verify and (cfg.stages.verify or user) and len(dets.active_index()):
             questions = stages.verify_questions(set(dets.labels.astype(str)), cfg.prompts.verify, cfg.label,
                                                 cfg.target_object)
             with _timed(res, "verify"):
