@@ -32,9 +32,11 @@ GEOMETRY = ("box", "polygon", "brush")
 
 
 def at_zero(cfg: ProjectConfig) -> ProjectConfig:
-    """``cfg`` with every threshold at 0 (no per-label ones) and identify off: all candidates, scored."""
+    """``cfg`` with every threshold at 0 (no per-label ones), identify off and no routing (the thresholds are the
+    cascade's): all candidates, scored."""
     th = cfg.thresholds.model_copy(update={"filter": 0.0, "grounding": 0.0, "verify": 0.0, "per_label": {}})
-    return cfg.model_copy(update={"thresholds": th, "stages": cfg.stages.model_copy(update={"identify": False})})
+    return cfg.model_copy(update={"thresholds": th, "route": None,
+                                  "stages": cfg.stages.model_copy(update={"identify": False})})
 
 
 def shown(target: Target, label) -> bool:

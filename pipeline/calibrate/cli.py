@@ -40,6 +40,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "threshold stay as they are)")
     p.add_argument("--delta", type=float, default=None, metavar="D",
                    help="with --guarantee: the risk allowed, per label (default 0.1)")
+    p.add_argument("--route", action="store_true",
+                   help="calibrate the routing band instead (route.per_label: floor and accept of each label, "
+                        "pipeline/calibrate/band.py) from the route student's boxes on the reviewed tasks")
+    p.add_argument("--keep-recall", type=float, default=None, metavar="R",
+                   help="with --route: the share of the student's right boxes the floor keeps (default 0.98)")
     p.add_argument("--dry-run", action="store_true",
                    help="show old vs new thresholds and the expected effect; write nothing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -62,6 +67,10 @@ def _check(args) -> str:
         return "--delta needs --guarantee"
     if args.delta is not None and not 0 < args.delta < 1:
         return "--delta must be in (0, 1)"
+    if args.keep_recall is not None and not args.route:
+        return "--keep-recall needs --route"
+    if args.keep_recall is not None and not 0 < args.keep_recall <= 1:
+        return "--keep-recall must be in (0, 1]"
     return ""
 
 
@@ -89,7 +98,12 @@ def cmd_calibrate(args) -> int:
     no_cache(args)
     if log.getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per page and image otherwise
-    cfg = load_project(args.project)
+    from pipeline.calibrate.band import student_config
+    project_cfg = load_project(args.project)
+    if args.route and project_cfg.route is None:
+        print(f"error: --route: {args.project} has no route section (route: {{student: <weights>}})", file=sys.stderr)
+        return 2
+    cfg = student_config(project_cfg) if args.route else project_cfg  # --route: the student's boxes are the candidates
     url = None
     bar = tqdm(desc="reviewed tasks", unit="task", disable=args.quiet)
     try:
@@ -124,6 +138,8 @@ def cmd_calibrate(args) -> int:
         return 2
     from pipeline.calibrate.guarantee import DELTA
     delta = (args.delta or DELTA) if args.guarantee else None
+    if args.route:
+        return _write_band(args, project_cfg, got, labels, delta, f"{url}/projects/{project_id}")
     report, new = calibrate(got.reviewed, labels, args.target_precision, cfg.thresholds, min_boxes=args.min_boxes,
                             k=args.folds, match_iou=args.iou, delta=delta)
     versions = (model_version(cfg), model_version(cfg.model_copy(update={"thresholds": new})))
@@ -149,3 +165,39 @@ def cmd_calibrate(args) -> int:
             print(f"written: {written} (model_version {versions[0]} -> {versions[1]}; the backend picks it up "
                   "on its next request, `predict` and `run` on their next start)")
     return 0 if calibrated else 1
+
+
+def _write_band(args, cfg, got, labels, delta, source: str) -> int:
+    """``calibrate --route``: each label's band from the student's boxes, printed and written."""
+    from pipeline.calibrate import thresholds_file
+    from pipeline.calibrate.band import KEEP_RECALL, fit_band
+    from pipeline.config import model_version
+    keep = args.keep_recall or KEEP_RECALL
+    bands, found = fit_band(got.reviewed, labels, args.target_precision, delta, keep, args.iou)
+    route = cfg.route.model_dump()
+    route["per_label"].update({lab: b.model_dump() for lab, b in bands.items()})
+    after = cfg.model_copy(update={"route": type(cfg.route).model_validate(route)})
+    versions = (model_version(cfg), model_version(after))
+    settings = {"target_precision": args.target_precision, "delta": delta, "keep_recall": keep,
+                "reviewed_tasks": len(got.reviewed)}
+    written = None
+    if bands and not args.dry_run:
+        written = thresholds_file.write_route(args.project, bands, found, settings, source, versions)
+    if args.json:
+        print(json.dumps({**settings, "labels": found, "written": None if written is None else str(written),
+                          "model_version": {"before": versions[0], "after": versions[1]}}, indent=1, default=str))
+        return 0 if bands else 1
+    for lab, f in found.items():
+        if "band" in f:
+            b = f["band"]
+            print(f"{lab}: floor {b['floor']:g}, accept {b['accept']:g} ({f['right']} of {f['boxes']} student boxes "
+                  "right on the reviewed tasks)")
+        else:
+            print(f"{lab}: refused: {f['refused']} ({f['right']} of {f['boxes']} student boxes right)")
+    if not bands:
+        print("nothing calibrated; nothing written")
+    elif args.dry_run:
+        print(f"dry run: nothing written; model_version would become {versions[1]} (now {versions[0]})")
+    else:
+        print(f"written: {written} (model_version {versions[0]} -> {versions[1]})")
+    return 0 if bands else 1

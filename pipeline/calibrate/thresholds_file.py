@@ -21,14 +21,21 @@ from pipeline.config import calibration_path
 log = logging.getLogger(__name__)
 
 
+def _current(path: Path) -> dict:
+    """What the file holds now ({} when there is none or it cannot be read)."""
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        return data if isinstance(data, dict) else {}
+    except (OSError, yaml.YAMLError) as e:
+        log.warning("%s: unreadable (%s); writing it anew", path, e)
+        return {}
+
+
 def thresholds_section(report: dict, path: Path) -> dict:
     """The file's ``thresholds``: its current entries, with this calibration's filter and labels."""
-    old = {}
-    if path.is_file():
-        try:
-            old = (yaml.safe_load(path.read_text()) or {}).get("thresholds") or {}
-        except (OSError, yaml.YAMLError, AttributeError) as e:
-            log.warning("%s: unreadable (%s); writing it anew", path, e)
+    old = _current(path).get("thresholds") or {}
     out: dict = {}
     new_filter = report["filter"]["new"]
     if new_filter is not None or "filter" in old:
@@ -70,9 +77,33 @@ def write(project_path, report: dict, source: str, versions: tuple[str, str],
             "refused": {lab: r["reason"] for lab, r in report["labels"].items() if r["status"] != "calibrated"},
         },
     }
+    old = _current(path)
+    body.update({k: old[k] for k in ("route", "route_calibration") if k in old})  # the band stays as it was
+    _save(path, project_path, body, now)
+    return path
+
+
+def write_route(project_path, bands: dict, found: dict, settings: dict, source: str, versions: tuple[str, str],
+                now: Optional[datetime] = None) -> Path:
+    """Write each label's routing band (``bands``: label -> RouteBand) into the calibration file of
+    ``project_path`` under ``route.per_label``, keeping the file's thresholds and the bands of other labels."""
+    path = calibration_path(project_path)
+    now = now or datetime.now(timezone.utc)
+    old = _current(path)
+    per_label = dict(((old.get("route") or {}).get("per_label")) or {})
+    per_label.update({lab: b.model_dump(exclude_none=True) for lab, b in bands.items()})
+    body = {k: old[k] for k in ("thresholds", "calibration") if k in old}
+    body["route"] = {"per_label": per_label}
+    body["route_calibration"] = {"written_at": now.isoformat(timespec="seconds"), "source": source, **settings,
+                                 "model_version": {"before": versions[0], "after": versions[1]}, "labels": found}
+    _save(path, project_path, body, now)
+    return path
+
+
+def _save(path: Path, project_path, body: dict, now: datetime) -> None:
     text = (f"# Written by `label-factory calibrate` on {now:%Y-%m-%d %H:%M} UTC for {Path(project_path).name}.\n"
-            "# Its thresholds replace the YAML's (filter; verify/grounding of the labels under per_label): the\n"
-            "# backend, `run` and `predict` read both files. Delete this file to go back to the YAML's thresholds.\n"
+            "# Its thresholds replace the YAML's (filter; verify/grounding of the labels under per_label; the routing\n"
+            "# band of the labels under route.per_label): the backend, `run` and `predict` read both files. Delete\n"
+            "# this file to go back to the YAML's thresholds.\n"
             + yaml.safe_dump(body, sort_keys=False, allow_unicode=True))
     save_text(path, text)
-    return path

@@ -170,3 +170,42 @@ def test_calibrate_picks_the_hand_computed_thresholds_and_the_backend_uses_them(
     # task 3's miss (grounding 0.2 < 0.3) and task 4's (verify 0.6 < 0.7) are no longer returned
     assert [boxes_of(p) for p in after["results"]] == [[[10, 10]], [[10, 10]]]
     assert len(world["vlm"].calls) + len(world["grounder"].calls) == calls  # and cost no model call
+
+
+class StudentByColour(ByColour):
+    """The routing student: the same boxes, scored by their grounding score, named by class."""
+
+    def boxes(self, image, queries):
+        self.calls.append(list(queries))
+        i = image.getpixel((0, 0))[0]
+        return ScriptedGrounder([((HIT, MISS)[j], g, "Stop Sign") for j, (g, _) in enumerate(CANDIDATES[i])]
+                                ).boxes(image, queries)
+
+
+def test_calibrate_route_writes_each_labels_band(world, capsys, monkeypatch):
+    """The student's scores are the grounding scores above: 0.9 H, 0.8 H, 0.7 H, 0.6 M, 0.5 M, 0.4 M, 0.3 H, 0.2 M.
+    Precision >= 0.75 on the student alone: 3 right at 0.7 (1.0) or at 0.6 (0.75, one wrong): the fewest wrong,
+    0.7 (as float32: 0.699999). The floor keeping all four right boxes: 0.3."""
+    weights = world["path"].parent / "student.pt"
+    weights.write_bytes(b"student weights")
+    world["path"].write_text(yaml.safe_dump({**PROJECT, "route": {"student": str(weights)}}))
+    student = StudentByColour([])
+    monkeypatch.setattr(runner, "PIPELINE_FACTORY", lambda c: Pipeline(c, vlm=world["vlm"], grounder=student))
+    before = model_version(load_project(world["path"]))
+    assert cli.main(world["argv"] + ["--route", "--target-precision", "0.75"]) == 0
+    out = capsys.readouterr().out
+    assert "Stop Sign: floor 0.3, accept 0.699999 (4 of 8 student boxes right" in out
+    assert student.calls and all(q == ["Stop Sign"] for q in student.calls) and world["vlm"].calls == []
+    written = yaml.safe_load(calibration_path(world["path"]).read_text())
+    assert written["route"] == {"per_label": {"Stop Sign": {"floor": 0.3, "accept": 0.699999}}}
+    assert "thresholds" not in written
+    cfg = load_project(world["path"])
+    assert (cfg.route.floor_for("Stop Sign"), cfg.route.accept_for("Stop Sign")) == (0.3, 0.699999)
+    assert model_version(cfg) != before
+    # a later calibration of the cascade's thresholds keeps the band
+    monkeypatch.setattr(runner, "PIPELINE_FACTORY", lambda c: Pipeline(c, vlm=world["vlm"], grounder=world["grounder"]))
+    assert cli.main(world["argv"] + ["--target-precision", "0.75", "--min-boxes", "5", "--folds", "2"]) == 0
+    written = yaml.safe_load(calibration_path(world["path"]).read_text())
+    assert written["route"] == {"per_label": {"Stop Sign": {"floor": 0.3, "accept": 0.699999}}}
+    assert written["thresholds"]["per_label"]["Stop Sign"] == {"verify": 0.699999, "grounding": 0.3}
+    assert cli.main(world["argv"] + ["--keep-recall", "0.5", "--target-precision", "0.75"]) == 2

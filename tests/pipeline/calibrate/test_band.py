@@ -1,0 +1,56 @@
+"""The routing band from reviewed tasks (pipeline/calibrate/band.py), worked out by hand."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.calibrate.band import fit_band, floor_for
+from tests.pipeline.calibrate.test_search import task
+
+NAN = math.nan
+
+
+def test_floor_keeps_the_share_of_right_boxes_asked_for():
+    right_scores = np.array([0.95, 0.9, 0.8, 0.7, 0.62, 0.5, 0.45, 0.3, 0.21, 0.05])
+    scores = np.r_[right_scores, [0.99, 0.01]]
+    right = np.r_[np.ones(10, bool), [False, False]]
+    # 90 %: 9 of the 10 right boxes -> the 9th highest right score, 0.21 (the wrong boxes do not count)
+    assert floor_for(scores, right, 0.9) == pytest.approx(0.21)
+    assert floor_for(scores, right, 1.0) == pytest.approx(0.05)
+    assert floor_for(scores, right, 0.5) == pytest.approx(0.62)  # 5 of 10: the 5th highest
+    assert floor_for(np.array([0.456]), np.array([True]), 1.0) == pytest.approx(0.45)  # down to the 0.01 step
+    assert floor_for(scores, np.zeros(12, bool)) is None
+
+
+def _tasks(rows):
+    """One task per student box: (score, right)."""
+    return [task(i + 1, [(s, NAN, hit)], truths=int(hit)) for i, (s, hit) in enumerate(rows)]
+
+
+def test_band_from_the_students_boxes():
+    """Student scores, right (R) or wrong (W): 0.9 R, 0.85 R, 0.8 R, 0.7 W, 0.6 R, 0.5 R, 0.4 W, 0.3 W, 0.2 R.
+    Precision >= 0.8 on the student's score alone: from the top 1/1, 2/2, 3/3, 3/4 (0.75), 4/5 = 0.8 at 0.6,
+    5/6 = 0.83 at 0.5, 5/7 at 0.4, ... -> accept 0.5 (5 right, 1 wrong). Floor keeping all 6 right boxes: 0.2;
+    keeping 5 of 6 (0.8): the 5th highest right score, 0.5."""
+    rows = [(0.9, True), (0.85, True), (0.8, True), (0.7, False), (0.6, True), (0.5, True), (0.4, False),
+            (0.3, False), (0.2, True)]
+    bands, found = fit_band(_tasks(rows), ["A"], 0.8, keep_recall=1.0)
+    assert (bands["A"].floor, bands["A"].accept) == (pytest.approx(0.2), pytest.approx(0.5, abs=1e-6))
+    assert found["A"]["kept"] == 6 and found["A"]["precision"] == pytest.approx(5 / 6)
+    bands, _ = fit_band(_tasks(rows), ["A"], 0.8, keep_recall=0.8)
+    assert bands["A"].floor == pytest.approx(0.5)  # never above accept
+
+
+def test_band_with_a_guarantee_and_refusals():
+    """30 right boxes at 0.9 and 10 wrong at 0.4: the walk certifies down to 0.41 (30 right, p = 0.9^30 = 0.042);
+    at 0.40 the wrong ones join. Floor (all right boxes kept): 0.9, then capped at accept: 0.41."""
+    rows = [(0.9, True)] * 30 + [(0.4, False)] * 10
+    bands, found = fit_band(_tasks(rows), ["A"], 0.9, delta=0.1, keep_recall=1.0)
+    assert bands["A"].accept == pytest.approx(0.41, abs=1e-6) and bands["A"].floor == pytest.approx(0.41, abs=1e-6)
+    assert found["A"]["certificate"]["kept"] == 30
+    bands, found = fit_band(_tasks(rows[:20]), ["A"], 0.9, delta=0.1)  # 20 boxes: fewer than the 22 needed
+    assert bands == {} and "with probability >= 0.9" in found["A"]["refused"]
+    bands, found = fit_band(_tasks([(0.9, False)] * 5), ["A"], 0.9)
+    assert bands == {} and found["A"]["refused"] == "no right box of the student's"
