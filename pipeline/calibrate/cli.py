@@ -157,13 +157,7 @@ def cmd_calibrate(args) -> int:
         print_report(report)
         c = got.cache
         print(f"model answers: {c.get('hits', 0)} from the answer cache, {c.get('misses', 0)} asked of the models")
-        if not calibrated:
-            print("nothing calibrated: every label was refused (reasons above); nothing written")
-        elif args.dry_run:
-            print(f"dry run: nothing written; model_version would become {versions[1]} (now {versions[0]})")
-        else:
-            print(f"written: {written} (model_version {versions[0]} -> {versions[1]}; the backend picks it up "
-                  "on its next request, `predict` and `run` on their next start)")
+        _say_written(calibrated, args.dry_run, written, versions)
     return 0 if calibrated else 1
 
 
@@ -194,10 +188,15 @@ def _write_band(args, cfg, got, labels, delta, source: str) -> int:
                   "right on the reviewed tasks)")
         else:
             print(f"{lab}: refused: {f['refused']} ({f['right']} of {f['boxes']} student boxes right)")
-    if not bands:
-        print("nothing calibrated; nothing written")
-    elif args.dry_run:
+    _say_written(bands, args.dry_run, written, versions)
+    return 0 if bands else 1
+
+
+def _say_written(calibrated, dry_run: bool, written, versions: tuple[str, str]) -> None:
+    if not calibrated:
+        print("nothing calibrated: every label was refused (reasons above); nothing written")
+    elif dry_run:
         print(f"dry run: nothing written; model_version would become {versions[1]} (now {versions[0]})")
     else:
-        print(f"written: {written} (model_version {versions[0]} -> {versions[1]})")
-    return 0 if bands else 1
+        print(f"written: {written} (model_version {versions[0]} -> {versions[1]}; the backend picks it up "
+              "on its next request, `predict` and `run` on their next start)")
