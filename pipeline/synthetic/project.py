@@ -58,7 +58,8 @@ def _jpeg(scene: Scene) -> bytes:
 
 def truth_record(entry_id: str, world: World, scene: Scene) -> dict:
     return {"id": entry_id, "seed": world.seed, "index": scene.index, "width": scene.size[0],
-            "height": scene.size[1], "boxes": scene.boxes.astype(float).tolist(), "labels": list(scene.labels)}
+            "height": scene.size[1], "boxes": scene.boxes.astype(float).tolist(), "labels": list(scene.labels),
+            "lookalikes": scene.meta.get("lookalikes", [])}
 
 
 def write_world(world: World, indices: Iterable[int], root: Path, name: str = NAME,

@@ -136,6 +136,7 @@ CLASSES: dict[str, Callable] = {"Stop Sign": stop_sign, "Yield Sign": yield_sign
                                 "Drone": drone}
 DISTRACTORS: dict[str, Callable] = {"red plain": red_plain, "warning sign": warning_sign, "blue disc": blue_disc,
                                     "bird": bird}
+RESEMBLES = {"red plain": "Stop Sign", "warning sign": "Yield Sign", "blue disc": "Speed Sign", "bird": "Drone"}
 SIGNS = {"Stop Sign", "Yield Sign", "Speed Sign", "red plain", "warning sign", "blue disc"}  # stand on a pole
 
 

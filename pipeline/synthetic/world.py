@@ -51,7 +51,7 @@ class Scene:
     boxes: np.ndarray  # (N, 4) float32 pixel xyxy of each object's visible pixels
     labels: list[str]
     visible: list[float]  # share of each object's pixels left visible by occlusion
-    meta: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # light, blur, noise; ``lookalikes``: [{kind, box}] (never labelled)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -114,6 +114,7 @@ class World:
             labels.append(label)
             areas.append(int(piece.mask.sum()))
             covered += share
+        lookalikes = []
         for _ in range(int(rng.poisson(cfg.distractors))):
             kind = list(shapes.DISTRACTORS)[int(rng.integers(len(shapes.DISTRACTORS)))]
             piece = _place(rng, owner, kind, math.exp(rng.uniform(*np.log(cfg.area))), w, h, -1, cfg.min_visible,
@@ -121,6 +122,9 @@ class World:
             if piece is not None:
                 _stamp(owner, piece)
                 pieces.append(piece)
+                ys, xs = np.nonzero(piece.mask)
+                lookalikes.append({"kind": kind, "box": [int(piece.x + xs.min()), int(piece.y + ys.min()),
+                                                         int(piece.x + xs.max() + 1), int(piece.y + ys.max() + 1)]})
         for k in range(1, len(labels) + 1):
             if rng.random() < cfg.occlusion_share:
                 occ = _occluder(rng, owner, k, w, h, cfg.min_visible, areas)
@@ -139,7 +143,7 @@ class World:
             ys, xs = np.nonzero(owner == k)
             boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
             visible.append(len(xs) / areas[k - 1])
-        meta.update(objects=len(labels), pieces=len(pieces))
+        meta.update(objects=len(labels), pieces=len(pieces), lookalikes=lookalikes)
         return Scene(int(index), image, np.asarray(boxes, np.float32).reshape(-1, 4), labels, visible, meta)
 
 
