@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_config)
 
     for module in ("pipeline.importer.cli", "pipeline.identify.cli", "pipeline.stack", "backends.autolabel.cli",
-                   "pipeline.distill.cli", "pipeline.evaluate.cli", "pipeline.calibrate.cli", "pipeline.doctor"):
+                   "pipeline.distill.cli", "pipeline.evaluate.cli", "pipeline.calibrate.cli", "pipeline.doctor",
+                   "pipeline.synthetic.cli"):
         try:
             mod = __import__(module, fromlist=["add_parser"])
         except ImportError:

@@ -7,7 +7,8 @@
 * ``train_and_score(cfg, held)``: ``train.train`` into the run folder, then ``score`` of its weights, added to
   its metrics.json under ``held_out``;
 * ``promote(candidate, served)``: the rule: promote only if the candidate's held-out AP (AP50:95 by default)
-  beats the served student's on the same images, by more than ``min_gain``; nothing served yet: promote.
+  beats the served student's on the same images, by more than ``min_gain``; nothing served yet: promote (any
+  student, even one with no held-out figure yet, over none).
   ``served`` must be scored on the same held-out images now, not taken from its own model card."""
 from __future__ import annotations
 
@@ -83,10 +84,11 @@ def promote(candidate: dict, served: Optional[dict], metric: str = METRIC, min_g
             ) -> tuple[bool, str]:
     """(promote?, why) for two ``score`` results on the same held-out images."""
     new = candidate.get(metric)
+    if served is None:
+        return True, "nothing is served yet" + ("" if new is None else f"; the candidate's held-out {metric} is "
+                                                                        f"{new:.3f}")
     if new is None:
         return False, f"the candidate has no held-out {metric} (no true box in the held-out images)"
-    if served is None:
-        return True, f"nothing is served yet; the candidate's held-out {metric} is {new:.3f}"
     if served.get("images") != candidate.get("images"):
         return False, (f"not comparable: the candidate was scored on {candidate.get('images')} images, the served "
                        f"student on {served.get('images')}")

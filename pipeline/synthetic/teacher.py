@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import supervision as sv
 
+from pipeline.config import Thresholds
 from pipeline.detections import Detections
 from pipeline.synthetic.project import truth_detections
 from pipeline.synthetic.shapes import CLASSES, RESEMBLES
@@ -33,18 +34,18 @@ class CascadeAnswer:
     filter_p: float
     candidates: Detections  # grounded boxes (no grounding score), verify P(yes) in verify_scores
 
-    def kept(self, t_filter: float, t_verify: float) -> Detections:
-        """What the cascade predicts at these thresholds, scored by verify's P(yes)."""
+    def kept(self, th: Thresholds) -> Detections:
+        """What the cascade predicts at thresholds ``th`` (its filter, each label's verify), scored by P(yes)."""
         c = self.candidates
-        if self.filter_p < t_filter or not len(c):
+        if self.filter_p < th.filter or not len(c):
             return Detections.empty()
-        keep = c.verify_scores >= t_verify
+        keep = c.verify_scores >= np.array([th.verify_for(lab) for lab in c.labels], np.float32)
         return Detections(xyxy=c.xyxy[keep], scores=c.verify_scores[keep], labels=c.labels[keep])
 
-    def calls(self, t_filter: float) -> dict:
+    def calls(self, th: Thresholds) -> dict:
         """Model calls the cascade makes on this image: filter once; ground and one verify crop per candidate
         when the filter passes."""
-        passed = self.filter_p >= t_filter
+        passed = self.filter_p >= th.filter
         return {"filter": 1, "ground": int(passed), "verify": len(self.candidates) if passed else 0}
 
 

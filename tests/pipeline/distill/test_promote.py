@@ -43,6 +43,7 @@ def test_train_and_score_adds_held_out_ap_to_the_run(yolo_export, tmp_path):
     ({"images": 10, "ap50_95": 0.3}, {"images": 10, "ap50_95": 0.4}, False, "does not beat"),
     ({"images": 12, "ap50_95": 0.9}, {"images": 10, "ap50_95": 0.4}, False, "not comparable"),
     ({"images": 10, "ap50_95": None}, {"images": 10, "ap50_95": 0.4}, False, "no held-out ap50_95"),
+    ({"images": 0, "ap50_95": None}, None, True, "nothing is served yet"),
 ])
 def test_promote_only_when_held_out_ap_beats_the_served(candidate, served, ok, why):
     got, reason = promote(candidate, served)

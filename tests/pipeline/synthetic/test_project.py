@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import lsapi
+from pipeline import cli, lsapi
 from pipeline.config import load_project
 from pipeline.images import open_image
 from pipeline.importer.manifest import Manifest
@@ -38,6 +38,15 @@ def test_write_world_lays_out_images_manifest_truth_and_yaml(tmp_path):
     assert len(write_world(world, range(8), tmp_path)) == 8
 
 
+def test_world_command_writes_the_project(tmp_path, capsys):
+    assert cli.main(["world", "--out", str(tmp_path), "--scenes", "4", "--seed", "2", "--size", "320x240"]) == 0
+    out = capsys.readouterr().out
+    assert "4 scenes of world 2 (320x240)" in out and len(read_truth(tmp_path)) == 4
+    assert load_project(tmp_path / "synthetic-world.yaml").project_name == "synthetic-world"
+    assert cli.main(["world", "--out", str(tmp_path), "--size", "big"]) == 2
+    assert "expected WIDTHxHEIGHT" in capsys.readouterr().err
+
+
 def test_annotation_holds_the_boxes_in_percent_and_the_lead_time():
     world = World(5, empty_share=0.0, **WORLD)
     scene = world.scene(1)
@@ -54,7 +63,7 @@ def test_annotation_holds_the_boxes_in_percent_and_the_lead_time():
 
 
 @pytest.mark.slow
-def test_world_in_label_studio_as_the_importer_makes_it(label_studio, tmp_path):
+def test_world_in_label_studio_as_the_importer_makes_it(label_studio, tmp_path, capsys):
     world = World(6, **WORLD)
     write_world(world, range(5), tmp_path, name="synthetic-world-e2e")
     out = to_label_studio(tmp_path, label_studio.url, label_studio.token, name="synthetic-world-e2e")
@@ -71,6 +80,10 @@ def test_world_in_label_studio_as_the_importer_makes_it(label_studio, tmp_path):
         assert t.data["image"].startswith(f"/data/upload/{out['project']}/")
     again = to_label_studio(tmp_path, label_studio.url, label_studio.token, name="synthetic-world-e2e")
     assert again["imported"] == 0 and again["already"] == 5
+    argv = ["world", "--out", str(tmp_path), "--scenes", "6", "--seed", "6", "--size", "320x240", "--name",
+            "synthetic-world-e2e", "--import", "--label-studio-url", label_studio.url, "--api-key", label_studio.token]
+    assert cli.main(argv) == 0  # `label-factory world --import`: one more scene, one more task
+    assert "1 tasks imported, 5 there already" in capsys.readouterr().out
     # a reviewed annotation with its lead time, as the simulated annotator submits one
     entry_id, task_id = next(iter(out["tasks"].items()))
     rec = truth[entry_id]

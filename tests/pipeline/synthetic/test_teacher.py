@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import supervision as sv
 
+from pipeline.config import Thresholds
 from pipeline.detections import Detections
 from pipeline.synthetic.project import truth_detections, truth_record
 from pipeline.synthetic.teacher import CascadeAnswer, Teacher
@@ -55,7 +56,10 @@ def test_what_the_cascade_keeps_and_the_calls_it_makes():
     cand = Detections(xyxy=[[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], scores=[np.nan] * 3,
                       labels=["A", "A", "B"], verify_scores=[0.9, 0.4, 0.6])
     a = CascadeAnswer(0.7, cand)
-    kept = a.kept(0.5, 0.5)
+    kept = a.kept(Thresholds(filter=0.5, verify=0.5))
     assert kept.labels.tolist() == ["A", "B"] and kept.scores.tolist() == pytest.approx([0.9, 0.6])
-    assert a.calls(0.5) == {"filter": 1, "ground": 1, "verify": 3}
-    assert len(a.kept(0.8, 0.5)) == 0 and a.calls(0.8) == {"filter": 1, "ground": 0, "verify": 0}
+    assert a.calls(Thresholds(filter=0.5)) == {"filter": 1, "ground": 1, "verify": 3}
+    per_label = Thresholds(filter=0.5, verify=0.5, per_label={"B": {"verify": 0.7}})
+    assert a.kept(per_label).labels.tolist() == ["A"]
+    closed = Thresholds(filter=0.8, verify=0.5)
+    assert len(a.kept(closed)) == 0 and a.calls(closed) == {"filter": 1, "ground": 0, "verify": 0}

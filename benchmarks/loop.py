@@ -1,0 +1,660 @@
+"""The loop, measured on the synthetic world: pre-annotate -> review -> calibrate -> train -> pre-annotate better.
+
+    .venv/bin/python benchmarks/loop.py --plots docs/          # the full run (background it: ~1-2 h on 2 cores)
+    .venv/bin/python benchmarks/loop.py --quick                # a small sanity run (minutes)
+
+The world (pipeline/synthetic): ``--pool`` scenes to label and a fixed ``--held-out`` set, at ``--size``
+(1280x960), four classes among look-alikes. Every run starts from nothing and does, per round:
+
+1. **select** ``--per-round`` unlabelled tasks: round 0 at random; then either the least certain first
+   (``uncertain``: the task score of the routed prediction, pipeline/certainty.py, as ``predict --order
+   uncertain`` sorts) or at random (``random``);
+2. **pre-annotate** them: round 0 with the SIMULATED cascade teacher (pipeline/synthetic/teacher.py: the truth
+   with a stated miss rate, look-alike and false boxes, box jitter, verify-like scores; or nothing, ``--round0
+   none``), later rounds with the served student routed as the product routes it (pipeline/route.py: sure
+   boxes kept, the band verified by the simulated VLM, unsure images through the simulated cascade);
+3. **review**: the SIMULATED annotator (pipeline/synthetic/annotator.py) keeps, moves, relabels, deletes and
+   draws against the truth, and submits each annotation with its ``lead_time`` from published per-action
+   costs (the ``--cost-*`` flags) into the store: a real Label Studio 1.23 (``--store labelstudio``, default:
+   one project per run, the world imported as the importer imports) or an in-process store (``memory``);
+4. **calibrate** (after round 0): the cascade's filter and per-label verify thresholds for ``--target``
+   precision from the reviewed tasks (``calibrate.search.fit``);
+5. **export** every reviewed task (``distill.export``; from Label Studio through its API) and **train** the
+   student (ultralytics YOLO from ``yolo11n.yaml``, never a downloaded checkpoint; from round 1 on it starts
+   from the served student's weights) for about ``--passes`` training images per round;
+6. **promote** it only if its AP50:95 on the export's test split (reviewed tasks no student trains on) beats the
+   served student's (pipeline/distill/promote.py), then calibrate the routing band on the val and test splits
+   (``calibrate.band.fit_band``);
+7. **measure** on the fixed held-out set: the served student's AP50 and AP50:95 (pipeline/evaluate/ap.py), and
+   routing on vs off: foundation-model seconds per image and the precision of what is predicted.
+
+Foundation-model seconds are ESTIMATES from pipeline/cost.py for the real shapes (Qwen2.5-VL-3B for filter and
+verify, Falcon Perception for ground, at this machine's measured matmul speed); their calls (which stage, how
+many crops) come from the simulated cascade and the routing decisions. The student's seconds are measured.
+Annotator seconds and acceptance are the simulation's. The main run is seed 0 with uncertainty-first selection
+(``--rounds`` rounds); ``--seeds`` runs compare ``uncertain`` with ``random`` over ``--compare-rounds`` rounds
+(both strategies share each seed's round 0). Results go to ``--out`` (results.json), plots to ``--plots``."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import CACHE, log, machine, print_config, table  # noqa: E402
+
+HELD_OUT_START = 1_000_000  # scene indices of the held-out set (the pool's are 0..pool-1)
+RATIOS = (0.8, 0.1, 0.1)  # train / val (band) / test (promotion)
+
+
+def parse(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=6, help="rounds of the main run (default 6)")
+    ap.add_argument("--per-round", type=int, default=50, help="tasks reviewed per round (default 50)")
+    ap.add_argument("--pool", type=int, default=600, help="unlabelled scenes (default 600)")
+    ap.add_argument("--held-out", type=int, default=200, help="fixed held-out scenes (default 200)")
+    ap.add_argument("--size", default="1280x960", help="scene size (default 1280x960)")
+    ap.add_argument("--world-seed", type=int, default=0)
+    ap.add_argument("--imgsz", type=int, default=256, help="student training/inference size (default 256)")
+    ap.add_argument("--passes", type=int, default=2000, help="training images seen per round (default 2000)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seeds", default="0,1,2", help="seeds of the selection comparison ('' for none)")
+    ap.add_argument("--compare-rounds", type=int, default=4, help="rounds of each comparison run (default 4)")
+    ap.add_argument("--target", type=float, default=0.9, help="precision target of calibration (default 0.9)")
+    ap.add_argument("--max-uncertain", type=int, default=2, help="route.max_uncertain (default 2)")
+    ap.add_argument("--round0", choices=["teacher", "none"], default="teacher")
+    ap.add_argument("--store", choices=["labelstudio", "memory"], default="labelstudio")
+    ap.add_argument("--teacher-miss", type=float, default=0.15)
+    ap.add_argument("--teacher-false", type=float, default=0.3, help="false boxes per image (Poisson)")
+    ap.add_argument("--teacher-lookalike", type=float, default=0.6, help="share of look-alikes taken for objects")
+    ap.add_argument("--teacher-jitter", type=float, default=0.04, help="box edge noise, share of the side")
+    ap.add_argument("--teacher-confusion", type=float, default=0.03)
+    for name, default, what in (("verify", 1.6, "verifying a box (Papadopoulos et al. 2016)"),
+                                ("draw", 7.0, "drawing a box (extreme clicking, Papadopoulos et al. 2017; classic "
+                                              "drawing: 25.5, Su et al. 2012)"),
+                                ("move", 7.0, "fixing a box (assumed: a redraw)"),
+                                ("relabel", 3.2, "changing a label (assumed: two verifications)"),
+                                ("delete", 1.6, "deleting a box (assumed: a verification)"),
+                                ("image", 1.6, "looking over an image (assumed: a verification)")):
+        ap.add_argument(f"--cost-{name}", type=float, default=default, help=f"seconds for {what}; default {default}")
+    ap.add_argument("--keep-iou", type=float, default=0.8,
+                    help="the annotator keeps a box as it is from this IoU with the true one (default 0.8)")
+    ap.add_argument("--out", default=None, help="results folder (default: a temporary one)")
+    ap.add_argument("--plots", default=None, help="write loop-learning-curve.png and loop-seconds.png here")
+    ap.add_argument("--quick", action="store_true", help="small world, 2 rounds, no comparison: a sanity run")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.rounds, a.per_round, a.pool, a.held_out, a.size = 2, 16, 40, 16, "640x480"
+        a.passes, a.seeds, a.compare_rounds = 200, "", 0
+    a.size = tuple(int(v) for v in a.size.split("x"))
+    a.seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
+    return a
+
+
+# -- the world on disk -----------------------------------------------------------------------------------------
+@dataclass
+class Env:
+    a: argparse.Namespace
+    classes: list
+    pool_root: Path
+    pool: dict  # entry id -> truth record
+    held: dict
+    held_root: Path
+    paths: dict  # entry id -> image path
+    teacher: object
+    costs: object
+    seconds: dict  # foundation-model seconds per call: filter, ground, verify (per crop)
+    cost_note: str
+    out: Path
+    ls: object = None  # a running Label Studio, with --store labelstudio
+
+
+def world_env(a) -> Env:
+    from pipeline.importer.manifest import Manifest
+    from pipeline.synthetic.annotator import Costs
+    from pipeline.synthetic.project import read_truth, write_world
+    from pipeline.synthetic.teacher import Teacher
+    from pipeline.synthetic.world import World
+    world = World(a.world_seed, size=a.size)
+    base = CACHE / f"loop-world-{a.world_seed}-{a.size[0]}x{a.size[1]}"
+    pool_root, held_root = base / "pool", base / "held-out"
+    t0 = time.perf_counter()
+    log(f"world: {a.pool} + {a.held_out} scenes at {a.size[0]}x{a.size[1]} in {base} (made once) ...")
+    write_world(world, range(a.pool), pool_root, name="loop-pool")
+    write_world(world, range(HELD_OUT_START, HELD_OUT_START + a.held_out), held_root, name="loop-held-out")
+    log(f"world ready in {time.perf_counter() - t0:.0f} s")
+    paths = {}
+    for root in (pool_root, held_root):
+        for e in Manifest.load(root):
+            paths[e["id"]] = root / e["path"]
+    pool = {k: v for k, v in read_truth(pool_root).items() if v["index"] < a.pool}
+    end = HELD_OUT_START + a.held_out
+    held = {k: v for k, v in read_truth(held_root).items() if HELD_OUT_START <= v["index"] < end}
+    teacher = Teacher(miss=a.teacher_miss, confusion=a.teacher_confusion, jitter=a.teacher_jitter,
+                      lookalike_rate=a.teacher_lookalike, false_per_image=a.teacher_false)
+    costs = Costs(verify=a.cost_verify, draw=a.cost_draw, move=a.cost_move, relabel=a.cost_relabel,
+                  delete=a.cost_delete, image=a.cost_image)
+    seconds, note = cost_table(world, a.size)
+    out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="lf-loop-"))
+    out.mkdir(parents=True, exist_ok=True)
+    return Env(a, world.classes, pool_root, pool, held, held_root, paths, teacher, costs, seconds, note, out)
+
+
+def cost_table(world, size) -> tuple[dict, str]:
+    """Foundation-model seconds per call on this machine (pipeline/cost.py) for the reference cascade's shapes:
+    Qwen2.5-VL-3B (filter on the whole image, verify per crop) and Falcon Perception (ground, one pass per
+    query: here one per class)."""
+    from benchmarks._qwen import QWEN25_VL_3B
+    from pipeline import cost
+    from pipeline.config import parse_project
+    from pipeline.synthetic.project import project_dict
+    shape = Path(tempfile.mkdtemp(prefix="lf-qwen-shape-"))
+    (shape / "config.json").write_text(json.dumps({"text_config": QWEN25_VL_3B["text"],
+                                                   "vision_config": QWEN25_VL_3B["vision"]}))
+    data = project_dict(world)
+    data["providers"] = {"vlm": {"kind": "transformers", "model": str(shape), "device": "cpu"},
+                         "grounder": {"kind": "falcon", "device": "cpu", "backend": "torch"}}
+    est = cost.estimate(parse_project(data), size)
+    seconds = {s.stage: s.seconds for s in est.stages}
+    note = (f"pipeline/cost.py estimate on this CPU ({', '.join(f'{d} ~{r:.0f} GFLOP/s' for d, r in est.rates.items())}"
+            f" measured, x{cost.EFFICIENCY} efficiency): " + "; ".join(f"{s.stage} {s.seconds:.0f} s"
+                                                                        f"{' per crop' if s.per == 'box' else ''}"
+                                                                        f" ({s.note.split(', ', 1)[-1]})"
+                                                                        for s in est.stages))
+    return seconds, note
+
+
+# -- the student ---------------------------------------------------------------------------------------------------
+class Student:
+    """The served student's raw boxes (every box >= 0.001) for an image, and the seconds it took."""
+
+    def __init__(self, weights: Path):
+        from pipeline.providers.student import StudentGrounder
+        self.weights = Path(weights)
+        self.grounder = StudentGrounder(str(weights), device="cpu")
+
+    def boxes(self, path: Path):
+        from pipeline.images import open_image
+        image = open_image(path.read_bytes())
+        t0 = time.perf_counter()
+        dets = self.grounder.boxes(image)
+        return dets, time.perf_counter() - t0
+
+
+# -- one image through the product: routed, or the cascade alone ---------------------------------------------------
+@dataclass
+class Predicted:
+    shown: object  # Detections shown in Label Studio
+    calls: dict  # foundation-model calls by stage
+    path: str  # "student" / "cascade" / "teacher" / "nothing"
+    certainty: float = 1.0
+    student_seconds: float = 0.0
+
+
+def cascade_alone(env: Env, record: dict, th) -> Predicted:
+    from pipeline import certainty
+    ans = env.teacher.answer(record)
+    return Predicted(ans.kept(th), ans.calls(th), "cascade",
+                     certainty.task_certainty(ans.filter_p, ans.candidates, th))
+
+
+def routed(env: Env, record: dict, raw, seconds: float, route_cfg, th) -> Predicted:
+    """What ``Pipeline.run`` does with a route (pipeline/route.py), with the simulated cascade and VLM."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from pipeline import certainty, route, stages
+    from pipeline.config import LabelThresholds
+    from pipeline.detections import Detections
+    at_floor = th.model_copy(update={"grounding": route_cfg.floor, "per_label": {
+        lab: LabelThresholds(grounding=route_cfg.floor_for(lab)) for lab in env.classes}})
+    dets = Detections(xyxy=raw.xyxy, scores=raw.scores, labels=raw.labels)
+    stages.select(dets, SimpleNamespace(width=record["width"], height=record["height"]), at_floor)
+    decision = route.decide(dets, route_cfg)
+    if decision.path == route.CASCADE:
+        out = cascade_alone(env, record, th)
+        out.student_seconds = seconds
+        return out
+    accepted, band = dets[decision.accepted], dets[decision.band]
+    p = [env.teacher.verify_p(record, b, lab) for b, lab in zip(band.xyxy, band.labels)]
+    band.set_verify_scores(np.arange(len(band)), p)
+    stages.drop_below(band, band.verify_scores, [th.verify_for(lab) for lab in band.labels], "verify", "verify")
+    both = Detections.merge([accepted, band])
+    shown = both.active()
+    shown = Detections(xyxy=shown.xyxy, scores=shown.final_scores(), labels=shown.labels)
+    cert = certainty.task_certainty(None, both, route.certainty_thresholds(route_cfg, th))
+    return Predicted(shown, {"verify": len(band)}, "student", cert, seconds)
+
+
+def foundation_seconds(env: Env, calls: dict) -> float:
+    return sum(env.seconds[stage] * n for stage, n in calls.items())
+
+
+def precision_counts(shown, truth) -> tuple[int, int]:
+    from pipeline.evaluate.matching import match_boxes
+    recs = [r for r in match_boxes(shown, truth) if r.predicted]
+    tp = sum(r.true_positive for r in recs)
+    return tp, len(recs) - tp
+
+
+# -- where annotations go --------------------------------------------------------------------------------------------
+class MemoryStore:
+    """Annotations kept in this process, exported with the same writer as a Label Studio export."""
+    name = "in-process store"
+
+    def __init__(self, env: Env, run: str):
+        self.env, self.annotations = env, {}
+        self.ids = {e: i + 1 for i, e in enumerate(sorted(env.pool))}
+
+    def annotate(self, entry: str, annotation: dict) -> None:
+        self.annotations[entry] = annotation
+
+    def export(self, out: Path) -> dict:
+        from pipeline.distill.export import write_dataset
+        from pipeline.distill.reviewed import Example, rectangles
+        from pipeline.images import open_image
+        exs = [Example(self.ids[e], e, "annotation", self.ids[e], rectangles(a["result"], "label"))
+               for e, a in self.annotations.items()]
+        return write_dataset(exs, out, "yolo", lambda url, _tid: open_image(self.env.paths[url].read_bytes()),
+                             self.env.classes, ratios=RATIOS, progress=False)
+
+
+class LabelStudioStore:
+    """One Label Studio project per run: the pool imported as ``label-factory import`` imports, annotations
+    submitted through the API, exports fetched back through it."""
+    name = "Label Studio 1.23 (real server, one project per run)"
+
+    def __init__(self, env: Env, run: str):
+        import yaml
+
+        from pipeline.atomic import save_text
+        from pipeline.synthetic.project import project_dict, to_label_studio
+        from pipeline.synthetic.world import World
+        self.env, self.ls = env, env.ls
+        title = f"loop-{run}-{int(time.time())}"
+        save_text(env.pool_root / f"{title}.yaml",
+                  yaml.safe_dump(project_dict(World(env.a.world_seed), title), sort_keys=False))
+        t0 = time.perf_counter()
+        got = to_label_studio(env.pool_root, self.ls.url, self.ls.token, name=title)
+        self.project, self.tasks = got["project"], got["tasks"]
+        self.client = self.ls.client()
+        log(f"{run}: Label Studio project {self.project}: {got['imported']} tasks imported in "
+            f"{time.perf_counter() - t0:.0f} s")
+
+    def annotate(self, entry: str, annotation: dict) -> None:
+        self.client.annotations.create(id=self.tasks[entry], **annotation)
+
+    def export(self, out: Path) -> dict:
+        from backends.images import fetch_image
+        from pipeline.distill.export import export_project
+        url, key = self.ls.url, self.ls.token
+        return export_project(self.client, self.project, out, "yolo",
+                              lambda u, tid: fetch_image(u, tid, label_studio_url=url, api_key=key),
+                              ratios=RATIOS, classes=self.env.classes, label_studio_url=url, progress=False)
+
+
+# -- one run ----------------------------------------------------------------------------------------------------------
+@dataclass
+class Served:
+    weights: Path
+    student: Student
+    band: dict = field(default_factory=dict)
+
+
+def cpu_seconds() -> float:
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def measure_held_out(env: Env, served: Served, th) -> dict:
+    """The served student on the held-out set: AP, and routing on vs off (seconds, precision)."""
+    from pipeline.config import Route
+    from pipeline.evaluate.ap import average_precision
+    from pipeline.synthetic.project import truth_detections
+    route_cfg = Route(student=str(served.weights), max_uncertain=env.a.max_uncertain, per_label=served.band)
+    pairs, on, off, student_s = [], [], [], []
+    tp_on = fp_on = tp_off = fp_off = paths = 0
+    for k, (entry, rec) in enumerate(sorted(env.held.items())):
+        truth = truth_detections(rec)
+        raw, sec = served.student.boxes(env.paths[entry])
+        pairs.append((k, raw, truth))
+        r, c = routed(env, rec, raw, sec, route_cfg, th), cascade_alone(env, rec, th)
+        on.append(foundation_seconds(env, r.calls))
+        off.append(foundation_seconds(env, c.calls))
+        student_s.append(sec)
+        paths += r.path == "cascade"
+        tp, fp = precision_counts(r.shown, truth)
+        tp_on, fp_on = tp_on + tp, fp_on + fp
+        tp, fp = precision_counts(c.shown, truth)
+        tp_off, fp_off = tp_off + tp, fp_off + fp
+    ap = average_precision(pairs)
+    n = len(env.held)
+    return {"ap50": ap["ap50"], "ap50_95": ap["ap50_95"],
+            "labels": {lab: v["ap50"] for lab, v in ap["labels"].items()},
+            "routing": {"foundation_s_on": sum(on) / n, "foundation_s_off": sum(off) / n,
+                        "student_s": sum(student_s) / n, "to_cascade": paths / n,
+                        "precision_on": tp_on / (tp_on + fp_on) if tp_on + fp_on else None,
+                        "precision_off": tp_off / (tp_off + fp_off) if tp_off + fp_off else None,
+                        "recall_on": tp_on / max(1, sum(len(p[2]) for p in pairs)),
+                        "recall_off": tp_off / max(1, sum(len(p[2]) for p in pairs))}}
+
+
+def calibrate_cascade(env: Env, reviews: dict, th):
+    """The cascade's filter and per-label verify thresholds for the target, from the reviewed tasks."""
+    import math as _m
+
+    from pipeline.calibrate.search import Reviewed, fit
+    tasks = []
+    for k, (entry, rv) in enumerate(sorted(reviews.items())):
+        ans = env.teacher.answer(env.pool[entry])
+        tasks.append(Reviewed(k + 1, ans.filter_p if not _m.isnan(ans.filter_p) else _m.nan, ans.candidates,
+                              rv.annotation))
+    return fit(tasks, env.classes, env.a.target).thresholds(th)
+
+
+def band_for(env: Env, served: Served, export: Path) -> tuple[dict, dict]:
+    """The routing band of the served student from the export's val and test splits (tasks it never trained on)."""
+    from pipeline.calibrate.band import fit_band
+    from pipeline.calibrate.search import Reviewed
+    from pipeline.distill.promote import held_out
+    tasks = []
+    for split in ("val", "test"):
+        h = held_out(export, split)
+        for path, truth in zip(h.images, h.truth):
+            raw, _ = served.student.boxes(path)
+            tasks.append(Reviewed(len(tasks) + 1, math.nan, raw, truth))
+    return fit_band(tasks, env.classes, env.a.target)
+
+
+def run_loop(env: Env, run: str, strategy: str, seed: int, rounds: int, start: Optional[dict] = None) -> dict:
+    import numpy as np
+
+    from pipeline.config import Route, Thresholds
+    from pipeline.distill.promote import held_out, promote, score, train_and_score
+    from pipeline.distill.train import TrainConfig
+    from pipeline.synthetic.annotator import review
+    from pipeline.synthetic.project import annotation, truth_detections
+    a = env.a
+    store = (LabelStudioStore if a.store == "labelstudio" else MemoryStore)(env, run)
+    rng = np.random.default_rng([seed, 17])
+    th = Thresholds(filter=0.5, grounding=0.0, verify=0.5)  # a new project's cascade thresholds
+    served: Optional[Served] = None
+    reviews, rows, snapshot = {}, [], start
+    for r in range(rounds):
+        t_round = time.perf_counter()
+        if r == 0 and start is not None:  # the same round 0 as the other strategy of this seed
+            for entry, rv in start["reviews"].items():
+                reviews[entry] = rv
+                store.annotate(entry, annotation(rv.annotation, env.pool[entry]["width"], env.pool[entry]["height"],
+                                                 rv.seconds))
+            th, served, rows = start["th"], start["served"], [{**start["row"], "strategy": strategy}]
+            rng = np.random.default_rng([seed, 17, 1])
+            log(f"{run}: round 0 shared with the other strategy of seed {seed}")
+            continue
+        available = [e for e in sorted(env.pool) if e not in reviews]
+        n = min(a.per_round, len(available))
+        if served is None:
+            chosen = list(rng.choice(available, n, replace=False))
+            preds = {e: (cascade_alone(env, env.pool[e], th) if a.round0 == "teacher" else
+                         Predicted(truth_detections({"boxes": [], "labels": []}), {}, "nothing")) for e in chosen}
+            if a.round0 == "teacher":
+                for p in preds.values():
+                    p.path = "teacher"
+        else:
+            route_cfg = Route(student=str(served.weights), max_uncertain=a.max_uncertain, per_label=served.band)
+            pick = available if strategy == "uncertain" else list(rng.choice(available, n, replace=False))
+            preds = {}
+            for e in pick:
+                raw, sec = served.student.boxes(env.paths[e])
+                preds[e] = routed(env, env.pool[e], raw, sec, route_cfg, th)
+            chosen = sorted(pick, key=lambda e: (preds[e].certainty, e))[:n] if strategy == "uncertain" else pick
+        counts = {k: 0 for k in ("kept", "moved", "relabeled", "deleted", "added")}
+        spent = scratch = 0.0
+        round_reviews = {}
+        for e in chosen:
+            rec = env.pool[e]
+            rv = review(preds[e].shown, truth_detections(rec), env.costs, keep_iou=a.keep_iou)
+            store.annotate(e, annotation(rv.annotation, rec["width"], rec["height"], rv.seconds))
+            round_reviews[e] = reviews[e] = rv
+            for k, v in rv.counts.items():
+                counts[k] += v
+            spent, scratch = spent + rv.seconds, scratch + rv.from_scratch
+        if r == 0:
+            th = calibrate_cascade(env, round_reviews, th)
+        export = env.out / run / f"export-{r}"
+        manifest = store.export(export)
+        test = held_out(export, "test")
+        n_train = manifest["counts"]["train"]["images"]
+        epochs = max(1, math.ceil(a.passes / max(1, n_train)))
+        cfg = TrainConfig(data=export, out=env.out / run / f"round-{r}",
+                          model=str(served.weights) if served else "yolo11n.yaml", epochs=epochs, imgsz=a.imgsz,
+                          batch=a.batch, device="cpu", workers=2, patience=10_000, seed=seed, plots=False, amp=False,
+                          extra={"cache": "ram", "val": False, "close_mosaic": min(2, epochs // 3),
+                                 "warmup_epochs": 1 if served else 3})
+        c0, w0 = cpu_seconds(), time.perf_counter()
+        metrics = train_and_score(cfg, test)
+        train_cpu, train_wall = cpu_seconds() - c0, time.perf_counter() - w0
+        candidate = Served(Path(cfg.out).resolve() / metrics["weights"], None)
+        candidate.student = Student(candidate.weights)
+        served_test = score(served.weights, test) if served else None
+        ok, why = promote(metrics["held_out"], served_test)
+        if ok:
+            served = candidate
+            served.band, band_info = band_for(env, served, export)
+        held = measure_held_out(env, served, th)
+        predicted = sum(counts[k] for k in ("kept", "moved", "relabeled", "deleted"))
+        row = {"round": r, "strategy": strategy, "seed": seed, "reviewed": len(reviews), "train_images": n_train,
+               "epochs": epochs, "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1),
+               "test_images": len(test), "candidate_test": metrics["held_out"], "served_test": served_test,
+               "promoted": ok, "why": why, "held_out": held,
+               "band": {lab: b.model_dump() for lab, b in served.band.items()},
+               "cascade_thresholds": {"filter": th.filter, **{lab: th.verify_for(lab) for lab in env.classes}},
+               "preannotated_by": sorted({p.path for p in (preds[e] for e in chosen)}),
+               "to_cascade": sum(preds[e].path == "cascade" for e in chosen) / max(1, len(chosen)),
+               "review": {**counts, "predicted": predicted,
+                          "kept_share": counts["kept"] / predicted if predicted else None,
+                          "accepted_share": (counts["kept"] + counts["moved"]) / predicted if predicted else None,
+                          "seconds_per_image": spent / len(chosen), "scratch_per_image": scratch / len(chosen),
+                          "share": spent / scratch if scratch else None},
+               "round_s": round(time.perf_counter() - t_round, 1)}
+        rows.append(row)
+        log(f"{run} round {r}: {len(reviews)} reviewed, AP50 {held['ap50']:.3f} AP50:95 {held['ap50_95']:.3f} "
+            f"(promoted: {ok}), annotator {row['review']['share']:.0%} of drawing, routing {ratio(held['routing'])} "
+            f"fewer foundation s, train {train_wall:.0f} s wall / {train_cpu:.0f} s CPU")
+        if r == 0:
+            snapshot = {"reviews": dict(reviews), "th": th, "served": served, "row": row}
+    return {"run": run, "strategy": strategy, "seed": seed, "store": store.name, "rows": rows,
+            "round0": snapshot if rounds else None}
+
+
+# -- report -----------------------------------------------------------------------------------------------------------
+def _f(x, fmt="{:.3f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def ratio(rt: dict) -> str:
+    off, on = rt["foundation_s_off"], rt["foundation_s_on"]
+    return f"{off / on:.1f}x" if on else "inf"
+
+
+def print_main(main: dict) -> None:
+    rows = []
+    for r in main["rows"]:
+        h, rv, rt = r["held_out"], r["review"], r["held_out"]["routing"]
+        rows.append([r["round"], r["reviewed"], r["epochs"],
+                     f"{r['train_wall_s'] / 60:.1f} / {r['train_cpu_s'] / 60:.1f}", _f(h["ap50"]), _f(h["ap50_95"]),
+                     "yes" if r["promoted"] else "no", "+".join(r["preannotated_by"]),
+                     _f(rv["kept_share"], "{:.0%}"), _f(rv["accepted_share"], "{:.0%}"),
+                     f"{rv['seconds_per_image']:.1f} / {rv['scratch_per_image']:.1f} ({rv['share']:.0%})",
+                     f"{rt['foundation_s_on']:.0f} / {rt['foundation_s_off']:.0f} ({ratio(rt)})",
+                     f"{_f(rt['precision_on'])} / {_f(rt['precision_off'])}",
+                     f"{rt['recall_on']:.3f} / {rt['recall_off']:.3f}", f"{rt['student_s'] * 1000:.0f} ms",
+                     f"{rt['to_cascade']:.0%}"])
+    print(table(["round", "reviewed", "epochs", "train min wall / CPU", "held-out AP50", "AP50:95", "promoted",
+                 "pre-annotated by", "kept", "kept+moved", "annotator s/img vs drawing", "foundation s/img routed / "
+                 "cascade", "precision routed / cascade", "recall routed / cascade", "student s/img",
+                 "routed to cascade"], rows))
+
+
+def compare(runs: list[dict]) -> dict:
+    """Per strategy and round: AP50, AP50:95 and annotator seconds, mean and range over seeds."""
+    import numpy as np
+    out = {}
+    for strategy in sorted({r["strategy"] for r in runs}):
+        mine = [r for r in runs if r["strategy"] == strategy]
+        rounds = min(len(r["rows"]) for r in mine)
+        out[strategy] = []
+        for k in range(rounds):
+            vals = {m: [r["rows"][k]["held_out"][m] for r in mine] for m in ("ap50", "ap50_95")}
+            secs = [r["rows"][k]["review"]["seconds_per_image"] for r in mine]
+            out[strategy].append({"round": k, "reviewed": mine[0]["rows"][k]["reviewed"], "seeds": len(mine),
+                                  **{m: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))}
+                                     for m, v in vals.items()},
+                                  "annotator_s": float(np.mean(secs))})
+    return out
+
+
+def plot(results: dict, folder: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    folder.mkdir(parents=True, exist_ok=True)
+    main = results["main"]["rows"]
+    x = [r["reviewed"] for r in main]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=90)
+    ax = axes[0]
+    ax.plot(x, [r["held_out"]["ap50"] for r in main], "o-", label="AP50")
+    ax.plot(x, [r["held_out"]["ap50_95"] for r in main], "s--", label="AP50:95")
+    ax.axhline(0.8, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="images reviewed", ylabel="held-out AP (served student)", ylim=(0, 1),
+           title="student learning curve (seed 0, uncertainty first)")
+    ax.legend(loc="lower right")
+    ax = axes[1]
+    for strategy, rows in results["comparison"].items():
+        xs = [r["reviewed"] for r in rows]
+        ax.plot(xs, [r["ap50"]["mean"] for r in rows], "o-", label=f"{strategy} (mean of {rows[0]['seeds']} seeds)")
+        ax.fill_between(xs, [r["ap50"]["min"] for r in rows], [r["ap50"]["max"] for r in rows], alpha=0.2)
+    ax.set(xlabel="images reviewed", ylabel="held-out AP50", ylim=(0, 1), title="uncertainty-first vs random")
+    if results["comparison"]:
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    p1 = folder / "loop-learning-curve.png"
+    fig.savefig(p1)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=90)
+    ax = axes[0]
+    ax.plot(x, [r["review"]["seconds_per_image"] for r in main], "o-", label="annotator, reviewing pre-annotations")
+    ax.plot(x, [r["review"]["scratch_per_image"] for r in main], "s--", label="drawing everything")
+    ax.set(xlabel="images reviewed", ylabel="seconds per image (simulated)", title="annotator time",
+           ylim=(0, None))
+    ax.legend(loc="upper right")
+    ax = axes[1]
+    ax.plot(x, [r["held_out"]["routing"]["foundation_s_off"] for r in main], "s--", label="cascade alone")
+    ax.plot(x, [r["held_out"]["routing"]["foundation_s_on"] for r in main], "o-", label="student first (routing)")
+    ax.set_yscale("log")
+    ax.set(xlabel="images reviewed", ylabel="foundation-model s per image", title="model seconds (cost.py estimate)")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    p2 = folder / "loop-seconds.png"
+    fig.savefig(p2)
+    plt.close(fig)
+    return [p1, p2]
+
+
+def main(argv=None) -> None:
+    a = parse(argv)
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_VERBOSE", "false")  # no progress bars per epoch and per prediction
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(CACHE / "yolo-config"))
+    t_start, c_start = time.perf_counter(), cpu_seconds()
+    env = world_env(a)
+    log(f"results in {env.out}")
+    if a.store == "labelstudio":
+        from pipeline.stack.ls_server import start_label_studio
+        env.ls = start_label_studio(env.out / "label-studio", port=None)
+    try:
+        main_run = run_loop(env, "main-uncertain-s0", "uncertain", 0, a.rounds)
+        runs = [main_run]
+        for seed in a.seeds:
+            first = None
+            for strategy in ("uncertain", "random"):
+                if seed == 0 and strategy == "uncertain":
+                    first = main_run
+                    continue
+                r = run_loop(env, f"{strategy}-s{seed}", strategy, seed, a.compare_rounds,
+                             start=first["round0"] if first else None)
+                first = first or r
+                runs.append(r)
+    finally:
+        if env.ls is not None:
+            env.ls.stop()
+    cmp_runs = []
+    for r in runs:
+        if r["seed"] in a.seeds:
+            cmp_runs.append({**r, "rows": r["rows"][:a.compare_rounds]})
+    results = {"settings": {k: v for k, v in vars(a).items()}, "machine": machine(), "store": main_run["store"],
+               "foundation_seconds": env.seconds, "cost_note": env.cost_note, "teacher": env.teacher.to_dict(),
+               "costs": env.costs.to_dict(), "main": {k: v for k, v in main_run.items() if k != "round0"},
+               "comparison": compare(cmp_runs) if cmp_runs else {},
+               "runs": [{k: v for k, v in r.items() if k != "round0"} for r in runs],
+               "wall_s": round(time.perf_counter() - t_start), "cpu_s": round(cpu_seconds() - c_start)}
+    (env.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+
+    print_config("loop: configuration", {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:])),
+        "world": f"pipeline/synthetic, seed {a.world_seed}, {a.size[0]}x{a.size[1]}: {a.pool} to label, {a.held_out} "
+                 f"held out; classes {', '.join(env.classes)}",
+        "store": results["store"],
+        "teacher (SIMULATED cascade)": ", ".join(f"{k} {v}" for k, v in env.teacher.to_dict().items()),
+        "annotator (SIMULATED)": ", ".join(f"{k} {v} s" for k, v in env.costs.to_dict().items())
+                                 + f"; keeps a box as it is from IoU {a.keep_iou}",
+        "student": f"ultralytics YOLO from yolo11n.yaml (no download), imgsz {a.imgsz}, ~{a.passes} training images "
+                   f"per round, warm start from the served student",
+        "foundation-model seconds": env.cost_note,
+        "results": str(env.out / "results.json"), **machine()})
+    print(f"\n### the loop, seed 0, uncertainty-first selection, {a.per_round} tasks per round\n")
+    print_main(main_run)
+    if results["comparison"]:
+        print(f"\n### selection: uncertainty-first vs random, same budget, seeds {a.seeds}\n")
+        rows = []
+        for strategy, rs in results["comparison"].items():
+            for r in rs:
+                rows.append([strategy, r["round"], r["reviewed"],
+                             f"{r['ap50']['mean']:.3f} ({r['ap50']['min']:.3f}-{r['ap50']['max']:.3f})",
+                             f"{r['ap50_95']['mean']:.3f} ({r['ap50_95']['min']:.3f}-{r['ap50_95']['max']:.3f})",
+                             f"{r['annotator_s']:.1f}"])
+        print(table(["strategy", "round", "reviewed", "held-out AP50 mean (min-max)", "AP50:95 mean (min-max)",
+                     "annotator s/img"], rows))
+    last = main_run["rows"][-1]
+    rt = last["held_out"]["routing"]
+    reached = next((r for r in main_run["rows"] if (r["held_out"]["ap50"] or 0) > 0.8), None)
+    train_min = sum(r["train_wall_s"] for r in main_run["rows"]) / 60
+    train_cpu = sum(r["train_cpu_s"] for r in main_run["rows"]) / 60
+    print("\n### goals (main run)\n")
+    print("- held-out AP50 > 0.8: " + (f"met at round {reached['round']} ({reached['reviewed']} images reviewed, "
+                                        f"AP50 {reached['held_out']['ap50']:.3f})" if reached else "NOT met")
+          + f"; training {train_min:.1f} min wall, {train_cpu:.1f} CPU-min in all")
+    print(f"- annotator time, last round: {last['review']['share']:.0%} of drawing everything (goal <= 30 %)")
+    print(f"- routing, last round: {ratio(rt)} fewer foundation-model seconds per image "
+          f"({rt['foundation_s_on']:.0f} vs {rt['foundation_s_off']:.0f}; goal >= 5x) at precision "
+          f"{_f(rt['precision_on'])} routed vs {_f(rt['precision_off'])} cascade (target {a.target}), "
+          f"recall {rt['recall_on']:.3f} vs {rt['recall_off']:.3f}")
+    print(f"- wall {results['wall_s'] / 60:.0f} min, CPU {results['cpu_s'] / 60:.0f} min (this process and its "
+          "children)")
+    if a.plots:
+        for p in plot(results, Path(a.plots)):
+            print(f"plot: {p}")
+
+
+if __name__ == "__main__":
+    main()
