@@ -66,9 +66,12 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--world-seed", type=int, default=0)
     ap.add_argument("--imgsz", type=int, default=256, help="student training/inference size (default 256)")
     ap.add_argument("--passes", type=int, default=2000, help="training images seen per round (default 2000)")
+    ap.add_argument("--first-passes", type=int, default=4000,
+                    help="training images seen in round 0, from random weights (default 4000)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the selection comparison ('' for none)")
     ap.add_argument("--compare-rounds", type=int, default=4, help="rounds of each comparison run (default 4)")
+    ap.add_argument("--no-main", action="store_true", help="only the comparison runs (seed 0 uncertain included)")
     ap.add_argument("--target", type=float, default=0.9, help="precision target of calibration (default 0.9)")
     ap.add_argument("--max-uncertain", type=int, default=2, help="route.max_uncertain (default 2)")
     ap.add_argument("--round0", choices=["teacher", "none"], default="teacher")
@@ -94,7 +97,7 @@ def parse(argv=None) -> argparse.Namespace:
     a = ap.parse_args(argv)
     if a.quick:
         a.rounds, a.per_round, a.pool, a.held_out, a.size = 2, 16, 40, 16, "640x480"
-        a.passes, a.seeds, a.compare_rounds = 200, "", 0
+        a.passes, a.first_passes, a.seeds, a.compare_rounds = 200, 400, "", 0
     a.size = tuple(int(v) for v in a.size.split("x"))
     a.seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
     return a
@@ -183,11 +186,20 @@ class Student:
         self.grounder = StudentGrounder(str(weights), device="cpu")
 
     def boxes(self, path: Path):
-        from pipeline.images import open_image
-        image = open_image(path.read_bytes())
+        """Decoded at half size (JPEG DCT scaling: the student sees --imgsz pixels anyway), boxes in the
+        original's pixels."""
+        from PIL import Image
+
+        from pipeline.detections import Detections
+        with Image.open(path) as im:
+            full = im.size
+            im.draft("RGB", (full[0] // 2, full[1] // 2))
+            image = im.convert("RGB")
         t0 = time.perf_counter()
         dets = self.grounder.boxes(image)
-        return dets, time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        scale = full[0] / image.width
+        return Detections(xyxy=dets.xyxy * scale, scores=dets.scores, labels=dets.labels), seconds
 
 
 # -- one image through the product: routed, or the cascade alone ---------------------------------------------------
@@ -310,6 +322,10 @@ class Served:
     student: Student
     band: dict = field(default_factory=dict)
 
+    def routes(self, classes) -> bool:
+        """The student goes first once calibrate has found a band for every label (until then: the cascade)."""
+        return all(lab in self.band for lab in classes)
+
 
 def cpu_seconds() -> float:
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -328,7 +344,8 @@ def measure_held_out(env: Env, served: Served, th) -> dict:
         truth = truth_detections(rec)
         raw, sec = served.student.boxes(env.paths[entry])
         pairs.append((k, raw, truth))
-        r, c = routed(env, rec, raw, sec, route_cfg, th), cascade_alone(env, rec, th)
+        c = cascade_alone(env, rec, th)
+        r = routed(env, rec, raw, sec, route_cfg, th) if served.routes(env.classes) else c
         on.append(foundation_seconds(env, r.calls))
         off.append(foundation_seconds(env, c.calls))
         student_s.append(sec)
@@ -341,7 +358,8 @@ def measure_held_out(env: Env, served: Served, th) -> dict:
     n = len(env.held)
     return {"ap50": ap["ap50"], "ap50_95": ap["ap50_95"],
             "labels": {lab: v["ap50"] for lab, v in ap["labels"].items()},
-            "routing": {"foundation_s_on": sum(on) / n, "foundation_s_off": sum(off) / n,
+            "routing": {"on": served.routes(env.classes), "foundation_s_on": sum(on) / n,
+                        "foundation_s_off": sum(off) / n,
                         "student_s": sum(student_s) / n, "to_cascade": paths / n,
                         "precision_on": tp_on / (tp_on + fp_on) if tp_on + fp_on else None,
                         "precision_off": tp_off / (tp_off + fp_off) if tp_off + fp_off else None,
@@ -403,8 +421,12 @@ def run_loop(env: Env, run: str, strategy: str, seed: int, rounds: int, start: O
             continue
         available = [e for e in sorted(env.pool) if e not in reviews]
         n = min(a.per_round, len(available))
-        if served is None:
-            chosen = list(rng.choice(available, n, replace=False))
+        if served is None or not served.routes(env.classes):
+            if served is not None and strategy == "uncertain" and a.round0 == "teacher":  # the cascade's task scores
+                scored = {e: cascade_alone(env, env.pool[e], th) for e in available}
+                chosen = sorted(available, key=lambda e: (scored[e].certainty, e))[:n]
+            else:
+                chosen = list(rng.choice(available, n, replace=False))
             preds = {e: (cascade_alone(env, env.pool[e], th) if a.round0 == "teacher" else
                          Predicted(truth_detections({"boxes": [], "labels": []}), {}, "nothing")) for e in chosen}
             if a.round0 == "teacher":
@@ -435,7 +457,7 @@ def run_loop(env: Env, run: str, strategy: str, seed: int, rounds: int, start: O
         manifest = store.export(export)
         test = held_out(export, "test")
         n_train = manifest["counts"]["train"]["images"]
-        epochs = max(1, math.ceil(a.passes / max(1, n_train)))
+        epochs = max(1, math.ceil((a.passes if served else a.first_passes) / max(1, n_train)))
         cfg = TrainConfig(data=export, out=env.out / run / f"round-{r}",
                           model=str(served.weights) if served else "yolo11n.yaml", epochs=epochs, imgsz=a.imgsz,
                           batch=a.batch, device="cpu", workers=2, patience=10_000, seed=seed, plots=False, amp=False,
@@ -525,50 +547,56 @@ def compare(runs: list[dict]) -> dict:
 
 
 def plot(results: dict, folder: Path) -> list[Path]:
+    """loop-learning-curve.png and loop-seconds.png (the main run), loop-selection.png (the comparison)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     folder.mkdir(parents=True, exist_ok=True)
-    main = results["main"]["rows"]
-    x = [r["reviewed"] for r in main]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=90)
-    ax = axes[0]
-    ax.plot(x, [r["held_out"]["ap50"] for r in main], "o-", label="AP50")
-    ax.plot(x, [r["held_out"]["ap50_95"] for r in main], "s--", label="AP50:95")
-    ax.axhline(0.8, color="grey", lw=0.8, ls=":")
-    ax.set(xlabel="images reviewed", ylabel="held-out AP (served student)", ylim=(0, 1),
-           title="student learning curve (seed 0, uncertainty first)")
-    ax.legend(loc="lower right")
-    ax = axes[1]
-    for strategy, rows in results["comparison"].items():
-        xs = [r["reviewed"] for r in rows]
-        ax.plot(xs, [r["ap50"]["mean"] for r in rows], "o-", label=f"{strategy} (mean of {rows[0]['seeds']} seeds)")
-        ax.fill_between(xs, [r["ap50"]["min"] for r in rows], [r["ap50"]["max"] for r in rows], alpha=0.2)
-    ax.set(xlabel="images reviewed", ylabel="held-out AP50", ylim=(0, 1), title="uncertainty-first vs random")
-    if results["comparison"]:
+    out = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(folder / name)
+        plt.close(fig)
+        out.append(folder / name)
+
+    if results["main"]:
+        main = results["main"]["rows"]
+        x = [r["reviewed"] for r in main]
+        fig, ax = plt.subplots(figsize=(5.6, 3.6), dpi=90)
+        ax.plot(x, [r["held_out"]["ap50"] for r in main], "o-", label="AP50")
+        ax.plot(x, [r["held_out"]["ap50_95"] for r in main], "s--", label="AP50:95")
+        ax.axhline(0.8, color="grey", lw=0.8, ls=":")
+        ax.set(xlabel="images reviewed", ylabel="held-out AP of the served student", ylim=(0, 1),
+               title="the student learns (synthetic world, seed 0)")
         ax.legend(loc="lower right")
-    fig.tight_layout()
-    p1 = folder / "loop-learning-curve.png"
-    fig.savefig(p1)
-    plt.close(fig)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=90)
-    ax = axes[0]
-    ax.plot(x, [r["review"]["seconds_per_image"] for r in main], "o-", label="annotator, reviewing pre-annotations")
-    ax.plot(x, [r["review"]["scratch_per_image"] for r in main], "s--", label="drawing everything")
-    ax.set(xlabel="images reviewed", ylabel="seconds per image (simulated)", title="annotator time",
-           ylim=(0, None))
-    ax.legend(loc="upper right")
-    ax = axes[1]
-    ax.plot(x, [r["held_out"]["routing"]["foundation_s_off"] for r in main], "s--", label="cascade alone")
-    ax.plot(x, [r["held_out"]["routing"]["foundation_s_on"] for r in main], "o-", label="student first (routing)")
-    ax.set_yscale("log")
-    ax.set(xlabel="images reviewed", ylabel="foundation-model s per image", title="model seconds (cost.py estimate)")
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    p2 = folder / "loop-seconds.png"
-    fig.savefig(p2)
-    plt.close(fig)
-    return [p1, p2]
+        save(fig, "loop-learning-curve.png")
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=90)
+        ax = axes[0]
+        ax.plot(x, [r["review"]["seconds_per_image"] for r in main], "o-", label="reviewing the pre-annotations")
+        ax.plot(x, [r["review"]["scratch_per_image"] for r in main], "s--", label="drawing every box")
+        ax.set(xlabel="images reviewed", ylabel="annotator s per image (simulated)", title="annotator time",
+               ylim=(0, None))
+        ax.legend(loc="lower left")
+        ax = axes[1]
+        ax.plot(x, [r["held_out"]["routing"]["foundation_s_off"] for r in main], "s--", label="cascade alone")
+        ax.plot(x, [max(r["held_out"]["routing"]["foundation_s_on"], 1e-1) for r in main], "o-",
+                label="student first (routing)")
+        ax.set_yscale("log")
+        ax.set(xlabel="images reviewed", ylabel="foundation-model s per image",
+               title="model seconds (cost.py estimate)")
+        ax.legend(loc="lower left")
+        save(fig, "loop-seconds.png")
+    if results["comparison"]:
+        fig, ax = plt.subplots(figsize=(5.6, 3.6), dpi=90)
+        for strategy, rows in results["comparison"].items():
+            xs = [r["reviewed"] for r in rows]
+            ax.plot(xs, [r["ap50"]["mean"] for r in rows], "o-", label=f"{strategy} (mean of {rows[0]['seeds']} seeds)")
+            ax.fill_between(xs, [r["ap50"]["min"] for r in rows], [r["ap50"]["max"] for r in rows], alpha=0.2)
+        ax.set(xlabel="images reviewed", ylabel="held-out AP50", ylim=(0, 1), title="uncertainty-first vs random")
+        ax.legend(loc="lower right")
+        save(fig, "loop-selection.png")
+    return out
 
 
 def main(argv=None) -> None:
@@ -576,6 +604,8 @@ def main(argv=None) -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_VERBOSE", "false")  # no progress bars per epoch and per prediction
     os.environ.setdefault("YOLO_CONFIG_DIR", str(CACHE / "yolo-config"))
+    import torch
+    torch.set_num_threads(1)  # inference: two OpenMP threads stall whenever another process takes a core (2 cores)
     t_start, c_start = time.perf_counter(), cpu_seconds()
     env = world_env(a)
     log(f"results in {env.out}")
@@ -583,12 +613,12 @@ def main(argv=None) -> None:
         from pipeline.stack.ls_server import start_label_studio
         env.ls = start_label_studio(env.out / "label-studio", port=None)
     try:
-        main_run = run_loop(env, "main-uncertain-s0", "uncertain", 0, a.rounds)
-        runs = [main_run]
+        main_run = None if a.no_main else run_loop(env, "main-uncertain-s0", "uncertain", 0, a.rounds)
+        runs = [main_run] if main_run else []
         for seed in a.seeds:
             first = None
             for strategy in ("uncertain", "random"):
-                if seed == 0 and strategy == "uncertain":
+                if seed == 0 and strategy == "uncertain" and main_run is not None:
                     first = main_run
                     continue
                 r = run_loop(env, f"{strategy}-s{seed}", strategy, seed, a.compare_rounds,
@@ -602,9 +632,10 @@ def main(argv=None) -> None:
     for r in runs:
         if r["seed"] in a.seeds:
             cmp_runs.append({**r, "rows": r["rows"][:a.compare_rounds]})
-    results = {"settings": {k: v for k, v in vars(a).items()}, "machine": machine(), "store": main_run["store"],
+    results = {"settings": {k: v for k, v in vars(a).items()}, "machine": machine(), "store": runs[0]["store"],
                "foundation_seconds": env.seconds, "cost_note": env.cost_note, "teacher": env.teacher.to_dict(),
-               "costs": env.costs.to_dict(), "main": {k: v for k, v in main_run.items() if k != "round0"},
+               "costs": env.costs.to_dict(),
+               "main": {k: v for k, v in main_run.items() if k != "round0"} if main_run else None,
                "comparison": compare(cmp_runs) if cmp_runs else {},
                "runs": [{k: v for k, v in r.items() if k != "round0"} for r in runs],
                "wall_s": round(time.perf_counter() - t_start), "cpu_s": round(cpu_seconds() - c_start)}
@@ -622,8 +653,9 @@ def main(argv=None) -> None:
                    f"per round, warm start from the served student",
         "foundation-model seconds": env.cost_note,
         "results": str(env.out / "results.json"), **machine()})
-    print(f"\n### the loop, seed 0, uncertainty-first selection, {a.per_round} tasks per round\n")
-    print_main(main_run)
+    if main_run:
+        print(f"\n### the loop, seed 0, uncertainty-first selection, {a.per_round} tasks per round\n")
+        print_main(main_run)
     if results["comparison"]:
         print(f"\n### selection: uncertainty-first vs random, same budget, seeds {a.seeds}\n")
         rows = []
@@ -635,6 +667,11 @@ def main(argv=None) -> None:
                              f"{r['annotator_s']:.1f}"])
         print(table(["strategy", "round", "reviewed", "held-out AP50 mean (min-max)", "AP50:95 mean (min-max)",
                      "annotator s/img"], rows))
+    if a.plots:
+        for p in plot(results, Path(a.plots)):
+            print(f"plot: {p}")
+    if not main_run:
+        return
     last = main_run["rows"][-1]
     rt = last["held_out"]["routing"]
     reached = next((r for r in main_run["rows"] if (r["held_out"]["ap50"] or 0) > 0.8), None)
@@ -651,9 +688,6 @@ def main(argv=None) -> None:
           f"recall {rt['recall_on']:.3f} vs {rt['recall_off']:.3f}")
     print(f"- wall {results['wall_s'] / 60:.0f} min, CPU {results['cpu_s'] / 60:.0f} min (this process and its "
           "children)")
-    if a.plots:
-        for p in plot(results, Path(a.plots)):
-            print(f"plot: {p}")
 
 
 if __name__ == "__main__":
