@@ -133,10 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(cli_level(args))
+    from pipeline.providers.hub import ModelUnavailable
     from pipeline.stack.models import ModelsUnavailable
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ModelsUnavailable) as e:
+    except (ConfigError, ModelsUnavailable, ModelUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

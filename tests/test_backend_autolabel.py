@@ -379,6 +379,62 @@ def test_a_vlm_that_never_answers_is_cut_by_the_request_deadline(backend, ls_fil
     assert took < 12, took  # 2 s plus slack; 20 s and more without the deadline
 
 
+@pytest.fixture
+def brush(backend, ls_files):
+    """A brush project (its masks from providers.segmenter, facebook/sam-vit-base by default, which is not on
+    this machine) and three tasks; the registry is emptied before and after."""
+    from pipeline.providers import registry
+    registry.providers.clear()
+    client, config, _, _ = backend(label_config=labeling_config(parse_project(PROJECT), masks="brush"))
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
+    tasks = [{"id": i, "data": {"image": "/data/upload/5/a.jpg"}} for i in (1, 2, 3)]
+    yield client, config, tasks
+    registry.providers.clear()
+
+
+def _predict_fails(client, config, tasks) -> str:
+    r = client.post("/predict", json={"tasks": tasks, "project": "5.1700000000", "label_config": config})
+    assert r.status_code == 500, r.get_data(as_text=True)
+    assert "errors" not in r.json and "results" not in r.json  # the request failed, not its tasks one by one
+    return r.json["detail"]
+
+
+def test_a_model_that_is_not_on_the_machine_fails_the_request_at_once(brush):
+    detail = _predict_fails(*brush)
+    assert detail.startswith("ModelUnavailable: segmenter model 'facebook/sam-vit-base' is not on this machine")
+    assert "hf download facebook/sam-vit-base" in detail and "label-factory up --models tiny" in detail
+    assert "HF_HUB_OFFLINE" in detail and "image" not in detail
+
+
+def test_a_model_still_loading_at_the_deadline_fails_the_request_not_its_images(brush, monkeypatch):
+    """One model slot, three tasks, a segmenter whose load outlasts PREDICT_DEADLINE: the request answers when
+    the deadline runs out, saying the model was loading (not that a later task's image download ran out of
+    time), and the load goes on for the next request."""
+    from pipeline.providers import registry
+    from pipeline.providers.sam import SamSegmenter
+    from tests.fakes import ColourSegmenter
+    monkeypatch.setenv("PREDICT_DEADLINE", "2")
+    monkeypatch.setenv("PREDICT_CONCURRENCY", "1")
+    release = threading.Event()
+    monkeypatch.setattr(SamSegmenter, "from_config", classmethod(lambda cls, cfg: release.wait(20) and
+                                                                 ColourSegmenter()))
+    t0 = time.monotonic()
+    try:
+        detail = _predict_fails(*brush)
+        took = time.monotonic() - t0
+    finally:
+        release.set()
+    assert "the request's 2 s deadline (PREDICT_DEADLINE; Label Studio waits 100 s) ran out while the segmenter " \
+           "'facebook/sam-vit-base' was loading" in detail and "image" not in detail
+    assert took < 12, took  # 2 s plus slack; 20 s (the load) without the deadline
+    for _ in range(100):  # the load finishes in the background
+        if registry.providers.keys():
+            break
+        time.sleep(0.05)
+    client, config, tasks = brush
+    assert all(p["result"] for p in _predict(client, config, tasks)["results"])
+
+
 def test_allow_list_refuses_other_hosts(backend, ls_files, monkeypatch):
     other, refused = FileServer(), FileServer("127.0.0.2")  # a loopback alias the backend must refuse
     try:

@@ -27,6 +27,7 @@ from pipeline.images import Photo
 from pipeline.labelstudio.coords import point_to_pixel, rect_to_xyxy
 from pipeline.pipeline import Pipeline
 from pipeline.process_cache import ProcessCache
+from pipeline.providers.hub import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,8 @@ def predict_all(tasks: list[dict], run_one: Callable[[dict], TaskOutcome], limit
                 deadline_seconds: Optional[float] = None) -> list[TaskOutcome]:
     """Run ``run_one`` over the tasks, ``limit`` tasks at a time, their model compute in at most
     ``limit`` process-wide model slots (``model_slot``); a task that raises gets an outcome with the
-    reason instead of failing the batch. Order is kept.
+    reason instead of failing the batch. Order is kept. A model that cannot be loaded
+    (``ModelUnavailable``) is the whole call's failure: it is raised, and tasks not yet started never start.
 
     ``deadline_seconds``: the whole call's time budget (``pipeline.deadline``): downloads, the wait
     for a slot and the VLM calls stop when it runs out and the task's error says so."""
@@ -208,8 +210,11 @@ def predict_all(tasks: list[dict], run_one: Callable[[dict], TaskOutcome], limit
         try:
             if len(tasks) <= 1:
                 return [_guarded(run_one, t) for t in tasks]
-            with ThreadPoolExecutor(max_workers=min(limit, len(tasks)), thread_name_prefix="predict") as pool:
+            pool = ThreadPoolExecutor(max_workers=min(limit, len(tasks)), thread_name_prefix="predict")
+            try:
                 return list(pool.map(deadline.propagate(lambda t: _guarded(run_one, t)), tasks))
+            finally:
+                pool.shutdown(cancel_futures=True)
         finally:
             _slots.reset(token)
 
@@ -218,6 +223,8 @@ def _guarded(run_one: Callable[[dict], TaskOutcome], task: dict) -> TaskOutcome:
     task_id = task.get("id") if isinstance(task, dict) else None
     try:
         return run_one(task)
+    except ModelUnavailable:
+        raise  # no task can be answered without it: the request's failure, not this task's
     except Exception as e:  # noqa: BLE001 - isolate every failure to its task
         reason = f"{type(e).__name__}: {e}"
         log.warning("task %s: no prediction: %s", task_id, reason,

@@ -39,6 +39,7 @@ from PIL import Image
 
 from pipeline.detections import Detections, mask_box
 from pipeline.hardware import TORCH_NAMES, choose_dtype, to_model
+from pipeline.providers import hub
 from pipeline.providers.base import Grounder, ProviderError, resolve_device
 
 log = logging.getLogger(__name__)
@@ -193,8 +194,8 @@ def load_falcon(model: str, backend: str, device: str = "auto", dtype: str = "au
         import falcon_perception as fp
     except ImportError as e:
         raise ProviderError(f"falcon: the falcon-perception package is not installed ({e})") from None
-    local = Path(model).expanduser()
-    where = {"hf_local_dir": str(local)} if local.is_dir() else {"hf_model_id": model}
+    source = hub.locate(model, "falcon grounder")
+    where = {"hf_local_dir": source} if Path(source).is_dir() else {"hf_model_id": source}
     try:
         with contextlib.redirect_stdout(_LogStream()):
             if backend == "mlx":
