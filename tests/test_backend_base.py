@@ -465,6 +465,29 @@ def test_label_studio_client_is_shared_and_a_failure_falls_back_to_the_key(monke
     assert LabelStudioMLBase(project_id="4").get_label_studio_access_token() == "" and len(built) == 2
 
 
+def test_label_studio_client_from_the_url_alone_as_upstream(monkeypatch):
+    """No key in the environment: as upstream's base, the SDK client is built from LABEL_STUDIO_URL alone (the
+    real SDK then uses the key it read when imported, or refuses) and kept; a model.py written for upstream
+    that asks for it gets it."""
+    built = []
+
+    class FakeClient:
+        def __init__(self, base_url, api_key=None):
+            built.append((base_url, api_key))
+
+    monkeypatch.setattr(base_model, "LabelStudio", FakeClient)
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:8080")
+    for var in ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN", "LABEL_STUDIO_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    m = LabelStudioMLBase(project_id="1")
+    first = m._get_label_studio_client()
+    assert isinstance(first, FakeClient) and m._get_label_studio_client() is first
+    assert LabelStudioMLBase(project_id="2")._get_label_studio_client() is first  # one per process
+    assert built == [("http://127.0.0.1:8080/", None)]
+    monkeypatch.delenv("LABEL_STUDIO_URL")
+    assert LabelStudioMLBase(project_id="3")._get_label_studio_client() is False  # no URL: none, as before
+
+
 def test_init_app_refuses_other_classes():
     with pytest.raises(ValueError):
         init_app(dict)

@@ -21,15 +21,17 @@ def label_studio_api_key() -> str:
     return os.getenv("LABEL_STUDIO_API_KEY") or os.getenv("LABEL_STUDIO_ACCESS_TOKEN") or ""
 
 
-def client(base_url: Optional[str] = None, api_key: Optional[str] = None, factory=None):
+def client(base_url: Optional[str] = None, api_key: Optional[str] = None, factory=None, key_required: bool = True):
     """The process-wide SDK client for (URL, key); ``factory`` builds it (default ``LabelStudio``).
 
     Built once per (URL, key) and kept: it holds the personal access token's current access
     token and refreshes it. Raises ``PermissionError`` (reason, never the token) when it cannot
-    be built, e.g. an expired personal access token."""
+    be built, e.g. an expired personal access token. ``key_required=False`` (upstream's model
+    base does this): with no key, the client is built from the URL alone and the SDK uses the key
+    it read when it was imported, or refuses."""
     base_url = (base_url or label_studio_url()).rstrip("/")
     api_key = api_key or label_studio_api_key()
-    if not base_url or not api_key:
+    if not base_url or (key_required and not api_key):
         raise PermissionError("set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to reach Label Studio")
     if factory is None:
         from label_studio_sdk import LabelStudio as factory
@@ -39,7 +41,7 @@ def client(base_url: Optional[str] = None, api_key: Optional[str] = None, factor
         # token refresh URL to it; the key is passed because the SDK reads
         # LABEL_STUDIO_API_KEY only once, when it is imported
         try:
-            return factory(base_url=base_url + "/", api_key=api_key)
+            return factory(base_url=base_url + "/", **({"api_key": api_key} if api_key else {}))
         except Exception as e:  # an expired PAT is refused already here
             raise PermissionError(f"LABEL_STUDIO_API_KEY is not usable: {_reason(e)}") from None
     return _clients.get((base_url, api_key, factory), build)

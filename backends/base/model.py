@@ -205,11 +205,12 @@ class LabelStudioMLBase:
 
     # -- data access --------------------------------------------------------------------
     def _get_label_studio_client(self):
-        """The SDK client for LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (shared by the process), or
-        False when it cannot be built (logged once per model object, which then uses the key as is)."""
+        """The SDK client for LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (shared by the process; with no key,
+        as upstream, from the URL alone), or False when it cannot be built (logged once per model object,
+        which then uses the key as is)."""
         if self._label_studio_client is None:
             try:
-                self._label_studio_client = credentials.client(factory=LabelStudio)
+                self._label_studio_client = credentials.client(factory=LabelStudio, key_required=False)
             except Exception as e:  # noqa: BLE001 - credentials.client says why, never with the token
                 log.warning("no Label Studio SDK client for %r: %s", credentials.label_studio_url(), e)
                 self._label_studio_client = False
