@@ -162,7 +162,10 @@ def _is_worker_death(e: BaseException) -> bool:
 
 
 def _short(e: BaseException, n: int = 300) -> str:
-    text = " ".join(str(e).split())
+    text = str(e).strip()
+    if getattr(e, "actor_init_failed", False):  # Ray's message is the actor's traceback: its last line says why
+        text = text.splitlines()[-1]
+    text = " ".join(text.split())
     return f"{type(e).__name__}: {text[:n]}"
 
 
