@@ -83,22 +83,29 @@ QWEN_PATCH_PIXELS = 28 * 28  # one Qwen2.5-VL image token (14 px patches merged 
 
 class Budgets(_Strict):
     """How many pixels each stage may look at. A bigger image (or crop) is downscaled once, aspect kept,
-    before the model's own pre-processing; boxes are mapped back to the original image exactly.
+    before the model's own pre-processing (for a model that pads to a square the budget counts the square);
+    boxes are mapped back to the original image exactly.
     ``null`` = no limit (the stage sees full resolution). Defaults, and why, in the README (Project YAML)."""
     decode_pixels: Optional[int] = Field(
         24_000_000, ge=1_000_000,
         description="working resolution: images above it are decoded at 1/2, 1/4 or 1/8 size (JPEG DCT "
-                    "scaling, else box-averaged), the least reduction that gets under it")
+                    "scaling, PNG a band of rows at a time, else decoded whole and box-averaged), the least "
+                    "reduction that gets under it")
     filter_pixels: Optional[int] = Field(
         1024 * QWEN_PATCH_PIXELS, ge=QWEN_PATCH_PIXELS,
         description="the whole image the VLM filter sees (802,816 px = 1,024 Qwen2.5-VL image tokens)")
     ground_pixels: Optional[int] = Field(
         1024 * 1024, ge=64 * 64,
         description="the image the grounder, the segmenter and 'find similar' get, before their own resize "
-                    "(OWLv2 960 px, Grounding DINO 800x1333, Falcon max_dimension, SAM 1024 px)")
+                    "(OWLv2 960 px, Grounding DINO 800x1333, Falcon max_dimension, SAM 1024 px); for a model "
+                    "that pads to a square (OWLv2, SAM, student) it counts the square of the longest side")
     verify_pixels: Optional[int] = Field(
         256 * QWEN_PATCH_PIXELS, ge=QWEN_PATCH_PIXELS,
         description="each verify crop (200,704 px = 256 Qwen2.5-VL image tokens)")
+    max_aspect_ratio: Optional[float] = Field(
+        20.0, ge=1,
+        description="the longest side over the shortest an image may have: a thinner one is refused before any "
+                    "model (OWLv2 and SAM would see a sliver of their padded square)")
 
     @model_validator(mode="after")
     def _decode_covers_stages(self):
@@ -276,6 +283,7 @@ class ProjectConfig(_Strict):
         for provider in data["providers"].values():  # the resolved dtype is model_version's own part
             if isinstance(provider, dict):
                 provider.pop("dtype", None)
+        del data["budgets"]["max_aspect_ratio"]  # it refuses tasks, it changes no prediction
         if self.providers.grounder.identity() != self.providers.grounder.kind:  # a student: its weights by hash
             data["grounder_identity"] = self.providers.grounder.identity()
         blob = json.dumps(data, sort_keys=True)

@@ -23,6 +23,8 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image, ImageOps
 
+from pipeline import png_bands
+
 # Pillow's own default warns at ~89 MP and errors at 2x that; we refuse above this outright.
 MAX_PIXELS = 80_000_000
 REDUCTIONS = (1, 2, 4, 8)  # the scales libjpeg decodes at directly
@@ -34,14 +36,39 @@ class ImageLoadError(ValueError):
     """An image that cannot be used; the message says why (for logs, run records, responses)."""
 
 
-def fit_size(width: float, height: float, max_pixels: Optional[int]) -> tuple[int, int]:
+class ImageShapeError(ImageLoadError):
+    """An image too thin for the project's models (``budgets.max_aspect_ratio``)."""
+
+
+def fit_size(width: float, height: float, max_pixels: Optional[int], square: bool = False) -> tuple[int, int]:
     """The size to downscale ``width`` x ``height`` to so it has at most ``max_pixels`` (aspect kept);
-    the size itself (rounded) when it already fits or there is no budget."""
+    the size itself (rounded) when it already fits or there is no budget.
+
+    ``square``: for a model that pads (or stretches) its input to a square of the longest side, the budget
+    counts that square, ``max(w, h)**2``, which for a thin image is far more than ``w * h``."""
     w, h = max(1, round(width)), max(1, round(height))
-    if not max_pixels or w * h <= max_pixels:
+    counted = max(w, h) ** 2 if square else w * h
+    if not max_pixels or counted <= max_pixels:
         return w, h
-    k = math.sqrt(max_pixels / (width * height))
+    k = math.sqrt(max_pixels) / max(width, height) if square else math.sqrt(max_pixels / (width * height))
     return max(1, math.floor(width * k)), max(1, math.floor(height * k))
+
+
+def aspect_ratio(width: int, height: int) -> float:
+    """The longest side over the shortest (1 for a square)."""
+    return max(width, height) / max(1, min(width, height))
+
+
+def refuse_thin(width: int, height: int, max_ratio: Optional[float]) -> None:
+    """Raise ``ImageShapeError`` when ``width`` x ``height`` is thinner than ``max_ratio``:1 (None: any)."""
+    ratio = aspect_ratio(width, height)
+    if max_ratio is not None and ratio > max_ratio:
+        side = max(width, height)
+        raise ImageShapeError(
+            f"{width}x{height} image: aspect ratio {ratio:.0f}:1 is beyond budgets.max_aspect_ratio "
+            f"({max_ratio:g}:1): the models see it as a sliver (OWLv2 and SAM pad it to a {side}x{side} square, "
+            f"Qwen2.5-VL refuses beyond 200:1); cut it into pieces of at most {max_ratio:g}:1, or raise "
+            "budgets.max_aspect_ratio in the project YAML")
 
 
 def reduction_for(width: int, height: int, working_pixels: Optional[int]) -> int:
@@ -65,7 +92,7 @@ class Photo:
     width: int
     height: int
     scale: int = 1
-    _views: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # max_pixels -> View
+    _views: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (budget, square) -> View
 
     @property
     def size(self) -> tuple[int, int]:
@@ -80,15 +107,17 @@ class Photo:
             return photo
         return cls(photo.pixels.reduce(f), photo.width, photo.height, photo.scale * f)
 
-    def view(self, max_pixels: Optional[int]) -> "View":
-        """The whole image with at most ``max_pixels``, and the way back to original pixels (made once per
+    def view(self, max_pixels: Optional[int], square: bool = False) -> "View":
+        """The whole image with at most ``max_pixels`` (``square``: its longest side squared at most, for a
+        model that pads to a square, see ``fit_size``), and the way back to original pixels (made once per
         budget: the grounder and the segmenter look at the same view)."""
-        if max_pixels not in self._views:
+        key = (max_pixels, square)
+        if key not in self._views:
             w, h = self.pixels.size
-            size = fit_size(w, h, max_pixels)
+            size = fit_size(w, h, max_pixels, square)
             im = self.pixels if size == (w, h) else self.pixels.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
-            self._views[max_pixels] = View(im, self.scale * w / size[0], self.scale * h / size[1], self.size)
-        return self._views[max_pixels]
+            self._views[key] = View(im, self.scale * w / size[0], self.scale * h / size[1], self.size)
+        return self._views[key]
 
     def region(self, box: tuple[int, int, int, int], max_pixels: Optional[int] = None) -> Image.Image:
         """Original-pixel ``box`` (l, t, r, b) cut from the working pixels, at most ``max_pixels``.
@@ -167,6 +196,12 @@ def _decode(source, max_pixels: int, working_pixels: Optional[int]) -> Photo:
                 # libjpeg decodes at 1/f directly: the full-size pixels are never held
                 res = im.draft(None, (w // f, h // f))
                 drafted = round(w / res[1][2]) if res else 1
+            banded = png_bands.decode_reduced(data, f) if f > 1 and im.format == "PNG" else None
+            if banded is not None:  # a band of rows at a time, each reduced by f as it comes
+                im, exif = banded
+                drafted = f
+                if exif:
+                    im.info["exif"] = exif
             im.load()
             orientation = im.getexif().get(0x0112, 1)
             original = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # exif_transpose swaps these

@@ -20,7 +20,7 @@ from PIL import Image
 from pipeline import answer_cache, cost, stages
 from pipeline.config import ProjectConfig
 from pipeline.detections import Detections
-from pipeline.images import Photo, open_photo
+from pipeline.images import Photo, open_photo, refuse_thin
 from pipeline.providers.base import VLM, Grounder, ProviderError, Segmenter, YesNo
 
 log = logging.getLogger(__name__)
@@ -143,11 +143,14 @@ class Pipeline:
 
     # -- images ---------------------------------------------------------------------------
     def open(self, source: Union[str, Path, bytes]) -> Photo:
-        """Decode an image file (or its bytes) once, at this project's working resolution."""
-        return open_photo(source, self.config.budgets.decode_pixels)
+        """Decode an image file (or its bytes) once, at this project's working resolution (``photo``)."""
+        return self.photo(open_photo(source, self.config.budgets.decode_pixels))
 
     def photo(self, image: AnyImage) -> Photo:
-        """``image`` at this project's working resolution (a no-op for what ``open`` returned)."""
+        """``image`` at this project's working resolution (a no-op for what ``open`` returned). Every run
+        starts here: an image thinner than ``budgets.max_aspect_ratio`` is refused (``ImageShapeError``)
+        before any model sees it."""
+        refuse_thin(image.width, image.height, self.config.budgets.max_aspect_ratio)
         return Photo.of(image, self.config.budgets.decode_pixels)
 
     # -- runs ---------------------------------------------------------------------------

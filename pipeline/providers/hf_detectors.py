@@ -127,6 +127,7 @@ class OWLv2Grounder(_HFZeroShotGrounder):
     it with the model's own class head."""
     name = "owlv2"
     finds_similar = True
+    square_input = True  # pads to max(w, h) square at the image's own resolution, then resizes to 960
 
     def similar(self, image: Image.Image, example_xyxy) -> Detections:
         image = image.convert("RGB") if image.mode != "RGB" else image

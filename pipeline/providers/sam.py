@@ -32,6 +32,7 @@ MAX_UPSAMPLE_BYTES = 256 * 2**20  # float32 masks at the image's size, per post-
 
 class SamSegmenter(Segmenter):
     name = "sam"
+    square_input = True  # longest side to 1024, padded to 1024 x 1024 (SAM 2: stretched to it)
 
     def __init__(self, model: str, device: str = "auto", cache_images: int = 4, decode_batch: int = 64,
                  dtype: str = "auto"):
@@ -148,6 +149,7 @@ class Sam3Grounder(Grounder):
     to the image's size a few at a time."""
     name = "sam3"
     gives_masks = True
+    square_input = True  # stretched to a fixed square (1008 x 1008)
 
     def __init__(self, model: str, device: str = "auto", min_score: float = 0.0, max_candidates: int = 50,
                  dtype: str = "auto"):

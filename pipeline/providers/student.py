@@ -40,6 +40,7 @@ def student_dtype(device: str, setting: str = "auto") -> str:
 
 class StudentGrounder(Grounder):
     name = "student"
+    square_input = True  # letterboxed: longest side to imgsz, padded to imgsz x imgsz
 
     def __init__(self, weights: str, device: str = "auto", min_score: float = 0.001, dtype: str = "auto"):
         self.path = Path(weights).expanduser()
