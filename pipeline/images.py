@@ -3,8 +3,12 @@
 * ``open_image``: full-resolution RGB (EXIF orientation applied; decompression bombs and broken files
   refused), for callers that keep or hash the pixels (importer, identify references).
 * ``open_photo``: the same checks, decoded at the working resolution (``Photo``); what the pipeline runs on.
-* ``Photo.view(max_pixels)``: the whole image at most ``max_pixels`` (a ``View``), which maps boxes, points
-  and masks between its pixels and the original's exactly.
+  Above it a JPEG is decoded reduced by libjpeg and a PNG a band of rows at a time (``png_bands``); any other
+  image above it is refused, since decoding it whole would hold the full-size pixels several times over.
+* ``Photo.view(max_pixels, square)``: the whole image at most ``max_pixels`` (a ``View``; ``square``: counted
+  as the square of its longest side, for models that pad to one), which maps boxes, points and masks between
+  its pixels and the original's exactly.
+* ``refuse_thin``: an image thinner than the project allows (``budgets.max_aspect_ratio``) is refused.
 
 Geometry: a working image decoded at 1/f (JPEG DCT scaling, or ``Image.reduce``) has pixel i covering
 original pixels [f*i, f*(i+1)), so x_original = f * x_working exactly (the last pixel may be partial);
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin
 
 from pipeline import png_bands
 
@@ -192,12 +196,18 @@ def _decode(source, max_pixels: int, working_pixels: Optional[int]) -> Photo:
                                      "(decompression bomb?)")
             f = reduction_for(w, h, working_pixels)
             drafted = 1
-            if f > 1 and im.format == "JPEG":
+            if f > 1 and isinstance(im, JpegImagePlugin.JpegImageFile):  # JPEG, and MPO (camera JPEGs)
                 # libjpeg decodes at 1/f directly: the full-size pixels are never held
                 res = im.draft(None, (w // f, h // f))
                 drafted = round(w / res[1][2]) if res else 1
-            banded = png_bands.decode_reduced(data, f) if f > 1 and im.format == "PNG" else None
-            if banded is not None:  # a band of rows at a time, each reduced by f as it comes
+            elif f > 1:  # a PNG a band of rows at a time, each reduced by f as it comes
+                banded = png_bands.decode_reduced(data, f) if im.format == "PNG" else None
+                if banded is None:
+                    raise ImageLoadError(
+                        f"{name}: {w}x{h} {im.format} image above the working resolution (budgets.decode_pixels "
+                        f"= {working_pixels:,} pixels): only JPEG and 8-bit non-interlaced PNG are decoded at a "
+                        f"reduced size, and decoding this whole would hold several full-size copies; convert it to "
+                        f"JPEG or PNG, or raise budgets.decode_pixels in the project YAML")
                 im, exif = banded
                 drafted = f
                 if exif:

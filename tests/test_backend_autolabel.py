@@ -304,6 +304,23 @@ def test_model_errors_are_isolated_too(backend, ls_files):
     assert body["errors"] == [{"task": 1, "reason": "RuntimeError: CUDA out of memory (pretend)"}]
 
 
+def test_a_too_thin_image_fails_its_task_only_with_the_reason(backend, ls_files, caplog):
+    """A 4000x27 strip (148:1, beyond budgets.max_aspect_ratio) is refused before any model, the reason in the
+    response and the log; the ordinary photo in the same request is answered."""
+    client, config, vlm, grounder = backend()
+    ls_files.files["/data/upload/5/strip.jpg"] = jpeg_bytes((4000, 27))
+    ls_files.files["/data/upload/5/ok.jpg"] = jpeg_bytes((64, 48))
+    with caplog.at_level(logging.WARNING):
+        body = _predict(client, config, [{"id": 1, "data": {"image": "/data/upload/5/strip.jpg"}},
+                                         {"id": 2, "data": {"image": "/data/upload/5/ok.jpg"}}])
+    assert body["results"][0] == [] and body["results"][1]["result"]
+    (error,) = body["errors"]
+    assert error["task"] == 1 and error["reason"].startswith(
+        "ImageShapeError: 4000x27 image: aspect ratio 148:1 is beyond budgets.max_aspect_ratio (20:1)")
+    assert "task 1: no prediction: ImageShapeError" in caplog.text
+    assert grounder.sizes == [(64, 48)] and len(vlm.questions) == 1 + 3  # the photo's filter and its 3 boxes
+
+
 def test_filtered_out_image_is_an_empty_prediction_not_an_error(backend, ls_files):
     client, config, vlm, grounder = backend(vlm=KnownVLM(0.1))
     ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()

@@ -78,13 +78,37 @@ def test_banded_decode_is_the_whole_decode_reduced(colour, depth, factor, monkey
 
 
 @pytest.mark.parametrize("colour,depth", [(2, 16), (6, 16)])
-def test_16_bit_colour_is_decoded_whole(colour, depth):
-    """6 or 8 bytes per pixel match no 8-bit colour type: None here, and open_photo decodes the file whole."""
+def test_16_bit_colour_is_not_streamed_and_refused_above_the_working_resolution(colour, depth):
+    """6 or 8 bytes per pixel match no 8-bit colour type: None here; open_photo decodes such a file whole up
+    to the working resolution and refuses it above, with the reason."""
     data = random_png(64, 40, colour, depth)
     assert png_bands.decode_reduced(data, 2) is None
-    photo = open_photo(data, working_pixels=1_000)
-    assert photo.scale == 2
-    np.testing.assert_array_equal(np.asarray(photo.pixels), whole_then_reduced(data, 2))
+    with pytest.raises(ImageLoadError, match=r"64x40 PNG image above the working resolution .*budgets\.decode_pixels"):
+        open_photo(data, working_pixels=1_000)
+    np.testing.assert_array_equal(np.asarray(open_photo(data, working_pixels=2_560).pixels),
+                                  np.asarray(open_image(data)))
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "TIFF", "BMP", "GIF"])
+def test_formats_decoded_whole_are_refused_above_the_working_resolution(fmt):
+    """Pillow decodes these whole (a 79 MP WebP holds ~1.2 GB on the way): above the working resolution the
+    image is refused with the reason and the setting; at it, it is decoded."""
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(buf, fmt)
+    with pytest.raises(ImageLoadError, match=f"300x200 {fmt} image above the working resolution.*convert it to "
+                                             "JPEG or PNG, or raise budgets.decode_pixels"):
+        open_photo(buf.getvalue(), working_pixels=59_999)
+    assert open_photo(buf.getvalue(), working_pixels=60_000).pixels.size == (300, 200)
+
+
+def test_a_camera_mpo_is_decoded_reduced_like_a_jpeg():
+    """MPO (JPEG with a second picture, from some cameras) is a JPEG to libjpeg: decoded at 1/2, not refused."""
+    buf = io.BytesIO()
+    a, b = Image.new("RGB", (800, 600), (200, 30, 30)), Image.new("RGB", (800, 600), (30, 30, 200))
+    a.save(buf, "MPO", save_all=True, append_images=[b])
+    photo = open_photo(buf.getvalue(), working_pixels=200_000)
+    assert Image.open(io.BytesIO(buf.getvalue())).format == "MPO"
+    assert (photo.size, photo.pixels.size, photo.scale) == ((800, 600), (400, 300), 2)
 
 
 def test_interlaced_is_left_to_the_whole_decode():
