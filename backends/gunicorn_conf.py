@@ -1,13 +1,17 @@
-"""gunicorn settings from the environment: PORT (9090), HOST (0.0.0.0), WORKERS (1), THREADS (8),
+"""gunicorn settings from the environment: PORT (9090), HOST (0.0.0.0), WORKERS (1), THREADS (32),
 LOG_LEVEL (info), TIMEOUT (300 s: silence before a worker is restarted), PRELOAD_MODELS (1).
 
     gunicorn -c python:backends.gunicorn_conf backends._wsgi:app
+
+Every request holds one thread for as long as it lasts: a /predict also while it downloads its
+images and while it waits for a model slot, so THREADS bounds how many /predict a worker takes in
+(THREADS - 2, see backends/base/worker.py), not how many compute at once (PREDICT_CONCURRENCY).
 """
 import os
 
 bind = f"{os.getenv('HOST', '0.0.0.0')}:{os.getenv('PORT', '9090')}"
 workers = int(os.getenv("WORKERS", "1"))
-threads = int(os.getenv("THREADS", "8"))
+threads = int(os.getenv("THREADS", "32"))
 worker_class = "gthread"
 timeout = int(os.getenv("TIMEOUT", "300"))
 graceful_timeout = 30

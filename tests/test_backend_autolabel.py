@@ -374,6 +374,98 @@ def test_a_slow_image_holds_no_model_slot(backend, ls_files, monkeypatch):
     assert bodies["slow"]["results"][0]["result"] and len(vlm.questions) == 2 * asked_for_one
 
 
+def test_requests_waiting_for_their_images_turn_no_other_predict_away(backend, ls_files, monkeypatch):
+    """Six requests whose images drip in (the old in-flight limit of the default THREADS): an ordinary
+    /predict is still served at once, by the default gunicorn settings."""
+    import importlib
+
+    from backends import gunicorn_conf
+    from backends.base.api import on_worker_start
+    for k in ("THREADS", "PREDICT_MAX_REQUESTS", "PREDICT_SLOT_WAIT"):
+        monkeypatch.delenv(k, raising=False)
+    threads = importlib.reload(gunicorn_conf).threads
+    backend()  # the project, its providers and the environment
+    app = init_app(AutoLabelModel)
+    on_worker_start(app, threads=threads, warm_up=False)
+    config = labeling_config(parse_project(PROJECT))
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
+    asked, release = threading.Semaphore(0), threading.Event()
+    ls_files.files["/data/upload/5/slow.jpg"] = held(jpeg_bytes(color=(30, 200, 30)),
+                                                     lambda: (asked.release(), release.wait(60)))
+    answers = []
+
+    def run(url):
+        answers.append(app.test_client().post("/predict", json={"tasks": [{"id": 1, "data": {"image": url}}],
+                                                                "project": "5.1", "label_config": config}))
+
+    dripping = [threading.Thread(target=run, args=("/data/upload/5/slow.jpg",)) for _ in range(6)]
+    for t in dripping:
+        t.start()
+    try:
+        for _ in dripping:
+            assert asked.acquire(timeout=10)
+        t0 = time.monotonic()
+        r = app.test_client().post("/predict", json={"tasks": [{"id": 2, "data": {"image": "/data/upload/5/a.jpg"}}],
+                                                     "project": "5.1", "label_config": config})
+        assert r.status_code == 200, r.json
+        assert r.json["results"][0]["result"] and time.monotonic() - t0 < 5
+    finally:
+        release.set()
+        for t in dripping:
+            t.join(30)
+    assert [a.status_code for a in answers] == [200] * 6
+
+
+class GateVLM(KnownVLM):
+    """Answers once ``gate`` is set; ``asked`` counts the questions that began."""
+
+    def __init__(self):
+        super().__init__(0.9)
+        self.gate, self.asked = threading.Event(), threading.Semaphore(0)
+
+    def yes_probability(self, image, question):
+        self.asked.release()
+        assert self.gate.wait(60)
+        return super().yes_probability(image, question)
+
+
+def test_a_predict_with_no_model_slot_within_the_slot_wait_is_503_and_the_deadline_still_counts(
+        backend, ls_files, monkeypatch):
+    monkeypatch.setenv("PREDICT_CONCURRENCY", "1")
+    vlm = GateVLM()
+    client, config, _, _ = backend(project={**PROJECT, "stages": {"filter": True, "ground": False, "verify": False}},
+                                   vlm=vlm)
+    for name in ("a", "b", "c"):
+        ls_files.files[f"/data/upload/5/{name}.jpg"] = jpeg_bytes(color=(10, 20, ord(name)))
+    first = {}
+    holder = threading.Thread(target=lambda: first.update(r=_predict(init_app(AutoLabelModel).test_client(), config, [
+        {"id": 1, "data": {"image": "/data/upload/5/a.jpg"}}])))
+    holder.start()  # its task holds the only model slot until the gate opens
+    try:
+        assert vlm.asked.acquire(timeout=10)
+        two = [{"id": i, "data": {"image": f"/data/upload/5/{n}.jpg"}} for i, n in ((2, "b"), (3, "c"))]
+        monkeypatch.setenv("PREDICT_SLOT_WAIT", "0.5")
+        t0 = time.monotonic()
+        r = client.post("/predict", json={"tasks": two, "project": "5.1", "label_config": config})
+        took = time.monotonic() - t0
+        # the request is turned away as a whole, not answered with an error per task
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.get_data(as_text=True)
+        assert r.json["detail"].startswith("this backend worker is busy: no model slot came free within 0.5 s")
+        assert 0.5 <= took < 5
+        # a PREDICT_DEADLINE shorter than the slot wait ends the wait as before: an error per task
+        monkeypatch.setenv("PREDICT_SLOT_WAIT", "30")
+        monkeypatch.setenv("PREDICT_DEADLINE", "1")
+        body = _predict(client, config, two)
+        assert body["results"] == [[], []]
+        assert "1 s deadline (PREDICT_DEADLINE; Label Studio waits 100 s) ran out while waiting for a model slot" \
+            in body["errors"][0]["reason"]
+        assert "ran out before the image was downloaded" in body["errors"][1]["reason"]  # one task at a time
+    finally:
+        vlm.gate.set()
+        holder.join(30)
+    assert first["r"]["results"][0]["score"] is not None
+
+
 def test_a_vlm_that_never_answers_is_cut_by_the_request_deadline(backend, ls_files, monkeypatch):
     from pipeline.providers.openai_vlm import OpenAIVLM
 
@@ -619,6 +711,46 @@ def test_project_from_extra_params_and_model_version(backend, tmp_path, ls_files
     time.sleep(0.01)
     v_new = client.post("/setup", json={"project": "9.1", "schema": config}).json["model_version"]
     assert v_new.startswith("drones-") and v_new != v_extra
+
+
+_NOT_A_NAME = "is not a file name: at most 255 characters, no control characters"
+_ONLY = "this backend reads only 'project' or 'project_config'"
+
+
+@pytest.mark.parametrize("extra, detail", [
+    ({"project": "x" * 10_000}, f"extra params: project '{'x' * 60}…' {_NOT_A_NAME}"),
+    ({"project": "drones\x00.yaml"}, f"extra params: project 'drones\\x00.yaml' {_NOT_A_NAME}"),
+    ({"project": "d" * 255}, f"extra params: no project '{'d' * 60}…' in PROJECTS_DIR"),  # 260 with .yaml: too long
+    ({"project": "nope"}, "extra params: no project 'nope' in PROJECTS_DIR"),  # where PROJECTS_DIR is stays unsaid
+    ({"projet": "drones"}, f"extra params: unknown key(s) 'projet'; {_ONLY}"),
+    ({"project": "drones", "threshold": 0.3}, f"extra params: unknown key(s) 'threshold'; {_ONLY}"),
+])
+def test_extra_params_it_cannot_use_are_refused_in_one_line_without_server_paths(backend, tmp_path, extra, detail):
+    client, config, _, _ = backend()
+    (tmp_path / "projects" / "drones.yaml").write_text(yaml.safe_dump({**PROJECT, "project_name": "drones"}))
+    good = client.post("/setup", json={"project": "9.1", "schema": config, "extra_params": {"project": "drones"}})
+    assert good.status_code == 200 and good.json["model_version"].startswith("drones-")
+    r = client.post("/setup", json={"project": "9.1", "schema": config, "extra_params": extra})
+    assert (r.status_code, r.json["result"]["error"], r.json["detail"]) == (422, "ExtraParamsError", detail)
+    # nothing refused was stored: the project keeps its YAML
+    r = client.post("/predict", json={"tasks": [], "project": "9.1", "label_config": config})
+    assert r.status_code == 200 and r.json["model_version"] == good.json["model_version"]
+
+
+def test_a_task_whose_data_is_not_an_object_fails_alone(backend, ls_files):
+    client, config, _, _ = backend()
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
+    body = _predict(client, config, [{"id": 1, "data": "/data/upload/5/a.jpg"},
+                                     {"id": 2, "data": {"image": "/data/upload/5/a.jpg"}},
+                                     {"id": 3, "data": ["/data/upload/5/a.jpg"]}])
+    assert body["results"][0] == [] and body["results"][1]["result"] and body["results"][2] == []
+    assert body["errors"] == [{"task": 1, "reason": "task data must be a JSON object, got str"},
+                              {"task": 3, "reason": "task data must be a JSON object, got list"}]
+    # a request with nothing that can be answered is the request's fault
+    r = client.post("/predict", json={"tasks": [{"id": 4, "data": 7}, {"id": 5, "data": "x"}], "project": "5.1",
+                                      "label_config": config})
+    assert (r.status_code, r.json["detail"]) == (400, "task 4: task data must be a JSON object, got int (and 1 more "
+                                                      "task(s))")
 
 
 def test_misconfiguration_is_reported_as_json(backend, tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 from backends.autolabel import identify, project_version, runner
 from backends.autolabel.interactive import is_interactive, parse_context
 from backends.autolabel.project import resolve_project_path
-from backends.base import LabelStudioMLBase, ModelResponse
+from backends.base import ClientError, LabelStudioMLBase, ModelResponse
 from pipeline.config import model_version
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ __all__ = ["AutoLabelModel"]
 
 
 class AutoLabelModel(LabelStudioMLBase):
+    TAKES_MODEL_SLOTS = True  # runner.predict_task: a slot for each task's models, none for its download
 
     def setup(self):
         self.project_path = resolve_project_path(self.extra_params)
@@ -46,6 +47,10 @@ class AutoLabelModel(LabelStudioMLBase):
                                      predictions=[{"result": [], "model_version": req.version} for _ in tasks])
         outcomes = runner.predict_all(tasks, lambda task: req.run(task, interaction),
                                       deadline_seconds=runner.predict_deadline())
+        if outcomes and all(o.refused for o in outcomes):  # nothing to answer: the request is at fault
+            first = outcomes[0]
+            more = f" (and {len(outcomes) - 1} more task(s))" if len(outcomes) > 1 else ""
+            raise ClientError(f"task {first.task_id}: {first.error}{more}")
         predictions, errors = [], []
         for o in outcomes:
             runner.log_dropped(o, req.target)

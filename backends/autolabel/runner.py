@@ -3,14 +3,14 @@
 Label Studio's backend contract builds a model object per request, so everything heavy lives
 in process caches (``pipeline.process_cache``): one ``Pipeline`` per project YAML per process
 (``pipelines``; providers come from the process-wide registry), re-created only when the YAML
-file changes, and one model-slot semaphore per concurrency limit."""
+file changes. Model compute runs in the process's model slots (``backends.base.worker``), one
+slot per task, never during a download: in the server they are also what admits a /predict."""
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +20,8 @@ from typing import Callable, Optional
 from backends.autolabel import identify
 from backends.autolabel.interactive import Interaction
 from backends.autolabel.labels import Target, find_target
+from backends.base.errors import ClientError
+from backends.base.worker import Busy, ModelSlots, SlotTimeout, model_slots, slot_count
 from backends.images import display_url, fetch_photo
 from pipeline import certainty, deadline
 from pipeline.config import ProjectConfig, config_mtime, load_project
@@ -38,9 +40,8 @@ PIPELINE_FACTORY: Callable[[ProjectConfig], Pipeline] = Pipeline
 IMAGE_FETCHER: Callable[..., Photo] = fetch_photo
 
 pipelines: ProcessCache = ProcessCache("pipelines")  # YAML path -> (its mtimes, ProjectConfig, Pipeline)
-_semaphores: ProcessCache = ProcessCache("model slots")  # PREDICT_CONCURRENCY -> its semaphore
-# the model-slot semaphore of the predict_all call this thread works for
-_slots: contextvars.ContextVar[Optional[threading.BoundedSemaphore]] = contextvars.ContextVar("lf_slots", default=None)
+# the model slots of the predict_all call this thread works for
+_slots: contextvars.ContextVar[Optional[ModelSlots]] = contextvars.ContextVar("lf_slots", default=None)
 LABEL_STUDIO_PREDICT_TIMEOUT = 100  # seconds Label Studio waits for /predict
 DEFAULT_PREDICT_DEADLINE = 90.0
 
@@ -100,13 +101,6 @@ def log_dropped(outcome: "TaskOutcome", target: Target) -> None:
                  ", ".join(map(repr, target.layout.outputs)))
 
 
-def concurrency_limit() -> int:
-    try:
-        return max(1, int(os.getenv("PREDICT_CONCURRENCY", "4")))
-    except ValueError:
-        return 4
-
-
 def predict_deadline() -> Optional[float]:
     """``PREDICT_DEADLINE`` seconds for one /predict request (default 90, below Label Studio's 100);
     0 or less: no deadline."""
@@ -117,24 +111,20 @@ def predict_deadline() -> Optional[float]:
     return value if value > 0 else None
 
 
-def _semaphore(limit: int) -> threading.BoundedSemaphore:
-    """Process-wide: concurrent requests (gunicorn threads) share the same limit."""
-    return _semaphores.get(limit, lambda: threading.BoundedSemaphore(limit))
-
-
 @contextlib.contextmanager
 def model_slot():
     """Hold one of the process-wide model slots (PREDICT_CONCURRENCY) for the block: only model
-    compute runs under it, never a download. Waits no longer than the request's deadline."""
-    sem = _slots.get() or _semaphore(concurrency_limit())
+    compute runs under it, never a download. Waits no longer than the request's deadline (and, for
+    a /predict not admitted yet, PREDICT_SLOT_WAIT: then ``Busy``)."""
+    slots = _slots.get() or model_slots(slot_count())
     left = deadline.remaining()
-    if not sem.acquire(timeout=None if left is None else max(left, 0.0)):
-        raise deadline.DeadlineExceeded(f"{deadline.current().describe()} ran out while waiting for a model slot "
-                                        f"(all PREDICT_CONCURRENCY slots of this worker were busy)")
-    try:
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(slots.hold(None if left is None else max(left, 0.0)))
+        except SlotTimeout:
+            raise deadline.DeadlineExceeded(f"{deadline.current().describe()} ran out while waiting for a model "
+                                            f"slot (all PREDICT_CONCURRENCY slots of this worker were busy)") from None
         yield
-    finally:
-        sem.release()
 
 
 @dataclass
@@ -144,6 +134,7 @@ class TaskOutcome:
     error: str = ""
     dropped: dict = field(default_factory=dict)  # pipeline label -> number of boxes with no config label
     seconds: float = 0.0
+    refused: bool = False  # the task as sent cannot be served (a ClientError), rather than failed
 
 
 def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: str,
@@ -158,12 +149,22 @@ def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: 
     Label Studio)."""
     t0 = time.perf_counter()
     task_id = task.get("id")
-    url = (task.get("data") or {}).get(target.data_key)
+    url = task_data(task).get(target.data_key)
     image = (fetch or fetcher(pipeline.config))(url, task_id)  # outside the model slot: a slow URL holds none
     with model_slot():
         out = _run_models(task_id, image, pipeline, target, model_version, interaction, plan)
     out.seconds = time.perf_counter() - t0
     return out
+
+
+def task_data(task: dict) -> dict:
+    """The task's ``data`` ({} when it has none); ``ClientError`` when it is not a JSON object."""
+    data = task.get("data")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ClientError(f"task data must be a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _run_models(task_id, image, pipeline: Pipeline, target: Target, model_version: str,
@@ -203,10 +204,11 @@ def predict_all(tasks: list[dict], run_one: Callable[[dict], TaskOutcome], limit
     (``ModelUnavailable``) is the whole call's failure: it is raised, and tasks not yet started never start.
 
     ``deadline_seconds``: the whole call's time budget (``pipeline.deadline``): downloads, the wait
-    for a slot and the VLM calls stop when it runs out and the task's error says so."""
-    limit = limit or concurrency_limit()
+    for a slot and the VLM calls stop when it runs out and the task's error says so. ``Busy`` (a
+    /predict that got no slot within its slot wait) is the request's, not a task's: it propagates."""
+    limit = limit or slot_count()
     with deadline.within(deadline_seconds, f"PREDICT_DEADLINE; Label Studio waits {LABEL_STUDIO_PREDICT_TIMEOUT} s"):
-        token = _slots.set(_semaphore(limit))
+        token = _slots.set(model_slots(limit))
         try:
             if len(tasks) <= 1:
                 return [_guarded(run_one, t) for t in tasks]
@@ -223,8 +225,11 @@ def _guarded(run_one: Callable[[dict], TaskOutcome], task: dict) -> TaskOutcome:
     task_id = task.get("id") if isinstance(task, dict) else None
     try:
         return run_one(task)
-    except ModelUnavailable:
-        raise  # no task can be answered without it: the request's failure, not this task's
+    except (ModelUnavailable, Busy):
+        raise  # no task can be answered without the model, or the request got no slot: the request's failure
+    except ClientError as e:  # the task as sent cannot be served: its reason, no exception name
+        log.warning("task %s: no prediction: %s", task_id, e)
+        return TaskOutcome(task_id, None, str(e), refused=True)
     except Exception as e:  # noqa: BLE001 - isolate every failure to its task
         reason = f"{type(e).__name__}: {e}"
         log.warning("task %s: no prediction: %s", task_id, reason,
@@ -233,4 +238,4 @@ def _guarded(run_one: Callable[[dict], TaskOutcome], task: dict) -> TaskOutcome:
 
 
 __all__ = ["load", "pipelines", "fetcher", "Request", "prepare", "log_dropped", "predict_task", "predict_all",
-           "TaskOutcome", "display_url", "model_slot", "predict_deadline"]
+           "TaskOutcome", "display_url", "model_slot", "predict_deadline", "task_data"]

@@ -74,6 +74,9 @@ def extra_params_on_trial(extra_params: dict) -> Iterator[None]:
 class LabelStudioMLBase:
     INITIAL_MODEL_VERSION = "0.0.1"
     TRAIN_EVENTS = TRAIN_EVENTS
+    # False: the app runs the whole predict() in one model slot (backends.base.worker). True: predict()
+    # holds ``model_slot()`` itself around its model compute only, so its downloads take none.
+    TAKES_MODEL_SLOTS = False
     _label_studio_client = None  # None: not built yet; False: could not be built (see the log)
 
     def __init__(self, project_id: Optional[str] = None, label_config: Optional[str] = None):

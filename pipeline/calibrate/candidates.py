@@ -88,7 +88,7 @@ def collect(tasks: Iterable[dict], cfg: ProjectConfig, target: Target, fetch: Ca
 
     def run_one(task: dict) -> runner.TaskOutcome:
         try:
-            image = fetch((task.get("data") or {}).get(target.data_key), task.get("id"))
+            image = fetch(runner.task_data(task).get(target.data_key), task.get("id"))
             with runner.model_slot():
                 res = pipe.run(image)
             r = reviewed(task, res, target)

@@ -57,7 +57,7 @@ class Stack:
                     log.warning("stopping %s: %s", svc, e)
 
 
-GUNICORN_DEFAULTS = {"WORKERS": "1", "THREADS": "8", "LOG_LEVEL": "INFO"}  # as in the Dockerfile
+GUNICORN_DEFAULTS = {"WORKERS": "1", "THREADS": "32", "LOG_LEVEL": "INFO"}  # as in the Dockerfile
 
 
 def start_backend(root: Path, project_yaml: Path, ls: LabelStudio, port: Optional[int], timeout: float,
