@@ -5,8 +5,8 @@ itself, as upstream. HTTP basic auth on every route when BASIC_AUTH_USER and BAS
 are set. Errors are JSON in upstream's shape, ``{"status": <code>, "detail": <reason>,
 "result": {...}}``: a ``ClientError`` (bad body, params, labeling config or extra params) is
 answered with its 4xx code, a busy worker 503 with Retry-After, anything else 500 with its
-traceback in the log only. A JSON body or extra params nested deeper than ``MAX_JSON_DEPTH`` are
-a 400: nothing downstream has to recurse through them. /predict is admitted by model slots
+traceback in the log only. A JSON body nested deeper than ``MAX_JSON_DEPTH`` is a 400 (extra
+params: a 422), so nothing downstream has to recurse through it. /predict is admitted by model slots
 (``worker.py``). Request bodies and headers are never logged: /setup carries a Label Studio
 token."""
 from __future__ import annotations

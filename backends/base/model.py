@@ -4,8 +4,10 @@ A model object is created per request with the project id and labeling config; s
 must outlive the request (model_version, label config, extra params) lives in the per-project
 cache (``get``/``set``/``has``), heavy objects belong in module-level singletons. Classmethod
 hooks the app calls without a request: ``warm_up`` (load weights when a worker starts) and
-``metrics`` (added to /metrics). ``predict_fn`` / ``update_fn`` register plain functions as
-``predict`` / ``fit`` of the base class itself."""
+``metrics`` (added to /metrics). ``TAKES_MODEL_SLOTS``: whether ``predict`` holds the worker's
+model slots itself (``backends.base.worker``) or the app holds one for all of it.
+``predict_fn`` / ``update_fn`` register plain functions as ``predict`` / ``fit`` of the base
+class itself."""
 from __future__ import annotations
 
 import contextlib

@@ -58,7 +58,7 @@ def _env_number(name: str, default, cast):
     try:
         return cast(raw)
     except ValueError:
-        log.warning("%s=%r is not a number: %s used", name, raw, default)
+        log.warning("%s=%r is not a number: ignored", name, raw)
         return default
 
 
