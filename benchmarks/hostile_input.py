@@ -50,7 +50,7 @@ def _rss_mb() -> float:
 def case_endless() -> dict:
     from functools import partial
 
-    from backends.images import HostPolicy, fetch_image
+    from pipeline.labelstudio.media import HostPolicy, fetch_image
     from tests.backend_helpers import RawServer, endless_chunked
     os.environ["MAX_IMAGE_BYTES"] = str(50_000_000)
     server = RawServer(partial(endless_chunked, safety_stop=1_000_000_000))
@@ -69,7 +69,7 @@ def case_endless() -> dict:
 def case_drip() -> dict:
     from functools import partial
 
-    from backends.images import HostPolicy, fetch_image
+    from pipeline.labelstudio.media import HostPolicy, fetch_image
     from tests.backend_helpers import RawServer, drip_body
     os.environ["IMAGE_FETCH_TIMEOUT"] = "5"
 
@@ -86,12 +86,12 @@ def case_drip() -> dict:
 def _autolabel_client(tmp: Path, files_url: str, vlm, grounder):
     import yaml
 
-    from backends.autolabel import runner
     from backends.autolabel.model import AutoLabelModel
     from backends.base import init_app
+    from pipeline.cascade import Pipeline
     from pipeline.config import parse_project
-    from pipeline.labelconfig import labeling_config
-    from pipeline.pipeline import Pipeline
+    from pipeline.labelstudio.labeling_config import labeling_config
+    from pipeline.predict import runner
     project = {"project_name": "signs", "target_object": "stop sign", "label": "Stop Sign",
                "falcon_queries": {"Stop Sign": ["stop sign"]}}
     (tmp / "p.yaml").write_text(yaml.safe_dump(project))
@@ -145,11 +145,12 @@ def case_hung_vlm(tmp: Path) -> dict:
 def case_webhook(tmp: Path) -> dict:
     from backends.base import init_app
     from backends.identify import model as idmodel
+    from pipeline.references import service as idservice
     from tests.identify_data import HashEmbedder, card, ls_rect, webhook
     image = card(1)
-    svc = idmodel.IdentifyService(model_dir=tmp / "models", embedder=HashEmbedder(delay=3.0),
+    svc = idservice.IdentifyService(model_dir=tmp / "models", embedder=HashEmbedder(delay=3.0),
                                   image_fetcher=lambda task: image, client_factory=lambda: None)
-    idmodel.set_service(svc)
+    idservice.set_service(svc)
     ann = {"id": 11, "result": [ls_rect([0, 0, 96, 136], 96, 136, "Dark Magician", "r")]}
     body = webhook("ANNOTATION_CREATED", 3, {"id": 1, "data": {"image": "/data/upload/3/a.png"}}, ann)
     t0 = time.monotonic()
@@ -208,12 +209,13 @@ def case_thin(tmp: Path, width: int, height: int, allowed: bool = False) -> dict
 
     import yaml
 
-    from backends.autolabel import project_version, runner
     from backends.autolabel.model import AutoLabelModel
     from backends.base import init_app
     from benchmarks.predict_overhead import owlv2_dir
     from pipeline.config import parse_project
-    from pipeline.labelconfig import labeling_config
+    from pipeline.labelstudio import versions as project_version
+    from pipeline.labelstudio.labeling_config import labeling_config
+    from pipeline.predict import runner
     from tests.backend_helpers import FileServer, jpeg_bytes
     project = {"project_name": "thin", "target_object": "stop sign", "label": "Stop Sign",
                "stages": {"filter": False, "ground": True, "verify": False},

@@ -40,9 +40,9 @@ DRIPPING = "/data/upload/1/dripping.jpg"
 def __getattr__(name):  # MODEL_CLASS=benchmarks.predict_admission:BenchModel, in the server only
     if name != "BenchModel":
         raise AttributeError(name)
-    from backends.autolabel import runner
     from backends.autolabel.model import AutoLabelModel
-    from pipeline.pipeline import Pipeline
+    from pipeline.cascade import Pipeline
+    from pipeline.predict import runner
     from tests.backend_helpers import KnownGrounder, KnownVLM
     vlm = KnownVLM(0.9, delay=float(os.environ["BENCH_MODEL_SECONDS"]))
     runner.PIPELINE_FACTORY = lambda cfg: Pipeline(cfg, vlm=vlm, grounder=KnownGrounder({}))
@@ -72,7 +72,7 @@ class Server:
         import yaml
 
         from pipeline.config import parse_project
-        from pipeline.labelconfig import labeling_config
+        from pipeline.labelstudio.labeling_config import labeling_config
         from pipeline.stack.processes import Service, free_port
         self.label_config = labeling_config(parse_project(PROJECT))
         port = free_port()

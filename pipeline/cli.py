@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
-from pipeline.config import ConfigError, calibration_path, env_overrides, load_project, model_version
+from pipeline import answer_cache
+from pipeline.config import ConfigError, calibration_path, env_overrides, load_project
 from pipeline.logs import cli_level, setup_logging
+from pipeline.model_version import model_version
 
 log = logging.getLogger("label-factory")
 
@@ -34,18 +35,18 @@ def cmd_project(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from pipeline.labelconfig import labeling_config
+    from pipeline.labelstudio.labeling_config import labeling_config
     sys.stdout.write(labeling_config(load_project(args.project), interactive_prompt=not args.no_prompt,
                                      masks=args.masks))
     return 0
 
 
 def cmd_run(args) -> int:
-    from pipeline.batch import list_images, run_folder, write_outputs
-    from pipeline.labelconfig import local_files_url
-    from pipeline.pipeline import Pipeline
+    from pipeline.cascade import Pipeline
+    from pipeline.labelstudio.labeling_config import local_files_url
+    from pipeline.predict.folder import list_images, run_folder, write_outputs
 
-    no_cache(args)
+    answer_cache.apply_argument(args)
     cfg = load_project(args.project)
     images = list_images(Path(args.images), args.limit)
     if not images:
@@ -74,18 +75,6 @@ def cmd_run(args) -> int:
     return 0
 
 
-def add_cache_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-cache", action="store_true",
-                   help="ask the models again instead of reusing answers from MODEL_DIR/answers.db "
-                        "(same as LF_ANSWER_CACHE=0)")
-
-
-def no_cache(args) -> None:
-    """--no-cache: the answer cache off for this process (pipeline/answer_cache.py reads LF_ANSWER_CACHE)."""
-    if getattr(args, "no_cache", False):
-        os.environ["LF_ANSWER_CACHE"] = "0"
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="label-factory", description=__doc__)
     p.add_argument("--version", action="version", version=_version())
@@ -105,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--masks", choices=["brush", "polygon"], default=None,
                    help="segment every kept box: tasks.json gets BrushLabels / PolygonLabels (for the config "
                         "`label-factory config --masks ...` makes) and coco.json RLE segmentation")
-    add_cache_arg(s)
+    answer_cache.add_argument(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("project", help="print the resolved project config")
@@ -120,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "find-similar smart tools")
     s.set_defaults(func=cmd_config)
 
-    for module in ("pipeline.importer.cli", "pipeline.identify.cli", "pipeline.stack", "backends.autolabel.cli",
+    for module in ("pipeline.importer.cli", "pipeline.references.cli", "pipeline.stack", "pipeline.predict.cli",
                    "pipeline.distill.cli", "pipeline.evaluate.cli", "pipeline.calibrate.cli", "pipeline.doctor"):
         try:
             mod = __import__(module, fromlist=["add_parser"])

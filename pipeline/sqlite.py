@@ -3,7 +3,7 @@
 ``BEGIN IMMEDIATE`` takes the lock when the transaction starts (waiting up to the connection's timeout), so
 two writers in different processes queue instead of one failing halfway with "database is locked"; a
 failure inside rolls back, so a write that dies leaves the previous state. Used by the identify journal
-(backends/identify/journal.py) and the answer cache (pipeline/answer_cache.py); their connections are in
+(pipeline/references/journal.py) and the answer cache (pipeline/answer_cache.py); their connections are in
 autocommit mode (``isolation_level=None``) and WAL, so readers never wait for a writer."""
 from __future__ import annotations
 

@@ -14,17 +14,18 @@ import yaml
 from label_studio_sdk.label_interface import LabelInterface
 from PIL import Image, ImageDraw, ImageFile
 
-from backends.autolabel import project_version, runner
 from backends.autolabel.model import AutoLabelModel
 from backends.base import init_app
-from backends.identify import model as idmodel
-from backends.images import HostPolicy, ImageRefused, fetch_image
+from pipeline.cascade import Pipeline
 from pipeline.config import parse_project
 from pipeline.identify.index import UNKNOWN, Match
 from pipeline.images import ImageLoadError
-from pipeline.labelconfig import labeling_config
-from pipeline.pipeline import Pipeline
+from pipeline.labelstudio import versions as project_version
+from pipeline.labelstudio.labeling_config import labeling_config
+from pipeline.labelstudio.media import HostPolicy, ImageRefused, fetch_image
+from pipeline.predict import runner
 from pipeline.providers.base import YesNo
+from pipeline.references import service as idservice
 from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, SilentServer, held, jpeg_bytes
 from tests.ls_helpers import assert_valid_prediction
 
@@ -802,7 +803,7 @@ class FakeIdentifier:
 
 
 class FakeIdentifyService:
-    """backends.identify.model.IdentifyService's surface used by AutoLabelModel."""
+    """pipeline.references.service.IdentifyService's surface used by AutoLabelModel."""
 
     def __init__(self, answers=ANSWERS, version=3):
         self.answers, self.version = answers, version
@@ -830,7 +831,7 @@ class FakeIdentifyService:
 @pytest.fixture
 def identify_service(monkeypatch):
     svc = FakeIdentifyService()
-    monkeypatch.setattr(idmodel, "service", lambda: svc)
+    monkeypatch.setattr(idservice, "service", lambda: svc)
     return svc
 
 
@@ -838,11 +839,11 @@ def identify_service(monkeypatch):
 def _no_process_identify_service(monkeypatch):
     """Every test gets its own identify service (none leaks from another test's MODEL_DIR), and its
     journal thread stops with the test."""
-    idmodel.set_service(None)
+    idservice.set_service(None)
     yield
-    if isinstance(idmodel.loaded_service(), idmodel.IdentifyService):
-        idmodel.loaded_service().stop()
-    idmodel.set_service(None)
+    if isinstance(idservice.loaded_service(), idservice.IdentifyService):
+        idservice.loaded_service().stop()
+    idservice.set_service(None)
 
 
 def _by_id(results):
@@ -964,8 +965,8 @@ def _png(im) -> bytes:
 
 def test_fit_through_webhook_updates_the_index_and_model_version(backend, ls_files, tmp_path, monkeypatch,
                                                                   clip_embedder):
-    from backends.identify.model import IdentifyService
-    from pipeline.convert import xyxy_to_ls
+    from pipeline.labelstudio.coords import xyxy_to_rect as xyxy_to_ls
+    from pipeline.references.service import IdentifyService
     from tests.identify_data import card, ls_rect, scene, webhook
 
     cards = [card(300 + i) for i in range(2)]
@@ -982,7 +983,7 @@ def test_fit_through_webhook_updates_the_index_and_model_version(backend, ls_fil
     ann = {"id": 77, "result": result}
     ls = FakeLabelStudio([])
     svc = IdentifyService(embedder=clip_embedder, model_dir=tmp_path / "model-dir", client_factory=lambda: ls)
-    monkeypatch.setattr(idmodel, "service", lambda: svc)
+    monkeypatch.setattr(idservice, "service", lambda: svc)
     qw, qh = query.size
     frac = (qbox[0] / qw, qbox[1] / qh, qbox[2] / qw, qbox[3] / qh, 0.9)
     project = {**IDENTIFY_PROJECT, "providers": {"identify": {"min_cosine": 0.5, "min_margin": 0.0}}}

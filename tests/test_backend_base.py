@@ -11,11 +11,11 @@ import pytest
 from semver import Version
 
 import backends.base.model as base_model
-from backends.base import ExtraParamsError, LabelConfigError, LabelStudioMLBase, ModelResponse, credentials, init_app
+from backends.base import ExtraParamsError, LabelConfigError, LabelStudioMLBase, ModelResponse, init_app
 from backends.base.api import on_worker_start, worker_of
 from backends.base.cache import SqliteCache, get_cache
 from pipeline.config import parse_project
-from pipeline.labelconfig import labeling_config
+from pipeline.labelstudio.labeling_config import labeling_config
 
 CONFIG = labeling_config(parse_project({"project_name": "t", "target_object": "stop sign", "label": "Stop Sign",
                                         "falcon_queries": {"Stop Sign": ["stop sign", "octagon"],
@@ -560,6 +560,7 @@ def test_tokens_never_logged(caplog, monkeypatch):
 
 
 def test_legacy_and_jwt_token_headers(monkeypatch):
+    from pipeline.labelstudio import client as credentials
     monkeypatch.setenv("LABEL_STUDIO_URL", "http://ls.example:8080/")
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "abc123legacy")
     assert credentials.label_studio_url() == "http://ls.example:8080"

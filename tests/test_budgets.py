@@ -10,13 +10,15 @@ import textwrap
 
 import numpy as np
 import pytest
+from label_studio_sdk.label_interface import LabelInterface
 from PIL import Image, ImageDraw
 
+from pipeline.cascade import Pipeline
 from pipeline.config import ConfigError, parse_project
-from pipeline.convert import ls_results
 from pipeline.detections import Detections
 from pipeline.images import ImageLoadError, ImageShapeError, fit_size, open_image, open_photo, reduction_for
-from pipeline.pipeline import Pipeline
+from pipeline.labelstudio import Layout
+from pipeline.labelstudio.labeling_config import labeling_config
 from pipeline.providers.base import Grounder
 from tests.fakes import ColourSegmenter, ScriptedFinder, ScriptedGrounder, ScriptedVLM
 
@@ -160,7 +162,8 @@ def test_grounder_boxes_map_back_exactly(decode):
     assert g.views == [(1000, 750)]
     assert (res.width, res.height) == (8000, 6000)
     assert res.detections.xyxy.tolist() == [[800.0, 1500.0, 2800.0, 3000.0]]
-    results = ls_results(res.detections, res.width, res.height, "label", "image")
+    layout = Layout.from_config(LabelInterface(config=labeling_config(cfg)))
+    results = layout.prediction(res.detections, res.width, res.height, "v")[0]["result"]
     v = results[0]["value"]
     assert (results[0]["original_width"], results[0]["original_height"]) == (8000, 6000)
     assert (v["x"], v["y"], v["width"], v["height"]) == pytest.approx((10.0, 25.0, 25.0, 25.0))
@@ -307,7 +310,7 @@ CHILD = textwrap.dedent("""
     import gc, json, sys
     from pathlib import Path
     from pipeline.config import parse_project
-    from pipeline.pipeline import Pipeline
+    from pipeline.cascade import Pipeline
 
     def status(key):
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -419,11 +422,11 @@ PREDICT_CHILD = textwrap.dedent("""
     os.environ.update(PROJECT_CONFIG=str(work / "p.yaml"), PROJECTS_DIR=str(work), MODEL_DIR=str(work / "m"),
                       LABEL_STUDIO_URL=server.url, LABEL_STUDIO_API_KEY="0123456789abcdef0123456789abcdef01234567",
                       PREDICT_DEADLINE=deadline, LF_ANSWER_CACHE="0")
-    from backends.autolabel import project_version
+    from pipeline.labelstudio import versions as project_version
     from backends.autolabel.model import AutoLabelModel
     from backends.base import init_app
     from pipeline.config import parse_project
-    from pipeline.labelconfig import labeling_config
+    from pipeline.labelstudio.labeling_config import labeling_config
     project_version.keep = lambda *args: None
     client, config = init_app(AutoLabelModel).test_client(), labeling_config(parse_project(project))
 

@@ -10,8 +10,6 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from pipeline.process_cache import ProcessCache
-
 _SCHEMA = """CREATE TABLE IF NOT EXISTS cache (
     project_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (project_id, key))"""
 
@@ -57,7 +55,8 @@ class SqliteCache:
                                     (str(project_id), key)).fetchone() is not None
 
 
-_caches: ProcessCache = ProcessCache("model state stores")  # MODEL_DIR -> its SqliteCache
+_caches: dict[str, SqliteCache] = {}  # MODEL_DIR -> its SqliteCache
+_caches_lock = threading.Lock()
 
 
 def create_cache(cache_type: str = "sqlite", path: str | os.PathLike | None = None) -> SqliteCache:
@@ -69,4 +68,7 @@ def create_cache(cache_type: str = "sqlite", path: str | os.PathLike | None = No
 def get_cache() -> SqliteCache:
     """The process-wide cache for the current MODEL_DIR (re-read each call, so tests can switch it)."""
     model_dir = os.path.abspath(os.getenv("MODEL_DIR", "."))
-    return _caches.get(model_dir, lambda: create_cache(os.getenv("CACHE_TYPE", "sqlite"), model_dir))
+    with _caches_lock:
+        if model_dir not in _caches:
+            _caches[model_dir] = create_cache(os.getenv("CACHE_TYPE", "sqlite"), model_dir)
+        return _caches[model_dir]

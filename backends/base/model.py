@@ -225,7 +225,7 @@ class LabelStudioMLBase:
         """Legacy token as is, or a current access token exchanged for the personal access token."""
         client = self._get_label_studio_client() if credentials.label_studio_api_key() else False
         if client:
-            return credentials.client_token(client, credentials.label_studio_url())
+            return credentials.client_token(client)
         return credentials.label_studio_api_key()
 
     def get_local_path(self, url, project_dir=None, ls_host=None, ls_access_token=None, task_id=None, *args,

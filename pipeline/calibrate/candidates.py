@@ -18,14 +18,14 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from backends.autolabel import runner
-from backends.autolabel.labels import Target
 from pipeline.calibrate.search import Reviewed
+from pipeline.cascade import PipelineResult
 from pipeline.config import ProjectConfig
 from pipeline.detections import Detections
 from pipeline.distill.reviewed import latest_annotation
 from pipeline.labelstudio.regions import read_regions
-from pipeline.pipeline import PipelineResult
+from pipeline.labelstudio.target import Target
+from pipeline.predict import runner
 
 INCLUDE = "id,data,annotations"
 GEOMETRY = ("box", "polygon", "brush")

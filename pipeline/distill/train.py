@@ -27,8 +27,8 @@ from typing import Callable, Optional
 
 from pipeline.atomic import save_text
 from pipeline.distill.export import MANIFEST
-from pipeline.distill.weights import sha256_file
-from pipeline.distill.yolo import keep_torch_threads, local_fonts_only, torch_device, ultralytics
+from pipeline.providers.yolo import keep_torch_threads, local_fonts_only, torch_device, ultralytics
+from pipeline.weights import sha256_file
 
 log = logging.getLogger(__name__)
 

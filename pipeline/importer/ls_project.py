@@ -30,9 +30,9 @@ from typing import Callable, Iterable, Optional
 
 import requests
 
-from pipeline import lsapi
 from pipeline.config import ProjectConfig
-from pipeline.labelconfig import IMAGE_NAME, labeling_config, local_files_url
+from pipeline.labelstudio import lsapi
+from pipeline.labelstudio.labeling_config import IMAGE_NAME, labeling_config, local_files_url
 
 META_KEYS = ("bucket", "source", "license", "attribution", "query", "page_url", "image_url", "title")
 BATCH = 50

@@ -24,9 +24,9 @@ import numpy as np
 from PIL import Image
 
 from pipeline.detections import Detections
-from pipeline.distill.weights import weights_sha256
-from pipeline.distill.yolo import keep_torch_threads, torch_device, ultralytics
 from pipeline.providers.base import Grounder, ProviderError
+from pipeline.providers.yolo import keep_torch_threads, torch_device, ultralytics
+from pipeline.weights import weights_sha256
 
 
 def student_dtype(device: str, setting: str = "auto") -> str:

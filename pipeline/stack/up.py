@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from pipeline import lsapi
-from pipeline.config import ENV_OVERRIDES, ConfigError, load_project, model_version
+from pipeline.config import ENV_OVERRIDES, ConfigError, load_project
+from pipeline.labelstudio import lsapi
+from pipeline.model_version import model_version
 from pipeline.samples import write_samples
 from pipeline.stack.ls_server import LabelStudio, start_label_studio
 from pipeline.stack.models import check_real_models, quiet_model_building, tiny_project

@@ -13,7 +13,7 @@ import pytest
 from pipeline.config import GrounderProvider, parse_project
 from pipeline.detections import Detections
 from pipeline.distill.train import TrainConfig, TrainError, train
-from pipeline.distill.weights import sha256_file
+from pipeline.weights import sha256_file
 from tests.pipeline.distill.conftest import CLASSES, make_examples, scene
 
 REPO = Path(__file__).resolve().parents[3]
@@ -93,8 +93,8 @@ def test_student_grounder_loads_the_weights_and_returns_detections(trained):
 
 
 def test_student_as_ground_stage_and_model_version_names_the_weights(trained, tmp_path):
-    from pipeline.config import model_version
-    from pipeline.pipeline import Pipeline
+    from pipeline.cascade import Pipeline
+    from pipeline.model_version import model_version
     from pipeline.providers import registry
     from pipeline.providers.student import StudentGrounder
     out, _, _ = trained
@@ -130,7 +130,7 @@ def test_ultralytics_leaves_the_process_torch_threads_alone(trained):
     """`import ultralytics` sets OMP_NUM_THREADS=1 and its predict sets torch to cores - 1 threads, process-wide:
     with the student in the backend, every other model (VLM verify, OWLv2) would lose its threads."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"PYTHONPATH": str(REPO)}
-    probe = ("import os; from pipeline.distill.yolo import ultralytics; ultralytics(); import torch; "
+    probe = ("import os; from pipeline.providers.yolo import ultralytics; ultralytics(); import torch; "
              "print(torch.get_num_threads(), os.environ.get('OMP_NUM_THREADS'))")
     plain = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env,
                            capture_output=True, text=True, check=True).stdout.split()
@@ -158,8 +158,8 @@ def test_ultralytics_leaves_pillow_alone():
     import ultralytics  # noqa: F401 - imported directly first, as a third-party module might
     from PIL import Image
 
-    from pipeline.distill.yolo import ultralytics as load
     from pipeline.images import ImageLoadError, open_image
+    from pipeline.providers.yolo import ultralytics as load
     load()
     assert Image.open.__module__ == "PIL.Image"
     with pytest.raises(ImageLoadError, match="not an image"):

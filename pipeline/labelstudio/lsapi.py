@@ -1,6 +1,6 @@
 """Label Studio API calls that the batch job (``predict``), ``up`` and the ML backend share, through
 label-studio-sdk. It must not start Label Studio (pipeline/stack/ls_server.py does) nor hold
-credentials (backends/base/credentials.py does).
+credentials (pipeline/labelstudio/client.py does).
 
 * ``items``: every item of a paginated list, never asking for a page past the last one.
   label-studio-sdk 2.1's pager treats any non-empty page as having a next one, and Label Studio

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from backends.identify import ledger
 from pipeline.process_cache import ProcessCache
+from pipeline.references import ledger
 from pipeline.sqlite import immediate
 
 log = logging.getLogger(__name__)

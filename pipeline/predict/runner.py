@@ -3,31 +3,31 @@
 Label Studio's backend contract builds a model object per request, so everything heavy lives
 in process caches (``pipeline.process_cache``): one ``Pipeline`` per project YAML per process
 (``pipelines``; providers come from the process-wide registry), re-created only when the YAML
-file changes. Model compute runs in the process's model slots (``backends.base.worker``), one
-slot per task, never during a download: in the server they are also what admits a /predict."""
+file changes. Model compute runs in model slots, one slot per task, never during a download: a job's
+own (``JobSlots``, PREDICT_CONCURRENCY), or the ones a caller hands ``predict_all`` (the ML backend hands
+its worker's, which also admit a /predict)."""
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from backends.autolabel import identify
-from backends.autolabel.interactive import Interaction
-from backends.autolabel.labels import Target, find_target
-from backends.base.errors import ClientError
-from backends.base.worker import Busy, ModelSlots, SlotTimeout, model_slots, slot_count
-from backends.images import display_url, fetch_photo
 from pipeline import certainty, deadline
+from pipeline.cascade import Pipeline
 from pipeline.config import ProjectConfig, config_mtime, load_project
 from pipeline.images import Photo
 from pipeline.labelstudio.coords import point_to_pixel, rect_to_xyxy
-from pipeline.pipeline import Pipeline
+from pipeline.labelstudio.interactive import Interaction
+from pipeline.labelstudio.media import display_url, fetch_photo
+from pipeline.labelstudio.target import Target, find_target
+from pipeline.predict import identify
 from pipeline.process_cache import ProcessCache
 from pipeline.providers.hub import ModelUnavailable
 
@@ -40,8 +40,42 @@ PIPELINE_FACTORY: Callable[[ProjectConfig], Pipeline] = Pipeline
 IMAGE_FETCHER: Callable[..., Photo] = fetch_photo
 
 pipelines: ProcessCache = ProcessCache("pipelines")  # YAML path -> (its mtimes, ProjectConfig, Pipeline)
-# the model slots of the predict_all call this thread works for
-_slots: contextvars.ContextVar[Optional[ModelSlots]] = contextvars.ContextVar("lf_slots", default=None)
+# the model slots of the predict_all call this thread works for (anything with ``hold(timeout)``)
+_slots: contextvars.ContextVar[Optional[object]] = contextvars.ContextVar("lf_slots", default=None)
+DEFAULT_SLOTS = 4
+
+
+class TaskRefused(ValueError):
+    """The task as sent cannot be served (its reason is the answer, no exception name)."""
+
+
+def slot_count() -> int:
+    """PREDICT_CONCURRENCY: model computations run at once per process (default 4)."""
+    try:
+        return max(1, int(os.getenv("PREDICT_CONCURRENCY") or DEFAULT_SLOTS))
+    except ValueError:
+        return DEFAULT_SLOTS
+
+
+class JobSlots:
+    """A job process's model slots (``predict``, a Ray actor, ``calibrate``): at most ``size`` model
+    computations at once; ``hold`` raises ``TimeoutError`` when none comes free within ``timeout``."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._sem = threading.BoundedSemaphore(size)
+
+    @contextlib.contextmanager
+    def hold(self, timeout: Optional[float] = None):
+        if not self._sem.acquire(timeout=timeout):
+            raise TimeoutError(f"no model slot came free within {timeout:g} s")
+        try:
+            yield
+        finally:
+            self._sem.release()
+
+
+_job_slots: ProcessCache = ProcessCache("job model slots")  # size -> JobSlots
 LABEL_STUDIO_PREDICT_TIMEOUT = 100  # seconds Label Studio waits for /predict
 DEFAULT_PREDICT_DEADLINE = 90.0
 
@@ -88,7 +122,7 @@ class Request:
 
 def prepare(cfg: ProjectConfig, pipeline: Pipeline, project_id, label_interface) -> Request:
     """The labeling-config target, identify plan and model_version, as the backend's predict uses them
-    (raises LabelConfigError when the config has no output label-factory can fill on an Image)."""
+    (raises UnsupportedConfig when the config has no output label-factory can fill on an Image)."""
     target = find_target(label_interface, cfg)
     plan = identify.plan(cfg, project_id)
     return Request(target, plan, identify.with_identifier(pipeline, plan),
@@ -115,13 +149,13 @@ def predict_deadline() -> Optional[float]:
 def model_slot():
     """Hold one of the process-wide model slots (PREDICT_CONCURRENCY) for the block: only model
     compute runs under it, never a download. Waits no longer than the request's deadline (and, for
-    a /predict not admitted yet, PREDICT_SLOT_WAIT: then ``Busy``)."""
-    slots = _slots.get() or model_slots(slot_count())
+    slots that admit requests, their own refusal)."""
+    slots = _slots.get() or _job_slots.get(slot_count(), lambda: JobSlots(slot_count()))
     left = deadline.remaining()
     with contextlib.ExitStack() as held:
         try:
             held.enter_context(slots.hold(None if left is None else max(left, 0.0)))
-        except SlotTimeout:
+        except TimeoutError:
             raise deadline.DeadlineExceeded(f"{deadline.current().describe()} ran out while waiting for a model "
                                             f"slot (all PREDICT_CONCURRENCY slots of this worker were busy)") from None
         yield
@@ -134,7 +168,7 @@ class TaskOutcome:
     error: str = ""
     dropped: dict = field(default_factory=dict)  # pipeline label -> number of boxes with no config label
     seconds: float = 0.0
-    refused: bool = False  # the task as sent cannot be served (a ClientError), rather than failed
+    refused: bool = False  # the task as sent cannot be served (TaskRefused), rather than failed
 
 
 def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: str,
@@ -144,7 +178,7 @@ def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: 
     convert to Label Studio.
 
     ``plan``: the identify stage (``pipeline`` must run ``plan.identifier``); each box's identity
-    then goes into the results as ``backends.autolabel.identify`` describes. ``fetch``: (url, task_id)
+    then goes into the results as ``pipeline.predict.identify`` describes. ``fetch``: (url, task_id)
     -> Photo (or PIL image), default ``fetcher(pipeline.config)`` (the predict jobs pass one bound to their
     Label Studio)."""
     t0 = time.perf_counter()
@@ -158,12 +192,12 @@ def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: 
 
 
 def task_data(task: dict) -> dict:
-    """The task's ``data`` ({} when it has none); ``ClientError`` when it is not a JSON object."""
+    """The task's ``data`` ({} when it has none); ``TaskRefused`` when it is not a JSON object."""
     data = task.get("data")
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ClientError(f"task data must be a JSON object, got {type(data).__name__}")
+        raise TaskRefused(f"task data must be a JSON object, got {type(data).__name__}")
     return data
 
 
@@ -197,37 +231,43 @@ def _run_models(task_id, image, pipeline: Pipeline, target: Target, model_versio
 
 
 def predict_all(tasks: list[dict], run_one: Callable[[dict], TaskOutcome], limit: Optional[int] = None,
-                deadline_seconds: Optional[float] = None) -> list[TaskOutcome]:
+                deadline_seconds: Optional[float] = None, slots=None,
+                request_errors: tuple = ()) -> list[TaskOutcome]:
     """Run ``run_one`` over the tasks, ``limit`` tasks at a time, their model compute in at most
     ``limit`` process-wide model slots (``model_slot``); a task that raises gets an outcome with the
     reason instead of failing the batch. Order is kept. A model that cannot be loaded
     (``ModelUnavailable``) is the whole call's failure: it is raised, and tasks not yet started never start.
 
     ``deadline_seconds``: the whole call's time budget (``pipeline.deadline``): downloads, the wait
-    for a slot and the VLM calls stop when it runs out and the task's error says so. ``Busy`` (a
-    /predict that got no slot within its slot wait) is the request's, not a task's: it propagates."""
+    for a slot and the VLM calls stop when it runs out and the task's error says so.
+
+    ``slots``: where model compute runs (anything with ``hold(timeout)``; default this process's
+    ``JobSlots`` of ``limit``); ``request_errors``: exception types that are the whole request's failure,
+    not a task's (the ML backend's "no slot within the slot wait"): they propagate."""
     limit = limit or slot_count()
+    slots = slots or _job_slots.get(limit, lambda: JobSlots(limit))
+    fatal = (ModelUnavailable, *request_errors)
     with deadline.within(deadline_seconds, f"PREDICT_DEADLINE; Label Studio waits {LABEL_STUDIO_PREDICT_TIMEOUT} s"):
-        token = _slots.set(model_slots(limit))
+        token = _slots.set(slots)
         try:
             if len(tasks) <= 1:
-                return [_guarded(run_one, t) for t in tasks]
+                return [_guarded(run_one, t, fatal) for t in tasks]
             pool = ThreadPoolExecutor(max_workers=min(limit, len(tasks)), thread_name_prefix="predict")
             try:
-                return list(pool.map(deadline.propagate(lambda t: _guarded(run_one, t)), tasks))
+                return list(pool.map(deadline.propagate(lambda t: _guarded(run_one, t, fatal)), tasks))
             finally:
                 pool.shutdown(cancel_futures=True)
         finally:
             _slots.reset(token)
 
 
-def _guarded(run_one: Callable[[dict], TaskOutcome], task: dict) -> TaskOutcome:
+def _guarded(run_one: Callable[[dict], TaskOutcome], task: dict, fatal: tuple) -> TaskOutcome:
     task_id = task.get("id") if isinstance(task, dict) else None
     try:
         return run_one(task)
-    except (ModelUnavailable, Busy):
+    except fatal:
         raise  # no task can be answered without the model, or the request got no slot: the request's failure
-    except ClientError as e:  # the task as sent cannot be served: its reason, no exception name
+    except TaskRefused as e:  # the task as sent cannot be served: its reason, no exception name
         log.warning("task %s: no prediction: %s", task_id, e)
         return TaskOutcome(task_id, None, str(e), refused=True)
     except Exception as e:  # noqa: BLE001 - isolate every failure to its task
@@ -238,4 +278,5 @@ def _guarded(run_one: Callable[[dict], TaskOutcome], task: dict) -> TaskOutcome:
 
 
 __all__ = ["load", "pipelines", "fetcher", "Request", "prepare", "log_dropped", "predict_task", "predict_all",
-           "TaskOutcome", "display_url", "model_slot", "predict_deadline", "task_data"]
+           "TaskOutcome", "TaskRefused", "JobSlots", "display_url", "model_slot", "predict_deadline", "task_data",
+           "slot_count"]

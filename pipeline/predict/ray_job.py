@@ -1,4 +1,4 @@
-"""``label-factory predict --ray``: the batch job of backends/autolabel/batch.py spread over a Ray cluster.
+"""``label-factory predict --ray``: the batch job of pipeline/predict/job.py spread over a Ray cluster.
 
 The driver (this process) lists the project's tasks, picks the ones to predict (``batch.needs_prediction``,
 ``--limit``) and hands them, a few per call, to model-holding Ray actors. Each actor loads the project
@@ -35,7 +35,7 @@ Nothing lost, nothing twice (the closing note of issue 13 and the README say the
   again the writer asks Label Studio which of its tasks now carry one more prediction of this
   model_version than when they were listed, and sends only the others. A refused write (4xx) is split
   into single ``predictions.create`` calls so each refused task gets its own reason
-  (backends/autolabel/writer.py).
+  (pipeline/predict/writer.py).
 * Two drivers on one project at the same time are not supported (Label Studio has no idempotency key).
 """
 from __future__ import annotations
@@ -53,10 +53,11 @@ from typing import Any, Callable, Iterator, Optional
 from label_studio_sdk.label_interface import LabelInterface
 from tqdm import tqdm
 
-from backends.autolabel import batch, identify, runner
-from backends.autolabel.labels import find_target
-from backends.autolabel.writer import PredictionWriter, WriteOptions
 from pipeline.config import ProjectConfig
+from pipeline.labelstudio.target import find_target
+from pipeline.predict import identify, runner
+from pipeline.predict import job as batch
+from pipeline.predict.writer import PredictionWriter, WriteOptions
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,7 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
     label_interface = LabelInterface(config=project.label_config)
     try:
         target = find_target(label_interface, cfg)
-    except ValueError as e:  # LabelConfigError
+    except ValueError as e:  # UnsupportedConfig
         raise batch.JobError(f"Label Studio project {project_id}: {e}") from None
     version = identify.current_version(cfg, str(project_id))
     project_text = Path(project_path).read_text()
@@ -464,7 +465,7 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
 
 def main(args, client, cfg: ProjectConfig, project_id: int, label_studio_url: str, api_key: str,
          write: WriteOptions = WriteOptions()) -> int:
-    """The ``predict --ray`` end of backends/autolabel/cli.py: run, print the summary (exit 130 when interrupted)."""
+    """The ``predict --ray`` end of pipeline/predict/cli.py: run, print the summary (exit 130 when interrupted)."""
     import json
 
     options = RayOptions(address=args.ray or None, actors=args.actors, cpus_per_actor=args.cpus_per_actor,

@@ -9,9 +9,9 @@
   just removes its vectors.  The index records the version it applied (``updated_at`` and a digest)
   in the same atomic write, so an event identical to what is applied writes nothing (the index
   version, hence ``model_version``, stays) and an older version never replaces a newer one (events
-  may arrive late or twice: ``backends.identify.journal``).
+  may arrive late or twice: ``pipeline.references.journal``).
 * ``ANNOTATION_DELETED`` / ``ANNOTATIONS_DELETED``: remove the vectors of those annotations and leave
-  a tombstone, which every later upsert of the annotation respects (``backends.identify.ledger``).
+  a tombstone, which every later upsert of the annotation respects (``pipeline.references.ledger``).
 * ``START_TRAINING``: rebuild the whole index from every annotation of the project, fetched
   with label-studio-sdk.  Everything is embedded first and swapped in with one atomic write, so
   a rebuild killed midway leaves the previous index in place; incremental events that landed
@@ -35,12 +35,12 @@ from typing import Callable, Iterable, Optional, Union
 import numpy as np
 from PIL import Image
 
-from backends.identify import ledger
 from pipeline.crops import crop
 from pipeline.detections import Detections
 from pipeline.identify.index import IndexSnapshot, IndexStore, make_entry, project_index_path
 from pipeline.identify.stage import IDENTIFY_PADDING
 from pipeline.labelstudio.regions import KINDS, read_regions
+from pipeline.references import ledger
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,8 @@ def embed_annotation(annotation: dict, task: dict, image: Image.Image, embedder,
 
 # -- the handlers -------------------------------------------------------------------------------
 # Which annotation versions the index reflects and which annotations were deleted are kept in the index
-# itself, written in the same atomic update as the vectors (``backends.identify.ledger``). The catch-up
-# (``backends.identify.journal``) compares them with Label Studio's annotations.
+# itself, written in the same atomic update as the vectors (``pipeline.references.ledger``). The catch-up
+# (``pipeline.references.journal``) compares them with Label Studio's annotations.
 
 
 class _Skip(Exception):
@@ -373,16 +373,16 @@ def task_image_url(task: dict, data_key: Optional[str] = None) -> str:
 
 
 def label_studio_image_fetcher(data_key: Optional[str] = None) -> ImageFetcher:
-    """Fetch ``task['data'][data_key]`` through Label Studio (backends.images.fetch_image)."""
+    """Fetch ``task['data'][data_key]`` through Label Studio (pipeline.labelstudio.media.fetch_image)."""
     def fetch(task: dict) -> Image.Image:
-        from backends.images import fetch_image
+        from pipeline.labelstudio.media import fetch_image
         return fetch_image(task_image_url(task, data_key), task_id=task.get("id"))
     return fetch
 
 
 def label_studio_client():
     """A label-studio-sdk client from LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY, or None."""
-    from backends.base import credentials
+    from pipeline.labelstudio import client as credentials
     url, key = credentials.label_studio_url(), credentials.label_studio_api_key()
     if not (url and key):
         return None

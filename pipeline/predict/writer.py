@@ -16,7 +16,7 @@ Nothing lost, nothing twice:
   stored, so each refused task fails with Label Studio's own reason and the others land.
 * Label Studio has no idempotency key: two writers on one project at once can both write a task.
 
-It must not choose tasks, predict, or read the labeling config: the jobs do (backends/autolabel/batch.py,
+It must not choose tasks, predict, or read the labeling config: the jobs do (pipeline/predict/job.py,
 ray_job.py)."""
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
-from backends.autolabel.runner import TaskOutcome
+from pipeline.predict.runner import TaskOutcome
 from pipeline.retry import RetryPolicy, Transient
 
 if TYPE_CHECKING:
-    from backends.autolabel.batch import Summary
+    from pipeline.predict.job import Summary
 
 log = logging.getLogger(__name__)
 

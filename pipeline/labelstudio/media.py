@@ -48,9 +48,9 @@ from PIL import Image
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from backends.base import credentials
 from pipeline import deadline
 from pipeline.images import ImageLoadError, Photo, open_photo
+from pipeline.labelstudio import client as credentials
 
 LS_RELATIVE_PREFIXES = ("/data/", "data/", "upload/", "/upload/", "/storage-data/", "storage-data/",
                         "/tasks/", "/projects/")

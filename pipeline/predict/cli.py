@@ -1,4 +1,4 @@
-"""``label-factory predict``: pre-annotate a Label Studio project as a batch job (backends/autolabel/batch.py).
+"""``label-factory predict``: pre-annotate a Label Studio project as a batch job (pipeline/predict/job.py).
 
 Wired into pipeline/cli.py through its tuple of optional sub-command modules (``add_parser``)."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from pipeline.cli import add_cache_arg
+from pipeline import answer_cache
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="uncertain: afterwards, list the --top unlabeled tasks the models were least sure of (lowest "
                         "prediction score, the task's certainty) and make a Data Manager tab that sorts them first")
     p.add_argument("--top", type=int, default=20, help="tasks listed by --order uncertain (default 20)")
-    add_cache_arg(p)
+    answer_cache.add_argument(p)
     add_ray_arguments(p)
     p.set_defaults(func=cmd_predict)
     return p
@@ -56,8 +56,8 @@ def add_connection_args(p: argparse.ArgumentParser) -> None:
 def connection(args) -> tuple[str, str]:
     """(Label Studio URL, API key) from add_connection_args' options or the environment; raises
     batch.JobError when either is missing."""
-    from backends.autolabel.batch import JobError
-    from backends.base import credentials
+    from pipeline.labelstudio import client as credentials
+    from pipeline.predict.job import JobError
 
     url = (args.label_studio_url or credentials.label_studio_url()).rstrip("/")
     api_key = args.api_key or credentials.label_studio_api_key()
@@ -72,8 +72,8 @@ def connect_project(args):
     project titled like the --project YAML's project_name (used by `export` and `evaluate`); raises batch.JobError."""
     from label_studio_sdk import LabelStudio
 
-    from backends.autolabel.batch import JobError, find_project_id
     from pipeline.config import load_project
+    from pipeline.predict.job import JobError, find_project_id
 
     url, api_key = connection(args)
     client = LabelStudio(base_url=url, api_key=api_key, timeout=120)
@@ -85,7 +85,7 @@ def connect_project(args):
 
 
 def add_ray_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("Ray (backends/autolabel/ray_job.py)")
+    g = p.add_argument_group("Ray (pipeline/predict/ray_job.py)")
     g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="spread the job over Ray actors: no ADDRESS starts a local Ray on this machine; "
                         "'auto' or ray://HOST:10001 joins an existing cluster")
@@ -97,7 +97,7 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
 
 def review_first(client, url: str, project_id: int, top: int) -> dict:
     """--order uncertain: the ``top`` least certain unlabeled tasks (links) and the Data Manager tab sorting them."""
-    from pipeline import lsapi
+    from pipeline.labelstudio import lsapi
 
     link = f"{url}/projects/{project_id}/data"
     try:
@@ -120,10 +120,11 @@ def review_lines(found: dict) -> list[str]:
 
 
 def cmd_predict(args) -> int:
-    from backends.autolabel import batch, runner
-    from pipeline.cli import no_cache
+    from pipeline import answer_cache
+    from pipeline.predict import job as batch
+    from pipeline.predict import runner
 
-    no_cache(args)
+    answer_cache.apply_argument(args)
     try:
         url, api_key = connection(args)
     except batch.JobError as e:
@@ -140,7 +141,7 @@ def cmd_predict(args) -> int:
 
     from label_studio_sdk import LabelStudio
 
-    from backends.autolabel.writer import WriteOptions
+    from pipeline.predict.writer import WriteOptions
 
     write = WriteOptions(batch=args.write_batch, rate=args.write_rate)
     cfg, pipeline = runner.load(args.project)  # the backend's process-wide Pipeline (lazy providers)
@@ -153,7 +154,7 @@ def cmd_predict(args) -> int:
             "--no-only-missing: every task is predicted, also those that already have this model_version's "
             "prediction (they get a second one)"), file=sys.stderr)
         if args.ray is not None and not args.dry_run:
-            from backends.autolabel import ray_job
+            from pipeline.predict import ray_job
             rc = ray_job.main(args, client, cfg, project_id, url, api_key, write)
             if rc == 0 and args.order == "uncertain":
                 print("\n".join(review_lines(review_first(client, url, project_id, args.top))))

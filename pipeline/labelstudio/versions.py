@@ -1,7 +1,7 @@
 """After a batch predict, make the Label Studio project's model_version the version just answered.
 
 Label Studio scores and sorts the Data Manager's *Prediction score* column only for predictions of the
-project's model_version, which it sets to the backend's title on connect (pipeline/lsapi.py says
+project's model_version, which it sets to the backend's title on connect (pipeline/labelstudio/lsapi.py says
 where). It stores the predictions only after ``/predict`` has answered and refuses a version it has no
 prediction of, so one daemon thread per process waits for them (polling ``use_version`` until it is
 accepted, at most WAIT seconds), newest version per project first. Interactive suggestions are not
@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Callable, Optional
 
-from backends.base import credentials
-from pipeline.lsapi import VersionNotStored, use_version
+from pipeline.labelstudio import client as credentials
+from pipeline.labelstudio.lsapi import VersionNotStored, use_version
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 One Label Studio connection does both jobs: ``predict`` runs filter -> ground -> verify -> identify
 and puts each box's identity where the labeling config has room for it; ``fit`` hands annotation
-webhooks and START_TRAINING to the identify service (``backends.identify``), which keeps the
+webhooks and START_TRAINING to the identify service (``pipeline.references``), which keeps the
 project's reference index under MODEL_DIR current. The stand-alone ``IdentifyModel`` uses the
 same service, so both read and write the same per-project index.
 
@@ -29,9 +29,10 @@ import logging
 from dataclasses import dataclass
 from typing import Optional
 
-from pipeline.config import ProjectConfig, model_version
+from pipeline.cascade import Pipeline
+from pipeline.config import ProjectConfig
 from pipeline.labelstudio import Layout, UnsupportedConfig
-from pipeline.pipeline import Pipeline
+from pipeline.model_version import model_version
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def enabled(cfg: ProjectConfig) -> bool:
 
 def service():
     """The process-wide identify service (embedder loaded once, per-project index stores)."""
-    from backends.identify.model import service as _service
+    from pipeline.references.service import service as _service
     return _service()
 
 

@@ -7,9 +7,8 @@ import logging
 from dataclasses import dataclass
 from typing import Optional
 
-from backends.base.errors import LabelConfigError  # raised when the config has no place for the boxes (422)
 from pipeline.config import ProjectConfig
-from pipeline.labelstudio import Layout, UnsupportedConfig
+from pipeline.labelstudio import Layout
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +34,9 @@ class Target:
 
 
 def find_target(label_interface, cfg: ProjectConfig) -> Target:
-    try:
-        layout = Layout.from_config(label_interface)
-    except UnsupportedConfig as e:
-        raise LabelConfigError(str(e)) from None
+    """Where the project's boxes go in this labeling config (``UnsupportedConfig`` when it has no place
+    for them)."""
+    layout = Layout.from_config(label_interface)
     labels = cfg.labels()
     mapped = {lab: layout.label_for(lab) for lab in labels}
     if layout.labels() and not any(mapped.values()):

@@ -13,12 +13,12 @@ from tqdm import tqdm
 
 from pipeline import answer_cache, certainty
 from pipeline.atomic import save_text
+from pipeline.cascade import Pipeline
 from pipeline.config import ProjectConfig
 from pipeline.convert import CocoBuilder
 from pipeline.images import ImageLoadError
-from pipeline.labelconfig import IMAGE_NAME, labeling_config, local_files_url
 from pipeline.labelstudio import Layout
-from pipeline.pipeline import Pipeline
+from pipeline.labelstudio.labeling_config import IMAGE_NAME, labeling_config, local_files_url
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from typing import Callable, Iterable, Iterator, Optional
 from label_studio_sdk.label_interface import LabelInterface
 from tqdm import tqdm
 
-from backends.autolabel import identify, runner
-from backends.autolabel.labels import find_target
-from backends.autolabel.writer import PredictionWriter, WriteOptions
-from pipeline import lsapi
+from pipeline.cascade import Pipeline
 from pipeline.config import ProjectConfig
-from pipeline.pipeline import Pipeline
+from pipeline.labelstudio import lsapi
+from pipeline.labelstudio.target import find_target
+from pipeline.predict import identify, runner
+from pipeline.predict.writer import PredictionWriter, WriteOptions
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def run(client, cfg: ProjectConfig, pipeline: Pipeline, project_id: int, *, only
         else:
             req = runner.prepare(cfg, pipeline, str(project_id), label_interface)
             version = req.version
-    except ValueError as e:  # LabelConfigError
+    except ValueError as e:  # UnsupportedConfig
         raise JobError(f"Label Studio project {project_id}: {e}") from None
 
     s = Summary(project_id, version, only_missing=only_missing, dry_run=dry_run, limit=limit)
