@@ -61,7 +61,6 @@ class Served:
         from werkzeug.serving import make_server
 
         from backends.base import init_app
-        from backends.identify import model as idmodel
         from pipeline.config import IdentifyProvider
         from pipeline.references import service as idservice
 

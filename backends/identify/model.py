@@ -26,8 +26,9 @@ import numpy as np
 from backends.base import LabelStudioMLBase, ModelResponse, credentials, init_app
 from backends.base.errors import LabelConfigError
 from pipeline.detections import Detections
-from pipeline.labelstudio import PREDICTED_ORIGINS, Layout, UnsupportedConfig, read_regions
+from pipeline.labelstudio import Layout, UnsupportedConfig, read_regions
 from pipeline.labelstudio import client as ls_client
+from pipeline.labelstudio.interactive import person_drawn
 from pipeline.model_version import model_version
 from pipeline.references import fit as fit_mod
 from pipeline.references import service as identify_service
@@ -42,15 +43,12 @@ def model_version_for(index_version: int) -> str:
 
 
 def just_drawn(context: Optional[dict], width: int, height: int) -> Optional[Detections]:
-    """The region an interactive request asks about: the last region of the context that is not a prediction.
-
-    Label Studio sends every connected region of the annotation, predicted ones and earlier drawings too;
-    naming them all again would suggest copies of regions the annotation has. None: no regions (batch)."""
-    results = (context or {}).get("result")
-    if not results:
+    """The region an interactive request asks about: the last one a person drew (``person_drawn``; Label
+    Studio sends every connected region, predicted ones and earlier drawings too, and naming them all again
+    would suggest copies of regions the annotation has). None: no regions (batch)."""
+    if not (context or {}).get("result"):
         return None
-    mine = [r for r in results if isinstance(r, dict) and r.get("origin") not in PREDICTED_ORIGINS]
-    drawn = read_regions(mine, width, height, kinds=fit_mod.REGION_KINDS)
+    drawn = read_regions(person_drawn(context), width, height, kinds=fit_mod.REGION_KINDS)
     return drawn[[len(drawn) - 1]] if len(drawn) else drawn
 
 

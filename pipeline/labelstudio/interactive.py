@@ -80,6 +80,13 @@ def _label(item: dict, value: dict) -> Optional[str]:
     return str(labels[0]) if labels else None
 
 
+def person_drawn(context: Optional[dict]) -> list[dict]:
+    """The context's regions a person drew or accepted, in the annotation's order (the one just drawn
+    last): every dict of ``context["result"]`` that does not come from a prediction."""
+    return [r for r in (context or {}).get("result") or []
+            if isinstance(r, dict) and r.get("origin") not in PREDICTED_ORIGINS]
+
+
 def parse_context(context: Optional[dict], layout: Layout) -> Interaction:
     """Read ``context["result"]`` as Label Studio sends it for interactive pre-annotation."""
     out = Interaction()
@@ -98,8 +105,8 @@ def parse_context(context: Optional[dict], layout: Layout) -> Interaction:
         if kind == "textarea" and not _is_box(value) and name in (layout.prompt, None):
             out.text = _text(value) or out.text
             continue
-        if item.get("origin") in PREDICTED_ORIGINS:
-            continue  # already on the image as a prediction
+        if item.get("origin") in PREDICTED_ORIGINS:  # already on the image as a prediction (person_drawn)
+            continue
         region = UserRegion(value, _label(item, value), str(name or ""), item.get("is_positive", True) is not False)
         if kind in ("rectanglelabels", "rectangle") and _is_box(value):
             if name in examples:
