@@ -338,15 +338,3 @@ def counts(*providers) -> dict:
     return {"hits": sum(getattr(p, "hits", 0) for p in providers),
             "misses": sum(getattr(p, "misses", 0) for p in providers)}
 
-
-def add_argument(parser) -> None:
-    """The ``--no-cache`` option of the commands that run models."""
-    parser.add_argument("--no-cache", action="store_true",
-                        help="ask the models again instead of reusing answers from MODEL_DIR/answers.db "
-                             "(same as LF_ANSWER_CACHE=0)")
-
-
-def apply_argument(args) -> None:
-    """``--no-cache``: the answer cache off for this process (``enabled`` reads LF_ANSWER_CACHE)."""
-    if getattr(args, "no_cache", False):
-        os.environ["LF_ANSWER_CACHE"] = "0"

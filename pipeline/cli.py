@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from pathlib import Path
 
-from pipeline import answer_cache
+from pipeline import options
 from pipeline.config import ConfigError, calibration_path, env_overrides, load_project
 from pipeline.logs import cli_level, setup_logging
 from pipeline.model_version import model_version
@@ -46,7 +47,7 @@ def cmd_run(args) -> int:
     from pipeline.labelstudio.labeling_config import local_files_url
     from pipeline.predict.folder import list_images, run_folder, write_outputs
 
-    answer_cache.apply_argument(args)
+    options.apply_no_cache(args)
     cfg = load_project(args.project)
     images = list_images(Path(args.images), args.limit)
     if not images:
@@ -75,6 +76,24 @@ def cmd_run(args) -> int:
     return 0
 
 
+# module -> the sub-commands it adds, named here so that one whose module cannot be imported is still listed
+COMMANDS = {
+    "pipeline.importer.cli": ("import",),
+    "pipeline.references.cli": ("identify",),
+    "pipeline.stack": ("up",),
+    "pipeline.predict.cli": ("predict",),
+    "pipeline.distill.cli": ("export", "train"),
+    "pipeline.evaluate.cli": ("evaluate",),
+    "pipeline.calibrate.cli": ("calibrate",),
+    "pipeline.doctor": ("doctor",),
+}
+
+
+def _unavailable(module: str, reason: str) -> int:
+    print(f"error: this command is unavailable: {module} cannot be imported: {reason}", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="label-factory", description=__doc__)
     p.add_argument("--version", action="version", version=_version())
@@ -94,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--masks", choices=["brush", "polygon"], default=None,
                    help="segment every kept box: tasks.json gets BrushLabels / PolygonLabels (for the config "
                         "`label-factory config --masks ...` makes) and coco.json RLE segmentation")
-    answer_cache.add_argument(s)
+    options.add_no_cache(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("project", help="print the resolved project config")
@@ -109,11 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "find-similar smart tools")
     s.set_defaults(func=cmd_config)
 
-    for module in ("pipeline.importer.cli", "pipeline.references.cli", "pipeline.stack", "pipeline.predict.cli",
-                   "pipeline.distill.cli", "pipeline.evaluate.cli", "pipeline.calibrate.cli", "pipeline.doctor"):
+    for module, names in COMMANDS.items():
         try:
-            mod = __import__(module, fromlist=["add_parser"])
-        except ImportError:
+            mod = importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 - shown as the command's help and its error, never dropped
+            reason = f"{type(e).__name__}: {e}"
+            for name in names:
+                s = sub.add_parser(name, help=f"UNAVAILABLE: {module} cannot be imported: {reason}")
+                s.set_defaults(func=lambda args, module=module, reason=reason: _unavailable(module, reason))
             continue
         mod.add_parser(sub)
     return p

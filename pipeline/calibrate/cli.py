@@ -13,8 +13,8 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from pipeline import answer_cache
-    from pipeline.calibrate.report import FOLDS, MIN_BOXES
+    from pipeline import options
+    from pipeline.calibrate import FOLDS, MIN_BOXES
     from pipeline.predict.cli import add_connection_args
 
     p = subparsers.add_parser(
@@ -38,7 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="show old vs new thresholds and the expected effect; write nothing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    answer_cache.add_argument(p)
+    options.add_no_cache(p)
     p.set_defaults(func=cmd_calibrate)
     return p
 
@@ -61,7 +61,7 @@ def cmd_calibrate(args) -> int:
     from label_studio_sdk.label_interface import LabelInterface
     from tqdm import tqdm
 
-    from pipeline import answer_cache
+    from pipeline import options
     from pipeline.calibrate import thresholds_file
     from pipeline.calibrate.candidates import INCLUDE, collect, labels_to_calibrate
     from pipeline.calibrate.report import calibrate, print_report
@@ -77,7 +77,7 @@ def cmd_calibrate(args) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    answer_cache.apply_argument(args)
+    options.apply_no_cache(args)
     if log.getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per page and image otherwise
     cfg = load_project(args.project)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
-    from pipeline.distill.export import FORMATS
-    from pipeline.distill.train import DEFAULT_MODEL
+    from pipeline.distill import DEFAULT_MODEL, FORMATS
     from pipeline.predict.cli import add_connection_args
 
     p = subparsers.add_parser(

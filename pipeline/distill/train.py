@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from pipeline.atomic import save_text
+from pipeline.distill import DEFAULT_MODEL
 from pipeline.distill.export import MANIFEST
 from pipeline.providers.yolo import keep_torch_threads, local_fonts_only, torch_device, ultralytics
 from pipeline.weights import sha256_file
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "yolo11n.pt"
 METRICS = "metrics.json"
 CARD = "model_card"
 

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from pipeline import answer_cache
+from pipeline import options
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="uncertain: afterwards, list the --top unlabeled tasks the models were least sure of (lowest "
                         "prediction score, the task's certainty) and make a Data Manager tab that sorts them first")
     p.add_argument("--top", type=int, default=20, help="tasks listed by --order uncertain (default 20)")
-    answer_cache.add_argument(p)
+    options.add_no_cache(p)
     add_ray_arguments(p)
     p.set_defaults(func=cmd_predict)
     return p
@@ -120,11 +120,11 @@ def review_lines(found: dict) -> list[str]:
 
 
 def cmd_predict(args) -> int:
-    from pipeline import answer_cache
+    from pipeline import options
     from pipeline.predict import job as batch
     from pipeline.predict import runner
 
-    answer_cache.apply_argument(args)
+    options.apply_no_cache(args)
     try:
         url, api_key = connection(args)
     except batch.JobError as e:
