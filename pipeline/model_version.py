@@ -61,11 +61,19 @@ def model_version(cfg: Optional[ProjectConfig], index_version: Optional[int] = N
     machine, then ``+identify-v<N>`` when the predictions name boxes from version N of a reference index
     (``cfg`` None: the stand-alone identify backend, ``identify-v<N>`` alone).
     Equal versions mean the same predictions, so a task that has one is not predicted again."""
-    parts = []
-    if cfg is not None:
-        p = cfg.providers
-        parts.append(f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.identity()}"
-                     f"{precision_tag(cfg)}")
+    return with_index(None if cfg is None else base_version(cfg), index_version)
+
+
+def base_version(cfg: ProjectConfig) -> str:
+    """``model_version`` without the reference index's part (compute it once per request, then
+    ``with_index``)."""
+    p = cfg.providers
+    return f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.identity()}{precision_tag(cfg)}"
+
+
+def with_index(base: Optional[str], index_version: Optional[int]) -> str:
+    """``base`` (a ``base_version``) with ``+identify-v<N>`` when the predictions name boxes from index version N."""
+    parts = [base] if base else []
     if index_version is not None:
         parts.append(f"identify-v{index_version}")
     if not parts:

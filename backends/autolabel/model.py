@@ -18,7 +18,7 @@ from pipeline.labelstudio import UnsupportedConfig
 from pipeline.labelstudio import client as ls_client
 from pipeline.labelstudio import versions as project_version
 from pipeline.labelstudio.interactive import is_interactive, parse_context
-from pipeline.model_version import model_version
+from pipeline.model_version import base_version, with_index
 from pipeline.predict import identify, runner
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,8 @@ class AutoLabelModel(LabelStudioMLBase):
     def setup(self):
         self.project_path = resolve_project_path(self.extra_params)
         self.cfg, self.pipeline = runner.load(self.project_path)
-        self._set_version(identify.current_version(self.cfg, self.project_id))
+        self.base_version = base_version(self.cfg)  # once per request: predict and fit append to it
+        self._set_version(identify.current_version(self.cfg, self.project_id, self.base_version))
         identify.watch(self.cfg, self.project_id, self.label_interface)
 
     def _set_version(self, version: str) -> None:
@@ -43,7 +44,7 @@ class AutoLabelModel(LabelStudioMLBase):
 
     def predict(self, tasks: List[Dict], context: Optional[Dict] = None, **kwargs) -> ModelResponse:
         try:
-            req = runner.prepare(self.cfg, self.pipeline, self.project_id, self.label_interface)
+            req = runner.prepare(self.cfg, self.pipeline, self.project_id, self.label_interface, self.base_version)
         except UnsupportedConfig as e:
             raise LabelConfigError(str(e)) from None
         interaction = None
@@ -85,7 +86,7 @@ class AutoLabelModel(LabelStudioMLBase):
         (identify stage on) through its journal, and the model_version follows its version."""
         res = identify.fit(event, data, self.cfg, self.label_interface, self.project_path)
         if res.get("index_version") is not None:
-            self._set_version(model_version(self.cfg, res["index_version"]))
+            self._set_version(with_index(self.base_version, res["index_version"]))
         return res
 
     @classmethod

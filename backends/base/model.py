@@ -10,11 +10,13 @@ model slots itself (``backends.base.worker``) or the app holds one for all of it
 class itself."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import json
 import logging
 import os
+import threading
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from label_studio_sdk import LabelStudio
@@ -73,6 +75,27 @@ def extra_params_on_trial(extra_params: dict) -> Iterator[None]:
         _pending_extra_params.reset(token)
 
 
+_interfaces: "collections.OrderedDict[str, LabelInterface]" = collections.OrderedDict()
+_interfaces_lock = threading.Lock()
+INTERFACES_KEPT = 32  # labeling configs whose parsed LabelInterface is kept (one per project is typical)
+
+
+def _interface(label_config: str) -> LabelInterface:
+    """The parsed labeling config, parsed once per config text per process (a model object is built per
+    request; the LabelInterface is only read)."""
+    with _interfaces_lock:
+        hit = _interfaces.get(label_config)
+        if hit is not None:
+            _interfaces.move_to_end(label_config)
+            return hit
+    parsed = LabelInterface(config=label_config)
+    with _interfaces_lock:
+        _interfaces[label_config] = parsed
+        while len(_interfaces) > INTERFACES_KEPT:
+            _interfaces.popitem(last=False)
+    return parsed
+
+
 class LabelStudioMLBase:
     INITIAL_MODEL_VERSION = "0.0.1"
     TRAIN_EVENTS = TRAIN_EVENTS
@@ -87,7 +110,7 @@ class LabelStudioMLBase:
         if label_config:
             self.use_label_config(label_config)
         elif self.label_config:
-            self.label_interface = LabelInterface(config=self.label_config)
+            self.label_interface = _interface(self.label_config)
         if not self.model_version:
             self.set("model_version", self.INITIAL_MODEL_VERSION)
         self.setup()
@@ -109,7 +132,7 @@ class LabelStudioMLBase:
     # -- labeling config --------------------------------------------------------------
     def use_label_config(self, label_config: str) -> None:
         try:
-            self.label_interface = LabelInterface(config=label_config)
+            self.label_interface = _interface(label_config)
         except Exception as e:  # the SDK raises its XML syntax errors, not ValueError
             raise LabelConfigError(f"the labeling config is not valid: {type(e).__name__}: {e}") from None
         if self.get("label_config") != label_config:

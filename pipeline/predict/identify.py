@@ -32,7 +32,7 @@ from typing import Optional
 from pipeline.cascade import Pipeline
 from pipeline.config import ProjectConfig
 from pipeline.labelstudio import Layout, UnsupportedConfig
-from pipeline.model_version import model_version
+from pipeline.model_version import base_version, with_index
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,13 @@ def service():
     return _service()
 
 
-def current_version(cfg: ProjectConfig, project_id) -> str:
-    """The project's model_version now: with its current index version when identify is on."""
+def current_version(cfg: ProjectConfig, project_id, base: Optional[str] = None) -> str:
+    """The project's model_version now: with its current index version when identify is on. ``base``: the
+    config's ``base_version`` when the caller has it already."""
+    base = base or base_version(cfg)
     if not enabled(cfg) or not project_id:
-        return model_version(cfg)
-    return model_version(cfg, service().index_version(project_id))
+        return base
+    return with_index(base, service().index_version(project_id))
 
 
 @dataclass
@@ -61,9 +63,10 @@ class Plan:
     index_version: int
 
 
-def request_version(cfg: ProjectConfig, p: Optional[Plan]) -> str:
-    """The model_version of a request's predictions (with the index snapshot it answered from)."""
-    return model_version(cfg, None if p is None else p.index_version)
+def request_version(base: str, p: Optional[Plan]) -> str:
+    """The model_version of a request's predictions: ``base`` (the config's ``base_version``) with the index
+    snapshot it answered from."""
+    return with_index(base, None if p is None else p.index_version)
 
 
 def plan(cfg: ProjectConfig, project_id) -> Optional[Plan]:

@@ -27,6 +27,7 @@ from pipeline.labelstudio.coords import point_to_pixel, rect_to_xyxy
 from pipeline.labelstudio.interactive import Interaction
 from pipeline.labelstudio.media import display_url, fetch_photo
 from pipeline.labelstudio.target import Target, find_target
+from pipeline.model_version import base_version
 from pipeline.predict import identify
 from pipeline.process_cache import ProcessCache
 from pipeline.providers.hub import ModelUnavailable
@@ -120,13 +121,14 @@ class Request:
         return predict_task(task, self.pipeline, self.target, self.version, interaction, self.plan, fetch=fetch)
 
 
-def prepare(cfg: ProjectConfig, pipeline: Pipeline, project_id, label_interface) -> Request:
+def prepare(cfg: ProjectConfig, pipeline: Pipeline, project_id, label_interface, base: Optional[str] = None
+            ) -> Request:
     """The labeling-config target, identify plan and model_version, as the backend's predict uses them
     (raises UnsupportedConfig when the config has no output label-factory can fill on an Image)."""
     target = find_target(label_interface, cfg)
     plan = identify.plan(cfg, project_id)
     return Request(target, plan, identify.with_identifier(pipeline, plan),
-                   identify.request_version(cfg, plan))
+                   identify.request_version(base or base_version(cfg), plan))
 
 
 def log_dropped(outcome: "TaskOutcome", target: Target) -> None:

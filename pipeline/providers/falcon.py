@@ -39,10 +39,12 @@ from PIL import Image
 
 from pipeline.detections import Detections, mask_box
 from pipeline.hardware import TORCH_NAMES, choose_dtype, to_model
+from pipeline.process_cache import ProcessCache
 from pipeline.providers import hub
 from pipeline.providers.base import Grounder, ProviderError, resolve_device
 
 log = logging.getLogger(__name__)
+_backends: ProcessCache = ProcessCache("falcon backends")  # setting -> the backend chosen
 
 MIN_DIMENSION = 256  # package defaults (demo scripts, server MIN_IMAGE_SIZE / MAX_IMAGE_SIZE)
 MAX_DIMENSION = 1024
@@ -135,6 +137,11 @@ def _apple_silicon() -> bool:
 
 
 def choose_backend(backend: str) -> str:
+    """The backend for the ``backend`` setting on this machine, decided (and logged) once per process."""
+    return _backends.get(backend, lambda: _decide_backend(backend))
+
+
+def _decide_backend(backend: str) -> str:
     if backend == "auto":
         if _cuda_available():
             log.info("falcon: using torch backend (CUDA)")
