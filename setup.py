@@ -10,6 +10,7 @@ setup(
         "numpy",
         "pillow",
         "pydantic>=2",
+        "pydantic-settings>=2.7",  # pipeline/settings.py: every environment variable, declared once
         "pyyaml",
         "requests",
         "tenacity",

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from pipeline import options
+from pipeline import options, settings
 from pipeline.config import ConfigError, calibration_path, env_overrides, load_project
 from pipeline.logs import cli_level, setup_logging
 from pipeline.model_version import model_version
@@ -94,6 +94,33 @@ def _unavailable(module: str, reason: str) -> int:
     return 2
 
 
+def _yaml_values(path) -> dict:
+    """The project YAML's values of the fields the LF_* overrides replace (variable -> value)."""
+    data = load_project(path, environ={}).model_dump(mode="json")["providers"]
+    return {var: data[provider][key] for var, (provider, key) in settings.Models.override_fields().items()
+            if data.get(provider, {}).get(key) is not None}
+
+
+def cmd_settings(args) -> int:
+    project = args.project or settings.Paths.read().project_config
+    found = settings.effective(yaml_values=_yaml_values(project) if project else None,
+                               yaml_source=f"project YAML {project}")
+    if args.json:
+        print(json.dumps([e.as_json() for e in found], indent=2))
+    else:
+        width = max(len(e.variable.name) for e in found)
+        group = None
+        for e in found:
+            if e.variable.group is not group:
+                group = e.variable.group
+                print(f"{'' if e is found[0] else chr(10)}{group.title}")
+            print(f"  {e.variable.name:<{width}}  {e.shown():<40}  {e.source}")
+        errors = [e.error for e in found if e.error]
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
+    return 2 if any(e.error for e in found) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="label-factory", description=__doc__)
     p.add_argument("--version", action="version", version=_version())
@@ -128,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "find-similar smart tools")
     s.set_defaults(func=cmd_config)
 
+    s = sub.add_parser("settings", help="every environment variable label-factory reads: its value now and "
+                                        "where it came from (secrets only as set or not)")
+    s.add_argument("--project", default=None,
+                   help="project YAML whose values the unset LF_* overrides show (default: PROJECT_CONFIG)")
+    s.add_argument("--json", action="store_true", help="one JSON object per variable (with its type, default "
+                                                       "and meaning)")
+    s.set_defaults(func=cmd_settings)
+
     for module, names in COMMANDS.items():
         try:
             mod = importlib.import_module(module)
@@ -148,7 +183,7 @@ def main(argv=None) -> int:
     from pipeline.stack.models import ModelsUnavailable
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ModelsUnavailable, ModelUnavailable) as e:
+    except (ConfigError, settings.SettingsError, ModelsUnavailable, ModelUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.config_compat import from_data_label_factory
+from pipeline.settings import DTYPE_SETTINGS, Models
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class Budgets(_Strict):
         return self
 
 
-TorchDtype = Annotated[Literal["auto", "fp32", "bf16", "fp16"], Field(
+TorchDtype = Annotated[Literal[DTYPE_SETTINGS], Field(
     description="torch dtype (pipeline/hardware.py): auto = bf16 where the chip runs it natively and faster, "
                 "fp16 on CUDA GPUs without bf16 and on MPS, else fp32; LF_DTYPE sets what auto means")]
 
@@ -323,27 +324,13 @@ def _read_yaml(path: Path) -> dict:
 
 
 # Deployment-time overrides (docker-compose, `label-factory up`): the YAML says what to label,
-# the environment says where the models live on this machine.
-ENV_OVERRIDES = {
-    "LF_VLM_KIND": ("vlm", "kind"),
-    "LF_VLM_URL": ("vlm", "url"),
-    "LF_VLM_MODEL": ("vlm", "model"),
-    "LF_GROUNDER_KIND": ("grounder", "kind"),
-    "LF_GROUNDER_MODEL": ("grounder", "model"),
-    "LF_SEGMENTER_MODEL": ("segmenter", "model"),
-    "LF_CLIP_MODEL": ("identify", "model"),
-    "LF_CLIP_PRETRAINED": ("identify", "pretrained"),
-    "LF_VLM_DTYPE": ("vlm", "dtype"),
-    "LF_GROUNDER_DTYPE": ("grounder", "dtype"),
-    "LF_SEGMENTER_DTYPE": ("segmenter", "dtype"),
-    "LF_CLIP_DTYPE": ("identify", "dtype"),
-}
+# the environment says where the models live on this machine (declared in pipeline/settings.py, Models).
+ENV_OVERRIDES = Models.override_fields()  # LF_* variable -> (provider, key)
 
 
 def env_overrides(environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
-    """The LF_* variables that are set (name -> value)."""
-    environ = os.environ if environ is None else environ
-    return {var: environ[var] for var in ENV_OVERRIDES if environ.get(var)}
+    """The LF_* overrides that are set in ``environ`` (default: the environment now), name -> value."""
+    return Models.read(environ).overrides()
 
 
 def calibration_path(project_path: Union[str, Path]) -> Path:
@@ -396,7 +383,7 @@ def load_project(path: Union[str, Path], environ: Optional[Mapping[str, str]] = 
     """The one way from a project YAML to settings, for every entry point (backend, ``run``,
     ``predict``, ``import``, ``identify``, ``up``): the YAML, validated (errors name the file and
     the field), with the thresholds of its calibration file (``with_calibration``), then the LF_*
-    overrides set in ``environ`` (default ``os.environ``) on its providers, validated again (errors
+    overrides set in ``environ`` (default: the environment now) on its providers, validated again (errors
     name the variables)."""
     path = Path(path)
     cfg = with_calibration(parse_project(_read_yaml(path), str(path)), path)

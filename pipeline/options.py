@@ -2,8 +2,6 @@
 and each command's ``--help`` stay fast: ``--no-cache`` (the answer cache, ``pipeline/answer_cache.py``)."""
 from __future__ import annotations
 
-import os
-
 
 def add_no_cache(parser) -> None:
     """The ``--no-cache`` option of the commands that run models."""
@@ -15,4 +13,5 @@ def add_no_cache(parser) -> None:
 def apply_no_cache(args) -> None:
     """``--no-cache``: the answer cache off for this process (``answer_cache.enabled`` reads LF_ANSWER_CACHE)."""
     if getattr(args, "no_cache", False):
-        os.environ["LF_ANSWER_CACHE"] = "0"
+        from pipeline.settings import set_in_process
+        set_in_process("LF_ANSWER_CACHE", "0")

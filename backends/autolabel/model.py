@@ -12,8 +12,10 @@ from typing import Dict, List, Optional
 
 from backends.autolabel.project import resolve_project_path
 from backends.base import ClientError, LabelStudioMLBase, ModelResponse, credentials
+from backends.base import settings as contract_settings
 from backends.base.errors import LabelConfigError
 from backends.base.worker import Busy, model_slots
+from pipeline import settings
 from pipeline.labelstudio import UnsupportedConfig
 from pipeline.labelstudio import client as ls_client
 from pipeline.labelstudio import versions as project_version
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 __all__ = ["AutoLabelModel"]
 
 credentials.use(ls_client)  # the contract's get_label_studio_client is label-factory's one client
+contract_settings.use(settings.contract_values)  # and every value it reads comes from pipeline/settings.py
 
 
 class AutoLabelModel(LabelStudioMLBase):

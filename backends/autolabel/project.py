@@ -8,19 +8,19 @@ otherwise leave the project on PROJECT_CONFIG without a word. PROJECT_CONFIG (se
 the backend) may be any path."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
 from backends.base.errors import ExtraParamsError
 from pipeline.config import ConfigError
+from pipeline.settings import Paths
 
 KEYS = ("project", "project_config")
 MAX_NAME = 255  # characters of a project name (a file name, or a short path inside PROJECTS_DIR)
 
 
 def projects_dir() -> Path:
-    return Path(os.getenv("PROJECTS_DIR") or Path.cwd() / "projects").resolve()
+    return Paths.read().projects_dir.resolve()
 
 
 def _shown(text: str, limit: int = 60) -> str:
@@ -60,8 +60,8 @@ def resolve_project_path(extra_params: Optional[dict]) -> Path:
         if not found:
             raise ExtraParamsError(f"extra params: no project {_shown(name)} in PROJECTS_DIR")
         return candidate
-    env = os.getenv("PROJECT_CONFIG")
-    if env:
-        return Path(env)
+    path = Paths.read().project_config
+    if path:
+        return path
     raise ConfigError("no project YAML: set PROJECT_CONFIG on the backend, or the extra params "
                       '{"project": "<name>"} (a file in PROJECTS_DIR) on the Label Studio model connection')

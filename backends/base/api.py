@@ -15,13 +15,13 @@ import contextlib
 import hmac
 import json
 import logging
-import os
 import time
 from typing import Optional
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from backends.base import settings
 from backends.base.errors import ClientError, ExtraParamsError
 from backends.base.model import LabelStudioMLBase, extra_params_on_trial
 from backends.base.response import ModelResponse
@@ -159,8 +159,9 @@ def on_worker_start(app: Flask, threads: Optional[int], warm_up: bool = True) ->
 def init_app(model_class, basic_auth_user: Optional[str] = None, basic_auth_pass: Optional[str] = None) -> Flask:
     if not (isinstance(model_class, type) and issubclass(model_class, LabelStudioMLBase)):
         raise ValueError(f"{model_class!r} is not a subclass of LabelStudioMLBase")
-    user = basic_auth_user or os.getenv("BASIC_AUTH_USER")
-    password = basic_auth_pass or os.getenv("BASIC_AUTH_PASS")
+    contract = settings.current()
+    user = basic_auth_user or contract.basic_auth_user
+    password = basic_auth_pass or contract.basic_auth_pass
     basic_auth = (user, password) if user and password else None
 
     app = Flask(model_class.__module__)

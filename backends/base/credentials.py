@@ -1,5 +1,6 @@
 """Label Studio credentials for the contract: LABEL_STUDIO_URL (or _HOST) and LABEL_STUDIO_API_KEY (or
-_ACCESS_TOKEN), and the SDK client a model's ``get_label_studio_client`` returns.
+_ACCESS_TOKEN), read by ``backends.base.settings``, and the SDK client a model's ``get_label_studio_client``
+returns.
 
 An application that has its own Label Studio connection hands it over with ``use(connection)`` (an
 object with ``label_studio_url``, ``label_studio_api_key``, ``client`` and ``client_token`` as below):
@@ -8,8 +9,9 @@ upstream ``model.py`` served on its own) it builds the client itself, as upstrea
 application code. Tokens are never logged or put in error messages."""
 from __future__ import annotations
 
-import os
 import threading
+
+from backends.base import settings
 
 _connection = None  # the application's Label Studio connection (``use``), or None
 _clients: dict = {}  # (URL, key, factory) -> SDK client, when no connection was handed over
@@ -26,13 +28,13 @@ def use(connection) -> None:
 def label_studio_url() -> str:
     if _connection is not None:
         return _connection.label_studio_url()
-    return (os.getenv("LABEL_STUDIO_URL") or os.getenv("LABEL_STUDIO_HOST") or "").rstrip("/")
+    return settings.current().label_studio_url
 
 
 def label_studio_api_key() -> str:
     if _connection is not None:
         return _connection.label_studio_api_key()
-    return os.getenv("LABEL_STUDIO_API_KEY") or os.getenv("LABEL_STUDIO_ACCESS_TOKEN") or ""
+    return settings.current().label_studio_api_key
 
 
 def client(factory, key_required: bool = True):

@@ -31,12 +31,12 @@ import threading
 import time
 from typing import Iterator, Optional
 
+from backends.base import settings
+
 log = logging.getLogger(__name__)
 
 RESERVED_THREADS = 2  # kept free of /predict for /health, /setup, /webhook, /metrics
 RETRY_AFTER_SECONDS = 5
-DEFAULT_SLOTS = 4
-DEFAULT_SLOT_WAIT = 5.0
 
 
 class Busy(Exception):
@@ -51,33 +51,22 @@ class SlotTimeout(TimeoutError):
     """No model slot came free within the caller's timeout."""
 
 
-def _env_number(name: str, default, cast):
-    raw = os.getenv(name)
-    if not raw:
-        return default
-    try:
-        return cast(raw)
-    except ValueError:
-        log.warning("%s=%r is not a number: ignored", name, raw)
-        return default
-
-
 def predict_limit_for(threads: Optional[int]) -> Optional[int]:
     """PREDICT_MAX_REQUESTS if set, else THREADS - RESERVED_THREADS (at least 1), else no limit."""
-    env = _env_number("PREDICT_MAX_REQUESTS", None, int)
-    if env is not None:
-        return max(1, env)
+    limit = settings.current().predict_max_requests
+    if limit is not None:
+        return limit
     return None if threads is None else max(1, threads - RESERVED_THREADS)
 
 
 def slot_count() -> int:
     """PREDICT_CONCURRENCY: model computations run at once per process (default 4)."""
-    return max(1, _env_number("PREDICT_CONCURRENCY", DEFAULT_SLOTS, int))
+    return settings.current().predict_concurrency
 
 
 def slot_wait() -> float:
     """PREDICT_SLOT_WAIT: seconds a /predict may wait for its first model slot (default 5; 0: none)."""
-    return max(0.0, _env_number("PREDICT_SLOT_WAIT", DEFAULT_SLOT_WAIT, float))
+    return settings.current().predict_slot_wait
 
 
 class Admission:

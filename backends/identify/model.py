@@ -24,7 +24,9 @@ from typing import Optional
 import numpy as np
 
 from backends.base import LabelStudioMLBase, ModelResponse, credentials, init_app
+from backends.base import settings as contract_settings
 from backends.base.errors import LabelConfigError
+from pipeline import settings
 from pipeline.detections import Detections
 from pipeline.labelstudio import Layout, UnsupportedConfig, read_regions
 from pipeline.labelstudio import client as ls_client
@@ -36,6 +38,7 @@ from pipeline.references import service as identify_service
 log = logging.getLogger(__name__)
 
 credentials.use(ls_client)  # the contract's get_label_studio_client is label-factory's one client
+contract_settings.use(settings.contract_values)  # and every value it reads comes from pipeline/settings.py
 
 
 def model_version_for(index_version: int) -> str:

@@ -10,20 +10,20 @@ model's ``get_label_studio_client`` is this one too. Only this layer touches the
 (``client_token``)."""
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 from pipeline.process_cache import ProcessCache
+from pipeline.settings import LabelStudio
 
 _clients: ProcessCache = ProcessCache("Label Studio clients")  # (URL, key, factory) -> SDK client; never logged
 
 
 def label_studio_url() -> str:
-    return (os.getenv("LABEL_STUDIO_URL") or os.getenv("LABEL_STUDIO_HOST") or "").rstrip("/")
+    return LabelStudio.read().url  # LABEL_STUDIO_URL (or _HOST)
 
 
 def label_studio_api_key() -> str:
-    return os.getenv("LABEL_STUDIO_API_KEY") or os.getenv("LABEL_STUDIO_ACCESS_TOKEN") or ""
+    return LabelStudio.read().key  # LABEL_STUDIO_API_KEY (or _ACCESS_TOKEN)
 
 
 def client(base_url: Optional[str] = None, api_key: Optional[str] = None, factory=None, key_required: bool = True):

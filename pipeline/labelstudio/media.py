@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import base64
 import contextvars
-import os
 import re
 import socket
 import threading
@@ -51,6 +50,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from pipeline import deadline
 from pipeline.images import ImageLoadError, Photo, open_photo
 from pipeline.labelstudio import client as credentials
+from pipeline.settings import Images
 
 LS_RELATIVE_PREFIXES = ("/data/", "data/", "upload/", "/upload/", "/storage-data/", "storage-data/",
                         "/tasks/", "/projects/")
@@ -81,20 +81,6 @@ def display_url(url: str) -> str:
     if "?" in url and any(h in url.split("?", 1)[1].lower() for h in _SECRET_QUERY_HINTS):
         return url.split("?", 1)[0] + "?…"
     return url
-
-
-def _int_env(name: str, default: int) -> int:
-    try:
-        return int(os.getenv(name, default))
-    except ValueError:
-        return default
-
-
-def _float_env(name: str, default: float) -> float:
-    try:
-        return float(os.getenv(name, default))
-    except ValueError:
-        return default
 
 
 def connect_target(url: str) -> tuple[str, str, int]:
@@ -141,8 +127,7 @@ class HostPolicy:
     @classmethod
     def from_env(cls, label_studio_url: Optional[str] = None) -> "HostPolicy":
         """LABEL_STUDIO_URL (or the given Label Studio) plus ALLOWED_IMAGE_HOSTS."""
-        return cls(label_studio_url or credentials.label_studio_url(),
-                   (os.getenv("ALLOWED_IMAGE_HOSTS") or "").split(","))
+        return cls(label_studio_url or credentials.label_studio_url(), Images.read().allowed_hosts)
 
     @staticmethod
     def _parse(entry: str) -> tuple[str, Optional[int]]:
@@ -372,7 +357,7 @@ class Download:
         self.hop: Optional[tuple[str, int]] = None  # the host:port the current request may connect to
         self.session = requests.Session()
         self.session.trust_env = False  # no proxies / netrc credentials from the environment
-        self.session.verify = os.getenv("VERIFY_SSL", "true").lower() not in ("0", "false", "no")
+        self.session.verify = Images.read().verify_ssl
         adapter = _GuardedAdapter(max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -475,7 +460,8 @@ def fetch_bytes(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
     policy = policy or HostPolicy.from_env(ls_url)
     check_url(url, policy)
     candidates = locate(url, task_id, ls_url)
-    seconds = _float_env("IMAGE_FETCH_TIMEOUT", 30.0)
+    limits = Images.read()
+    seconds = limits.fetch_timeout
     name = f"IMAGE_FETCH_TIMEOUT={seconds:g} s"
     left, d = deadline.remaining(), deadline.current()
     if left is not None and left < seconds:
@@ -487,7 +473,7 @@ def fetch_bytes(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
         token = credentials.access_token(ls_url, api_key) if needs_token else ""
     except PermissionError as e:
         raise ImageFetchError(f"{display_url(url)}: {e}") from None
-    return Download(policy, token, _int_env("MAX_IMAGE_BYTES", 50_000_000), seconds, name).fetch(candidates, url)
+    return Download(policy, token, limits.max_bytes, seconds, name).fetch(candidates, url)
 
 
 def fetch_photo(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,

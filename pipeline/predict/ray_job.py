@@ -58,6 +58,7 @@ from pipeline.labelstudio.target import find_target
 from pipeline.predict import identify, runner
 from pipeline.predict import job as batch
 from pipeline.predict.writer import PredictionWriter, WriteOptions
+from pipeline.settings import process_environment
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def plan_actors(resources: dict, actors: Optional[int] = None, cpus: Optional[fl
 
 def forwarded_env(environ=None) -> dict:
     """The driver's settings every actor gets (runtime_env): LF_* and the image/host switches, no secrets."""
-    environ = os.environ if environ is None else environ
+    environ = process_environment() if environ is None else environ
     return {k: v for k, v in environ.items()
             if (k.startswith(FORWARDED_ENV_PREFIXES) or k in FORWARDED_ENV) and not any(h in k for h in _SECRET_HINTS)}
 

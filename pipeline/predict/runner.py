@@ -31,6 +31,7 @@ from pipeline.model_version import base_version
 from pipeline.predict import identify
 from pipeline.process_cache import ProcessCache
 from pipeline.providers.hub import ModelUnavailable
+from pipeline.settings import Predict
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ IMAGE_FETCHER: Callable[..., Photo] = fetch_photo
 pipelines: ProcessCache = ProcessCache("pipelines")  # YAML path -> (its mtimes, ProjectConfig, Pipeline)
 # the model slots of the predict_all call this thread works for (anything with ``hold(timeout)``)
 _slots: contextvars.ContextVar[Optional[object]] = contextvars.ContextVar("lf_slots", default=None)
-DEFAULT_SLOTS = 4
 
 
 class TaskRefused(ValueError):
@@ -52,10 +52,7 @@ class TaskRefused(ValueError):
 
 def slot_count() -> int:
     """PREDICT_CONCURRENCY: model computations run at once per process (default 4)."""
-    try:
-        return max(1, int(os.getenv("PREDICT_CONCURRENCY") or DEFAULT_SLOTS))
-    except ValueError:
-        return DEFAULT_SLOTS
+    return Predict.read().concurrency
 
 
 class JobSlots:
@@ -78,7 +75,6 @@ class JobSlots:
 
 _job_slots: ProcessCache = ProcessCache("job model slots")  # size -> JobSlots
 LABEL_STUDIO_PREDICT_TIMEOUT = 100  # seconds Label Studio waits for /predict
-DEFAULT_PREDICT_DEADLINE = 90.0
 
 
 def load(path: str | os.PathLike) -> tuple[ProjectConfig, Pipeline]:
@@ -140,11 +136,7 @@ def log_dropped(outcome: "TaskOutcome", target: Target) -> None:
 def predict_deadline() -> Optional[float]:
     """``PREDICT_DEADLINE`` seconds for one /predict request (default 90, below Label Studio's 100);
     0 or less: no deadline."""
-    try:
-        value = float(os.getenv("PREDICT_DEADLINE", DEFAULT_PREDICT_DEADLINE))
-    except ValueError:
-        value = DEFAULT_PREDICT_DEADLINE
-    return value if value > 0 else None
+    return Predict.read().deadline_seconds
 
 
 @contextlib.contextmanager

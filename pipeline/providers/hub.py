@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from pipeline.providers.base import ProviderError
+from pipeline.settings import Models
 
 PROBE_SECONDS = 5.0  # the one request that asks the hub whether it has a model (no retries)
 TINY_HINT = ("run `label-factory up --models tiny` to see the whole flow with tiny random-weight models "
@@ -38,8 +39,7 @@ class ModelUnavailable(ProviderError):
 def offline() -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set now or was when huggingface_hub was imported."""
     from huggingface_hub import constants
-    return constants.is_offline_mode() or any(os.getenv(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")
-                                              for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return constants.is_offline_mode() or Models.read().offline
 
 
 def _looks_like_path(model: str) -> bool:

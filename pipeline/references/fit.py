@@ -27,7 +27,6 @@ an annotation ... is logged and answered with ``{"status": "error" | "ignored", 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
@@ -41,6 +40,7 @@ from pipeline.identify.index import IndexSnapshot, IndexStore, make_entry, proje
 from pipeline.identify.stage import IDENTIFY_PADDING
 from pipeline.labelstudio.regions import KINDS, read_regions
 from pipeline.references import ledger
+from pipeline.settings import Paths
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ProjectIndexes:
     ``projects``: the project ids this backend serves (None: any project)."""
 
     def __init__(self, model_dir: Union[str, Path, None] = None, projects: Optional[Iterable] = None):
-        self.model_dir = Path(model_dir or os.getenv("MODEL_DIR") or "./models")
+        self.model_dir = Path(model_dir or Paths.read().model_dir)
         self.projects = None if projects is None else {str(p) for p in projects}
         self._stores: dict[str, IndexStore] = {}
 

@@ -41,14 +41,14 @@ from typing import Callable, Optional, Union
 
 from pipeline.process_cache import ProcessCache
 from pipeline.references import ledger
-from pipeline.sqlite import immediate
+from pipeline.settings import Identify
+from pipeline.sqlite import Connections, immediate
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 KEEP_DONE = 10_000  # applied entries kept for /metrics and post-mortems
 DEFAULT_LEASE = 120.0  # seconds without a heartbeat after which a claim is taken over
-DEFAULT_CATCHUP_INTERVAL = 600.0
 CATCHUP_MIN_GAP = 60.0  # a project seen again by another process is not re-checked sooner than this
 CATCHUP_REBUILD_ABOVE = 200  # more annotations to (re-)embed than this: one START_TRAINING instead
 
@@ -130,18 +130,9 @@ class Journal:
         self.path = Path(path)
         self.lease = lease
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        # a committed entry survives a crash of the machine too
+        self._db = Connections(self.path, synchronous="FULL", row_factory=sqlite3.Row)
         self._db().executescript(SCHEMA)
-
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # a committed entry survives a crash of the machine too
-            self._local.db = db
-        return db
 
     def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A write transaction (BEGIN IMMEDIATE: one writer at a time across processes)."""
@@ -383,10 +374,7 @@ class Applier(threading.Thread):
 
 def catchup_interval() -> float:
     """IDENTIFY_CATCHUP_INTERVAL seconds between catch-ups of a project (0: only none at all)."""
-    try:
-        return float(os.getenv("IDENTIFY_CATCHUP_INTERVAL", DEFAULT_CATCHUP_INTERVAL))
-    except ValueError:
-        return DEFAULT_CATCHUP_INTERVAL
+    return Identify.read().catchup_interval
 
 
 def compare(listing, snap, listed_at: int) -> dict:

@@ -6,7 +6,6 @@ identify stage of the auto-label backend and the predict jobs. Environment: ``MO
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Optional
@@ -16,6 +15,7 @@ from pipeline.process_cache import ProcessCache
 from pipeline.references import fit as fit_mod
 from pipeline.references import journal as journal_mod
 from pipeline.references import ledger
+from pipeline.settings import Paths
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class IdentifyService:
     @classmethod
     def from_env(cls) -> "IdentifyService":
         from pipeline.config import load_project
-        path = os.getenv("PROJECT_CONFIG")
+        path = Paths.read().project_config
         provider = load_project(path).providers.identify if path else None
         return cls(provider)
 
