@@ -436,7 +436,7 @@ def _type_name(annotation) -> str:
         return "one of " + ", ".join(map(str, args))
     if origin is tuple:
         return "comma-separated list"
-    return {str: "text", int: "integer", float: "number", bool: "boolean (1/0, true/false, yes/no, on/off)",
+    return {str: "text", int: "integer", float: "number", bool: "switch",
             Path: "path", SecretStr: "secret"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
