@@ -21,11 +21,16 @@ def model_class(spec: str | None = None):
     return getattr(importlib.import_module(module), name)
 
 
+# what the server reads: a bad value among them stops it at start, naming the variable
+SERVED = (settings.Server, settings.Paths, settings.LabelStudio, settings.Predict, settings.Images, settings.Models,
+          settings.AnswerCache, settings.Identify)
+
+
 def create_app():
     from backends.base import init_app
-    server = settings.Server.read()  # a bad value stops the server here, naming the variable
-    setup_logging(server.log_level)
-    contract_settings.use(settings.contract_values)  # also for a model class that is not label-factory's
+    settings.check(SERVED)
+    setup_logging(settings.Server.read().log_level)
+    contract_settings.use(settings.ContractValues())  # also for a model class that is not label-factory's
     settings.Paths.read().model_dir.mkdir(parents=True, exist_ok=True)
     return init_app(model_class())
 

@@ -103,8 +103,13 @@ def _yaml_values(path) -> dict:
 
 def cmd_settings(args) -> int:
     project = args.project or settings.Paths.read().project_config
-    found = settings.effective(yaml_values=_yaml_values(project) if project else None,
-                               yaml_source=f"project YAML {project}")
+    yaml_values, problems = None, []
+    try:
+        yaml_values = _yaml_values(project) if project else None
+    except ConfigError as e:  # the settings are still worth seeing
+        problems.append(str(e))
+    found = settings.effective(yaml_values=yaml_values, yaml_source=f"project YAML {project}")
+    problems += [e.error for e in found if e.error]
     if args.json:
         print(json.dumps([e.as_json() for e in found], indent=2))
     else:
@@ -115,10 +120,9 @@ def cmd_settings(args) -> int:
                 group = e.variable.group
                 print(f"{'' if e is found[0] else chr(10)}{group.title}")
             print(f"  {e.variable.name:<{width}}  {e.shown():<40}  {e.source}")
-        errors = [e.error for e in found if e.error]
-        for error in errors:
-            print(f"error: {error}", file=sys.stderr)
-    return 2 if any(e.error for e in found) else 0
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 2 if problems else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ variable whose name a project YAML gives, e.g. ``providers.vlm.api_key_env``), `
 Not here: variables only libraries read (``LIBRARY_VARIABLES`` lists them for the docs), and the
 label-studio-ml contract's own reader, ``backends/base/settings.py``: the contract imports no application
 code, so it reads the few variables it needs itself, and label-factory's servers hand it these values
-instead (``contract_values``). ``label-factory settings`` prints every value and where it came from;
+instead (``ContractValues``). ``label-factory settings`` prints every value and where it came from;
 ``docs/reference/settings.md`` is generated from the declarations below (``docs/hooks/settings_reference.py``).
 """
 from __future__ import annotations
@@ -379,6 +379,19 @@ LIBRARY_VARIABLES = (
 
 
 # -- the environment as a whole ---------------------------------------------------------------------
+def check(groups: tuple[type[_Group], ...] = GROUPS, environ: Optional[Mapping[str, str]] = None) -> None:
+    """Read ``groups`` now: one ``SettingsError`` naming every bad value among them (a server checks the
+    groups it uses when it starts, rather than failing its first request)."""
+    problems = []
+    for group in groups:
+        try:
+            group.read(environ)
+        except SettingsError as e:
+            problems.append(str(e))
+    if problems:
+        raise SettingsError("; ".join(problems))
+
+
 def named(name: str, environ: Optional[Mapping[str, str]] = None) -> str:
     """The value of a variable whose name is the project's to choose (``providers.vlm.api_key_env``), or
     "" when it is unset. A secret: never log it."""
@@ -399,15 +412,22 @@ def set_in_process(name: str, value: str) -> None:
     os.environ[name] = value
 
 
-def contract_values(environ: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
-    """What the label-studio-ml contract reads (``backends/base/settings.py``, ``ContractSettings``), from
-    these settings: label-factory's servers hand it this function (``settings.use``)."""
-    ls, server, paths, predict = (g.read(environ) for g in (LabelStudio, Server, Paths, Predict))
-    return {"model_dir": str(paths.model_dir), "cache_type": paths.cache_type,
-            "basic_auth_user": server.basic_auth_user, "basic_auth_pass": server.basic_auth_pass.get_secret_value(),
-            "predict_concurrency": predict.concurrency, "predict_slot_wait": predict.slot_wait,
-            "predict_max_requests": predict.max_requests,
-            "label_studio_url": ls.url, "label_studio_api_key": ls.key}
+class ContractValues:
+    """What the label-studio-ml contract reads (``backends/base/settings.py``: one attribute per value, each
+    read when asked), from these settings: label-factory's servers hand it one (``settings.use``)."""
+
+    def __init__(self, environ: Optional[Mapping[str, str]] = None):
+        self._environ = environ
+
+    model_dir = property(lambda self: str(Paths.read(self._environ).model_dir))
+    cache_type = property(lambda self: Paths.read(self._environ).cache_type)
+    basic_auth_user = property(lambda self: Server.read(self._environ).basic_auth_user)
+    basic_auth_pass = property(lambda self: Server.read(self._environ).basic_auth_pass.get_secret_value())
+    predict_concurrency = property(lambda self: Predict.read(self._environ).concurrency)
+    predict_slot_wait = property(lambda self: Predict.read(self._environ).slot_wait)
+    predict_max_requests = property(lambda self: Predict.read(self._environ).max_requests)
+    label_studio_url = property(lambda self: LabelStudio.read(self._environ).url)
+    label_studio_api_key = property(lambda self: LabelStudio.read(self._environ).key)
 
 
 # -- describing them: `label-factory settings` and the docs -----------------------------------------

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 __all__ = ["AutoLabelModel"]
 
 credentials.use(ls_client)  # the contract's get_label_studio_client is label-factory's one client
-contract_settings.use(settings.contract_values)  # and every value it reads comes from pipeline/settings.py
+contract_settings.use(settings.ContractValues())  # and every value it reads comes from pipeline/settings.py
 
 
 class AutoLabelModel(LabelStudioMLBase):

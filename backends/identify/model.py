@@ -38,7 +38,7 @@ from pipeline.references import service as identify_service
 log = logging.getLogger(__name__)
 
 credentials.use(ls_client)  # the contract's get_label_studio_client is label-factory's one client
-contract_settings.use(settings.contract_values)  # and every value it reads comes from pipeline/settings.py
+contract_settings.use(settings.ContractValues())  # and every value it reads comes from pipeline/settings.py
 
 
 def model_version_for(index_version: int) -> str:

@@ -177,6 +177,16 @@ def test_settings_command_names_every_bad_value_and_fails(monkeypatch, capsys):
     assert "invalid" in rows["PORT"] and rows["WORKERS"].split()[1:] == ["3", "environment"]
 
 
+def test_settings_command_still_prints_everything_when_the_project_yaml_is_broken(monkeypatch, capsys, tmp_path):
+    _clean(monkeypatch)
+    monkeypatch.setenv("PROJECT_CONFIG", str(tmp_path / "gone.yaml"))
+    assert cli.main(["settings"]) == 2
+    captured = capsys.readouterr()
+    assert "gone.yaml: cannot read project file" in captured.err
+    rows = {line.split()[0]: line.split()[1:] for line in captured.out.splitlines() if line.startswith("  ")}
+    assert rows["PROJECT_CONFIG"] == [str(tmp_path / "gone.yaml"), "environment"] and len(rows) > 50
+
+
 def test_a_command_stops_with_the_variable_named(monkeypatch, capsys):
     monkeypatch.setenv("LF_DTYPE", "half")
     assert cli.main(["project", "--project", str(REPO / "projects" / "stop-signs.yaml")]) == 2
@@ -190,12 +200,12 @@ def test_the_contract_reads_what_pipeline_declares_with_the_same_defaults():
                "PREDICT_SLOT_WAIT": "1.5", "PREDICT_MAX_REQUESTS": "7", "LABEL_STUDIO_HOST": "http://ls/",
                "LABEL_STUDIO_ACCESS_TOKEN": LEGACY}
     for env in ({}, environ):
-        assert contract.ContractSettings(**contract.from_environment(env)) \
-            == contract.ContractSettings(**settings.contract_values(env))
+        assert {n: getattr(contract.FromEnvironment(env), n) for n in contract.NAMES} \
+            == {n: getattr(settings.ContractValues(env), n) for n in contract.NAMES}
+    bad = contract.FromEnvironment({"PREDICT_CONCURRENCY": "x", "BASIC_AUTH_USER": "u"})
+    assert bad.basic_auth_user == "u"  # each value on its own: a bad one fails only where it is used
     with pytest.raises(ValueError, match="PREDICT_CONCURRENCY='x': not an integer"):
-        contract.from_environment({"PREDICT_CONCURRENCY": "x"})
-    shown = repr(contract.ContractSettings(**settings.contract_values(environ)))
-    assert "pass-word-9" not in shown and LEGACY not in shown
+        assert bad.predict_concurrency is None  # not reached
 
 
 def test_label_factorys_servers_hand_the_contract_pipelines_settings(monkeypatch):
@@ -207,7 +217,7 @@ def test_label_factorys_servers_hand_the_contract_pipelines_settings(monkeypatch
     monkeypatch.setenv("PREDICT_CONCURRENCY", "zero")  # pipeline's reader: a SettingsError, not a warning
     with pytest.raises(SettingsError, match="PREDICT_CONCURRENCY='zero'"):
         worker.slot_count()
-    assert contract._values is settings.contract_values
+    assert isinstance(contract.current(), settings.ContractValues)
 
 
 def test_model_dir_has_one_default_for_every_store(monkeypatch, tmp_path):
@@ -236,8 +246,11 @@ def test_the_server_logs_in_the_command_lines_format_and_refuses_a_bad_level(tmp
     assert line.split(" ", 2)[2] == "WARNING lf.test: hello"  # after the date and time
     assert "s3cret" not in run.stderr
     bad = subprocess.run([sys.executable, "-c", "import backends._wsgi"], cwd=tmp_path,
-                         env={**env, "LOG_LEVEL": "loud"}, capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "LOG_LEVEL='loud'" in bad.stderr
+                         env={**env, "LOG_LEVEL": "loud", "PREDICT_CONCURRENCY": "0", "LF_WIKIMEDIA_THUMB_WIDTH": "x"},
+                         capture_output=True, text=True, timeout=300)
+    error = bad.stderr.strip().splitlines()[-1]
+    assert bad.returncode != 0 and "LOG_LEVEL='loud'" in error and "PREDICT_CONCURRENCY='0'" in error
+    assert "LF_WIKIMEDIA_THUMB_WIDTH" not in error  # the importer's, not the server's
 
 
 # -- the docs table is generated from the declarations ----------------------------------------------
