@@ -71,7 +71,8 @@ class _Environment(EnvSettingsSource):
 
 
 class _Group(BaseSettings):
-    """A group of variables; ``read()`` gives the current values (class docstring = the group's title)."""
+    """A group of variables (``title`` names it in the docs and ``label-factory settings``); ``read()`` gives
+    their values now."""
     model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, frozen=True, extra="ignore")
     title: ClassVar[str] = ""
 
@@ -81,9 +82,9 @@ class _Group(BaseSettings):
         return (init_settings, _Environment(settings_cls))
 
     @classmethod
-    def names(cls) -> list[str]:
+    def names(cls) -> tuple[str, ...]:
         """Every variable name of the group, older spellings included."""
-        return [n for f in cls.model_fields.values() for n in _meta(f)["names"]]
+        return _names(cls)
 
     @classmethod
     def read(cls: type[G], environ: Optional[Mapping[str, str]] = None) -> G:
@@ -93,6 +94,11 @@ class _Group(BaseSettings):
 
 def _meta(field) -> dict:
     return field.json_schema_extra
+
+
+@functools.cache
+def _names(cls: type[_Group]) -> tuple[str, ...]:
+    return tuple(n for f in cls.model_fields.values() for n in _meta(f)["names"])
 
 
 def _snapshot(cls: type[_Group], environ: Optional[Mapping[str, str]]) -> tuple:
