@@ -13,6 +13,8 @@ from tests.test_backend_autolabel import backend, ls_files  # noqa: F401 - fixtu
 
 @pytest.fixture
 def counted(monkeypatch):
+    from backends.base import model as base_model
+    monkeypatch.setattr(base_model, "_interfaces", type(base_model._interfaces)())  # none parsed by other tests
     counts = {"base_version": 0, "LabelInterface": 0, "layout": 0}
     real_base, real_init, real_read = mv.base_version, LabelInterface.__init__, layout_mod.Layout._read.__func__
 
