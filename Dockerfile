@@ -19,7 +19,7 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HOME=/data/hf \
     PORT=9090 \
     WORKERS=1 \
-    THREADS=8 \
+    THREADS=32 \
     LOG_LEVEL=INFO \
     PROJECT_CONFIG=/app/projects/stop-signs.yaml
 

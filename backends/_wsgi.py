@@ -1,38 +1,37 @@
 """WSGI entry point: ``app`` for gunicorn, ``python -m backends._wsgi`` to run gunicorn with the env settings.
 
 MODEL_CLASS picks the model (``module:Class``, default ``backends.autolabel.model:AutoLabelModel``);
-MODEL_DIR is where the per-project cache lives; LOG_LEVEL sets the log level."""
+MODEL_DIR is where the per-project cache lives; LOG_LEVEL sets the log level (pipeline/settings.py declares
+them; the contract in backends/base is handed those values)."""
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 import sys
 
-DEFAULT_MODEL_CLASS = "backends.autolabel.model:AutoLabelModel"
-
-
-def _configure_logging() -> None:
-    level = os.getenv("LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s")
-    # the SDK logs every resolved URL at INFO (signed URLs included): keep it quieter
-    logging.getLogger("label_studio_sdk").setLevel(max(logging.WARNING, logging.getLogger().level))
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+from backends.base import settings as contract_settings
+from pipeline import settings
+from pipeline.logs import setup_logging
 
 
 def model_class(spec: str | None = None):
-    spec = spec or os.getenv("MODEL_CLASS", DEFAULT_MODEL_CLASS)
+    spec = spec or settings.Server.read().model_class
     module, _, name = spec.partition(":")
     if not name:
         raise ValueError(f"MODEL_CLASS={spec!r}: expected 'package.module:ClassName'")
     return getattr(importlib.import_module(module), name)
 
 
+# what the server reads: a bad value among them stops it at start, naming the variable
+SERVED = (settings.Server, settings.Paths, settings.LabelStudio, settings.Predict, settings.Images, settings.Models,
+          settings.AnswerCache, settings.Identify)
+
+
 def create_app():
     from backends.base import init_app
-    _configure_logging()
-    os.makedirs(os.getenv("MODEL_DIR", "."), exist_ok=True)
+    settings.check(SERVED)
+    setup_logging(settings.Server.read().log_level)
+    contract_settings.use(settings.ContractValues())  # also for a model class that is not label-factory's
+    settings.Paths.read().model_dir.mkdir(parents=True, exist_ok=True)
     return init_app(model_class())
 
 

@@ -1,19 +1,25 @@
-"""gunicorn settings from the environment: PORT (9090), HOST (0.0.0.0), WORKERS (1), THREADS (8),
-LOG_LEVEL (info), TIMEOUT (300 s: silence before a worker is restarted), PRELOAD_MODELS (1).
+"""gunicorn settings from the environment (declared in pipeline/settings.py, ``Server``): PORT (9090),
+HOST (0.0.0.0), WORKERS (1), THREADS (32), LOG_LEVEL (info), TIMEOUT (300 s: silence before a worker is
+restarted), PRELOAD_MODELS (1), GUNICORN_CONTROL_SOCKET (0).
 
     gunicorn -c python:backends.gunicorn_conf backends._wsgi:app
-"""
-import os
 
-bind = f"{os.getenv('HOST', '0.0.0.0')}:{os.getenv('PORT', '9090')}"
-workers = int(os.getenv("WORKERS", "1"))
-threads = int(os.getenv("THREADS", "8"))
+Every request holds one thread for as long as it lasts: a /predict also while it downloads its
+images and while it waits for a model slot, so THREADS bounds how many /predict a worker takes in
+(THREADS - 2, see backends/base/worker.py), not how many compute at once (PREDICT_CONCURRENCY).
+"""
+from pipeline.settings import Server
+
+_server = Server.read()
+bind = f"{_server.host}:{_server.port}"
+workers = _server.workers
+threads = _server.threads
 worker_class = "gthread"
-timeout = int(os.getenv("TIMEOUT", "300"))
+timeout = _server.timeout
 graceful_timeout = 30
 # no runtime control socket (gunicorn 23+ puts one in ~/.gunicorn, shared by every instance)
-control_socket_disable = os.getenv("GUNICORN_CONTROL_SOCKET", "0") in ("0", "false", "no")
-loglevel = os.getenv("LOG_LEVEL", "info").lower()
+control_socket_disable = not _server.control_socket
+loglevel = _server.log_level.lower()
 accesslog = "-"
 errorlog = "-"
 # the access log line never includes headers (tokens, basic auth)
@@ -24,5 +30,4 @@ def post_worker_init(worker):
     """Tell the app how many threads it has (it keeps some free of /predict) and load the models
     in the background, so a new worker answers /health ("loading") at once."""
     from backends.base.api import on_worker_start
-    on_worker_start(worker.wsgi, threads=worker.cfg.threads,
-                    warm_up=os.getenv("PRELOAD_MODELS", "1") not in ("0", "false", "no"))
+    on_worker_start(worker.wsgi, threads=worker.cfg.threads, warm_up=Server.read().preload_models)

@@ -72,8 +72,8 @@ def store_rows(tmp: Path):
 
 def cascade_rows(n: int, tmp: Path):
     from benchmarks.predict_overhead import owlv2_dir
+    from pipeline.cascade import Pipeline
     from pipeline.config import parse_project
-    from pipeline.pipeline import Pipeline
     from pipeline.tiny.qwen import build as build_qwen
     qwen = CACHE / "qwen2.5-vl-tiny-answer-cache"
     if not (qwen / "config.json").exists():

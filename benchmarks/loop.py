@@ -307,8 +307,8 @@ class LabelStudioStore:
         self.client.annotations.create(id=self.tasks[entry], **annotation)
 
     def export(self, out: Path) -> dict:
-        from backends.images import fetch_image
         from pipeline.distill.export import export_project
+        from pipeline.labelstudio.media import fetch_image
         url, key = self.ls.url, self.ls.token
         return export_project(self.client, self.project, out, "yolo",
                               lambda u, tid: fetch_image(u, tid, label_studio_url=url, api_key=key),

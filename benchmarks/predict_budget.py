@@ -123,7 +123,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", help="photo sizes to run, e.g. 4032x3024,8000x6000 (default: all three)")
     a = ap.parse_args(argv)
     from pipeline.config import load_project
-    from pipeline.labelconfig import labeling_config
+    from pipeline.labelstudio.labeling_config import labeling_config
     from pipeline.stack.processes import Service, free_port
 
     t_start = now()

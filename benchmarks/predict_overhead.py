@@ -3,7 +3,7 @@
 Both sides run the same project (ground only, OWLv2 with google/owlv2-base-patch16-ensemble's published
 shape, random weights, 960x960 input) on the same images; calls alternate between the two sides.
 
-* direct: ``open_image(file)`` -> ``Pipeline.run`` -> ``ls_results`` in this process;
+* direct: ``open_image(file)`` -> ``Pipeline.run`` -> ``Layout.prediction`` (the output layer) in this process;
 * HTTP:   ``POST /predict`` with one Label Studio task to ``backends._wsgi`` under gunicorn (1 worker), which
   fetches the task image over loopback from a local file server (ALLOWED_IMAGE_HOSTS), runs the same
   pipeline and answers Label Studio JSON.
@@ -66,10 +66,9 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=3, help="passes over the images (default 3)")
     a = ap.parse_args(argv)
     shape = "tiny" if a.quick else "base"
+    from pipeline.cascade import Pipeline
     from pipeline.config import load_project
-    from pipeline.convert import ls_results
     from pipeline.images import open_image
-    from pipeline.pipeline import Pipeline
     from pipeline.samples import write_samples
     from pipeline.stack.processes import Service, free_port
 
@@ -89,13 +88,18 @@ def main(argv=None) -> None:
         backend.wait_http(f"http://127.0.0.1:{port}/health", 300)
         direct = Pipeline(cfg).load()
         session = requests.Session()
-        from pipeline.labelconfig import labeling_config
+        from pipeline.labelstudio.labeling_config import labeling_config
         label_config = labeling_config(cfg)
+
+        from label_studio_sdk.label_interface import LabelInterface
+
+        from pipeline.labelstudio import Layout
+        layout = Layout.from_config(LabelInterface(config=label_config))
 
         def run_direct(path: Path):
             im = open_image(path)
             res = direct.run(im)
-            return ls_results(res.detections, res.width, res.height, "label", "image")
+            return layout.prediction(res.detections, res.width, res.height, "direct")[0]["result"]
 
         def run_http(path: Path):
             url = f"http://127.0.0.1:{files.server_address[1]}/{path.name}"

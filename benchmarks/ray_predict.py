@@ -15,7 +15,7 @@ and with its memory-efficient import flag (``fflag_fix_back_4620_..._short=true`
 the counters of the written tasks only instead of every task of the project:
 
 * one ``predictions.create`` per task (how ``predict`` wrote before both jobs shared the writer);
-* the jobs' writer alone (backends/autolabel/writer.py: bulk ``POST /api/projects/{id}/import/predictions``,
+* the jobs' writer alone (pipeline/predict/writer.py: bulk ``POST /api/projects/{id}/import/predictions``,
   100 a request, one request at a time, no rate cap);
 * the single-process job end to end (``batch.run``: list the tasks, predict them with a grounder that
   answers at once, write through the same writer, no rate cap): the job's own cost around the writes.
@@ -64,9 +64,10 @@ def new_project(ls, title: str, label_config: str, images: list[Path], copies: i
 def predict_sides(ls, proj: Path, images: list[Path], copies: int) -> list[dict]:
     import torch
 
-    from backends.autolabel import batch, ray_job, runner
-    from backends.autolabel.writer import WriteOptions
-    from pipeline.labelconfig import labeling_config
+    from pipeline.labelstudio.labeling_config import labeling_config
+    from pipeline.predict import job as batch
+    from pipeline.predict import ray_job, runner
+    from pipeline.predict.writer import WriteOptions
 
     torch.set_num_threads(1)
     cfg, pipeline = runner.load(proj)
@@ -105,7 +106,7 @@ def predict_sides(ls, proj: Path, images: list[Path], copies: int) -> list[dict]
 
 # -- part 2 -----------------------------------------------------------------------------------
 def fake_outcome(task_id: int, version: str):
-    from backends.autolabel.runner import TaskOutcome
+    from pipeline.predict.runner import TaskOutcome
     result = [{"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": 800,
                "original_height": 600, "image_rotation": 0, "score": 0.5,
                "value": {"x": 10 + 5 * j, "y": 10, "width": 20, "height": 20, "rotation": 0,
@@ -124,11 +125,11 @@ class InstantGrounder(Grounder):
 def write_rates(ls, proj: Path, sizes: list[int], n_bulk: int, n_single: int) -> list[dict]:
     from PIL import Image
 
-    from backends.autolabel import batch
-    from backends.autolabel.writer import PredictionWriter, WriteOptions
+    from pipeline.cascade import Pipeline
     from pipeline.config import load_project
-    from pipeline.labelconfig import labeling_config
-    from pipeline.pipeline import Pipeline
+    from pipeline.labelstudio.labeling_config import labeling_config
+    from pipeline.predict import job as batch
+    from pipeline.predict.writer import PredictionWriter, WriteOptions
 
     cfg = load_project(proj)
     label_config = labeling_config(cfg)

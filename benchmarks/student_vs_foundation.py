@@ -60,10 +60,10 @@ def build_export(root: Path, n: int, size) -> Path:
     """A YOLO export of ``n`` constructed photos through the real exporter (write_dataset)."""
     import io
 
-    from pipeline.convert import xyxy_to_ls
     from pipeline.distill.export import write_dataset
     from pipeline.distill.reviewed import Example, Region
     from pipeline.images import open_image
+    from pipeline.labelstudio.coords import xyxy_to_rect as xyxy_to_ls
     files, exs = {}, []
     for i in range(n):
         im, boxes = photo(i, size)

@@ -43,12 +43,12 @@ from pipeline.detections import Detections
 from pipeline.images import pixels_digest
 from pipeline.process_cache import ProcessCache
 from pipeline.providers.base import YesNo
-from pipeline.sqlite import immediate
+from pipeline.settings import AnswerCache, Paths
+from pipeline.sqlite import Connections, immediate
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "answers.db"
-DEFAULT_MB = 1024
 EVICT_TO = 0.9  # past the bound, delete least recently used answers down to this share of it
 TOUCH_AFTER = 3600.0  # seconds: a read refreshes an answer's "last used" only when it is older
 ROW_OVERHEAD = 100  # bytes counted per answer on top of its value (key, columns, index entry)
@@ -67,16 +67,7 @@ INSERT OR IGNORE INTO totals (id, bytes) VALUES (0, 0);
 
 def enabled(environ=None) -> bool:
     """False when LF_ANSWER_CACHE is 0 / false / no / off."""
-    value = (os.environ if environ is None else environ).get("LF_ANSWER_CACHE", "1")
-    return value.strip().lower() not in ("0", "false", "no", "off")
-
-
-def max_bytes_from_env() -> int:
-    try:
-        mb = float(os.getenv("LF_ANSWER_CACHE_MB", DEFAULT_MB))
-    except ValueError:
-        mb = DEFAULT_MB
-    return max(1, int(mb * 1024 * 1024))
+    return AnswerCache.read(environ).enabled
 
 
 class AnswerStore:
@@ -88,21 +79,13 @@ class AnswerStore:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self.touch_after = touch_after
-        self._local = threading.local()
+        self._conn = Connections(self.path, synchronous="NORMAL")  # a crash loses at most the last answers
         self._warned = False
         with self._guard("open"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn().executescript(_SCHEMA)
 
     # -- plumbing -----------------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():  # a forked worker opens its own
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses at most the last answers, never the file
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
 
     @contextlib.contextmanager
     def _guard(self, what: str):
@@ -187,8 +170,8 @@ _stores: ProcessCache = ProcessCache("answer stores")  # file path -> AnswerStor
 
 def store() -> AnswerStore:
     """The process-wide store of the current MODEL_DIR (re-read each call, so tests can switch it)."""
-    path = os.path.abspath(os.path.join(os.getenv("MODEL_DIR", "."), FILE_NAME))
-    return _stores.get(path, lambda: AnswerStore(path, max_bytes_from_env()))
+    path = os.path.abspath(Paths.read().model_dir / FILE_NAME)
+    return _stores.get(path, lambda: AnswerStore(path, AnswerCache.read().max_bytes))
 
 
 # -- keys and values ------------------------------------------------------------------------------
@@ -337,3 +320,4 @@ def counts(*providers) -> dict:
     """{"hits", "misses"} summed over cached providers (others count nothing)."""
     return {"hits": sum(getattr(p, "hits", 0) for p in providers),
             "misses": sum(getattr(p, "misses", 0) for p in providers)}
+

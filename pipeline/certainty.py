@@ -18,7 +18,7 @@ its threshold do not count (grounders propose hundreds of them), nor do boxes NM
 
 So a task the filter turned away at P(yes) = 0.02 (threshold 0.5) scores 0.96: certain, not 0; a task with
 one box verified at P(yes) = 0.55 (threshold 0.5) scores 0.1: review it first. Used by the backend and
-``predict`` (backends/autolabel/runner.py) and ``run`` (pipeline/batch.py)."""
+``predict`` (pipeline/predict/runner.py) and ``run`` (pipeline/predict/folder.py)."""
 from __future__ import annotations
 
 import math

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
-from pipeline.config import ConfigError, calibration_path, env_overrides, load_project, model_version
+from pipeline import options, settings
+from pipeline.config import ConfigError, calibration_path, env_overrides, load_project
 from pipeline.logs import cli_level, setup_logging
+from pipeline.model_version import model_version
 
 log = logging.getLogger("label-factory")
 
@@ -34,18 +36,18 @@ def cmd_project(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from pipeline.labelconfig import labeling_config
+    from pipeline.labelstudio.labeling_config import labeling_config
     sys.stdout.write(labeling_config(load_project(args.project), interactive_prompt=not args.no_prompt,
                                      masks=args.masks))
     return 0
 
 
 def cmd_run(args) -> int:
-    from pipeline.batch import list_images, run_folder, write_outputs
-    from pipeline.labelconfig import local_files_url
-    from pipeline.pipeline import Pipeline
+    from pipeline.cascade import Pipeline
+    from pipeline.labelstudio.labeling_config import local_files_url
+    from pipeline.predict.folder import list_images, run_folder, write_outputs
 
-    no_cache(args)
+    options.apply_no_cache(args)
     cfg = load_project(args.project)
     images = list_images(Path(args.images), args.limit)
     if not images:
@@ -74,16 +76,54 @@ def cmd_run(args) -> int:
     return 0
 
 
-def add_cache_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-cache", action="store_true",
-                   help="ask the models again instead of reusing answers from MODEL_DIR/answers.db "
-                        "(same as LF_ANSWER_CACHE=0)")
+# module -> the sub-commands it adds, named here so that one whose module cannot be imported is still listed
+COMMANDS = {
+    "pipeline.importer.cli": ("import",),
+    "pipeline.references.cli": ("identify",),
+    "pipeline.stack": ("up",),
+    "pipeline.predict.cli": ("predict",),
+    "pipeline.distill.cli": ("export", "train"),
+    "pipeline.evaluate.cli": ("evaluate",),
+    "pipeline.calibrate.cli": ("calibrate",),
+    "pipeline.doctor": ("doctor",),
+    "pipeline.synthetic.cli": ("world",),
+}
 
 
-def no_cache(args) -> None:
-    """--no-cache: the answer cache off for this process (pipeline/answer_cache.py reads LF_ANSWER_CACHE)."""
-    if getattr(args, "no_cache", False):
-        os.environ["LF_ANSWER_CACHE"] = "0"
+def _unavailable(module: str, reason: str) -> int:
+    print(f"error: this command is unavailable: {module} cannot be imported: {reason}", file=sys.stderr)
+    return 2
+
+
+def _yaml_values(path) -> dict:
+    """The project YAML's values of the fields the LF_* overrides replace (variable -> value)."""
+    data = load_project(path, environ={}).model_dump(mode="json")["providers"]
+    return {var: data[provider][key] for var, (provider, key) in settings.Models.override_fields().items()
+            if data.get(provider, {}).get(key) is not None}
+
+
+def cmd_settings(args) -> int:
+    project = args.project or settings.Paths.read().project_config
+    yaml_values, problems = None, []
+    try:
+        yaml_values = _yaml_values(project) if project else None
+    except ConfigError as e:  # the settings are still worth seeing
+        problems.append(str(e))
+    found = settings.effective(yaml_values=yaml_values, yaml_source=f"project YAML {project}")
+    problems += [e.error for e in found if e.error]
+    if args.json:
+        print(json.dumps([e.as_json() for e in found], indent=2))
+    else:
+        width = max(len(e.variable.name) for e in found)
+        group = None
+        for e in found:
+            if e.variable.group is not group:
+                group = e.variable.group
+                print(f"{'' if e is found[0] else chr(10)}{group.title}")
+            print(f"  {e.variable.name:<{width}}  {e.shown():<40}  {e.source}")
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 2 if problems else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--masks", choices=["brush", "polygon"], default=None,
                    help="segment every kept box: tasks.json gets BrushLabels / PolygonLabels (for the config "
                         "`label-factory config --masks ...` makes) and coco.json RLE segmentation")
-    add_cache_arg(s)
+    options.add_no_cache(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("project", help="print the resolved project config")
@@ -120,12 +160,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "find-similar smart tools")
     s.set_defaults(func=cmd_config)
 
-    for module in ("pipeline.importer.cli", "pipeline.identify.cli", "pipeline.stack", "backends.autolabel.cli",
-                   "pipeline.distill.cli", "pipeline.evaluate.cli", "pipeline.calibrate.cli", "pipeline.doctor",
-                   "pipeline.synthetic.cli"):
+    s = sub.add_parser("settings", help="every environment variable label-factory reads: its value now and "
+                                        "where it came from (secrets only as set or not)")
+    s.add_argument("--project", default=None,
+                   help="project YAML whose values the unset LF_* overrides show (default: PROJECT_CONFIG)")
+    s.add_argument("--json", action="store_true", help="one JSON object per variable (with its type, default "
+                                                       "and meaning)")
+    s.set_defaults(func=cmd_settings)
+
+    for module, names in COMMANDS.items():
         try:
-            mod = __import__(module, fromlist=["add_parser"])
-        except ImportError:
+            mod = importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 - shown as the command's help and its error, never dropped
+            reason = f"{type(e).__name__}: {e}"
+            for name in names:
+                s = sub.add_parser(name, help=f"UNAVAILABLE: {module} cannot be imported: {reason}")
+                s.set_defaults(func=lambda args, module=module, reason=reason: _unavailable(module, reason))
             continue
         mod.add_parser(sub)
     return p
@@ -134,10 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(cli_level(args))
+    from pipeline.providers.hub import ModelUnavailable
     from pipeline.stack.models import ModelsUnavailable
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ModelsUnavailable) as e:
+    except (ConfigError, settings.SettingsError, ModelsUnavailable, ModelUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.config_compat import from_data_label_factory
+from pipeline.settings import DTYPE_SETTINGS, Models
 
 log = logging.getLogger(__name__)
 
@@ -83,22 +84,29 @@ QWEN_PATCH_PIXELS = 28 * 28  # one Qwen2.5-VL image token (14 px patches merged 
 
 class Budgets(_Strict):
     """How many pixels each stage may look at. A bigger image (or crop) is downscaled once, aspect kept,
-    before the model's own pre-processing; boxes are mapped back to the original image exactly.
+    before the model's own pre-processing (for a model that pads to a square the budget counts the square);
+    boxes are mapped back to the original image exactly.
     ``null`` = no limit (the stage sees full resolution). Defaults, and why, in the README (Project YAML)."""
     decode_pixels: Optional[int] = Field(
         24_000_000, ge=1_000_000,
         description="working resolution: images above it are decoded at 1/2, 1/4 or 1/8 size (JPEG DCT "
-                    "scaling, else box-averaged), the least reduction that gets under it")
+                    "scaling, PNG a band of rows at a time, else decoded whole and box-averaged), the least "
+                    "reduction that gets under it")
     filter_pixels: Optional[int] = Field(
         1024 * QWEN_PATCH_PIXELS, ge=QWEN_PATCH_PIXELS,
         description="the whole image the VLM filter sees (802,816 px = 1,024 Qwen2.5-VL image tokens)")
     ground_pixels: Optional[int] = Field(
         1024 * 1024, ge=64 * 64,
         description="the image the grounder, the segmenter and 'find similar' get, before their own resize "
-                    "(OWLv2 960 px, Grounding DINO 800x1333, Falcon max_dimension, SAM 1024 px)")
+                    "(OWLv2 960 px, Grounding DINO 800x1333, Falcon max_dimension, SAM 1024 px); for a model "
+                    "that pads to a square (OWLv2, SAM, student) it counts the square of the longest side")
     verify_pixels: Optional[int] = Field(
         256 * QWEN_PATCH_PIXELS, ge=QWEN_PATCH_PIXELS,
         description="each verify crop (200,704 px = 256 Qwen2.5-VL image tokens)")
+    max_aspect_ratio: Optional[float] = Field(
+        20.0, ge=1,
+        description="the longest side over the shortest an image may have: a thinner one is refused before any "
+                    "model (OWLv2 and SAM would see a sliver of their padded square)")
 
     @model_validator(mode="after")
     def _decode_covers_stages(self):
@@ -112,7 +120,7 @@ class Budgets(_Strict):
         return self
 
 
-TorchDtype = Annotated[Literal["auto", "fp32", "bf16", "fp16"], Field(
+TorchDtype = Annotated[Literal[DTYPE_SETTINGS], Field(
     description="torch dtype (pipeline/hardware.py): auto = bf16 where the chip runs it natively and faster, "
                 "fp16 on CUDA GPUs without bf16 and on MPS, else fp32; LF_DTYPE sets what auto means")]
 
@@ -153,7 +161,7 @@ class GrounderProvider(_Strict):
         """The grounder as model_version names it: its kind; a student adds its weights' content hash."""
         if self.kind != "student":
             return self.kind
-        from pipeline.distill.weights import weights_tag
+        from pipeline.weights import weights_tag
         return f"student-{weights_tag(self.model)}"
 
 
@@ -328,6 +336,7 @@ class ProjectConfig(_Strict):
         for provider in data["providers"].values():  # the resolved dtype is model_version's own part
             if isinstance(provider, dict):
                 provider.pop("dtype", None)
+        del data["budgets"]["max_aspect_ratio"]  # it refuses tasks, it changes no prediction
         if self.providers.grounder.identity() != self.providers.grounder.kind:  # a student: its weights by hash
             data["grounder_identity"] = self.providers.grounder.identity()
         blob = json.dumps(data, sort_keys=True)
@@ -367,27 +376,13 @@ def _read_yaml(path: Path) -> dict:
 
 
 # Deployment-time overrides (docker-compose, `label-factory up`): the YAML says what to label,
-# the environment says where the models live on this machine.
-ENV_OVERRIDES = {
-    "LF_VLM_KIND": ("vlm", "kind"),
-    "LF_VLM_URL": ("vlm", "url"),
-    "LF_VLM_MODEL": ("vlm", "model"),
-    "LF_GROUNDER_KIND": ("grounder", "kind"),
-    "LF_GROUNDER_MODEL": ("grounder", "model"),
-    "LF_SEGMENTER_MODEL": ("segmenter", "model"),
-    "LF_CLIP_MODEL": ("identify", "model"),
-    "LF_CLIP_PRETRAINED": ("identify", "pretrained"),
-    "LF_VLM_DTYPE": ("vlm", "dtype"),
-    "LF_GROUNDER_DTYPE": ("grounder", "dtype"),
-    "LF_SEGMENTER_DTYPE": ("segmenter", "dtype"),
-    "LF_CLIP_DTYPE": ("identify", "dtype"),
-}
+# the environment says where the models live on this machine (declared in pipeline/settings.py, Models).
+ENV_OVERRIDES = Models.override_fields()  # LF_* variable -> (provider, key)
 
 
 def env_overrides(environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
-    """The LF_* variables that are set (name -> value)."""
-    environ = os.environ if environ is None else environ
-    return {var: environ[var] for var in ENV_OVERRIDES if environ.get(var)}
+    """The LF_* overrides that are set in ``environ`` (default: the environment now), name -> value."""
+    return Models.read(environ).overrides()
 
 
 def calibration_path(project_path: Union[str, Path]) -> Path:
@@ -451,7 +446,7 @@ def load_project(path: Union[str, Path], environ: Optional[Mapping[str, str]] = 
     """The one way from a project YAML to settings, for every entry point (backend, ``run``,
     ``predict``, ``import``, ``identify``, ``up``): the YAML, validated (errors name the file and
     the field), with the thresholds of its calibration file (``with_calibration``), then the LF_*
-    overrides set in ``environ`` (default ``os.environ``) on its providers, validated again (errors
+    overrides set in ``environ`` (default: the environment now) on its providers, validated again (errors
     name the variables)."""
     path = Path(path)
     cfg = with_calibration(parse_project(_read_yaml(path), str(path)), path)
@@ -465,68 +460,3 @@ def load_project(path: Union[str, Path], environ: Optional[Mapping[str, str]] = 
     return parse_project(data, f"{path} with {', '.join(sorted(overrides))} from the environment")
 
 
-TORCH_GROUNDERS = ("owlv2", "grounding-dino", "sam3", "student", "falcon")
-
-
-def dtype_choices(cfg: ProjectConfig) -> dict:
-    """role -> ``pipeline.hardware.DtypeChoice`` (dtype and reason) of each torch model this project runs, on
-    this machine, for its ``dtype`` setting and device: the VLM when in-process, the grounder (Falcon only on
-    its torch path; a student only on CUDA, where ultralytics runs it in fp16), the segmenter, and the CLIP
-    embedder (on the CPU) when identify is on."""
-    from pipeline.hardware import DtypeChoice, choose_dtype
-    from pipeline.providers.base import resolve_device
-    p, st = cfg.providers, cfg.stages
-    roles = {}
-    if p.vlm.kind == "transformers" and (st.filter or st.verify):
-        roles["vlm"] = p.vlm
-    g = p.grounder
-    if st.ground and g.kind in TORCH_GROUNDERS:
-        if g.kind == "falcon":
-            from pipeline.providers.falcon import choose_backend
-            if choose_backend(g.backend) == "torch":
-                roles["grounder"] = g
-        elif g.kind != "student" or resolve_device(g.device).startswith("cuda"):
-            roles["grounder"] = g
-    roles["segmenter"] = p.segmenter
-    if st.identify:
-        roles["identify"] = p.identify
-    out = {role: choose_dtype(resolve_device(getattr(prov, "device", "cpu")), prov.dtype)
-           for role, prov in roles.items()}
-    if "grounder" in out and g.kind == "student":
-        from pipeline.distill.yolo import torch_device
-        from pipeline.providers.student import student_dtype
-        out["grounder"] = DtypeChoice(student_dtype(torch_device(g.device), g.dtype),
-                                      "ultralytics: half precision on CUDA unless the setting says fp32")
-    return out
-
-
-def resolved_dtypes(cfg: ProjectConfig) -> dict[str, str]:
-    """role -> fp32 / bf16 / fp16 (``dtype_choices`` without the reasons)."""
-    return {role: c.dtype for role, c in dtype_choices(cfg).items()}
-
-
-def precision_tag(cfg: ProjectConfig) -> str:
-    """``""`` when every torch model of the project runs in fp32 here, else ``-bf16`` (``-bf16+fp16``, ...)."""
-    reduced = sorted(set(resolved_dtypes(cfg).values()) - {"fp32"})
-    return "-" + "+".join(reduced) if reduced else ""
-
-
-def model_version(cfg: Optional[ProjectConfig], index_version: Optional[int] = None) -> str:
-    """The ``model_version`` of every prediction label-factory writes (backend, ``predict``, ``run``)
-    and reports to Label Studio: ``<project_name>-<fingerprint>-<vlm kind>+<grounder kind>`` of the
-    resolved config (``+route-student-<weights hash>`` when the student goes first), ``-bf16``
-    (``precision_tag``) when its torch models run in reduced precision on this
-    machine, then ``+identify-v<N>`` when the predictions name boxes from version N of a reference index
-    (``cfg`` None: the stand-alone identify backend, ``identify-v<N>`` alone).
-    Equal versions mean the same predictions, so a task that has one is not predicted again."""
-    parts = []
-    if cfg is not None:
-        p = cfg.providers
-        route = f"+route-{cfg.route.identity()}" if cfg.route is not None else ""
-        parts.append(f"{cfg.project_name}-{cfg.fingerprint()}-{p.vlm.kind}+{p.grounder.identity()}{route}"
-                     f"{precision_tag(cfg)}")
-    if index_version is not None:
-        parts.append(f"identify-v{index_version}")
-    if not parts:
-        raise ValueError("model_version needs a project config or an index version")
-    return "+".join(parts)

@@ -1,42 +1,12 @@
 """``Detections`` -> COCO: pixel xyxy in the EXIF-corrected image <-> COCO ``[x, y, w, h]`` in pixels,
 and a COCO dataset builder. A box with a mask gets its ``segmentation`` as COCO RLE (pycocotools) and
 the mask's pixel count as its ``area``.
-
-Label Studio results and coordinates live in ``pipeline.labelstudio``; ``xyxy_to_ls``, ``ls_to_xyxy``
-and ``ls_results`` here are its rectangle converters under their old names, for code written before it
-(``ls_to_xyxy`` now takes rotated rectangles: their enclosing box)."""
+Label Studio results and coordinates are the Label Studio layer's (``pipeline.labelstudio``)."""
 from __future__ import annotations
-
-from typing import Mapping, Optional
-from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
 from pipeline.detections import Detections
-from pipeline.labelstudio.coords import rect_to_xyxy as ls_to_xyxy  # noqa: F401 - the old name
-from pipeline.labelstudio.coords import xyxy_to_rect as xyxy_to_ls  # noqa: F401 - the old name
-
-
-def ls_results(dets: Detections, width: int, height: int, from_name: str, to_name: str,
-               label_map: Optional[Mapping[str, str]] = None) -> list[dict]:
-    """Kept boxes as ``rectanglelabels`` results of ``<RectangleLabels name=from_name toName=to_name>``
-    (``pipeline.labelstudio.Layout`` for a real labeling config). ``label_map``: pipeline label -> config
-    label; a box whose label is not in it is left out. Without a map labels pass unchanged."""
-    from label_studio_sdk.label_interface import LabelInterface
-
-    from pipeline.labelstudio import Layout
-    active = [str(lab) for lab in dets.labels[dets.active_index()]]
-    label_map = dict(label_map) if label_map is not None else {lab: lab for lab in active}
-    keep = np.array([str(lab) in label_map for lab in dets.labels]) & dets.kept
-    if not keep.any():
-        return []
-    mapped = dets[np.flatnonzero(keep)]
-    mapped.relabel([label_map[str(lab)] for lab in mapped.labels])
-    labels = "".join(f"<Label value={quoteattr(v)}/>" for v in dict.fromkeys(label_map.values()))
-    layout = Layout.from_config(LabelInterface(
-        config=f"<View><Image name={quoteattr(to_name)} value=\"$image\"/><RectangleLabels name={quoteattr(from_name)} "
-               f"toName={quoteattr(to_name)}>{labels}</RectangleLabels></View>"))
-    return layout.results(mapped, width, height)[0]
 
 
 def xyxy_to_coco(xyxy) -> list[float]:

@@ -176,7 +176,7 @@ def owlv2_flops(conf: dict) -> Optional[float]:
 def estimate(cfg: ProjectConfig, image_size: tuple[int, int] = REFERENCE_PHOTO, gflops: Optional[float] = None,
              boxes: int = BOXES) -> Estimate:
     """Expected seconds per stage for one ``image_size`` photo with this project's models and budgets."""
-    from pipeline.config import resolved_dtypes
+    from pipeline.model_version import resolved_dtypes
     from pipeline.providers.base import resolve_device
     from pipeline.providers.falcon import default_max_dimension, on_gpu
     st, prov, bud = cfg.stages, cfg.providers, cfg.budgets

@@ -1,7 +1,7 @@
 """One request's time budget, shared by everything the request calls.
 
 Label Studio waits 100 s for ``/predict`` and then shows a bare timeout. So the backend gives each
-request a total deadline below that (``PREDICT_DEADLINE``, see ``backends.autolabel.runner``) and
+request a total deadline below that (``PREDICT_DEADLINE``, see ``pipeline.predict.runner``) and
 every blocking step of the request asks how much of it is left: image downloads, the wait for a
 model slot, each VLM call and its retries. When it runs out, the step raises ``DeadlineExceeded``
 whose message names the budget, so the task's error says why instead of Label Studio timing out.

@@ -16,7 +16,8 @@ def report(project_path: str) -> dict:
     import torch
 
     from pipeline import cost, hardware
-    from pipeline.config import dtype_choices, load_project, model_version
+    from pipeline.config import load_project
+    from pipeline.model_version import dtype_choices, model_version
     cfg = load_project(project_path)
     m = hardware.machine()
     choices = dtype_choices(cfg)

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from pipeline.process_cache import ProcessCache
+from pipeline.settings import DTYPE_SETTINGS, Models
 
 log = logging.getLogger(__name__)
 
-DTYPES = ("fp32", "bf16", "fp16")
-DTYPE_SETTINGS = ("auto",) + DTYPES
+DTYPES = DTYPE_SETTINGS[1:]  # ("fp32", "bf16", "fp16"); DTYPE_SETTINGS adds "auto"
 TORCH_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 INTERESTING_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
@@ -237,9 +237,9 @@ def choose_dtype(device: str, requested: Optional[str] = "auto", *, machine_info
     environment to decide for (tests); the defaults are this machine's, and only then is the choice
     cached and logged."""
     requested = (requested or "auto").lower()
-    env = os.environ if environ is None else environ
-    if requested == "auto" and (env.get("LF_DTYPE") or "auto").strip().lower() != "auto":
-        requested, source = env["LF_DTYPE"].strip().lower(), "LF_DTYPE"
+    lf_dtype = Models.read(environ).dtype
+    if requested == "auto" and lf_dtype != "auto":
+        requested, source = lf_dtype, "LF_DTYPE"
     else:
         source = "the setting"
     if requested not in DTYPE_SETTINGS:

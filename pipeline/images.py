@@ -3,8 +3,12 @@
 * ``open_image``: full-resolution RGB (EXIF orientation applied; decompression bombs and broken files
   refused), for callers that keep or hash the pixels (importer, identify references).
 * ``open_photo``: the same checks, decoded at the working resolution (``Photo``); what the pipeline runs on.
-* ``Photo.view(max_pixels)``: the whole image at most ``max_pixels`` (a ``View``), which maps boxes, points
-  and masks between its pixels and the original's exactly.
+  Above it a JPEG is decoded reduced by libjpeg and a PNG a band of rows at a time (``png_bands``); any other
+  image above it is refused, since decoding it whole would hold the full-size pixels several times over.
+* ``Photo.view(max_pixels, square)``: the whole image at most ``max_pixels`` (a ``View``; ``square``: counted
+  as the square of its longest side, for models that pad to one), which maps boxes, points and masks between
+  its pixels and the original's exactly.
+* ``refuse_thin``: an image thinner than the project allows (``budgets.max_aspect_ratio``) is refused.
 
 Geometry: a working image decoded at 1/f (JPEG DCT scaling, or ``Image.reduce``) has pixel i covering
 original pixels [f*i, f*(i+1)), so x_original = f * x_working exactly (the last pixel may be partial);
@@ -21,7 +25,9 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin
+
+from pipeline import png_bands
 
 # Pillow's own default warns at ~89 MP and errors at 2x that; we refuse above this outright.
 MAX_PIXELS = 80_000_000
@@ -34,14 +40,39 @@ class ImageLoadError(ValueError):
     """An image that cannot be used; the message says why (for logs, run records, responses)."""
 
 
-def fit_size(width: float, height: float, max_pixels: Optional[int]) -> tuple[int, int]:
+class ImageShapeError(ImageLoadError):
+    """An image too thin for the project's models (``budgets.max_aspect_ratio``)."""
+
+
+def fit_size(width: float, height: float, max_pixels: Optional[int], square: bool = False) -> tuple[int, int]:
     """The size to downscale ``width`` x ``height`` to so it has at most ``max_pixels`` (aspect kept);
-    the size itself (rounded) when it already fits or there is no budget."""
+    the size itself (rounded) when it already fits or there is no budget.
+
+    ``square``: for a model that pads (or stretches) its input to a square of the longest side, the budget
+    counts that square, ``max(w, h)**2``, which for a thin image is far more than ``w * h``."""
     w, h = max(1, round(width)), max(1, round(height))
-    if not max_pixels or w * h <= max_pixels:
+    counted = max(w, h) ** 2 if square else w * h
+    if not max_pixels or counted <= max_pixels:
         return w, h
-    k = math.sqrt(max_pixels / (width * height))
+    k = math.sqrt(max_pixels) / max(width, height) if square else math.sqrt(max_pixels / (width * height))
     return max(1, math.floor(width * k)), max(1, math.floor(height * k))
+
+
+def aspect_ratio(width: int, height: int) -> float:
+    """The longest side over the shortest (1 for a square)."""
+    return max(width, height) / max(1, min(width, height))
+
+
+def refuse_thin(width: int, height: int, max_ratio: Optional[float]) -> None:
+    """Raise ``ImageShapeError`` when ``width`` x ``height`` is thinner than ``max_ratio``:1 (None: any)."""
+    ratio = aspect_ratio(width, height)
+    if max_ratio is not None and ratio > max_ratio:
+        side = max(width, height)
+        raise ImageShapeError(
+            f"{width}x{height} image: aspect ratio {ratio:.0f}:1 is beyond budgets.max_aspect_ratio "
+            f"({max_ratio:g}:1): the models see it as a sliver (OWLv2 and SAM pad it to a {side}x{side} square, "
+            f"Qwen2.5-VL refuses beyond 200:1); cut it into pieces of at most {max_ratio:g}:1, or raise "
+            "budgets.max_aspect_ratio in the project YAML")
 
 
 def reduction_for(width: int, height: int, working_pixels: Optional[int]) -> int:
@@ -65,7 +96,7 @@ class Photo:
     width: int
     height: int
     scale: int = 1
-    _views: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # max_pixels -> View
+    _views: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (budget, square) -> View
 
     @property
     def size(self) -> tuple[int, int]:
@@ -80,15 +111,17 @@ class Photo:
             return photo
         return cls(photo.pixels.reduce(f), photo.width, photo.height, photo.scale * f)
 
-    def view(self, max_pixels: Optional[int]) -> "View":
-        """The whole image with at most ``max_pixels``, and the way back to original pixels (made once per
+    def view(self, max_pixels: Optional[int], square: bool = False) -> "View":
+        """The whole image with at most ``max_pixels`` (``square``: its longest side squared at most, for a
+        model that pads to a square, see ``fit_size``), and the way back to original pixels (made once per
         budget: the grounder and the segmenter look at the same view)."""
-        if max_pixels not in self._views:
+        key = (max_pixels, square)
+        if key not in self._views:
             w, h = self.pixels.size
-            size = fit_size(w, h, max_pixels)
+            size = fit_size(w, h, max_pixels, square)
             im = self.pixels if size == (w, h) else self.pixels.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
-            self._views[max_pixels] = View(im, self.scale * w / size[0], self.scale * h / size[1], self.size)
-        return self._views[max_pixels]
+            self._views[key] = View(im, self.scale * w / size[0], self.scale * h / size[1], self.size)
+        return self._views[key]
 
     def region(self, box: tuple[int, int, int, int], max_pixels: Optional[int] = None) -> Image.Image:
         """Original-pixel ``box`` (l, t, r, b) cut from the working pixels, at most ``max_pixels``.
@@ -163,10 +196,22 @@ def _decode(source, max_pixels: int, working_pixels: Optional[int]) -> Photo:
                                      "(decompression bomb?)")
             f = reduction_for(w, h, working_pixels)
             drafted = 1
-            if f > 1 and im.format == "JPEG":
+            if f > 1 and isinstance(im, JpegImagePlugin.JpegImageFile):  # JPEG, and MPO (camera JPEGs)
                 # libjpeg decodes at 1/f directly: the full-size pixels are never held
                 res = im.draft(None, (w // f, h // f))
                 drafted = round(w / res[1][2]) if res else 1
+            elif f > 1:  # a PNG a band of rows at a time, each reduced by f as it comes
+                banded = png_bands.decode_reduced(data, f) if im.format == "PNG" else None
+                if banded is None:
+                    raise ImageLoadError(
+                        f"{name}: {w}x{h} {im.format} image above the working resolution (budgets.decode_pixels "
+                        f"= {working_pixels:,} pixels): only JPEG and 8-bit non-interlaced PNG are decoded at a "
+                        f"reduced size, and decoding this whole would hold several full-size copies; convert it to "
+                        f"JPEG or PNG, or raise budgets.decode_pixels in the project YAML")
+                im, exif = banded
+                drafted = f
+                if exif:
+                    im.info["exif"] = exif
             im.load()
             orientation = im.getexif().get(0x0112, 1)
             original = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # exif_transpose swaps these

@@ -11,7 +11,9 @@ none. Concurrent first callers of one key wait on that key's lock, so two thread
 same weights twice; different keys load in parallel. A ``load`` that raises stores nothing: the
 error reaches the caller and the next caller tries again. ``fresh(value)`` (optional) says whether
 a stored value is still good (e.g. the file it came from has not changed); a stale one is loaded
-again under the key's lock.
+again under the key's lock. ``wait`` (seconds, optional) bounds how long the caller waits: the load
+then runs in a thread of its own and, when the wait runs out, the caller gets ``StillLoading`` while
+the load goes on; a later ``get`` of that key waits for the same load (or takes its value).
 
 Fork: a child keeps the parent's values (weights loaded before a fork are shared copy-on-write) but
 gets new locks, so a lock a parent thread held at fork time cannot block the child forever.
@@ -20,14 +22,21 @@ Not here: size bounds or eviction (values live until ``pop`` or ``clear``, which
 per-request or per-image memos (those stay with their owner, e.g. SAM's image embeddings)."""
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import weakref
+from concurrent import futures
+from concurrent.futures import Future
 from typing import Callable, Generic, Hashable, Optional, TypeVar
 
 V = TypeVar("V")
 _MISSING = object()
 _caches: "weakref.WeakSet[ProcessCache]" = weakref.WeakSet()
+
+
+class StillLoading(TimeoutError):
+    """``get(..., wait=)`` gave up waiting; the load goes on in its own thread."""
 
 
 class ProcessCache(Generic[V]):
@@ -41,12 +50,43 @@ class ProcessCache(Generic[V]):
     def _new_locks(self) -> None:
         self._lock = threading.Lock()  # guards the dicts only; never held while loading
         self._key_locks: dict[Hashable, threading.Lock] = {}
+        self._loads: dict[Hashable, Future] = {}  # the running load of each key that ``get(wait=)`` started
 
-    def get(self, key: Hashable, load: Callable[[], V], fresh: Optional[Callable[[V], bool]] = None) -> V:
-        """The value under ``key``, loaded by ``load()`` once (again when ``fresh(value)`` is False)."""
+    def get(self, key: Hashable, load: Callable[[], V], fresh: Optional[Callable[[V], bool]] = None,
+            wait: Optional[float] = None) -> V:
+        """The value under ``key``, loaded by ``load()`` once (again when ``fresh(value)`` is False).
+        ``wait``: give up after that many seconds (StillLoading) and leave the load running."""
         value = self._values.get(key, _MISSING)
         if value is not _MISSING and (fresh is None or fresh(value)):
             return value
+        if wait is not None:
+            return self._wait_for(key, load, fresh, wait)
+        return self._load(key, load, fresh)
+
+    def _wait_for(self, key: Hashable, load: Callable[[], V], fresh, wait: float) -> V:
+        with self._lock:
+            job = self._loads.get(key)
+            if job is None:
+                job = self._loads[key] = Future()
+                # a new, empty context: the load belongs to no request (none of its deadline, say)
+                threading.Thread(target=contextvars.Context().run, args=(self._run_load, key, load, fresh, job),
+                                 name=f"load {self.name}", daemon=True).start()
+        done, _ = futures.wait([job], timeout=max(0.0, wait))
+        if not done:
+            raise StillLoading(f"{self.name}: {key!r} still loading after {wait:g} s")
+        return job.result()
+
+    def _run_load(self, key: Hashable, load: Callable[[], V], fresh, job: Future) -> None:
+        try:
+            job.set_result(self._load(key, load, fresh))
+        except BaseException as e:  # noqa: BLE001 - handed to every caller waiting for this load
+            job.set_exception(e)
+        finally:
+            with self._lock:
+                if self._loads.get(key) is job:
+                    del self._loads[key]
+
+    def _load(self, key: Hashable, load: Callable[[], V], fresh) -> V:
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
             generation = self._generation
@@ -89,6 +129,7 @@ class ProcessCache(Generic[V]):
         with self._lock:
             self._values.clear()
             self._key_locks.clear()
+            self._loads.clear()
             self._generation += 1
 
     def __repr__(self) -> str:

@@ -2,8 +2,9 @@
 
 Each stage hands its model at most its pixel budget (``budgets`` in the project YAML): the filter a
 downscaled view of the whole image, the grounder, the "find similar" finder and the segmenter another
-(``ground_pixels``), verify each crop.  Boxes, points and masks are always in pixels of the ORIGINAL
-image: what a model answers about its view is mapped back exactly (``pipeline.images.View``)."""
+(``ground_pixels``, counted as the square of the longest side for a model that pads to a square), verify
+each crop.  Boxes, points and masks are always in pixels of the ORIGINAL image: what a model answers about
+its view is mapped back exactly (``pipeline.images.View``)."""
 from __future__ import annotations
 
 import logging
@@ -32,6 +33,12 @@ def filter_image(vlm: VLM, image: AnyImage, question: str, threshold: float,
     return ans.p_yes >= threshold, ans
 
 
+def _view(image: AnyImage, max_pixels: Optional[int], model) -> View:
+    """The view ``model`` gets: at most ``max_pixels``, counted as the square of the longest side for a model
+    that pads to a square (``square_input``: OWLv2 would otherwise pad a 4000 x 27 strip to 4000 x 4000)."""
+    return Photo.of(image).view(max_pixels, square=getattr(model, "square_input", False))
+
+
 def from_view(dets: Detections, view: View) -> Detections:
     """Detections a model found in ``view`` -> the same boxes (and masks) in original pixels."""
     if view.identity or not len(dets):
@@ -49,7 +56,7 @@ def ground(grounder: Grounder, image: AnyImage, query_labels: Mapping[str, str],
     each box's mask too; other grounders' boxes get theirs in the segment stage.  The grounder sees a
     view of at most ``max_pixels``."""
     queries = list(query_labels)
-    view = Photo.of(image).view(max_pixels)
+    view = _view(image, max_pixels, grounder)
     dets = grounder.segment(view.image, queries) if masks and grounder.gives_masks \
         else grounder.boxes(view.image, queries)
     dets = from_view(dets, view)
@@ -65,7 +72,7 @@ def similar(finder: Grounder, image: AnyImage, example_xyxy, label: str, th: Thr
     ``label``, thresholded, NMS'd and capped like grounded boxes. The example itself (a box overlapping
     it by more than ``nms_iou``) is dropped: the person already has it.  The finder sees a view of at
     most ``max_pixels``."""
-    view = Photo.of(image).view(max_pixels)
+    view = _view(image, max_pixels, finder)
     dets = from_view(finder.similar(view.image, view.boxes_in(example_xyxy)[0]), view)
     if not len(dets):
         return dets
@@ -133,7 +140,7 @@ def masks_for_boxes(segmenter: Segmenter, image: AnyImage, xyxy, max_pixels: Opt
                     ) -> tuple[list[dict], np.ndarray]:
     """The segmenter's mask for each original-pixel box, asked on a view of <= max_pixels: the masks as
     RLE at the original size (one full-size plane at a time) and the (N, 4) original-pixel box of each."""
-    view = Photo.of(image).view(max_pixels)
+    view = _view(image, max_pixels, segmenter)
     found = segmenter.masks_for_boxes(view.image, view.boxes_in(xyxy))
     boxes = view.boxes_out([mask_box(m) for m in found]) if len(found) else np.zeros((0, 4))
     return [encode_mask(view.mask_out(m)) for m in found], boxes
@@ -143,7 +150,7 @@ def mask_for_points(segmenter: Segmenter, image: AnyImage, points, positive, max
                     ) -> tuple[Optional[dict], np.ndarray]:
     """The one object under the clicks (original pixels), asked on a view of <= max_pixels: its mask as RLE
     at the original size (None when empty) and its original-pixel box."""
-    view = Photo.of(image).view(max_pixels)
+    view = _view(image, max_pixels, segmenter)
     mask, _quality = segmenter.mask_for_points(view.image, view.points_in(points), positive)
     if not np.asarray(mask).any():
         return None, np.zeros(4)

@@ -1,4 +1,4 @@
-"""A fake of the slice of label_studio_sdk.LabelStudio the predict jobs use (backends/autolabel/batch.py,
+"""A fake of the slice of label_studio_sdk.LabelStudio the predict jobs use (pipeline/predict/job.py,
 ray_job.py, writer.py), for the fast tests: tasks listed page by page with the predictions stored on them,
 bulk and single prediction writes that can fail the ways Label Studio's do, and the project's model_version.
 The slow tests run the same code against a real Label Studio."""
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from backends.autolabel.runner import TaskOutcome
+from pipeline.predict.runner import TaskOutcome
 
 
 class ApiError(Exception):

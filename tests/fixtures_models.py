@@ -41,3 +41,10 @@ def tiny_sam2_dir(model_dir):
 def tiny_sam3_dir(model_dir):
     from pipeline.tiny.sam import build_sam3
     return build_sam3(model_dir / "sam3")
+
+
+@pytest.fixture(scope="session")
+def tiny_owlv2_960_dir(model_dir):
+    """Tiny OWLv2 weights behind the real 960 px image processor (padding and resizing at real cost)."""
+    from pipeline.tiny.detectors import build_owlv2
+    return build_owlv2(model_dir / "owlv2-960", shape="tiny-960")

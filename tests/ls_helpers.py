@@ -15,7 +15,7 @@ import requests
 import yaml
 from PIL import Image, ImageDraw
 
-from pipeline import lsapi
+from pipeline.labelstudio import lsapi
 from pipeline.stack.processes import Service, free_port
 
 REPO = Path(__file__).resolve().parents[1]

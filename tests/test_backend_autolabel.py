@@ -14,17 +14,18 @@ import yaml
 from label_studio_sdk.label_interface import LabelInterface
 from PIL import Image, ImageDraw, ImageFile
 
-from backends.autolabel import project_version, runner
 from backends.autolabel.model import AutoLabelModel
 from backends.base import init_app
-from backends.identify import model as idmodel
-from backends.images import HostPolicy, ImageRefused, fetch_image
+from pipeline.cascade import Pipeline
 from pipeline.config import parse_project
 from pipeline.identify.index import UNKNOWN, Match
 from pipeline.images import ImageLoadError
-from pipeline.labelconfig import labeling_config
-from pipeline.pipeline import Pipeline
+from pipeline.labelstudio import versions as project_version
+from pipeline.labelstudio.labeling_config import labeling_config
+from pipeline.labelstudio.media import HostPolicy, ImageRefused, fetch_image
+from pipeline.predict import runner
 from pipeline.providers.base import YesNo
+from pipeline.references import service as idservice
 from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, SilentServer, held, jpeg_bytes
 from tests.ls_helpers import assert_valid_prediction
 
@@ -304,6 +305,23 @@ def test_model_errors_are_isolated_too(backend, ls_files):
     assert body["errors"] == [{"task": 1, "reason": "RuntimeError: CUDA out of memory (pretend)"}]
 
 
+def test_a_too_thin_image_fails_its_task_only_with_the_reason(backend, ls_files, caplog):
+    """A 4000x27 strip (148:1, beyond budgets.max_aspect_ratio) is refused before any model, the reason in the
+    response and the log; the ordinary photo in the same request is answered."""
+    client, config, vlm, grounder = backend()
+    ls_files.files["/data/upload/5/strip.jpg"] = jpeg_bytes((4000, 27))
+    ls_files.files["/data/upload/5/ok.jpg"] = jpeg_bytes((64, 48))
+    with caplog.at_level(logging.WARNING):
+        body = _predict(client, config, [{"id": 1, "data": {"image": "/data/upload/5/strip.jpg"}},
+                                         {"id": 2, "data": {"image": "/data/upload/5/ok.jpg"}}])
+    assert body["results"][0] == [] and body["results"][1]["result"]
+    (error,) = body["errors"]
+    assert error["task"] == 1 and error["reason"].startswith(
+        "ImageShapeError: 4000x27 image: aspect ratio 148:1 is beyond budgets.max_aspect_ratio (20:1)")
+    assert "task 1: no prediction: ImageShapeError" in caplog.text
+    assert grounder.sizes == [(64, 48)] and len(vlm.questions) == 1 + 3  # the photo's filter and its 3 boxes
+
+
 def test_filtered_out_image_is_an_empty_prediction_not_an_error(backend, ls_files):
     client, config, vlm, grounder = backend(vlm=KnownVLM(0.1))
     ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
@@ -357,6 +375,98 @@ def test_a_slow_image_holds_no_model_slot(backend, ls_files, monkeypatch):
     assert bodies["slow"]["results"][0]["result"] and len(vlm.questions) == 2 * asked_for_one
 
 
+def test_requests_waiting_for_their_images_turn_no_other_predict_away(backend, ls_files, monkeypatch):
+    """Six requests whose images drip in (the old in-flight limit of the default THREADS): an ordinary
+    /predict is still served at once, by the default gunicorn settings."""
+    import importlib
+
+    from backends import gunicorn_conf
+    from backends.base.api import on_worker_start
+    for k in ("THREADS", "PREDICT_MAX_REQUESTS", "PREDICT_SLOT_WAIT"):
+        monkeypatch.delenv(k, raising=False)
+    threads = importlib.reload(gunicorn_conf).threads
+    backend()  # the project, its providers and the environment
+    app = init_app(AutoLabelModel)
+    on_worker_start(app, threads=threads, warm_up=False)
+    config = labeling_config(parse_project(PROJECT))
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
+    asked, release = threading.Semaphore(0), threading.Event()
+    ls_files.files["/data/upload/5/slow.jpg"] = held(jpeg_bytes(color=(30, 200, 30)),
+                                                     lambda: (asked.release(), release.wait(60)))
+    answers = []
+
+    def run(url):
+        answers.append(app.test_client().post("/predict", json={"tasks": [{"id": 1, "data": {"image": url}}],
+                                                                "project": "5.1", "label_config": config}))
+
+    dripping = [threading.Thread(target=run, args=("/data/upload/5/slow.jpg",)) for _ in range(6)]
+    for t in dripping:
+        t.start()
+    try:
+        for _ in dripping:
+            assert asked.acquire(timeout=10)
+        t0 = time.monotonic()
+        r = app.test_client().post("/predict", json={"tasks": [{"id": 2, "data": {"image": "/data/upload/5/a.jpg"}}],
+                                                     "project": "5.1", "label_config": config})
+        assert r.status_code == 200, r.json
+        assert r.json["results"][0]["result"] and time.monotonic() - t0 < 5
+    finally:
+        release.set()
+        for t in dripping:
+            t.join(30)
+    assert [a.status_code for a in answers] == [200] * 6
+
+
+class GateVLM(KnownVLM):
+    """Answers once ``gate`` is set; ``asked`` counts the questions that began."""
+
+    def __init__(self):
+        super().__init__(0.9)
+        self.gate, self.asked = threading.Event(), threading.Semaphore(0)
+
+    def yes_probability(self, image, question):
+        self.asked.release()
+        assert self.gate.wait(60)
+        return super().yes_probability(image, question)
+
+
+def test_a_predict_with_no_model_slot_within_the_slot_wait_is_503_and_the_deadline_still_counts(
+        backend, ls_files, monkeypatch):
+    monkeypatch.setenv("PREDICT_CONCURRENCY", "1")
+    vlm = GateVLM()
+    client, config, _, _ = backend(project={**PROJECT, "stages": {"filter": True, "ground": False, "verify": False}},
+                                   vlm=vlm)
+    for name in ("a", "b", "c"):
+        ls_files.files[f"/data/upload/5/{name}.jpg"] = jpeg_bytes(color=(10, 20, ord(name)))
+    first = {}
+    holder = threading.Thread(target=lambda: first.update(r=_predict(init_app(AutoLabelModel).test_client(), config, [
+        {"id": 1, "data": {"image": "/data/upload/5/a.jpg"}}])))
+    holder.start()  # its task holds the only model slot until the gate opens
+    try:
+        assert vlm.asked.acquire(timeout=10)
+        two = [{"id": i, "data": {"image": f"/data/upload/5/{n}.jpg"}} for i, n in ((2, "b"), (3, "c"))]
+        monkeypatch.setenv("PREDICT_SLOT_WAIT", "0.5")
+        t0 = time.monotonic()
+        r = client.post("/predict", json={"tasks": two, "project": "5.1", "label_config": config})
+        took = time.monotonic() - t0
+        # the request is turned away as a whole, not answered with an error per task
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.get_data(as_text=True)
+        assert r.json["detail"].startswith("this backend worker is busy: no model slot came free within 0.5 s")
+        assert 0.5 <= took < 5
+        # a PREDICT_DEADLINE shorter than the slot wait ends the wait as before: an error per task
+        monkeypatch.setenv("PREDICT_SLOT_WAIT", "30")
+        monkeypatch.setenv("PREDICT_DEADLINE", "1")
+        body = _predict(client, config, two)
+        assert body["results"] == [[], []]
+        assert "1 s deadline (PREDICT_DEADLINE; Label Studio waits 100 s) ran out while waiting for a model slot" \
+            in body["errors"][0]["reason"]
+        assert "ran out before the image was downloaded" in body["errors"][1]["reason"]  # one task at a time
+    finally:
+        vlm.gate.set()
+        holder.join(30)
+    assert first["r"]["results"][0]["score"] is not None
+
+
 def test_a_vlm_that_never_answers_is_cut_by_the_request_deadline(backend, ls_files, monkeypatch):
     from pipeline.providers.openai_vlm import OpenAIVLM
 
@@ -377,6 +487,62 @@ def test_a_vlm_that_never_answers_is_cut_by_the_request_deadline(backend, ls_fil
         assert "the request's 2 s deadline (PREDICT_DEADLINE; Label Studio waits 100 s) ran out" in err["reason"]
         assert silent.url in err["reason"]
     assert took < 12, took  # 2 s plus slack; 20 s and more without the deadline
+
+
+@pytest.fixture
+def brush(backend, ls_files):
+    """A brush project (its masks from providers.segmenter, facebook/sam-vit-base by default, which is not on
+    this machine) and three tasks; the registry is emptied before and after."""
+    from pipeline.providers import registry
+    registry.providers.clear()
+    client, config, _, _ = backend(label_config=labeling_config(parse_project(PROJECT), masks="brush"))
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
+    tasks = [{"id": i, "data": {"image": "/data/upload/5/a.jpg"}} for i in (1, 2, 3)]
+    yield client, config, tasks
+    registry.providers.clear()
+
+
+def _predict_fails(client, config, tasks) -> str:
+    r = client.post("/predict", json={"tasks": tasks, "project": "5.1700000000", "label_config": config})
+    assert r.status_code == 500, r.get_data(as_text=True)
+    assert "errors" not in r.json and "results" not in r.json  # the request failed, not its tasks one by one
+    return r.json["detail"]
+
+
+def test_a_model_that_is_not_on_the_machine_fails_the_request_at_once(brush):
+    detail = _predict_fails(*brush)
+    assert detail.startswith("ModelUnavailable: segmenter model 'facebook/sam-vit-base' is not on this machine")
+    assert "hf download facebook/sam-vit-base" in detail and "label-factory up --models tiny" in detail
+    assert "HF_HUB_OFFLINE" in detail and "image" not in detail
+
+
+def test_a_model_still_loading_at_the_deadline_fails_the_request_not_its_images(brush, monkeypatch):
+    """One model slot, three tasks, a segmenter whose load outlasts PREDICT_DEADLINE: the request answers when
+    the deadline runs out, saying the model was loading (not that a later task's image download ran out of
+    time), and the load goes on for the next request."""
+    from pipeline.providers import registry
+    from pipeline.providers.sam import SamSegmenter
+    from tests.fakes import ColourSegmenter
+    monkeypatch.setenv("PREDICT_DEADLINE", "2")
+    monkeypatch.setenv("PREDICT_CONCURRENCY", "1")
+    release = threading.Event()
+    monkeypatch.setattr(SamSegmenter, "from_config", classmethod(lambda cls, cfg: release.wait(20) and
+                                                                 ColourSegmenter()))
+    t0 = time.monotonic()
+    try:
+        detail = _predict_fails(*brush)
+        took = time.monotonic() - t0
+    finally:
+        release.set()
+    assert "the request's 2 s deadline (PREDICT_DEADLINE; Label Studio waits 100 s) ran out while the segmenter " \
+           "'facebook/sam-vit-base' was loading" in detail and "image" not in detail
+    assert took < 12, took  # 2 s plus slack; 20 s (the load) without the deadline
+    for _ in range(100):  # the load finishes in the background
+        if registry.providers.keys():
+            break
+        time.sleep(0.05)
+    client, config, tasks = brush
+    assert all(p["result"] for p in _predict(client, config, tasks)["results"])
 
 
 def test_allow_list_refuses_other_hosts(backend, ls_files, monkeypatch):
@@ -548,6 +714,46 @@ def test_project_from_extra_params_and_model_version(backend, tmp_path, ls_files
     assert v_new.startswith("drones-") and v_new != v_extra
 
 
+_NOT_A_NAME = "is not a file name: at most 255 characters, no control characters"
+_ONLY = "this backend reads only 'project' or 'project_config'"
+
+
+@pytest.mark.parametrize("extra, detail", [
+    ({"project": "x" * 10_000}, f"extra params: project '{'x' * 60}…' {_NOT_A_NAME}"),
+    ({"project": "drones\x00.yaml"}, f"extra params: project 'drones\\x00.yaml' {_NOT_A_NAME}"),
+    ({"project": "d" * 255}, f"extra params: no project '{'d' * 60}…' in PROJECTS_DIR"),  # 260 with .yaml: too long
+    ({"project": "nope"}, "extra params: no project 'nope' in PROJECTS_DIR"),  # where PROJECTS_DIR is stays unsaid
+    ({"projet": "drones"}, f"extra params: unknown key(s) 'projet'; {_ONLY}"),
+    ({"project": "drones", "threshold": 0.3}, f"extra params: unknown key(s) 'threshold'; {_ONLY}"),
+])
+def test_extra_params_it_cannot_use_are_refused_in_one_line_without_server_paths(backend, tmp_path, extra, detail):
+    client, config, _, _ = backend()
+    (tmp_path / "projects" / "drones.yaml").write_text(yaml.safe_dump({**PROJECT, "project_name": "drones"}))
+    good = client.post("/setup", json={"project": "9.1", "schema": config, "extra_params": {"project": "drones"}})
+    assert good.status_code == 200 and good.json["model_version"].startswith("drones-")
+    r = client.post("/setup", json={"project": "9.1", "schema": config, "extra_params": extra})
+    assert (r.status_code, r.json["result"]["error"], r.json["detail"]) == (422, "ExtraParamsError", detail)
+    # nothing refused was stored: the project keeps its YAML
+    r = client.post("/predict", json={"tasks": [], "project": "9.1", "label_config": config})
+    assert r.status_code == 200 and r.json["model_version"] == good.json["model_version"]
+
+
+def test_a_task_whose_data_is_not_an_object_fails_alone(backend, ls_files):
+    client, config, _, _ = backend()
+    ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes()
+    body = _predict(client, config, [{"id": 1, "data": "/data/upload/5/a.jpg"},
+                                     {"id": 2, "data": {"image": "/data/upload/5/a.jpg"}},
+                                     {"id": 3, "data": ["/data/upload/5/a.jpg"]}])
+    assert body["results"][0] == [] and body["results"][1]["result"] and body["results"][2] == []
+    assert body["errors"] == [{"task": 1, "reason": "task data must be a JSON object, got str"},
+                              {"task": 3, "reason": "task data must be a JSON object, got list"}]
+    # a request with nothing that can be answered is the request's fault
+    r = client.post("/predict", json={"tasks": [{"id": 4, "data": 7}, {"id": 5, "data": "x"}], "project": "5.1",
+                                      "label_config": config})
+    assert (r.status_code, r.json["detail"]) == (400, "task 4: task data must be a JSON object, got int (and 1 more "
+                                                      "task(s))")
+
+
 def test_misconfiguration_is_reported_as_json(backend, tmp_path, monkeypatch):
     client, config, _, _ = backend()
     monkeypatch.setenv("PROJECT_CONFIG", str(tmp_path / "nope.yaml"))
@@ -597,7 +803,7 @@ class FakeIdentifier:
 
 
 class FakeIdentifyService:
-    """backends.identify.model.IdentifyService's surface used by AutoLabelModel."""
+    """pipeline.references.service.IdentifyService's surface used by AutoLabelModel."""
 
     def __init__(self, answers=ANSWERS, version=3):
         self.answers, self.version = answers, version
@@ -625,7 +831,7 @@ class FakeIdentifyService:
 @pytest.fixture
 def identify_service(monkeypatch):
     svc = FakeIdentifyService()
-    monkeypatch.setattr(idmodel, "service", lambda: svc)
+    monkeypatch.setattr(idservice, "service", lambda: svc)
     return svc
 
 
@@ -633,11 +839,11 @@ def identify_service(monkeypatch):
 def _no_process_identify_service(monkeypatch):
     """Every test gets its own identify service (none leaks from another test's MODEL_DIR), and its
     journal thread stops with the test."""
-    idmodel.set_service(None)
+    idservice.set_service(None)
     yield
-    if isinstance(idmodel.loaded_service(), idmodel.IdentifyService):
-        idmodel.loaded_service().stop()
-    idmodel.set_service(None)
+    if isinstance(idservice.loaded_service(), idservice.IdentifyService):
+        idservice.loaded_service().stop()
+    idservice.set_service(None)
 
 
 def _by_id(results):
@@ -759,8 +965,8 @@ def _png(im) -> bytes:
 
 def test_fit_through_webhook_updates_the_index_and_model_version(backend, ls_files, tmp_path, monkeypatch,
                                                                   clip_embedder):
-    from backends.identify.model import IdentifyService
-    from pipeline.convert import xyxy_to_ls
+    from pipeline.labelstudio.coords import xyxy_to_rect as xyxy_to_ls
+    from pipeline.references.service import IdentifyService
     from tests.identify_data import card, ls_rect, scene, webhook
 
     cards = [card(300 + i) for i in range(2)]
@@ -777,7 +983,7 @@ def test_fit_through_webhook_updates_the_index_and_model_version(backend, ls_fil
     ann = {"id": 77, "result": result}
     ls = FakeLabelStudio([])
     svc = IdentifyService(embedder=clip_embedder, model_dir=tmp_path / "model-dir", client_factory=lambda: ls)
-    monkeypatch.setattr(idmodel, "service", lambda: svc)
+    monkeypatch.setattr(idservice, "service", lambda: svc)
     qw, qh = query.size
     frac = (qbox[0] / qw, qbox[1] / qh, qbox[2] / qw, qbox[3] / qh, 0.9)
     project = {**IDENTIFY_PROJECT, "providers": {"identify": {"min_cosine": 0.5, "min_margin": 0.0}}}

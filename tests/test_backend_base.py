@@ -1,19 +1,21 @@
 """The label-studio-ml 2.x contract in backends/base: routes, auth, JSON errors, the per-project cache."""
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
+import time
 
 import pytest
 from semver import Version
 
 import backends.base.model as base_model
-from backends.base import ExtraParamsError, LabelConfigError, LabelStudioMLBase, ModelResponse, credentials, init_app
+from backends.base import ExtraParamsError, LabelConfigError, LabelStudioMLBase, ModelResponse, init_app
 from backends.base.api import on_worker_start, worker_of
 from backends.base.cache import SqliteCache, get_cache
 from pipeline.config import parse_project
-from pipeline.labelconfig import labeling_config
+from pipeline.labelstudio.labeling_config import labeling_config
 
 CONFIG = labeling_config(parse_project({"project_name": "t", "target_object": "stop sign", "label": "Stop Sign",
                                         "falcon_queries": {"Stop Sign": ["stop sign", "octagon"],
@@ -52,7 +54,8 @@ class BrokenModel(LabelStudioMLBase):
 @pytest.fixture(autouse=True)
 def _model_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "model-dir"))
-    for k in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"):
+    for k in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "PREDICT_CONCURRENCY",
+              "PREDICT_SLOT_WAIT", "PREDICT_MAX_REQUESTS"):
         monkeypatch.delenv(k, raising=False)
 
 
@@ -61,7 +64,8 @@ def test_health_metrics_and_predict_contract():
     assert c.get("/health").json == {"status": "UP", "model_class": "EchoModel"}
     assert c.get("/").json["status"] == "UP"
     assert c.get("/metrics").json["worker"]["predict"] == {"in_flight": 0, "limit": None, "served": 0,
-                                                           "refused_busy": 0}
+                                                           "refused_busy": 0, "slots": 4, "slots_busy": 0,
+                                                           "slots_waiting": 0, "slot_wait": 5.0}
     r = c.post("/predict", json={"tasks": [{"id": 1, "data": {"image": "x"}}, {"id": 2, "data": {"image": "y"}}],
                                  "project": "7.1712345678", "label_config": CONFIG,
                                  "params": {"login": None, "password": None, "context": {"result": []}}})
@@ -230,6 +234,34 @@ def test_errors_are_json_in_upstream_shape(path, method, body, status):
         assert "labeling config is not valid" in r.json["detail"] and r.json["result"]["error"] == "LabelConfigError"
 
 
+def _nested(depth: int) -> str:
+    """JSON text of ``depth`` lists, one inside the other."""
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("path", ["/setup", "/predict", "/webhook"])
+def test_deeply_nested_json_is_a_400_in_one_line(path):
+    c = init_app(EchoModel).test_client()
+    for depth in (50_000, 101):  # past the JSON decoder's own limit; parsed, but past ours
+        r = c.post(path, data='{"project": "1.1", "tasks": ' + _nested(depth) + "}", content_type="application/json")
+        assert r.status_code == 400, depth
+        assert r.json["detail"] == "the request body: lists and objects nested deeper than 100 levels"
+    # as deep as Label Studio's own payloads go, and then some: served
+    task = {"id": 1, "data": {"image": "x", "meta": json.loads(_nested(90))}}
+    r = c.post("/predict", json={"tasks": [task], "project": "1.1", "label_config": CONFIG})
+    assert r.status_code == 200 and len(r.json["results"]) == 1
+
+
+def test_deeply_nested_extra_params_are_refused_and_not_stored():
+    c = init_app(EchoModel).test_client()
+    c.post("/setup", json={"project": "2.1", "schema": CONFIG, "extra_params": {"flavour": "spicy"}})
+    for extra in (_nested(50_000), '{"flavour": ' + _nested(200) + "}"):  # Label Studio sends a JSON string
+        r = c.post("/setup", json={"project": "2.1", "schema": CONFIG, "extra_params": extra})
+        assert r.status_code == 422
+        assert r.json["detail"] == "the extra params: lists and objects nested deeper than 100 levels"
+    assert EchoModel(project_id="2").extra_params == {"flavour": "spicy"}
+
+
 def test_model_exception_is_500_without_traceback(caplog):
     c = init_app(BrokenModel).test_client()
     with caplog.at_level(logging.ERROR):
@@ -368,7 +400,8 @@ def test_predict_beyond_the_limit_is_503_and_health_stays_free(monkeypatch):
         assert r.json["status"] == 503 and "busy" in r.json["detail"] and r.json["result"] == {"retry_after": 5}
         assert c.get("/health").json["status"] == "UP"
         metrics = c.get("/metrics").json
-        assert metrics["worker"]["predict"] == {"in_flight": 2, "limit": 2, "served": 0, "refused_busy": 1}
+        assert metrics["worker"]["predict"] == {"in_flight": 2, "limit": 2, "served": 0, "refused_busy": 1,
+                                                "slots": 4, "slots_busy": 2, "slots_waiting": 0, "slot_wait": 5.0}
         assert metrics["index_lag"] == {"7": 3}  # the model class's own entries
         assert c.post("/setup", json={"project": "1.1", "schema": CONFIG}).status_code == 200
     finally:
@@ -380,6 +413,102 @@ def test_predict_beyond_the_limit_is_503_and_health_stays_free(monkeypatch):
     monkeypatch.setenv("PREDICT_MAX_REQUESTS", "7")
     on_worker_start(app, threads=4, warm_up=False)
     assert worker_of(app).predict_limit == 7
+
+
+class SlotModel(LabelStudioMLBase):
+    """An upstream-style model (the app holds its slot for the whole predict): records each task id as
+    its predict starts, then holds on until ``done`` is released once for it."""
+    started: list = []
+    done = threading.Semaphore(0)
+
+    def predict(self, tasks, context=None, **kwargs):
+        SlotModel.started.append(tasks[0]["id"])
+        assert SlotModel.done.acquire(timeout=30)
+        return [{"result": []} for _ in tasks]
+
+
+def _until(check, timeout=10.0):
+    end = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def test_predict_waits_its_turn_for_a_model_slot_then_is_503(monkeypatch):
+    monkeypatch.setenv("PREDICT_CONCURRENCY", "2")
+    monkeypatch.setenv("PREDICT_SLOT_WAIT", "10")
+    SlotModel.started, SlotModel.done = [], threading.Semaphore(0)
+    app = init_app(SlotModel)
+    on_worker_start(app, threads=16, warm_up=False)  # 14 /predict may be in progress: threads are not the bound here
+    c = app.test_client()
+    answers, senders = {}, []
+
+    def send(i):
+        answers[i] = app.test_client().post("/predict", json={"tasks": [{"id": i}], "project": "1.1"})
+
+    def slots():
+        return c.get("/metrics").json["worker"]["predict"]
+
+    try:
+        for i in (1, 2, 3, 4, 5):
+            senders.append(threading.Thread(target=send, args=(i,)))
+            senders[-1].start()
+            _until(lambda i=i: len(SlotModel.started) + slots()["slots_waiting"] == i)  # one at a time, in order
+        assert SlotModel.started == [1, 2] and not answers  # 3, 4 and 5 wait in line instead of a 503
+        assert slots()["in_flight"] == 5 and slots()["slots_busy"] == 2
+        assert c.get("/health").json["status"] == "UP"
+        assert c.post("/setup", json={"project": "1.1", "schema": CONFIG}).status_code == 200
+        # a slot that comes free goes to the longest waiter
+        SlotModel.done.release()
+        _until(lambda: len(SlotModel.started) == 3)
+        SlotModel.done.release()
+        _until(lambda: len(SlotModel.started) == 4)
+        assert SlotModel.started[2:] == [3, 4]
+        # a request that gets no slot within PREDICT_SLOT_WAIT is turned away, with a hint when to come back
+        monkeypatch.setenv("PREDICT_SLOT_WAIT", "0.5")
+        t0 = time.monotonic()
+        r = c.post("/predict", json={"tasks": [{"id": 6}], "project": "1.1"})
+        assert time.monotonic() - t0 >= 0.5
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5" and r.json["result"] == {"retry_after": 5}
+        assert r.json["detail"] == ("this backend worker is busy: no model slot came free within 0.5 s "
+                                    "(PREDICT_SLOT_WAIT; 2 slots, 1 more waiting); retry after 5 s")
+    finally:
+        for _ in range(5):
+            SlotModel.done.release()
+        for t in senders:
+            t.join(30)
+    assert 6 not in SlotModel.started and sorted(SlotModel.started) == [1, 2, 3, 4, 5]
+    assert {i: a.status_code for i, a in answers.items()} == {i: 200 for i in (1, 2, 3, 4, 5)}
+    assert slots() == {"in_flight": 0, "limit": 14, "served": 6, "refused_busy": 1, "slots": 2, "slots_busy": 0,
+                       "slots_waiting": 0, "slot_wait": 0.5}
+
+
+def test_model_slots_go_to_admitted_requests_first_then_first_come_first_served():
+    from backends.base.worker import ModelSlots, Worker
+    slots, worker, order = ModelSlots(1), Worker(), []
+
+    def wait_for_slot(name):
+        with slots.hold(timeout=10):
+            order.append(name)
+
+    def new_request(name):
+        with worker.admit():
+            wait_for_slot(name)
+
+    with worker.admit():
+        with slots.hold():  # this request is admitted and holds the only slot
+            waiters = []
+            for name in ("new-1", "new-2"):  # two other requests queue up, in this order
+                waiters.append(threading.Thread(target=new_request, args=(name,)))
+                waiters[-1].start()
+                _until(lambda n=len(waiters): slots.waiting == n)
+            # ... then a second task of the admitted request
+            waiters.append(threading.Thread(target=contextvars.copy_context().run, args=(wait_for_slot, "admitted")))
+            waiters[-1].start()
+            _until(lambda: slots.waiting == 3)
+        for t in waiters:
+            t.join(10)
+    assert order == ["admitted", "new-1", "new-2"]
 
 
 def test_health_says_loading_while_the_worker_warms_up():
@@ -431,6 +560,7 @@ def test_tokens_never_logged(caplog, monkeypatch):
 
 
 def test_legacy_and_jwt_token_headers(monkeypatch):
+    from pipeline.labelstudio import client as credentials
     monkeypatch.setenv("LABEL_STUDIO_URL", "http://ls.example:8080/")
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "abc123legacy")
     assert credentials.label_studio_url() == "http://ls.example:8080"
@@ -463,6 +593,29 @@ def test_label_studio_client_is_shared_and_a_failure_falls_back_to_the_key(monke
     assert built[1:] == [("http://127.0.0.1:8080/ls/", "expired")]  # tried once per model object
     monkeypatch.delenv("LABEL_STUDIO_API_KEY")
     assert LabelStudioMLBase(project_id="4").get_label_studio_access_token() == "" and len(built) == 2
+
+
+def test_label_studio_client_from_the_url_alone_as_upstream(monkeypatch):
+    """No key in the environment: as upstream's base, the SDK client is built from LABEL_STUDIO_URL alone (the
+    real SDK then uses the key it read when imported, or refuses) and kept; a model.py written for upstream
+    that asks for it gets it."""
+    built = []
+
+    class FakeClient:
+        def __init__(self, base_url, api_key=None):
+            built.append((base_url, api_key))
+
+    monkeypatch.setattr(base_model, "LabelStudio", FakeClient)
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:8080")
+    for var in ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN", "LABEL_STUDIO_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    m = LabelStudioMLBase(project_id="1")
+    first = m._get_label_studio_client()
+    assert isinstance(first, FakeClient) and m._get_label_studio_client() is first
+    assert LabelStudioMLBase(project_id="2")._get_label_studio_client() is first  # one per process
+    assert built == [("http://127.0.0.1:8080/", None)]
+    monkeypatch.delenv("LABEL_STUDIO_URL")
+    assert LabelStudioMLBase(project_id="3")._get_label_studio_client() is False  # no URL: none, as before
 
 
 def test_init_app_refuses_other_classes():

@@ -12,7 +12,7 @@ import requests
 import yaml
 
 from pipeline.config import load_project
-from pipeline.labelconfig import labeling_config
+from pipeline.labelstudio.labeling_config import labeling_config
 from pipeline.stack.processes import free_port
 from tests.ls_helpers import (
     assert_one_rectangle_prediction,
@@ -145,7 +145,7 @@ def _last_batch(backend) -> str:
 def test_backend_takes_the_vlm_from_lf_overrides(tmp_path, mlx_vlm_server, tiny_owlv2_dir):
     """docker-compose points the backend at its model server with LF_VLM_URL: the YAML's URL is dead, the
     environment's is a real mlx_vlm.server (planted P(yes)), and the backend under gunicorn answers from it."""
-    from pipeline.config import model_version
+    from pipeline.model_version import model_version
     from pipeline.tiny.qwen import KNOWN_P_YES
     from tests.backend_helpers import FileServer, jpeg_bytes
 

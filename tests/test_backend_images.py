@@ -1,4 +1,4 @@
-"""backends/images.py against loopback servers: memory bounded by MAX_IMAGE_BYTES whatever the body
+"""pipeline/labelstudio/media.py against loopback servers: memory bounded by MAX_IMAGE_BYTES whatever the body
 (no Content-Length, endless), IMAGE_FETCH_TIMEOUT a total deadline (a server dripping bytes cannot
 hold the thread), and on Label Studio's host only media paths are ever requested."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ import tracemalloc
 
 import pytest
 
-from backends.images import HostPolicy, ImageFetchError, ImageRefused, fetch_image
 from pipeline import deadline
+from pipeline.labelstudio.media import HostPolicy, ImageFetchError, ImageRefused, fetch_image
 from tests.backend_helpers import FileServer, RawServer, drip_body, drip_headers, endless_chunked, jpeg_bytes
 
 TOKEN = "feedc0ffee0123456789abcdef0123456789abcd"
@@ -280,7 +280,7 @@ def test_label_studios_own_redirects_are_held_to_one_reading_too(hosts, template
 def test_the_connection_itself_refuses_a_host_the_url_check_did_not_allow(hosts, monkeypatch):
     """The last line: even if the URL checks above were fooled, a connection goes only to the host:port
     its hop was allowed for, and the token only to Label Studio's."""
-    from backends import images
+    from pipeline.labelstudio import media as images
 
     ls_server, allowed, canary, spell = hosts
     real = images.connect_target

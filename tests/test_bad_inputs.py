@@ -3,10 +3,10 @@ import json
 import pytest
 from PIL import Image
 
-from pipeline.batch import list_images, run_folder, write_outputs
+from pipeline.cascade import Pipeline
 from pipeline.config import parse_project
 from pipeline.images import ImageLoadError, open_image
-from pipeline.pipeline import Pipeline
+from pipeline.predict.folder import list_images, run_folder, write_outputs
 from tests.fakes import ScriptedGrounder, ScriptedVLM
 
 

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from pipeline.config import load_project
-from pipeline.labelconfig import labeling_config
+from pipeline.labelstudio.labeling_config import labeling_config
 from tests.ls_helpers import sign_jpeg, start_backend, tiny_project_yaml, wait_for_project_version
 
 pytestmark = pytest.mark.slow

@@ -10,13 +10,15 @@ import textwrap
 
 import numpy as np
 import pytest
+from label_studio_sdk.label_interface import LabelInterface
 from PIL import Image, ImageDraw
 
+from pipeline.cascade import Pipeline
 from pipeline.config import ConfigError, parse_project
-from pipeline.convert import ls_results
 from pipeline.detections import Detections
-from pipeline.images import fit_size, open_image, open_photo, reduction_for
-from pipeline.pipeline import Pipeline
+from pipeline.images import ImageLoadError, ImageShapeError, fit_size, open_image, open_photo, reduction_for
+from pipeline.labelstudio import Layout
+from pipeline.labelstudio.labeling_config import labeling_config
 from pipeline.providers.base import Grounder
 from tests.fakes import ColourSegmenter, ScriptedFinder, ScriptedGrounder, ScriptedVLM
 
@@ -85,19 +87,21 @@ def red_mask(image):
 
 
 class SizeSpy:
-    """Wraps a provider: records the size of every image handed to it."""
+    """Wraps a provider: records the size of every image handed to it (and the images)."""
 
     def __init__(self, provider):
-        self._provider, self.sizes = provider, []
+        self._provider, self.sizes, self.images = provider, [], []
 
     def __getattr__(self, name):
         attr = getattr(self._provider, name)
         if not callable(attr):
             return attr
 
-        def call(image, *args, **kwargs):
-            self.sizes.append(image.size)
-            return attr(image, *args, **kwargs)
+        def call(*args, **kwargs):
+            if args and isinstance(args[0], Image.Image):
+                self.sizes.append(args[0].size)
+                self.images.append(args[0])
+            return attr(*args, **kwargs)
         return call
 
 
@@ -158,7 +162,8 @@ def test_grounder_boxes_map_back_exactly(decode):
     assert g.views == [(1000, 750)]
     assert (res.width, res.height) == (8000, 6000)
     assert res.detections.xyxy.tolist() == [[800.0, 1500.0, 2800.0, 3000.0]]
-    results = ls_results(res.detections, res.width, res.height, "label", "image")
+    layout = Layout.from_config(LabelInterface(config=labeling_config(cfg)))
+    results = layout.prediction(res.detections, res.width, res.height, "v")[0]["result"]
     v = results[0]["value"]
     assert (results[0]["original_width"], results[0]["original_height"]) == (8000, 6000)
     assert (v["x"], v["y"], v["width"], v["height"]) == pytest.approx((10.0, 25.0, 25.0, 25.0))
@@ -305,7 +310,7 @@ CHILD = textwrap.dedent("""
     import gc, json, sys
     from pathlib import Path
     from pipeline.config import parse_project
-    from pipeline.pipeline import Pipeline
+    from pipeline.cascade import Pipeline
 
     def status(key):
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -346,3 +351,147 @@ def test_memory_bounded_by_the_budgets_on_an_8000x6000_jpeg(tmp_path, tiny_qwen_
     bound = 2 * 3 * budgets["decode_pixels"] + 8 * 24 * (budgets["filter_pixels"] + budgets["ground_pixels"])
     print(f"\npeak RSS growth on an 8000x6000 JPEG: {got['growth'] / 2**20:.0f} MiB (bound {bound / 2**20:.0f} MiB)")
     assert got["growth"] < bound
+
+
+# -- thin images -------------------------------------------------------------------------------------
+def test_square_budget_arithmetic():
+    assert fit_size(4000, 27, 1_048_576) == (4000, 27)  # by area it fits: what OWLv2 padded to 4000 x 4000
+    assert fit_size(4000, 27, 1_048_576, square=True) == (1024, 6)
+    assert fit_size(1600, 1200, 1_048_576, square=True) == (1024, 768)
+    assert fit_size(1000, 20, 1_048_576, square=True) == (1000, 20)  # its square already fits
+    assert fit_size(27, 4000, 750_000, square=True) == (5, 866)
+
+
+THIN_OK = {"max_aspect_ratio": None, "decode_pixels": None}
+
+
+def test_a_model_that_pads_to_a_square_gets_a_view_whose_square_fits_the_budget(tiny_owlv2_960_dir, tiny_sam_dir):
+    """OWLv2 (real, 960 px processor) and SAM pad to a square: their view's longest side squared is within
+    ground_pixels, for a thin strip as for a photo, and they share one view; a grounder that does not pad
+    still gets the area budget."""
+    from pipeline.providers.hf_detectors import OWLv2Grounder
+    from pipeline.providers.sam import SamSegmenter
+    owl = SizeSpy(OWLv2Grounder(str(tiny_owlv2_960_dir), device="cpu"))
+    sam = SizeSpy(SamSegmenter(str(tiny_sam_dir), device="cpu"))
+    cfg = config(THIN_OK, stages={"filter": False, "verify": False})
+    pipe = Pipeline(cfg, vlm=ScriptedVLM(lambda im, q: 1.0), grounder=owl, segmenter=sam)
+    pipe.run(Image.new("RGB", (4000, 27), (90, 90, 90)))
+    pipe.run(scene(), masks=True)
+    assert owl.sizes == [(1024, 6), (1024, 768)]
+    assert sam.sizes == [(1024, 768)] and sam.images[0] is owl.images[1]  # one resize for both
+    flat = ViewGrounder(fractions=(0.1, 0.1, 0.2, 0.2))
+    Pipeline(cfg, vlm=ScriptedVLM(lambda im, q: 1.0), grounder=flat).run(Image.new("RGB", (4000, 27)))
+    assert flat.views == [(4000, 27)]
+
+
+def test_a_thin_image_is_refused_before_any_model():
+    vlm, g = ScriptedVLM(lambda im, q: 1.0), ViewGrounder(fractions=(0.1, 0.1, 0.2, 0.2))
+    pipe = Pipeline(config(), vlm=vlm, grounder=g)
+    with pytest.raises(ImageShapeError, match=r"^4000x27 image: aspect ratio 148:1 is beyond "
+                                              r"budgets\.max_aspect_ratio \(20:1\).*project YAML$"):
+        pipe.run(Image.new("RGB", (4000, 27)))
+    with pytest.raises(ImageShapeError, match="27x4000 image: aspect ratio 148:1"):
+        pipe.run_on_boxes(Image.new("RGB", (27, 4000)), [[0, 0, 10, 10]], ["Stop Sign"])
+    with pytest.raises(ImageLoadError, match="max_aspect_ratio"):  # what `label-factory run` skips
+        pipe.open(photo_bytes((4000, 27), fmt="PNG"))
+    assert vlm.calls == [] and g.views == []
+    pipe.run(Image.new("RGB", (2000, 100)))  # 20:1 exactly
+    Pipeline(config(THIN_OK), vlm=vlm, grounder=g).run(Image.new("RGB", (4000, 27)))
+    assert g.views == [(2000, 100), (4000, 27)]
+    assert config().fingerprint() == config({"max_aspect_ratio": 5}).fingerprint()  # it changes no prediction
+    with pytest.raises(ConfigError, match="budgets.max_aspect_ratio"):
+        config({"max_aspect_ratio": 0.5})
+
+
+PREDICT_CHILD = textwrap.dedent("""
+    import gc, json, os, resource, sys, time
+    from pathlib import Path
+    import yaml
+
+    def status(key):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    project, files, deadline = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+    from tests.backend_helpers import FileServer
+    server = FileServer()
+    for url, path in files.items():
+        server.files[url] = Path(path).read_bytes()
+    work = Path(sys.argv[4])
+    (work / "p.yaml").write_text(yaml.safe_dump(project))
+    os.environ.update(PROJECT_CONFIG=str(work / "p.yaml"), PROJECTS_DIR=str(work), MODEL_DIR=str(work / "m"),
+                      LABEL_STUDIO_URL=server.url, LABEL_STUDIO_API_KEY="0123456789abcdef0123456789abcdef01234567",
+                      PREDICT_DEADLINE=deadline, LF_ANSWER_CACHE="0")
+    from pipeline.labelstudio import versions as project_version
+    from backends.autolabel.model import AutoLabelModel
+    from backends.base import init_app
+    from pipeline.config import parse_project
+    from pipeline.labelstudio.labeling_config import labeling_config
+    project_version.keep = lambda *args: None
+    client, config = init_app(AutoLabelModel).test_client(), labeling_config(parse_project(project))
+
+    def predict(url):
+        return client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": url}}], "project": "5.1",
+                                             "label_config": config}).json
+    warm = predict("/data/upload/5/warm.jpg")  # OWLv2 loaded, its buffers warm
+    assert "errors" not in warm, warm
+    # a regression must fail its task, not take the machine's memory
+    limit = status("VmData") + 2 * 2**30
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    for url in files:
+        if url.endswith("/warm.jpg"):
+            continue
+        gc.collect()
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM) to the current RSS
+        base, t0 = status("VmRSS"), time.monotonic()
+        body = predict(url)
+        print(json.dumps({"image": url, "growth_mb": (status("VmHWM") - base) / 2**20,
+                          "seconds": time.monotonic() - t0, "answered": bool(body["results"][0]),
+                          "error": ((body.get("errors") or [{}])[0]).get("reason", "")}), flush=True)
+""")
+THIN_SIZES = [(2000, 14), (4000, 27), (8000, 54), (30000, 200)]
+
+
+def strip_bytes(size, fmt) -> bytes:
+    w, h = size
+    a = np.zeros((h, w, 3), np.uint8)
+    a[..., 0] = np.arange(w) % 256
+    a[..., 1] = (np.arange(h) * 7 % 256)[:, None]
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budgets", [{}, {"max_aspect_ratio": None}], ids=["refused", "allowed"])
+def test_thin_images_through_predict_stay_small_and_in_time(tmp_path, tiny_owlv2_960_dir, budgets):
+    """2000x14 ... 30000x200 strips, PNG and JPEG, through /predict with OWLv2's real 960 px pre-processing,
+    each in a fresh process: peak RSS growth <= 300 MB and an answer within PREDICT_DEADLINE. By default
+    they are refused (148:1 > 20:1) with the reason; allowed, OWLv2 sees a view whose square fits
+    ground_pixels. A 20:1 strip is answered either way."""
+    files = {"/data/upload/5/warm.jpg": tmp_path / "warm.jpg"}
+    Image.new("RGB", (640, 480), (90, 90, 90)).save(tmp_path / "warm.jpg")
+    for size in THIN_SIZES + [(4000, 200)]:
+        for fmt in ("PNG", "JPEG"):
+            path = tmp_path / f"{size[0]}x{size[1]}.{fmt.lower()}"
+            path.write_bytes(strip_bytes(size, fmt))
+            files[f"/data/upload/5/{path.name}"] = path
+    project = {"project_name": "thin", "target_object": "stop sign", "label": "Stop Sign", "budgets": budgets,
+               "stages": {"filter": False, "ground": True, "verify": False},
+               "providers": {"vlm": {"kind": "transformers", "model": "unused"},
+                             "grounder": {"kind": "owlv2", "model": str(tiny_owlv2_960_dir), "device": "cpu"}}}
+    deadline = 30
+    out = subprocess.run([sys.executable, "-c", PREDICT_CHILD, json.dumps(project),
+                          json.dumps({k: str(v) for k, v in files.items()}), str(deadline), str(tmp_path)],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    print("".join(f"\n{r['image'].rsplit('/', 1)[1]:>15}: +{r['growth_mb']:.0f} MB, {r['seconds']:.1f} s, "
+                  f"{'answered' if r['answered'] else r['error'][:90]}" for r in rows))
+    assert len(rows) == 2 * len(THIN_SIZES) + 2
+    for r in rows:
+        assert r["growth_mb"] <= 300 and r["seconds"] < deadline, r
+        if not budgets and not r["image"].endswith("/4000x200.png") and not r["image"].endswith("/4000x200.jpeg"):
+            assert not r["answered"] and "budgets.max_aspect_ratio (20:1)" in r["error"], r
+        else:
+            assert r["answered"] and not r["error"], r

@@ -9,10 +9,11 @@ import pytest
 import yaml
 from label_studio_sdk.label_interface import LabelInterface
 
-from backends.autolabel import batch, runner
+from pipeline.cascade import Pipeline
 from pipeline.config import load_project
-from pipeline.labelconfig import labeling_config
-from pipeline.pipeline import Pipeline
+from pipeline.labelstudio.labeling_config import labeling_config
+from pipeline.predict import job as batch
+from pipeline.predict import runner
 from pipeline.samples import write_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,8 +86,8 @@ def test_cli_run_writes_coco_tasks_and_record(tmp_path, request, tiny_qwen_dir, 
 @pytest.mark.slow
 def test_cascade_with_server_vlm_and_falcon(tmp_path, mlx_vlm_server, tiny_falcon_dir, monkeypatch):
     """The other provider pair: the openai provider against a real mlx_vlm.server, Falcon on MLX."""
+    from pipeline.cascade import Pipeline
     from pipeline.images import open_image
-    from pipeline.pipeline import Pipeline
     from pipeline.providers.registry import providers
     from pipeline.tiny.falcon import use_tiny_model_args
 

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, load_project, model_version, parse_project
+from pipeline.config import ConfigError, load_project, parse_project
+from pipeline.model_version import model_version
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from pipeline.convert import CocoBuilder, coco_to_xyxy, ls_results, ls_to_xyxy, xyxy_to_coco, xyxy_to_ls
+from pipeline.convert import CocoBuilder, coco_to_xyxy, xyxy_to_coco
 from pipeline.detections import Detections
 
 
@@ -15,17 +15,6 @@ def test_pixel_coco_round_trip():
         y1, y2 = np.sort(rng.uniform(0, h, 2))
         box = np.array([x1, y1, x2, y2], np.float32)
         assert np.allclose(coco_to_xyxy(xyxy_to_coco(box)), box, atol=1e-3)
-
-
-def test_old_names_are_the_label_studio_layer_converters():
-    """ls_to_xyxy refused rotated rectangles; it is now the layer's converter and takes them."""
-    assert xyxy_to_ls([50, 25, 150, 75], 200, 100)["x"] == 25.0
-    assert ls_to_xyxy({"x": 25, "y": 25, "width": 10, "height": 10, "rotation": 90}, 400, 200).tolist() == \
-        [80, 50, 100, 90]
-    d = Detections(xyxy=[[0, 0, 10, 10], [0, 0, 5, 5]], scores=[0.9, 0.4], labels=["stop sign", "yield"])
-    res = ls_results(d, 40, 20, "label", "image", label_map={"stop sign": "Stop Sign"})
-    assert [r["value"]["rectanglelabels"] for r in res] == [["Stop Sign"]] and res[0]["from_name"] == "label"
-    assert ls_results(d, 40, 20, "label", "image")[1]["value"]["rectanglelabels"] == ["yield"]
 
 
 def test_coco_is_loadable_by_pycocotools(tmp_path):

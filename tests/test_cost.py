@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline import cost
+from pipeline.cascade import Pipeline
 from pipeline.config import load_project, parse_project
-from pipeline.pipeline import Pipeline
 from tests.fakes import ScriptedGrounder, ScriptedVLM
 
 GFLOPS = 33.0  # a fixed machine speed keeps the test deterministic (the probe measures 30-200 here)

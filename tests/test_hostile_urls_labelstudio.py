@@ -1,5 +1,5 @@
 """Hostile image URLs stored in a real Label Studio 1.23 project reach nothing that is not allowed, through
-each job that fetches task images with ``backends.images``: `label-factory predict`, `label-factory export`
+each job that fetches task images with ``pipeline.labelstudio.media``: `label-factory predict`, `label-factory export`
 and identify's reference crops (a Start Training rebuild). A canary on 127.0.0.2, a loopback alias that is
 not allowed, records every connection: none arrives, none carries a token."""
 from __future__ import annotations
@@ -10,12 +10,12 @@ import time
 import pytest
 import yaml
 
-from backends.autolabel import runner
-from backends.identify.fit import ProjectIndexes, fit, label_studio_image_fetcher
-from pipeline import lsapi
 from pipeline.cli import main
 from pipeline.config import load_project
-from pipeline.labelconfig import labeling_config
+from pipeline.labelstudio import lsapi
+from pipeline.labelstudio.labeling_config import labeling_config
+from pipeline.predict import runner
+from pipeline.references.fit import ProjectIndexes, fit, label_studio_image_fetcher
 from tests.backend_helpers import Canary, FileServer
 
 pytestmark = pytest.mark.slow

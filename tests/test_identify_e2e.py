@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from pipeline.convert import xyxy_to_ls
+from pipeline.labelstudio.coords import xyxy_to_rect as xyxy_to_ls
 from pipeline.stack.processes import free_port
 from tests.identify_data import card, scene
 
@@ -36,9 +36,9 @@ def _autolabel_model(tmp_path, monkeypatch):
     (providers with known answers: this test is about the index, not the cascade)."""
     import yaml
 
-    from backends.autolabel import runner
     from backends.autolabel.model import AutoLabelModel
-    from pipeline.pipeline import Pipeline
+    from pipeline.cascade import Pipeline
+    from pipeline.predict import runner
     from tests.backend_helpers import KnownGrounder, KnownVLM
 
     path = tmp_path / "cards.yaml"
@@ -61,15 +61,15 @@ class Served:
         from werkzeug.serving import make_server
 
         from backends.base import init_app
-        from backends.identify import model as idmodel
         from pipeline.config import IdentifyProvider
+        from pipeline.references import service as idservice
 
         monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
         monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
         monkeypatch.setenv("MODEL_DIR", str(model_dir))  # the per-project cache.db too
-        self.service = idmodel.IdentifyService(IdentifyProvider(min_cosine=0.0, min_margin=0.0), model_dir=model_dir,
+        self.service = idservice.IdentifyService(IdentifyProvider(min_cosine=0.0, min_margin=0.0), model_dir=model_dir,
                                                embedder=clip_embedder)
-        monkeypatch.setattr(idmodel, "service", lambda: self.service)
+        monkeypatch.setattr(idservice, "service", lambda: self.service)
         self.url = f"http://127.0.0.1:{port}"
         self.server = make_server("127.0.0.1", port, init_app(model_class), threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -165,8 +165,8 @@ def _wait_for(what, check, timeout=90):
 
 def test_catch_up_finds_an_annotation_saved_while_the_backend_was_down(label_studio, clip_embedder, tmp_path,
                                                                       monkeypatch):
-    from backends.identify import journal
     from backends.identify import model as idmodel
+    from pipeline.references import journal
 
     monkeypatch.setattr(journal, "CATCHUP_MIN_GAP", 0.0)  # the restart comes seconds after the last check
     ls = label_studio.client()

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
-from backends.identify.fit import ProjectIndexes, fit, regions_of
 from pipeline.identify.index import UNKNOWN, IndexSnapshot, IndexStore, make_entry
 from pipeline.identify.stage import Identifier
+from pipeline.references.fit import ProjectIndexes, fit, regions_of
 from tests.identify_data import card, ls_rect, scene, webhook
 from tests.ls_helpers import assert_valid_prediction
 
@@ -240,7 +240,7 @@ def test_rebuild_keeps_events_that_land_while_it_runs(world, clip_embedder):
 REBUILDER = textwrap.dedent("""
     import sys, time
     from PIL import Image
-    from backends.identify.fit import ProjectIndexes, fit
+    from pipeline.references.fit import ProjectIndexes, fit
     from tests.identify_data import HashEmbedder, ls_rect
 
     def fetch(task):
@@ -285,8 +285,8 @@ def test_sigkill_midway_through_a_rebuild_keeps_the_previous_index(tmp_path):
 
 # -- the Pipeline hook and predictions ---------------------------------------------------------------
 def test_identifier_as_pipeline_hook(world, clip_embedder):
+    from pipeline.cascade import Pipeline
     from pipeline.config import parse_project
-    from pipeline.pipeline import Pipeline
     from tests.fakes import ScriptedGrounder, ScriptedVLM
 
     _fit(world, "ANNOTATION_CREATED", world.t1, world.ann1, clip_embedder)
@@ -323,12 +323,13 @@ def test_backend_predict_and_webhook_through_flask(world, clip_embedder, monkeyp
     from backends.base import init_app
     from backends.identify import model as idmodel
     from pipeline.config import IdentifyProvider
-    from pipeline.convert import xyxy_to_ls
+    from pipeline.labelstudio.coords import xyxy_to_rect as xyxy_to_ls
+    from pipeline.references import service as idservice
 
-    svc = idmodel.IdentifyService(IdentifyProvider(min_cosine=0.0, min_margin=0.0), embedder=clip_embedder,
+    svc = idservice.IdentifyService(IdentifyProvider(min_cosine=0.0, min_margin=0.0), embedder=clip_embedder,
                                   image_fetcher=world.images, client_factory=lambda: None)
     svc.indexes = world.indexes
-    monkeypatch.setattr(idmodel, "service", lambda: svc)
+    monkeypatch.setattr(idservice, "service", lambda: svc)
     monkeypatch.setenv("MODEL_DIR", str(world.indexes.model_dir))
     app = init_app(idmodel.IdentifyModel).test_client()
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.identify.cli import main as cli_main
 from pipeline.identify.head import (
     HeadError,
     ProjectedEmbedder,
@@ -22,6 +21,7 @@ from pipeline.identify.head import (
 )
 from pipeline.identify.headconfig import TrainConfig
 from pipeline.identify.index import IndexFileError, IndexSnapshot, make_entry
+from pipeline.references.cli import main as cli_main
 from tests.identify_data import card
 
 
@@ -220,9 +220,9 @@ def test_identify_train_and_the_projection_flags(tmp_path, tiny_clip, clip_embed
 
 
 def test_the_backend_embedder_follows_the_yaml_projection(tmp_path, tiny_clip, clip_embedder):
-    from backends.identify.model import IdentifyService
     from pipeline.config import IdentifyProvider
     from pipeline.identify.embedder import embedder_for
+    from pipeline.references.service import IdentifyService
     torch.manual_seed(0)
     head_path = tmp_path / "head.pt"
     save_head(head_path, ProjectionHead(clip_embedder.dim, 8, 16).eval(), clip_embedder)
@@ -238,9 +238,9 @@ def test_the_backend_embedder_follows_the_yaml_projection(tmp_path, tiny_clip, c
 def test_the_backend_fits_and_identifies_through_the_head(tmp_path, tiny_clip, clip_embedder):
     """providers.identify.projection: webhooks embed through the head, the identify stage searches with it,
     and an index built without it refuses the projected vectors."""
-    from backends.identify.model import IdentifyService
     from pipeline.config import IdentifyProvider
     from pipeline.identify.index import IndexStore, project_index_path
+    from pipeline.references.service import IdentifyService
     from tests.identify_data import ls_rect, scene, webhook
     torch.manual_seed(0)
     head_path = tmp_path / "head.pt"

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.identify.cli import main as cli_main
 from pipeline.identify.index import UNKNOWN, IndexFileError, IndexSnapshot, IndexStore, make_entry
 from pipeline.identify.report import format_report, guidance, verify_report
+from pipeline.references.cli import main as cli_main
 from tests.identify_data import card, scene
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The webhook journal (backends/identify/journal.py): a webhook answered at once while the fit is
+"""The webhook journal (pipeline/references/journal.py): a webhook answered at once while the fit is
 slow, an entry acknowledged before a kill -9 applied by the next process, several worker processes
 never applying one entry twice, and the catch-up with Label Studio's annotations (+ /metrics)."""
 import os
@@ -14,8 +14,9 @@ import requests
 
 from backends.base import init_app
 from backends.identify import model as idmodel
-from backends.identify.journal import Journal
-from backends.identify.ledger import applied
+from pipeline.references import service as idservice
+from pipeline.references.journal import Journal
+from pipeline.references.ledger import applied
 from pipeline.stack.processes import free_port
 from tests.identify_data import HashEmbedder, card, ls_rect, webhook
 
@@ -48,9 +49,9 @@ def service(tmp_path, monkeypatch):
     def make(**kw):
         kw = {"model_dir": tmp_path / "models", "embedder": HashEmbedder(), "image_fetcher": fetch,
               "client_factory": lambda: None, **kw}
-        svc = idmodel.IdentifyService(**kw)
+        svc = idservice.IdentifyService(**kw)
         made.append(svc)
-        monkeypatch.setattr(idmodel, "service", lambda: svc)
+        monkeypatch.setattr(idservice, "service", lambda: svc)
         return svc
     yield make
     for svc in made:
@@ -85,6 +86,7 @@ CHILD = textwrap.dedent("""
     from werkzeug.serving import make_server
     from backends.base import init_app
     from backends.identify import model as idmodel
+    from pipeline.references import service as idservice
     from tests.identify_data import HashEmbedder
     from tests.test_identify_journal import fetch
 
@@ -93,7 +95,7 @@ CHILD = textwrap.dedent("""
             print("embedding", flush=True)
             time.sleep(600)
 
-    idmodel.set_service(idmodel.IdentifyService(model_dir=sys.argv[1], embedder=Stuck(), image_fetcher=fetch,
+    idservice.set_service(idservice.IdentifyService(model_dir=sys.argv[1], embedder=Stuck(), image_fetcher=fetch,
                                                 client_factory=lambda: None))
     server = make_server("127.0.0.1", int(sys.argv[2]), init_app(idmodel.IdentifyModel))
     print("ready", flush=True)
@@ -130,7 +132,7 @@ def test_entry_acknowledged_before_a_kill_9_is_applied_after_restart(service, tm
 
 WORKER = textwrap.dedent("""
     import json, os, sys, time
-    from backends.identify.journal import Journal
+    from pipeline.references.journal import Journal
     j, idle = Journal(sys.argv[1]), 0
     while idle < 20:
         e = j.claim()
@@ -207,7 +209,7 @@ def test_catch_up_journals_what_label_studio_has_and_the_index_lacks(service):
 
 
 def test_catch_up_far_behind_rebuilds_once(service, monkeypatch):
-    from backends.identify import journal as jmod
+    from pipeline.references import journal as jmod
 
     monkeypatch.setattr(jmod, "CATCHUP_REBUILD_ABOVE", 2)
     ls = FakeLabelStudio([{**task(i), "annotations": [annotation(10 + i, f"Card {i}")]} for i in (1, 2, 3)])
@@ -251,7 +253,7 @@ def test_scheduled_catch_up_shows_in_metrics(service, monkeypatch):
 
 
 def test_an_entry_that_keeps_failing_is_given_up(tmp_path, monkeypatch):
-    from backends.identify import journal as jmod
+    from pipeline.references import journal as jmod
 
     journal = Journal(tmp_path / "j.db")
     entry_id = journal.append("3", "ANNOTATION_CREATED", {"n": 1})

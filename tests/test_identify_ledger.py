@@ -1,4 +1,4 @@
-"""Late and repeated events (backends/identify/ledger.py through fit() and the journal): a delete's tombstone
+"""Late and repeated events (pipeline/references/ledger.py through fit() and the journal): a delete's tombstone
 stands against every later event of that annotation, across restarts, unless the id was given to an
 annotation created later; an event identical to what the index applied writes nothing (same index version,
 same model_version); the catch-up still reconciles, and a rebuild lifts the tombstone of an annotation
@@ -6,11 +6,12 @@ Label Studio has again."""
 import numpy as np
 import pytest
 
-from backends.identify import ledger
 from backends.identify import model as idmodel
-from backends.identify.fit import ProjectIndexes, fit
-from backends.identify.journal import compare
 from pipeline.identify.index import make_entry
+from pipeline.references import ledger
+from pipeline.references import service as idservice
+from pipeline.references.fit import ProjectIndexes, fit
+from pipeline.references.journal import compare
 from tests.identify_data import HashEmbedder, card, ls_rect, webhook
 
 PID = 3
@@ -225,9 +226,9 @@ def test_rebuild_lifts_the_tombstone_of_what_label_studio_has_and_keeps_the_othe
 def test_webhooks_through_the_journal_late_and_repeated(tmp_path, monkeypatch):
     from backends.base import init_app
 
-    svc = idmodel.IdentifyService(model_dir=tmp_path / "models", embedder=HashEmbedder(), image_fetcher=Fetch(),
+    svc = idservice.IdentifyService(model_dir=tmp_path / "models", embedder=HashEmbedder(), image_fetcher=Fetch(),
                                   client_factory=lambda: None)
-    monkeypatch.setattr(idmodel, "service", lambda: svc)
+    monkeypatch.setattr(idservice, "service", lambda: svc)
     app = init_app(idmodel.IdentifyModel).test_client()
     t, v2 = task(1), annotation(11, ["A", "B"], V2)
     sent = [webhook("ANNOTATION_CREATED", PID, t, annotation(11, ["A", "C"], V1)),

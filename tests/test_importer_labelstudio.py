@@ -11,7 +11,7 @@ import requests
 from pipeline.config import parse_project
 from pipeline.importer.manifest import Manifest
 from pipeline.importer.runner import run_import
-from pipeline.labelconfig import labeling_config
+from pipeline.labelstudio.labeling_config import labeling_config
 from tests.test_importer import BUCKETS, build_web, fast_opts, images  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow

@@ -1,10 +1,10 @@
-"""pipeline/lsapi.py: paging without asking past the last page, and the project's model_version."""
+"""pipeline/labelstudio/lsapi.py: paging without asking past the last page, and the project's model_version."""
 from types import SimpleNamespace
 
 import pytest
 from label_studio_sdk.core.api_error import ApiError
 
-from pipeline import lsapi
+from pipeline.labelstudio import lsapi
 
 
 def lister(n: int, total_field="total"):

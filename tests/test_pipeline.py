@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from pipeline.cascade import Pipeline
 from pipeline.config import parse_project
-from pipeline.pipeline import Pipeline
 from tests.fakes import ScriptedGrounder, ScriptedVLM, red_fraction
 
 

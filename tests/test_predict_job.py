@@ -1,6 +1,6 @@
 """`label-factory predict`: the batch job that pre-annotates a Label Studio project through the SDK.
 
-Fast tests drive the job (backends/autolabel/batch.py) with a fake SDK client, an injected image
+Fast tests drive the job (pipeline/predict/job.py) with a fake SDK client, an injected image
 fetcher and scripted providers; the slow one runs the CLI in-process against a real Label Studio
 with tiny random-weight models (thresholds 0: the protocol is asserted, not the quality)."""
 from __future__ import annotations
@@ -12,14 +12,16 @@ import pytest
 import yaml
 from PIL import Image
 
-from backends.autolabel import batch, runner
-from backends.autolabel.writer import WriteOptions
-from backends.images import ImageFetchError
 from pipeline import cli
-from pipeline.config import load_project, model_version, parse_project
+from pipeline.cascade import Pipeline
+from pipeline.config import load_project, parse_project
 from pipeline.images import open_image
-from pipeline.labelconfig import labeling_config
-from pipeline.pipeline import Pipeline
+from pipeline.labelstudio.labeling_config import labeling_config
+from pipeline.labelstudio.media import ImageFetchError
+from pipeline.model_version import model_version
+from pipeline.predict import job as batch
+from pipeline.predict import runner
+from pipeline.predict.writer import WriteOptions
 from tests.fake_label_studio import FakeLabelStudio, page_of
 from tests.fakes import ScriptedGrounder, ScriptedVLM
 from tests.ls_helpers import assert_one_rectangle_prediction, project_with_broken_task

@@ -1,4 +1,4 @@
-"""`label-factory predict --ray`: the batch job on Ray actors (backends/autolabel/ray_job.py).
+"""`label-factory predict --ray`: the batch job on Ray actors (pipeline/predict/ray_job.py).
 
 Fast tests: the actor plan from cluster resources (the writer both jobs share has its own tests in
 tests/backends/autolabel/test_writer.py). Tests with Ray share ONE local Ray
@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backends.autolabel import ray_job
-from backends.autolabel.runner import TaskOutcome
-from backends.autolabel.writer import WriteOptions
 from pipeline import cli
-from pipeline.config import load_project, model_version
-from pipeline.labelconfig import labeling_config
+from pipeline.config import load_project
+from pipeline.labelstudio.labeling_config import labeling_config
+from pipeline.model_version import model_version
+from pipeline.predict import ray_job
+from pipeline.predict.runner import TaskOutcome
+from pipeline.predict.writer import WriteOptions
 from tests.fake_label_studio import FakeLabelStudio, outcome
 from tests.ls_helpers import assert_one_rectangle_prediction, project_with_broken_task, sign_jpeg
 

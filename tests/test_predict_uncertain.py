@@ -23,11 +23,12 @@ import requests
 import yaml
 from PIL import Image
 
-from backends.autolabel import runner
-from pipeline import cli, lsapi
+from pipeline import cli
+from pipeline.cascade import Pipeline
 from pipeline.config import load_project
-from pipeline.labelconfig import labeling_config
-from pipeline.pipeline import Pipeline
+from pipeline.labelstudio import lsapi
+from pipeline.labelstudio.labeling_config import labeling_config
+from pipeline.predict import runner
 from tests.fakes import ScriptedGrounder, ScriptedVLM
 from tests.ls_helpers import dm_tasks
 

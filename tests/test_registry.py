@@ -1,6 +1,7 @@
 """Provider registry: one instance per model per process, loaded once under concurrent callers."""
 import sys
 import threading
+import time
 import types
 
 import pytest
@@ -108,3 +109,34 @@ def test_falcon_dispatches_lazily(monkeypatch):
     assert isinstance(a, Fake) and built == [cfg]
     assert registry.get_grounder(GrounderProvider(kind="falcon")) is a
     assert registry.get_grounder(GrounderProvider(kind="falcon", max_new_tokens=8)) is not a
+
+
+def test_a_load_is_waited_for_no_longer_than_the_request_deadline(monkeypatch):
+    """Under a deadline a slow load fails the caller when the deadline runs out, naming the model; the load goes
+    on and the next request takes the same provider (built once)."""
+    from pipeline import deadline
+    from pipeline.config import SegmenterProvider
+    from pipeline.providers.hub import ModelUnavailable
+    release = threading.Event()
+    Fake, built = _fake_module(monkeypatch, "pipeline.providers.sam", "SamSegmenter")
+    real = Fake.from_config.__func__
+    monkeypatch.setattr(Fake, "from_config", classmethod(lambda cls, cfg: release.wait(30) and real(cls, cfg)))
+    cfg = SegmenterProvider(model="facebook/sam-vit-base")
+    t0 = time.monotonic()
+    with deadline.within(0.5, "PREDICT_DEADLINE"), pytest.raises(ModelUnavailable) as e:
+        registry.get_segmenter(cfg)
+    assert time.monotonic() - t0 < 10  # the load itself takes until release (30 s without it)
+    assert "the request's 0.5 s deadline (PREDICT_DEADLINE) ran out while the segmenter 'facebook/sam-vit-base' " \
+           "was loading" in str(e.value)
+    release.set()
+    with deadline.within(10, "PREDICT_DEADLINE"):
+        seg = registry.get_segmenter(cfg)
+    assert isinstance(seg, Fake) and registry.get_segmenter(cfg) is seg and len(built) == 1
+
+
+def test_a_provider_that_cannot_be_built_is_model_unavailable(monkeypatch):
+    from pipeline.providers.hub import ModelUnavailable
+    Fake, _ = _fake_module(monkeypatch, "pipeline.providers.openai_vlm", "OpenAIVLM")
+    monkeypatch.setattr(Fake, "from_config", classmethod(lambda cls, cfg: 1 / 0))
+    with pytest.raises(ModelUnavailable, match="VLM openai 'mlx-community/.*' cannot be loaded: ZeroDivisionError"):
+        registry.get_vlm(VLMProvider(kind="openai", url="http://127.0.0.1:1/v1"))

@@ -126,7 +126,7 @@ def test_from_config_auto_device(tiny_qwen_dir):
 
 
 def test_missing_model_is_provider_error(tmp_path):
-    with pytest.raises(ProviderError, match="cannot load"):
+    with pytest.raises(ProviderError, match="transformers VLM model .*nope.*: no such directory"):
         TransformersVLM(str(tmp_path / "nope"), device="cpu")
 
 

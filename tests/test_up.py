@@ -203,9 +203,9 @@ def test_up_tiny_smoke(tmp_path):
     assert _pids_mentioning(str(root)) == []  # no stray Label Studio / gunicorn processes
 
 
-@pytest.mark.parametrize("shell, threads", [({}, "8"), ({"THREADS": "16", "WORKERS": "2"}, "16")])
+@pytest.mark.parametrize("shell, threads", [({}, "32"), ({"THREADS": "16", "WORKERS": "2"}, "16")])
 def test_backend_gunicorn_settings_default_like_docker_and_follow_the_shell(tmp_path, monkeypatch, shell, threads):
-    """`up` starts gunicorn with the image's defaults (1 worker x 8 threads: 6 concurrent /predict, 2 threads kept
+    """`up` starts gunicorn with the image's defaults (1 worker x 32 threads: 30 /predict in progress, 2 threads kept
     for /health and /setup), and a THREADS / WORKERS the person exported wins."""
     from pipeline.stack import up
     for k in ("THREADS", "WORKERS"):

@@ -1,33 +1,44 @@
 """AutoLabelModel: Label Studio asks, the label-factory cascade answers with scored boxes.
 
-Thin on purpose: project resolution (project.py), the labeling-config target and label
-mapping (labels.py, over the output layer ``pipeline.labelstudio``), interactive context
-(interactive.py), image fetching (backends/images.py), the Label Studio project's model_version
-(project_version.py),
-the per-task loop with its process-wide Pipeline cache (runner.py) and the identify stage with
-its reference index kept current by ``fit`` (identify.py) live next door."""
+Thin on purpose: it translates between the label-studio-ml contract (``backends.base``) and the library.
+Project resolution from extra params is here (project.py); the labeling-config target, the interactive
+context, image fetching and the project's model_version are the Label Studio layer's
+(``pipeline.labelstudio``); the per-task loop with its process-wide Pipeline cache and the identify stage
+are the predict job's (``pipeline.predict.runner``, ``pipeline.predict.identify``)."""
 from __future__ import annotations
 
 import logging
 from typing import Dict, List, Optional
 
-from backends.autolabel import identify, project_version, runner
-from backends.autolabel.interactive import is_interactive, parse_context
 from backends.autolabel.project import resolve_project_path
-from backends.base import LabelStudioMLBase, ModelResponse
-from pipeline.config import model_version
+from backends.base import ClientError, LabelStudioMLBase, ModelResponse, credentials
+from backends.base import settings as contract_settings
+from backends.base.errors import LabelConfigError
+from backends.base.worker import Busy, model_slots
+from pipeline import settings
+from pipeline.labelstudio import UnsupportedConfig
+from pipeline.labelstudio import client as ls_client
+from pipeline.labelstudio import versions as project_version
+from pipeline.labelstudio.interactive import is_interactive, parse_context
+from pipeline.model_version import base_version, with_index
+from pipeline.predict import identify, runner
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AutoLabelModel"]
 
+credentials.use(ls_client)  # the contract's get_label_studio_client is label-factory's one client
+contract_settings.use(settings.ContractValues())  # and every value it reads comes from pipeline/settings.py
+
 
 class AutoLabelModel(LabelStudioMLBase):
+    TAKES_MODEL_SLOTS = True  # runner.predict_task: a slot for each task's models, none for its download
 
     def setup(self):
         self.project_path = resolve_project_path(self.extra_params)
         self.cfg, self.pipeline = runner.load(self.project_path)
-        self._set_version(identify.current_version(self.cfg, self.project_id))
+        self.base_version = base_version(self.cfg)  # once per request: predict and fit append to it
+        self._set_version(identify.current_version(self.cfg, self.project_id, self.base_version))
         identify.watch(self.cfg, self.project_id, self.label_interface)
 
     def _set_version(self, version: str) -> None:
@@ -35,7 +46,10 @@ class AutoLabelModel(LabelStudioMLBase):
             self.set("model_version", version)
 
     def predict(self, tasks: List[Dict], context: Optional[Dict] = None, **kwargs) -> ModelResponse:
-        req = runner.prepare(self.cfg, self.pipeline, self.project_id, self.label_interface)
+        try:
+            req = runner.prepare(self.cfg, self.pipeline, self.project_id, self.label_interface, self.base_version)
+        except UnsupportedConfig as e:
+            raise LabelConfigError(str(e)) from None
         interaction = None
         if is_interactive(context):
             interaction = parse_context(context, req.target.layout)
@@ -45,7 +59,12 @@ class AutoLabelModel(LabelStudioMLBase):
                 return ModelResponse(model_version=req.version,
                                      predictions=[{"result": [], "model_version": req.version} for _ in tasks])
         outcomes = runner.predict_all(tasks, lambda task: req.run(task, interaction),
-                                      deadline_seconds=runner.predict_deadline())
+                                      deadline_seconds=runner.predict_deadline(), slots=model_slots(),
+                                      request_errors=(Busy,))
+        if outcomes and all(o.refused for o in outcomes):  # nothing to answer: the request is at fault
+            first = outcomes[0]
+            more = f" (and {len(outcomes) - 1} more task(s))" if len(outcomes) > 1 else ""
+            raise ClientError(f"task {first.task_id}: {first.error}{more}")
         predictions, errors = [], []
         for o in outcomes:
             runner.log_dropped(o, req.target)
@@ -70,7 +89,7 @@ class AutoLabelModel(LabelStudioMLBase):
         (identify stage on) through its journal, and the model_version follows its version."""
         res = identify.fit(event, data, self.cfg, self.label_interface, self.project_path)
         if res.get("index_version") is not None:
-            self._set_version(model_version(self.cfg, res["index_version"]))
+            self._set_version(with_index(self.base_version, res["index_version"]))
         return res
 
     @classmethod

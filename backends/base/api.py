@@ -4,30 +4,34 @@
 itself, as upstream. HTTP basic auth on every route when BASIC_AUTH_USER and BASIC_AUTH_PASS
 are set. Errors are JSON in upstream's shape, ``{"status": <code>, "detail": <reason>,
 "result": {...}}``: a ``ClientError`` (bad body, params, labeling config or extra params) is
-answered with its 4xx code, a full worker 503 with Retry-After, anything else 500 with its
-traceback in the log only. Request bodies and headers are never logged: /setup carries a
-Label Studio token."""
+answered with its 4xx code, a busy worker 503 with Retry-After, anything else 500 with its
+traceback in the log only. A JSON body nested deeper than ``MAX_JSON_DEPTH`` is a 400 (extra
+params: a 422), so nothing downstream has to recurse through it. /predict is admitted by model slots
+(``worker.py``). Request bodies and headers are never logged: /setup carries a Label Studio
+token."""
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
-import os
 import time
 from typing import Optional
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from backends.base import settings
 from backends.base.errors import ClientError, ExtraParamsError
 from backends.base.model import LabelStudioMLBase, extra_params_on_trial
 from backends.base.response import ModelResponse
-from backends.base.worker import Busy, Worker, predict_limit_for
+from backends.base.worker import Busy, Worker, model_slot, model_slots, predict_limit_for, slot_wait
 
 log = logging.getLogger(__name__)
 
 _WORKER = "label_factory.worker"
 _ABSENT = object()
+MAX_JSON_DEPTH = 100  # Label Studio's tasks, contexts and params nest about ten levels
 
 
 def _answer(status: int, detail: str, result: Optional[dict] = None) -> Response:
@@ -39,10 +43,33 @@ def _answer(status: int, detail: str, result: Optional[dict] = None) -> Response
     return resp
 
 
+def _too_deep(value, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value`` (parsed JSON) nests lists and objects deeper than ``limit``; without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _json_nested(what: str, error=ClientError) -> ClientError:
+    return error(f"{what}: lists and objects nested deeper than {MAX_JSON_DEPTH} levels")
+
+
 def _body() -> dict:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # the JSON decoder's own limit (~1,000 levels)
+        raise _json_nested("the request body") from None
     if not isinstance(data, dict):
         raise ClientError("request body must be a JSON object (Content-Type: application/json)")
+    if _too_deep(data):
+        raise _json_nested("the request body")
     return data
 
 
@@ -95,10 +122,14 @@ def _extra_params(data: dict):
             raw = json.loads(raw)
         except ValueError as e:
             raise ExtraParamsError(f"extra params are not valid JSON: {e}") from None
+        except RecursionError:
+            raise _json_nested("the extra params", ExtraParamsError) from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ExtraParamsError(f"extra params must be a JSON object, got {type(raw).__name__}")
+    if _too_deep(raw):
+        raise _json_nested("the extra params", ExtraParamsError)
     return raw
 
 
@@ -111,15 +142,16 @@ def worker_of(app: Flask) -> Worker:
 
 
 def on_worker_start(app: Flask, threads: Optional[int], warm_up: bool = True) -> None:
-    """A server process starts serving ``app`` with ``threads`` request threads: admit at most
-    ``predict_limit_for(threads)`` /predict at once, and warm the model class up in the background.
-    An app that ``init_app`` did not build is left alone."""
+    """A server process starts serving ``app`` with ``threads`` request threads: at most
+    ``predict_limit_for(threads)`` /predict in it at once, and warm the model class up in the
+    background. An app that ``init_app`` did not build is left alone."""
     worker = getattr(app, "extensions", {}).get(_WORKER)
     if worker is None:
         return
     worker.predict_limit = predict_limit_for(threads)
-    log.info("serving %s: at most %s /predict at once on %s threads", app.config["MODEL_CLASS"].__name__,
-             worker.predict_limit, threads)
+    log.info("serving %s on %s threads: at most %s /predict in progress, %d model slots, a request waits up to "
+             "%g s for its first", app.config["MODEL_CLASS"].__name__, threads, worker.predict_limit,
+             model_slots().size, slot_wait())
     if warm_up:
         worker.start_warm_up(app.config["MODEL_CLASS"])
 
@@ -127,8 +159,9 @@ def on_worker_start(app: Flask, threads: Optional[int], warm_up: bool = True) ->
 def init_app(model_class, basic_auth_user: Optional[str] = None, basic_auth_pass: Optional[str] = None) -> Flask:
     if not (isinstance(model_class, type) and issubclass(model_class, LabelStudioMLBase)):
         raise ValueError(f"{model_class!r} is not a subclass of LabelStudioMLBase")
-    user = basic_auth_user or os.getenv("BASIC_AUTH_USER")
-    password = basic_auth_pass or os.getenv("BASIC_AUTH_PASS")
+    contract = settings.current()
+    user = basic_auth_user or contract.basic_auth_user
+    password = basic_auth_pass or contract.basic_auth_pass
     basic_auth = (user, password) if user and password else None
 
     app = Flask(model_class.__module__)
@@ -177,9 +210,10 @@ def init_app(model_class, basic_auth_user: Optional[str] = None, basic_auth_pass
         context, params = _predict_params(data)
         label_config = _label_config(data.get("label_config"))
         t0 = time.perf_counter()
-        with worker.predict_slot():
+        with worker.admit():
             model = model_class(project_id=_project_id(data.get("project")), label_config=label_config)
-            response = model.predict(tasks, context=context, **params)
+            with contextlib.nullcontext() if model_class.TAKES_MODEL_SLOTS else model_slot():
+                response = model.predict(tasks, context=context, **params)
         body = {"results": [], "model_version": None}
         if isinstance(response, ModelResponse):
             if not response.has_model_version():

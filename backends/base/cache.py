@@ -1,7 +1,9 @@
 """Per-project key/value store for model state (model_version, label config, extra params).
 
 SQLite under MODEL_DIR, shared by every gunicorn worker and thread: no in-process read cache,
-so a value set by one worker is what the next request sees in another."""
+so a value set by one worker is what the next request sees in another. Its connection code is its own
+(a connection per thread and process, WAL, autocommit): the contract imports no application code, so
+it cannot use label-factory's ``pipeline/sqlite.py``."""
 from __future__ import annotations
 
 import os
@@ -10,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from pipeline.process_cache import ProcessCache
+from backends.base import settings
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS cache (
     project_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (project_id, key))"""
@@ -57,16 +59,21 @@ class SqliteCache:
                                     (str(project_id), key)).fetchone() is not None
 
 
-_caches: ProcessCache = ProcessCache("model state stores")  # MODEL_DIR -> its SqliteCache
+_caches: dict[str, SqliteCache] = {}  # MODEL_DIR -> its SqliteCache
+_caches_lock = threading.Lock()
 
 
 def create_cache(cache_type: str = "sqlite", path: str | os.PathLike | None = None) -> SqliteCache:
     if cache_type != "sqlite":
         raise ValueError(f"unsupported cache type {cache_type!r} (only 'sqlite')")
-    return SqliteCache(Path(path or os.getenv("MODEL_DIR", ".")) / "cache.db")
+    return SqliteCache(Path(path or settings.current().model_dir) / "cache.db")
 
 
 def get_cache() -> SqliteCache:
     """The process-wide cache for the current MODEL_DIR (re-read each call, so tests can switch it)."""
-    model_dir = os.path.abspath(os.getenv("MODEL_DIR", "."))
-    return _caches.get(model_dir, lambda: create_cache(os.getenv("CACHE_TYPE", "sqlite"), model_dir))
+    contract = settings.current()
+    model_dir = os.path.abspath(contract.model_dir)
+    with _caches_lock:
+        if model_dir not in _caches:
+            _caches[model_dir] = create_cache(contract.cache_type, model_dir)
+        return _caches[model_dir]

@@ -1,85 +1,66 @@
-"""Label Studio credentials from the environment: URL + API key (legacy token or personal access token).
+"""Label Studio credentials for the contract: LABEL_STUDIO_URL (or _HOST) and LABEL_STUDIO_API_KEY (or
+_ACCESS_TOKEN), read by ``backends.base.settings``, and the SDK client a model's ``get_label_studio_client``
+returns.
 
-A personal access token is a JWT *refresh* token: the SDK's token client exchanges it at
-``/api/token/refresh/`` for a short-lived access token and refreshes that when it expires;
-a legacy token is used as is. Tokens are never logged or put in error messages."""
+An application that has its own Label Studio connection hands it over with ``use(connection)`` (an
+object with ``label_studio_url``, ``label_studio_api_key``, ``client`` and ``client_token`` as below):
+from then on this module builds nothing, so the process has one client per (URL, key). Without one (an
+upstream ``model.py`` served on its own) it builds the client itself, as upstream does. It imports no
+application code. Tokens are never logged or put in error messages."""
 from __future__ import annotations
 
-import os
-from typing import Optional
+import threading
 
-from pipeline.process_cache import ProcessCache
+from backends.base import settings
 
-_clients: ProcessCache = ProcessCache("Label Studio clients")  # (URL, key, factory) -> SDK client; never logged
+_connection = None  # the application's Label Studio connection (``use``), or None
+_clients: dict = {}  # (URL, key, factory) -> SDK client, when no connection was handed over
+_lock = threading.Lock()
+
+
+def use(connection) -> None:
+    """Serve ``label_studio_url``, ``label_studio_api_key``, ``client`` and ``client_token`` from
+    ``connection`` (a module or object with those functions)."""
+    global _connection
+    _connection = connection
 
 
 def label_studio_url() -> str:
-    return (os.getenv("LABEL_STUDIO_URL") or os.getenv("LABEL_STUDIO_HOST") or "").rstrip("/")
+    if _connection is not None:
+        return _connection.label_studio_url()
+    return settings.current().label_studio_url
 
 
 def label_studio_api_key() -> str:
-    return os.getenv("LABEL_STUDIO_API_KEY") or os.getenv("LABEL_STUDIO_ACCESS_TOKEN") or ""
+    if _connection is not None:
+        return _connection.label_studio_api_key()
+    return settings.current().label_studio_api_key
 
 
-def client(base_url: Optional[str] = None, api_key: Optional[str] = None, factory=None):
-    """The process-wide SDK client for (URL, key); ``factory`` builds it (default ``LabelStudio``).
-
-    Built once per (URL, key) and kept: it holds the personal access token's current access
-    token and refreshes it. Raises ``PermissionError`` (reason, never the token) when it cannot
-    be built, e.g. an expired personal access token."""
-    base_url = (base_url or label_studio_url()).rstrip("/")
-    api_key = api_key or label_studio_api_key()
-    if not base_url or not api_key:
+def client(factory, key_required: bool = True):
+    """The process-wide SDK client built by ``factory`` (``LabelStudio``) for the URL and key; with
+    ``key_required=False``, from the URL alone when no key is set (as upstream). ``PermissionError``
+    (the reason, never the token) when it cannot be built."""
+    if _connection is not None:
+        return _connection.client(factory=factory, key_required=key_required)
+    url, key = label_studio_url(), label_studio_api_key()
+    if not url or (key_required and not key):
         raise PermissionError("set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to reach Label Studio")
-    if factory is None:
-        from label_studio_sdk import LabelStudio as factory
-
-    def build():
-        # the trailing slash keeps a Label Studio under a sub-path: the SDK joins the
-        # token refresh URL to it; the key is passed because the SDK reads
-        # LABEL_STUDIO_API_KEY only once, when it is imported
-        try:
-            return factory(base_url=base_url + "/", api_key=api_key)
-        except Exception as e:  # an expired PAT is refused already here
-            raise PermissionError(f"LABEL_STUDIO_API_KEY is not usable: {_reason(e)}") from None
-    return _clients.get((base_url, api_key, factory), build)
+    with _lock:
+        if (url, key, factory) not in _clients:
+            try:  # the trailing slash keeps a sub-path when the SDK joins its token-refresh URL
+                _clients[url, key, factory] = factory(base_url=url + "/", **({"api_key": key} if key else {}))
+            except Exception as e:  # an expired personal access token is refused already here
+                raise PermissionError(f"LABEL_STUDIO_API_KEY is not usable: {type(e).__name__}") from None
+        return _clients[url, key, factory]
 
 
-def client_token(sdk_client, base_url: str = "") -> str:
+def client_token(sdk_client) -> str:
     """The token ``sdk_client`` sends now: the legacy token, or a fresh access token for a PAT."""
+    if _connection is not None:
+        return _connection.client_token(sdk_client, label_studio_url())
     try:
         return sdk_client._client_wrapper._tokens_client.api_key
     except Exception as e:
-        raise PermissionError(f"cannot exchange the personal access token at {base_url}/api/token/refresh/: "
-                              f"{_reason(e)}") from None
-
-
-def access_token(base_url: Optional[str] = None, api_key: Optional[str] = None) -> str:
-    """A token to send to Label Studio now: the legacy token, or a fresh access token for a PAT."""
-    base_url = (base_url or label_studio_url()).rstrip("/")
-    api_key = api_key or label_studio_api_key()
-    if not api_key:
-        return ""
-    if not base_url:
-        return api_key
-    return client_token(client(base_url, api_key), base_url)
-
-
-def is_jwt(token: str) -> bool:
-    return token.count(".") == 2 and token.startswith("eyJ")
-
-
-def auth_header(token: str) -> dict:
-    """``Authorization`` header for Label Studio: Bearer for JWT access tokens, Token for legacy ones."""
-    if not token:
-        return {}
-    return {"Authorization": ("Bearer " if is_jwt(token) else "Token ") + token}
-
-
-def _reason(e: Exception) -> str:
-    status = getattr(e, "status_code", None)
-    body = getattr(e, "body", None)
-    if status is not None:
-        detail = body.get("detail") if isinstance(body, dict) else None
-        return f"HTTP {status}" + (f": {detail}" if detail else "")
-    return type(e).__name__
+        raise PermissionError(f"cannot exchange the personal access token at {label_studio_url()}/api/token/refresh/: "
+                              f"{type(e).__name__}") from None

@@ -4,15 +4,19 @@ A model object is created per request with the project id and labeling config; s
 must outlive the request (model_version, label config, extra params) lives in the per-project
 cache (``get``/``set``/``has``), heavy objects belong in module-level singletons. Classmethod
 hooks the app calls without a request: ``warm_up`` (load weights when a worker starts) and
-``metrics`` (added to /metrics). ``predict_fn`` / ``update_fn`` register plain functions as
-``predict`` / ``fit`` of the base class itself."""
+``metrics`` (added to /metrics). ``TAKES_MODEL_SLOTS``: whether ``predict`` holds the worker's
+model slots itself (``backends.base.worker``) or the app holds one for all of it.
+``predict_fn`` / ``update_fn`` register plain functions as ``predict`` / ``fit`` of the base
+class itself."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import json
 import logging
 import os
+import threading
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from label_studio_sdk import LabelStudio
@@ -71,9 +75,33 @@ def extra_params_on_trial(extra_params: dict) -> Iterator[None]:
         _pending_extra_params.reset(token)
 
 
+_interfaces: "collections.OrderedDict[str, LabelInterface]" = collections.OrderedDict()
+_interfaces_lock = threading.Lock()
+INTERFACES_KEPT = 32  # labeling configs whose parsed LabelInterface is kept (one per project is typical)
+
+
+def _interface(label_config: str) -> LabelInterface:
+    """The parsed labeling config, parsed once per config text per process (a model object is built per
+    request; the LabelInterface is only read)."""
+    with _interfaces_lock:
+        hit = _interfaces.get(label_config)
+        if hit is not None:
+            _interfaces.move_to_end(label_config)
+            return hit
+    parsed = LabelInterface(config=label_config)
+    with _interfaces_lock:
+        _interfaces[label_config] = parsed
+        while len(_interfaces) > INTERFACES_KEPT:
+            _interfaces.popitem(last=False)
+    return parsed
+
+
 class LabelStudioMLBase:
     INITIAL_MODEL_VERSION = "0.0.1"
     TRAIN_EVENTS = TRAIN_EVENTS
+    # False: the app runs the whole predict() in one model slot (backends.base.worker). True: predict()
+    # holds ``model_slot()`` itself around its model compute only, so its downloads take none.
+    TAKES_MODEL_SLOTS = False
     _label_studio_client = None  # None: not built yet; False: could not be built (see the log)
 
     def __init__(self, project_id: Optional[str] = None, label_config: Optional[str] = None):
@@ -82,7 +110,7 @@ class LabelStudioMLBase:
         if label_config:
             self.use_label_config(label_config)
         elif self.label_config:
-            self.label_interface = LabelInterface(config=self.label_config)
+            self.label_interface = _interface(self.label_config)
         if not self.model_version:
             self.set("model_version", self.INITIAL_MODEL_VERSION)
         self.setup()
@@ -104,7 +132,7 @@ class LabelStudioMLBase:
     # -- labeling config --------------------------------------------------------------
     def use_label_config(self, label_config: str) -> None:
         try:
-            self.label_interface = LabelInterface(config=label_config)
+            self.label_interface = _interface(label_config)
         except Exception as e:  # the SDK raises its XML syntax errors, not ValueError
             raise LabelConfigError(f"the labeling config is not valid: {type(e).__name__}: {e}") from None
         if self.get("label_config") != label_config:
@@ -205,11 +233,12 @@ class LabelStudioMLBase:
 
     # -- data access --------------------------------------------------------------------
     def _get_label_studio_client(self):
-        """The SDK client for LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (shared by the process), or
-        False when it cannot be built (logged once per model object, which then uses the key as is)."""
+        """The SDK client for LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY (shared by the process; with no key,
+        as upstream, from the URL alone), or False when it cannot be built (logged once per model object,
+        which then uses the key as is)."""
         if self._label_studio_client is None:
             try:
-                self._label_studio_client = credentials.client(factory=LabelStudio)
+                self._label_studio_client = credentials.client(factory=LabelStudio, key_required=False)
             except Exception as e:  # noqa: BLE001 - credentials.client says why, never with the token
                 log.warning("no Label Studio SDK client for %r: %s", credentials.label_studio_url(), e)
                 self._label_studio_client = False
@@ -219,7 +248,7 @@ class LabelStudioMLBase:
         """Legacy token as is, or a current access token exchanged for the personal access token."""
         client = self._get_label_studio_client() if credentials.label_studio_api_key() else False
         if client:
-            return credentials.client_token(client, credentials.label_studio_url())
+            return credentials.client_token(client)
         return credentials.label_studio_api_key()
 
     def get_local_path(self, url, project_dir=None, ls_host=None, ls_access_token=None, task_id=None, *args,

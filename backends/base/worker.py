@@ -1,21 +1,37 @@
-"""What one server process knows about itself: how many /predict requests it admits at once,
+"""What one server process knows about itself: which /predict requests it admits, its model slots,
 and whether its models are still loading.
 
-gunicorn's gthread worker runs every request on one of THREADS threads. If /predict may take
-them all, /health and /setup wait behind predictions for minutes and Label Studio (1 s health
-timeout, 3 s setup timeout) shows the backend as disconnected exactly when it works hardest. So
-a worker admits at most ``predict_limit`` predictions at once (default: THREADS - 2, keeping two
-threads for /health, /setup, /webhook and /metrics) and answers the next ones 503 with
-Retry-After at once. Predictions admitted beyond the model's own concurrency wait inside it:
-that is the bounded queue. Nothing here knows about Flask routes; ``api.py`` uses it."""
+Two bounds, for two different things:
+
+* Threads. gunicorn's gthread worker runs every request on one of THREADS threads, for as long as
+  the request lasts, downloads and waits included. If /predict may take them all, /health and
+  /setup wait behind predictions and Label Studio (1 s health timeout, 3 s setup timeout) shows
+  the backend as disconnected exactly when it works hardest. So at most ``predict_limit``
+  /predict are in the process at once (default THREADS - 2, keeping two threads for /health,
+  /setup, /webhook and /metrics); the next one is answered 503 with Retry-After at once, as it
+  has no thread to wait in.
+* Model slots. At most PREDICT_CONCURRENCY model computations run at once per process
+  (``ModelSlots``); everything else of a request (reading the body, downloading images) runs
+  outside them. A /predict is admitted when it gets its first slot: it may wait PREDICT_SLOT_WAIT
+  seconds for it, in first-come first-served order, then it is answered 503 with Retry-After.
+  Waiters of a request already admitted (its further tasks) go before new requests, and wait as
+  long as the caller's timeout allows (the request's deadline).
+
+A model class says whether its ``predict`` takes slots itself around its model compute
+(``TAKES_MODEL_SLOTS``, via ``model_slot``); otherwise the app runs the whole ``predict`` in one
+slot. Nothing here knows about Flask routes; ``api.py`` uses it."""
 from __future__ import annotations
 
+import collections
 import contextlib
+import contextvars
 import logging
 import os
 import threading
 import time
 from typing import Iterator, Optional
+
+from backends.base import settings
 
 log = logging.getLogger(__name__)
 
@@ -24,23 +40,163 @@ RETRY_AFTER_SECONDS = 5
 
 
 class Busy(Exception):
-    """No /predict slot free on this worker."""
+    """This worker cannot take the /predict now (answered 503 with Retry-After)."""
 
-    def __init__(self, in_flight: int, limit: int):
-        super().__init__(f"this backend worker is busy: {in_flight} /predict requests in progress (limit {limit}); "
-                         f"retry after {RETRY_AFTER_SECONDS} s")
+    def __init__(self, reason: str):
+        super().__init__(f"this backend worker is busy: {reason}; retry after {RETRY_AFTER_SECONDS} s")
         self.retry_after = RETRY_AFTER_SECONDS
+
+
+class SlotTimeout(TimeoutError):
+    """No model slot came free within the caller's timeout."""
 
 
 def predict_limit_for(threads: Optional[int]) -> Optional[int]:
     """PREDICT_MAX_REQUESTS if set, else THREADS - RESERVED_THREADS (at least 1), else no limit."""
-    env = os.getenv("PREDICT_MAX_REQUESTS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            log.warning("PREDICT_MAX_REQUESTS=%r is not a number: ignored", env)
+    limit = settings.current().predict_max_requests
+    if limit is not None:
+        return limit
     return None if threads is None else max(1, threads - RESERVED_THREADS)
+
+
+def slot_count() -> int:
+    """PREDICT_CONCURRENCY: model computations run at once per process (default 4)."""
+    return settings.current().predict_concurrency
+
+
+def slot_wait() -> float:
+    """PREDICT_SLOT_WAIT: seconds a /predict may wait for its first model slot (default 5; 0: none)."""
+    return settings.current().predict_slot_wait
+
+
+class Admission:
+    """One /predict's claim on the model slots: admitted once it got a slot; until then its waits
+    end ``wait`` seconds after the first one began."""
+
+    def __init__(self, wait: float):
+        self.wait = wait
+        self.admitted = False
+        self.refused: Optional[Busy] = None
+        self._until: Optional[float] = None
+        self._lock = threading.Lock()
+
+    def wait_left(self) -> float:
+        with self._lock:
+            if self._until is None:
+                self._until = time.monotonic() + self.wait
+            return self._until - time.monotonic()
+
+
+_admission: contextvars.ContextVar[Optional[Admission]] = contextvars.ContextVar("lf_admission", default=None)
+
+
+class ModelSlots:
+    """``size`` slots handed out first come, first served (a slot that comes free goes to the
+    longest waiter, never to a newcomer), waiters of admitted requests first."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._lock = threading.Lock()
+        self._free = size
+        self._admitted: collections.deque[threading.Event] = collections.deque()
+        self._new: collections.deque[threading.Event] = collections.deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._admitted) + len(self._new)
+
+    def _acquire(self, timeout: Optional[float]) -> None:
+        admission = _admission.get()
+        if admission is not None and admission.refused is not None:
+            raise admission.refused  # another task of the request already waited in vain
+        with self._lock:
+            if self._free and not self.waiting:
+                self._free -= 1
+                self._admit(admission)
+                return
+            turn = threading.Event()
+            queue = self._admitted if admission is None or admission.admitted else self._new
+            queue.append(turn)
+        t0 = time.monotonic()
+        while True:
+            admitting = admission is not None and not admission.admitted
+            bounds = [b for b in (None if timeout is None else t0 + timeout - time.monotonic(),
+                                  admission.wait_left() if admitting else None) if b is not None]
+            turn.wait(max(min(bounds), 0.0) if bounds else None)
+            with self._lock:
+                if turn.is_set():  # handed a slot (maybe just as the wait ended)
+                    self._admit(admission)
+                    return
+                if admitting and admission.admitted:  # another task of the request got in meanwhile:
+                    queue.remove(turn)  # wait on among the admitted, up to ``timeout``
+                    queue = self._admitted
+                    queue.append(turn)
+                    continue
+                if timeout is not None and time.monotonic() - t0 >= timeout:
+                    queue.remove(turn)
+                    raise SlotTimeout(f"no model slot came free within {timeout:g} s")
+                if admitting and admission.wait_left() <= 0:
+                    queue.remove(turn)
+                    admission.refused = Busy(f"no model slot came free within {admission.wait:g} s "
+                                             f"(PREDICT_SLOT_WAIT; {self.size} slots, {self.waiting} more "
+                                             f"waiting)")
+                    raise admission.refused
+
+    @staticmethod
+    def _admit(admission: Optional[Admission]) -> None:
+        if admission is not None:
+            admission.admitted = True
+
+    def _release(self) -> None:
+        with self._lock:
+            for queue in (self._admitted, self._new):
+                if queue:
+                    queue.popleft().set()  # the slot goes straight to the longest waiter
+                    return
+            self._free += 1
+
+    @contextlib.contextmanager
+    def hold(self, timeout: Optional[float] = None) -> Iterator[None]:
+        """One slot for the block. Raises ``Busy`` when the /predict this runs for is not admitted yet
+        and its slot wait runs out, ``SlotTimeout`` when ``timeout`` seconds (None: no limit) pass."""
+        self._acquire(timeout)
+        try:
+            yield
+        finally:
+            self._release()
+
+    def metrics(self) -> dict:
+        with self._lock:
+            return {"slots": self.size, "slots_busy": self.size - self._free, "slots_waiting": self.waiting}
+
+
+_slots: dict[int, ModelSlots] = {}
+_slots_lock = threading.Lock()
+
+
+def model_slots(size: Optional[int] = None) -> ModelSlots:
+    """This process's slots of ``size`` (default PREDICT_CONCURRENCY): requests and jobs asking for
+    the same size share them."""
+    size = size or slot_count()
+    with _slots_lock:
+        slots = _slots.get(size)
+        if slots is None:
+            slots = _slots[size] = ModelSlots(size)
+        return slots
+
+
+def _forget_slots() -> None:  # a forked child holds none of its parent's slots
+    global _slots_lock
+    _slots.clear()
+    _slots_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_slots)
+
+
+def model_slot(timeout: Optional[float] = None) -> contextlib.AbstractContextManager:
+    """One of this process's PREDICT_CONCURRENCY model slots for the block (see ``ModelSlots.hold``)."""
+    return model_slots().hold(timeout)
 
 
 class Worker:
@@ -57,16 +213,24 @@ class Worker:
         self.warm_up_error: Optional[str] = None
 
     @contextlib.contextmanager
-    def predict_slot(self) -> Iterator[None]:
-        """Hold one of ``predict_limit`` slots for the block, or raise ``Busy`` at once."""
+    def admit(self) -> Iterator[Admission]:
+        """Count a /predict for the block (``Busy`` at once beyond ``predict_limit``), its first model
+        slot waited for at most PREDICT_SLOT_WAIT seconds."""
         with self._lock:
             if self.predict_limit is not None and self.in_flight >= self.predict_limit:
                 self.refused += 1
-                raise Busy(self.in_flight, self.predict_limit)
+                raise Busy(f"{self.in_flight} /predict requests in progress (limit {self.predict_limit})")
             self.in_flight += 1
+        admission = Admission(slot_wait())
+        token = _admission.set(admission)
         try:
-            yield
+            yield admission
+        except Busy:
+            with self._lock:
+                self.refused += 1
+            raise
         finally:
+            _admission.reset(token)
             with self._lock:
                 self.in_flight -= 1
                 self.served += 1
@@ -97,5 +261,6 @@ class Worker:
         with self._lock:
             predict = {"in_flight": self.in_flight, "limit": self.predict_limit, "served": self.served,
                        "refused_busy": self.refused}
+        predict.update(model_slots().metrics(), slot_wait=slot_wait())
         return {"pid": os.getpid(), "loading": self.loading, "warm_up_seconds": self.warm_up_seconds,
                 "warm_up_error": self.warm_up_error, "predict": predict}

@@ -13,3 +13,5 @@ thresholds are chosen on the other k-1 folds and precision/recall measured on it
 chosen on all tasks; their in-sample figures are printed beside the held-out ones, and the gap between the
 two says how much the choice leans on the particular tasks reviewed. A label needs ``--min-boxes`` reviewed
 boxes (default 30), in at least k tasks, or it is refused and keeps its thresholds."""
+FOLDS = 5
+MIN_BOXES = 30  # reviewed boxes a label needs (README: Calibrate)

@@ -18,14 +18,14 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from backends.autolabel import runner
-from backends.autolabel.labels import Target
 from pipeline.calibrate.search import Reviewed
+from pipeline.cascade import PipelineResult
 from pipeline.config import ProjectConfig
 from pipeline.detections import Detections
 from pipeline.distill.reviewed import latest_annotation
 from pipeline.labelstudio.regions import read_regions
-from pipeline.pipeline import PipelineResult
+from pipeline.labelstudio.target import Target
+from pipeline.predict import runner
 
 INCLUDE = "id,data,annotations"
 GEOMETRY = ("box", "polygon", "brush")
@@ -90,7 +90,7 @@ def collect(tasks: Iterable[dict], cfg: ProjectConfig, target: Target, fetch: Ca
 
     def run_one(task: dict) -> runner.TaskOutcome:
         try:
-            image = fetch((task.get("data") or {}).get(target.data_key), task.get("id"))
+            image = fetch(runner.task_data(task).get(target.data_key), task.get("id"))
             with runner.model_slot():
                 res = pipe.run(image)
             r = reviewed(task, res, target)

@@ -1,7 +1,7 @@
 """``label-factory calibrate``: thresholds from a Label Studio project's reviewed tasks (pipeline/calibrate/).
 
 Wired into pipeline/cli.py through its tuple of optional sub-command modules (``add_parser``). Connection
-options and project lookup are those of ``predict``, ``export`` and ``evaluate`` (backends/autolabel/cli.py)."""
+options and project lookup are those of ``predict``, ``export`` and ``evaluate`` (pipeline/predict/cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -13,9 +13,9 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from backends.autolabel.cli import add_connection_args
-    from pipeline.calibrate.report import FOLDS, MIN_BOXES
-    from pipeline.cli import add_cache_arg
+    from pipeline import options
+    from pipeline.calibrate import FOLDS, MIN_BOXES
+    from pipeline.predict.cli import add_connection_args
 
     p = subparsers.add_parser(
         "calibrate", help="choose per-label thresholds from reviewed tasks for a target precision",
@@ -49,7 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="show old vs new thresholds and the expected effect; write nothing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_cache_arg(p)
+    options.add_no_cache(p)
     p.set_defaults(func=cmd_calibrate)
     return p
 
@@ -80,22 +80,23 @@ def cmd_calibrate(args) -> int:
     from label_studio_sdk.label_interface import LabelInterface
     from tqdm import tqdm
 
-    from backends.autolabel.batch import JobError
-    from backends.autolabel.cli import connect_project
-    from backends.autolabel.labels import find_target
-    from backends.autolabel.runner import fetcher
+    from pipeline import options
     from pipeline.calibrate import thresholds_file
     from pipeline.calibrate.candidates import INCLUDE, collect, labels_to_calibrate
     from pipeline.calibrate.report import calibrate, print_report
-    from pipeline.cli import no_cache
-    from pipeline.config import load_project, model_version
+    from pipeline.config import load_project
     from pipeline.evaluate.listing import ListingError, list_pages
+    from pipeline.labelstudio.target import find_target
+    from pipeline.model_version import model_version
+    from pipeline.predict.cli import connect_project
+    from pipeline.predict.job import JobError
+    from pipeline.predict.runner import fetcher
 
     problem = _check(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    no_cache(args)
+    options.apply_no_cache(args)
     if log.getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per page and image otherwise
     from pipeline.calibrate.band import student_config
@@ -111,7 +112,7 @@ def cmd_calibrate(args) -> int:
         project = client.projects.get(project_id)
         try:
             target = find_target(LabelInterface(config=project.label_config), cfg)
-        except ValueError as e:  # LabelConfigError
+        except ValueError as e:  # UnsupportedConfig
             raise JobError(f"Label Studio project {project_id}: {e}") from None
         labels = labels_to_calibrate(cfg, target)
         if not labels:
@@ -165,7 +166,7 @@ def _write_band(args, cfg, got, labels, delta, source: str) -> int:
     """``calibrate --route``: each label's band from the student's boxes, printed and written."""
     from pipeline.calibrate import thresholds_file
     from pipeline.calibrate.band import KEEP_RECALL, fit_band
-    from pipeline.config import model_version
+    from pipeline.model_version import model_version
     keep = args.keep_recall or KEEP_RECALL
     bands, found = fit_band(got.reviewed, labels, args.target_precision, delta, keep, args.iou)
     route = cfg.route.model_dump()

@@ -9,13 +9,11 @@ from typing import Optional, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.calibrate import FOLDS, MIN_BOXES
 from pipeline.calibrate.guarantee import fit_guaranteed
 from pipeline.calibrate.search import Counts, Reviewed, cross_validate, evaluate, fit, predicted, summary
 from pipeline.config import Thresholds
 from pipeline.evaluate.report import table_console
-
-MIN_BOXES = 30  # reviewed boxes a label needs (README: Calibrate)
-FOLDS = 5
 
 
 def _sum(counts: dict[str, Counts], labels) -> Counts:

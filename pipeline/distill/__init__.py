@@ -6,6 +6,8 @@ YOLO: weights, metrics.json, model card) -> serve the weights as the ``student``
 (pipeline/providers/student.py) -> ``label-factory predict`` relabels the project with it.
 
 Modules: ``split`` (deterministic train/val/test by task id), ``reviewed`` (which annotation or
-prediction of a task becomes its labels), ``export`` (images + labels on disk), ``yolo`` (importing
-ultralytics without downloads or telemetry), ``train`` (the training run and its records),
-``cli`` (the two sub-commands)."""
+prediction of a task becomes its labels), ``export`` (images + labels on disk), ``train`` (the training
+run and its records), ``cli`` (the two sub-commands); importing ultralytics without downloads or telemetry
+is ``pipeline/providers/yolo.py``'s, shared with the student grounder."""
+FORMATS = ("yolo", "coco")
+DEFAULT_MODEL = "yolo11n.pt"

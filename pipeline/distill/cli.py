@@ -1,7 +1,7 @@
 """``label-factory export`` and ``label-factory train`` (wired into pipeline/cli.py's optional sub-commands).
 
 The Label Studio connection options and project lookup are the ones ``label-factory predict`` uses
-(backends/autolabel/cli.py, batch.py); images come through the backend's guarded fetcher."""
+(pipeline/predict/cli.py, batch.py); images come through the backend's guarded fetcher."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,8 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
-    from backends.autolabel.cli import add_connection_args
-    from pipeline.distill.export import FORMATS
-    from pipeline.distill.train import DEFAULT_MODEL
+    from pipeline.distill import DEFAULT_MODEL, FORMATS
+    from pipeline.predict.cli import add_connection_args
 
     p = subparsers.add_parser(
         "export", help="reviewed Label Studio labels -> YOLO or COCO data set with a manifest",
@@ -58,11 +57,11 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_export(args) -> int:
-    from backends.autolabel.batch import JobError
-    from backends.autolabel.cli import connect_project
-    from backends.images import fetch_image
     from pipeline.distill.export import ExportError, export_project
     from pipeline.distill.split import parse_ratios
+    from pipeline.labelstudio.media import fetch_image
+    from pipeline.predict.cli import connect_project
+    from pipeline.predict.job import JobError
 
     try:
         ratios = parse_ratios(args.split)
@@ -101,7 +100,7 @@ def cmd_export(args) -> int:
 
 def cmd_train(args) -> int:
     from pipeline.distill.train import TrainConfig, TrainError, train
-    from pipeline.distill.yolo import UltralyticsMissing
+    from pipeline.providers.yolo import UltralyticsMissing
 
     cfg = TrainConfig(data=Path(args.data), out=Path(args.out), model=args.model, epochs=args.epochs,
                       imgsz=args.imgsz, batch=args.batch, device=args.device, workers=args.workers,

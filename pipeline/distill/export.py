@@ -39,13 +39,12 @@ from tqdm import tqdm
 from pipeline.atomic import building_dir
 from pipeline.convert import CocoBuilder
 from pipeline.detections import Detections
-from pipeline.distill import reviewed, split
+from pipeline.distill import FORMATS, reviewed, split
 from pipeline.distill.reviewed import Example
 from pipeline.labelstudio.coords import rect_to_xyxy
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("yolo", "coco")
 MANIFEST = "manifest.json"
 JPEG_QUALITY = 95
 

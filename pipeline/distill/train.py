@@ -11,8 +11,10 @@ One run folder (``out``) holds ultralytics' own files (``weights/best.pt`` + ``l
 
 Interrupted runs continue from the last finished epoch with ``resume=True`` (ultralytics resume:
 model, optimizer and schedule from ``weights/last.pt``). The model is a checkpoint (``yolo11n.pt``,
-pretrained: the normal way, downloaded by ultralytics if missing) or a config (``yolo11n.yaml``:
-random initial weights, nothing downloaded — what the tests use)."""
+pretrained: the normal way, downloaded by ultralytics if missing, into the current directory) or a config
+(``yolo11n.yaml``: random initial weights, nothing downloaded — what the tests use). A checkpoint that is
+not here and cannot be downloaded is a ``TrainError`` naming the config to train from instead and where
+ultralytics looks for checkpoints."""
 from __future__ import annotations
 
 import json
@@ -24,13 +26,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from pipeline.atomic import save_text
+from pipeline.distill import DEFAULT_MODEL
 from pipeline.distill.export import MANIFEST
-from pipeline.distill.weights import sha256_file
-from pipeline.distill.yolo import keep_torch_threads, local_fonts_only, torch_device, ultralytics
+from pipeline.providers.yolo import keep_torch_threads, local_fonts_only, torch_device, ultralytics
+from pipeline.weights import sha256_file
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "yolo11n.pt"
 METRICS = "metrics.json"
 CARD = "model_card"
 
@@ -119,6 +121,34 @@ def val_metrics(metrics, names: dict) -> dict:
             "recall": float(box.mr), "per_class": per_class}
 
 
+def _no_checkpoint(model: str, why: str) -> TrainError:
+    """``model``, a checkpoint name ultralytics can download, is not here: the error names what to do instead."""
+    from ultralytics.utils import SETTINGS
+    weights_dir = Path(SETTINGS["weights_dir"])
+    return TrainError(f"--model {model}: the checkpoint is not on this machine (neither {Path(model).resolve()} nor "
+                      f"{weights_dir / model}, ultralytics' weights_dir) and {why}; train from scratch with "
+                      f"--model {Path(model).stem}.yaml (random initial weights, nothing downloaded), or put {model} "
+                      f"in {weights_dir} (or the current directory, where ultralytics downloads it when it can)")
+
+
+def _yolo(ul, model: str):
+    """``ul.YOLO(model)``; a ``.pt`` checkpoint that is neither here nor downloadable is a TrainError (at once when
+    ultralytics knows it is offline, instead of its download's traceback)."""
+    from ultralytics.utils import ONLINE, SETTINGS, env_bool
+    from ultralytics.utils.checks import check_yolov5u_filename
+    name = check_yolov5u_filename(model, verbose=False)
+    here = Path(name).expanduser().is_file() or (Path(SETTINGS["weights_dir"]) / name).is_file()
+    if model.endswith(".pt") and not here:
+        if Path(model).name != model:  # a path: nothing to download (ultralytics would still ask GitHub)
+            raise TrainError(f"--model {model}: no such checkpoint file")
+        if env_bool("YOLO_OFFLINE") or not ONLINE:
+            raise _no_checkpoint(model, "ultralytics is offline (YOLO_OFFLINE, or no DNS), so it cannot download it")
+    try:
+        return ul.YOLO(model)
+    except ConnectionError as e:
+        raise _no_checkpoint(model, f"ultralytics could not download it ({str(e).strip()[:200]})") from None
+
+
 def train(cfg: TrainConfig, resume: bool = False, callbacks: Optional[dict[str, Callable]] = None) -> dict:
     """Train (or, ``resume``, continue) a student on the export; returns the metrics.json dict.
 
@@ -136,7 +166,7 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: Optional[dict[str, 
         raise TrainError(f"{out}: a run is already there; --resume continues it, or choose another --out")
     ul = ultralytics()
     device = torch_device(cfg.device)
-    model = ul.YOLO(str(last) if resume else cfg.model)
+    model = _yolo(ul, str(last) if resume else cfg.model)
     clock = _EpochClock()
     model.add_callback("on_train_epoch_start", clock.start)
     model.add_callback("on_train_epoch_end", clock.end)

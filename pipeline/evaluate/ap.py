@@ -3,7 +3,11 @@
 Each reviewed task a model_version predicted is one COCO image; its annotated boxes are the ground
 truth, the predicted boxes the detections (an unscored box ranks as score 0). Only the "all" area
 range is evaluated and every detection of an image counts (maxDets raised to the most boxes any
-task has). A label with no annotated box has no AP (None)."""
+task has). A label with no annotated box has no AP (None).
+
+Boxes are clipped to their image (``pipeline.evaluate.tasks``); with ``as_stored`` they are taken as Label
+Studio stores them (``extra["as_stored"]``), unclipped, as pycocotools evaluates a COCO export: the two
+differ only where a box reaches outside its image."""
 from __future__ import annotations
 
 from typing import Optional
@@ -22,7 +26,16 @@ def _mean_valid(a: np.ndarray) -> Optional[float]:
     return float(a.mean()) if a.size else None
 
 
-def average_precision(pairs: list[tuple[int, object, object]]) -> dict:
+def _xyxy(d, as_stored: bool) -> np.ndarray:
+    return d.extra.get("as_stored", d.xyxy) if as_stored else d.xyxy
+
+
+def any_clipped(pairs: list[tuple[int, object, object]]) -> bool:
+    """Whether any box of ``pairs`` was clipped to its image (so ``as_stored`` changes the figures)."""
+    return any(not np.array_equal(_xyxy(d, True), d.xyxy) for _, pred, truth in pairs for d in (pred, truth))
+
+
+def average_precision(pairs: list[tuple[int, object, object]], as_stored: bool = False) -> dict:
     """``pairs``: (image id, predicted Detections, annotated Detections) per task.
 
     Returns {"labels": {label: {"ap50", "ap50_95", "pr_curve"}}, "ap50", "ap50_95", "recall_points"} where
@@ -40,11 +53,12 @@ def average_precision(pairs: list[tuple[int, object, object]]) -> dict:
         image_id = int(image_id)
         images.append({"id": image_id})
         max_dets = max(max_dets, len(pred))
-        for box, lab in zip(sv.xyxy_to_xywh(truth.xyxy.astype(np.float64)).tolist(), truth.labels):
+        for box, lab in zip(sv.xyxy_to_xywh(_xyxy(truth, as_stored).astype(np.float64)).tolist(), truth.labels):
             gts.append({"id": len(gts) + 1, "image_id": image_id, "category_id": cat[str(lab)], "bbox": box,
                         "area": box[2] * box[3], "iscrowd": 0})
         scores = np.where(np.isnan(pred.scores), 0.0, pred.scores).tolist()
-        for box, lab, score in zip(sv.xyxy_to_xywh(pred.xyxy.astype(np.float64)).tolist(), pred.labels, scores):
+        for box, lab, score in zip(sv.xyxy_to_xywh(_xyxy(pred, as_stored).astype(np.float64)).tolist(), pred.labels,
+                                   scores):
             dts.append({"image_id": image_id, "category_id": cat[str(lab)], "bbox": box, "score": score})
     recall_points = np.linspace(0.0, 1.0, 101)
     out = {"labels": {}, "ap50": None, "ap50_95": None, "recall_points": recall_points.round(2).tolist()}

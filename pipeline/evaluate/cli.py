@@ -1,7 +1,7 @@
 """``label-factory evaluate``: a Label Studio project's predictions against its reviewed annotations.
 
 Wired into pipeline/cli.py through its tuple of optional sub-command modules (``add_parser``).
-Connection options and project lookup are the ones ``predict`` and ``export`` use (backends/autolabel/cli.py)."""
+Connection options and project lookup are the ones ``predict`` and ``export`` use (pipeline/predict/cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from backends.autolabel.cli import add_connection_args
     from pipeline.evaluate.listing import METHODS
+    from pipeline.predict.cli import add_connection_args
 
     p = subparsers.add_parser(
         "evaluate", help="measure a Label Studio project's predictions against its reviewed annotations",
@@ -105,13 +105,13 @@ def cmd_evaluate(args) -> int:
     import httpx
     from label_studio_sdk.core.api_error import ApiError
 
-    from backends.autolabel.batch import JobError
-    from backends.autolabel.cli import connect_project
     from pipeline.atomic import save_text
     from pipeline.evaluate import report_html
     from pipeline.evaluate.listing import ListingError
     from pipeline.evaluate.report import evaluate_tasks, print_report
     from pipeline.evaluate.suspects import find_suspects
+    from pipeline.predict.cli import connect_project
+    from pipeline.predict.job import JobError
 
     if log.getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per page otherwise

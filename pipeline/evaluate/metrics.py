@@ -1,7 +1,8 @@
 """The figures of one model_version over a set of reviewed tasks, from the matching records.
 
 - boxes: TP (kept + moved), FP (relabeled + deleted: no annotated box of the label at the match IoU),
-  FN (annotated boxes no prediction of their label matched), precision, recall, F1, plus AP (ap.py);
+  FN (annotated boxes no prediction of their label matched), precision, recall, F1, plus AP (ap.py) on
+  boxes clipped to the image and, as pycocotools computes it, on boxes as stored (``*_as_stored``);
 - images (the filter stage): a task whose annotation has no box is a negative, a task whose
   prediction has no box is predicted negative; per label the same with that label's boxes;
 - acceptance: shares of predicted boxes kept / moved / relabeled / deleted, and boxes added;
@@ -111,11 +112,15 @@ def lead_times(tasks: list[EvalTask], versions: list[str]) -> dict:
 
 def version_metrics(tasks: list[EvalTask], version: str, records: list[BoxRecord], bins: int = 10) -> dict:
     """Everything about ``version`` over ``tasks`` (reviewed tasks it predicted) and their ``records``."""
-    average = ap.average_precision([(t.id, t.predictions[version].boxes, t.truth.boxes) for t in tasks])
+    pairs = [(t.id, t.predictions[version].boxes, t.truth.boxes) for t in tasks]
+    average = ap.average_precision(pairs)
+    stored = ap.average_precision(pairs, as_stored=True) if ap.any_clipped(pairs) else average
     detection = detection_counts(records)
     for label, row in detection.items():
-        a = average if label == ALL else average["labels"].get(label, {})
+        a, s = (average, stored) if label == ALL else (average["labels"].get(label, {}),
+                                                       stored["labels"].get(label, {}))
         row["ap50"], row["ap50_95"] = a.get("ap50"), a.get("ap50_95")
+        row["ap50_as_stored"], row["ap50_95_as_stored"] = s.get("ap50"), s.get("ap50_95")
     return {
         "model_version": version,
         "tasks": len(tasks),

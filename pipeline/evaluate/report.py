@@ -45,6 +45,7 @@ SUMMARY: list[Figure] = [
     Figure("box F1", _get("detection", ALL, "f1"), "pct", 1),
     Figure("AP50", _get("detection", ALL, "ap50"), "pct", 1),
     Figure("AP50:95", _get("detection", ALL, "ap50_95"), "pct", 1),
+    Figure("AP50:95, boxes as stored (pycocotools)", _get("detection", ALL, "ap50_95_as_stored"), "pct", 1),
     Figure("image precision (filter)", _get("images", ALL, "precision"), "pct", 1),
     Figure("image recall (filter)", _get("images", ALL, "recall"), "pct", 1),
     Figure("kept", _get("acceptance", ALL, "kept_share"), "pct", 1),

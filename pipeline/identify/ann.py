@@ -29,9 +29,9 @@ stored as 8-bit codes):
   processes and restarts load it instead of building; one process builds at a time (``flock``).
   A base of another lineage (the index was rebuilt from scratch) is ignored and replaced.
 
-Settings (environment, read at each use): ``LF_ANN_MIN``, ``LF_ANN_NPROBE`` (default 32),
-``LF_ANN_NLIST`` (0: about sqrt(n), a power of two), ``LF_ANN_BUILD`` (``background`` | ``sync``),
-``LF_ANN_MAX_CHANGES``.  Faiss threads: ``LF_FAISS_THREADS``.
+Settings (environment, read at each use; declared in pipeline/settings.py, ``Identify``): ``LF_ANN_MIN``,
+``LF_ANN_NPROBE`` (default 32), ``LF_ANN_NLIST`` (0: about sqrt(n), a power of two), ``LF_ANN_BUILD``
+(``background`` | ``sync``), ``LF_ANN_MAX_CHANGES``.  Faiss threads: ``LF_FAISS_THREADS``.
 
 This module decides *which* vectors are candidates; labels, margins and thresholds stay in
 ``index.IndexSnapshot.search``.
@@ -55,6 +55,7 @@ import numpy as np
 
 from pipeline.atomic import save_atomic, tmp_prefix
 from pipeline.process_cache import ProcessCache
+from pipeline.settings import Identify
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +72,10 @@ class AnnSettings:
     max_changes: int = 20_000
 
     @classmethod
-    def from_env(cls, environ=os.environ) -> "AnnSettings":
-        def num(var, default):
-            raw = environ.get(var, "")
-            try:
-                return int(raw) if raw.strip() else default
-            except ValueError:
-                raise ValueError(f"{var}={raw!r} is not an integer") from None
-        build = environ.get("LF_ANN_BUILD", "").strip().lower() or cls.build
-        if build not in ("background", "sync"):
-            raise ValueError(f"LF_ANN_BUILD={build!r}: use 'background' or 'sync'")
-        return cls(num("LF_ANN_MIN", cls.min_size), max(1, num("LF_ANN_NPROBE", cls.nprobe)),
-                   num("LF_ANN_NLIST", cls.nlist), build, num("LF_ANN_MAX_CHANGES", cls.max_changes))
+    def from_env(cls, environ=None) -> "AnnSettings":
+        """The LF_ANN_* settings in ``environ`` (default: the environment now)."""
+        s = Identify.read(environ)
+        return cls(s.ann_min, s.ann_nprobe, s.ann_nlist, s.ann_build, s.ann_max_changes)
 
 
 def auto_nlist(n: int) -> int:
@@ -99,7 +92,7 @@ def faiss_module():
     and under CPU contention it is 10-20x slower (README, Performance)."""
     def load():
         import faiss
-        faiss.omp_set_num_threads(max(1, int(os.getenv("LF_FAISS_THREADS", "1") or 1)))
+        faiss.omp_set_num_threads(Identify.read().faiss_threads)
         return faiss
     return _modules.get("faiss", load)
 

@@ -5,8 +5,8 @@ JSON (``.../My-Model.json``; registered with ``open_clip.add_model_config``, nam
 ``pretrained`` is an open_clip pretrained tag (``laion2b_s34b_b79k``; needs the hub), the path
 of a local checkpoint file, or empty/None for random weights (tests only).
 
-The env vars ``LF_CLIP_MODEL`` / ``LF_CLIP_PRETRAINED`` (as in config.ENV_OVERRIDES) override the YAML's values
-(``LF_CLIP_PRETRAINED=none`` means no weights).
+The env vars ``LF_CLIP_MODEL`` / ``LF_CLIP_PRETRAINED`` (pipeline/settings.py, ``Models``) override the YAML's
+values (``LF_CLIP_PRETRAINED=none`` means no weights).
 
 ``projection`` (``providers.identify.projection``): the path of a projection head file
 (``head.py``); the embedder returned is then a ``head.ProjectedEmbedder`` whose id names the head."""
@@ -21,18 +21,16 @@ import numpy as np
 from PIL import Image
 
 from pipeline.process_cache import ProcessCache
+from pipeline.settings import Models
 
 log = logging.getLogger(__name__)
 
-ENV_MODEL = "LF_CLIP_MODEL"
-ENV_PRETRAINED = "LF_CLIP_PRETRAINED"
-
-
 def resolve_spec(model: str, pretrained: Optional[str]) -> tuple[str, Optional[str]]:
     """(model, pretrained) after the env overrides."""
-    model = os.environ.get(ENV_MODEL) or model
-    if ENV_PRETRAINED in os.environ:
-        pretrained = os.environ[ENV_PRETRAINED]
+    env = Models.read()
+    model = env.clip_model or model
+    if env.clip_pretrained is not None:
+        pretrained = env.clip_pretrained
     if pretrained is not None and pretrained.strip().lower() in ("", "none", "null", "random"):
         pretrained = None
     return model, pretrained

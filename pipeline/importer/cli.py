@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from pipeline.importer.sources import ALL
+from pipeline.settings import LabelStudio
 
 
 def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--project", "-p", required=True, help="project YAML")
-    p.add_argument("--label-studio-url", default=os.environ.get("LABEL_STUDIO_URL"),
+    ls = LabelStudio.read()
+    p.add_argument("--label-studio-url", default=ls.url or None,
                    help="Label Studio URL (env LABEL_STUDIO_URL); without it, images are only downloaded")
-    p.add_argument("--api-key", default=os.environ.get("LABEL_STUDIO_API_KEY"),
+    p.add_argument("--api-key", default=ls.key or None,
                    help="Label Studio API key / personal access token (env LABEL_STUDIO_API_KEY)")
     p.add_argument("--sources", default=",".join(ALL), help=f"comma-separated, from {','.join(ALL)}")
     p.add_argument("--max-per-query", type=int, default=20, help="images per source per query (default 20)")
@@ -34,7 +35,7 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--storage", choices=["upload", "local-files"], default="upload",
                    help="upload files to Label Studio (default), or reference them through a local-files "
                         "storage when Label Studio shares the disk")
-    p.add_argument("--local-files-root", default=os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
+    p.add_argument("--local-files-root", default=ls.local_files_document_root,
                    help="Label Studio's LOCAL_FILES_DOCUMENT_ROOT (for --storage local-files)")
     p.add_argument("--concurrency", type=int, default=8, help="parallel downloads (default 8)")
     p.add_argument("--per-host-interval", type=float, default=0.25,

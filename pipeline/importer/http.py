@@ -3,7 +3,6 @@ descriptive User-Agent, a per-host rate limit, and the retry policy of :mod:`pip
 (429/5xx answers and connection failures are retried with backoff, ``Retry-After`` honoured)."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Optional
@@ -13,15 +12,12 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from pipeline.retry import RetryPolicy, Transient, transient_status
-
-USER_AGENT = os.environ.get(
-    "LF_USER_AGENT",
-    "label-factory-importer/0.1 (https://github.com/label-factory; dataset building for annotation)")
+from pipeline.settings import Importer
 
 
 def make_session(pool: int = 16) -> requests.Session:
     s = requests.Session()
-    s.headers["User-Agent"] = USER_AGENT
+    s.headers["User-Agent"] = Importer.read().user_agent  # LF_USER_AGENT
     adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
     s.mount("http://", adapter)
     s.mount("https://", adapter)

@@ -30,9 +30,10 @@ from typing import Callable, Iterable, Optional
 
 import requests
 
-from pipeline import lsapi
+from pipeline import settings
 from pipeline.config import ProjectConfig
-from pipeline.labelconfig import IMAGE_NAME, labeling_config, local_files_url
+from pipeline.labelstudio import lsapi
+from pipeline.labelstudio.labeling_config import IMAGE_NAME, labeling_config, local_files_url
 
 META_KEYS = ("bucket", "source", "license", "attribution", "query", "page_url", "image_url", "title")
 BATCH = 50
@@ -49,8 +50,8 @@ def _norm_xml(s: str) -> str:
 class LabelStudioTarget:
     def __init__(self, url: Optional[str] = None, api_key: Optional[str] = None, client=None,
                  timeout: float = 120.0):
-        self.url = (url or os.environ.get("LABEL_STUDIO_URL") or "").rstrip("/")
-        api_key = api_key or os.environ.get("LABEL_STUDIO_API_KEY")
+        self.url = (url or settings.LabelStudio.read().url).rstrip("/")
+        api_key = api_key or settings.LabelStudio.read().key
         if client is None:
             if not self.url or not api_key:
                 raise LabelStudioError("Label Studio needs a URL and an API key "

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pipeline.importer.records import Candidate, Summary
 from pipeline.importer.sources import ALL, build_sources
 from pipeline.importer.sources.ddg import SearchFn
 from pipeline.retry import RetryPolicy
+from pipeline.settings import LabelStudio
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def run_import(cfg: ProjectConfig, opts: Optional[ImportOptions] = None) -> Summ
     download_all(cands, manifest, opts, http, summary)
     manifest.save()
 
-    url = opts.label_studio_url or os.environ.get("LABEL_STUDIO_URL")
+    url = opts.label_studio_url or LabelStudio.read().url
     if not (url or opts.ls_client):
         summary.label_studio = "skipped (no --label-studio-url / LABEL_STUDIO_URL)"
         if opts.connect_backend:
@@ -182,7 +182,7 @@ def run_import(cfg: ProjectConfig, opts: Optional[ImportOptions] = None) -> Summ
 
     from pipeline.importer.ls_project import LabelStudioTarget
     target = LabelStudioTarget(url, opts.api_key, client=opts.ls_client, timeout=max(opts.timeout, 60))
-    root = opts.local_files_root or os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
+    root = opts.local_files_root or LabelStudio.read().local_files_document_root
     with tqdm(total=len(manifest), desc="label studio   ", unit="img", disable=not opts.progress,
               dynamic_ncols=True) as bar:
         res = target.sync(cfg, manifest, storage=opts.storage, masks=opts.masks,

@@ -2,7 +2,7 @@
 Label Studio coordinates <-> pixels, masks <-> brush RLE / polygons.
 
 It lives in ``pipeline`` because the batch ``run`` writes Label Studio tasks too; the backends and
-the ``predict`` job use it as it is. It talks to no server (the clients are ``pipeline.lsapi`` and
+the ``predict`` job use it as it is. It talks to no server (the clients are ``pipeline.labelstudio.lsapi`` and
 ``pipeline.importer.ls_project``) and runs no model.
 
 * ``layout.Layout``: a labeling config read once (``Layout.from_config``) and ``Layout.results``;

@@ -23,6 +23,7 @@ nothing from label-factory; a config whose image has no output control at all is
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -50,6 +51,9 @@ class UnsupportedConfig(ValueError):
     """The labeling config has no place for what label-factory predicts; the message says why."""
 
 
+_layouts: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # LabelInterface -> its Layout
+
+
 @dataclass
 class Layout:
     image: str  # the <Image> object's name (to_name of every result)
@@ -65,6 +69,17 @@ class Layout:
     # -- reading a config -------------------------------------------------------------------------
     @classmethod
     def from_config(cls, label_interface) -> "Layout":
+        """The layout of a parsed labeling config, read once per LabelInterface object (the contract keeps
+        one per config text); ``UnsupportedConfig`` when label-factory has no place for its boxes there."""
+        if label_interface is None:
+            raise UnsupportedConfig("no labeling config: Label Studio sent none and none is cached for this project")
+        hit = _layouts.get(label_interface)
+        if hit is None:
+            hit = _layouts[label_interface] = cls._read(label_interface)
+        return hit
+
+    @classmethod
+    def _read(cls, label_interface) -> "Layout":
         if label_interface is None:
             raise UnsupportedConfig("no labeling config: Label Studio sent none and none is cached for this project")
         images = [o for o in label_interface.objects if o.tag.lower() == "image"]

@@ -8,7 +8,8 @@
   that segments as it grounds (``gives_masks``, e.g. Falcon) also answers ``segment(image,
   queries)``: the same boxes, each with its mask.  One that can take an image region as the
   prompt (``finds_similar``, OWLv2) answers ``similar(image, example_xyxy)``: boxes that look
-  like the example, scored.
+  like the example, scored.  One whose input is a square over the image's longest side
+  (``square_input``: OWLv2 pads before it resizes, SAM after) gets a view whose square fits the budget.
 * A segmenter (SAM family) answers ``masks_for_boxes(image, xyxy)`` (one mask per box, one
   batch per image) and ``mask_for_points(image, points, positive)`` (one object from clicks).
 """
@@ -66,6 +67,7 @@ class Grounder:
     name = "grounder"
     gives_masks = False  # segment() gives each box its mask (Falcon)
     finds_similar = False  # similar() takes an example region as the prompt (OWLv2)
+    square_input = False  # pads (or stretches) the image to a square: its pixel budget counts max(w, h)**2
 
     def boxes(self, image: Image.Image, queries: Sequence[str]) -> Detections:
         raise NotImplementedError
@@ -83,6 +85,7 @@ class Grounder:
 class Segmenter:
     """Box or point prompts -> masks at the image's size (SAM family)."""
     name = "segmenter"
+    square_input = False  # as Grounder.square_input
 
     def masks_for_boxes(self, image: Image.Image, xyxy) -> np.ndarray:
         """(K, H, W) bool: one mask per pixel xyxy box."""

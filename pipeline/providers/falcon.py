@@ -39,9 +39,12 @@ from PIL import Image
 
 from pipeline.detections import Detections, mask_box
 from pipeline.hardware import TORCH_NAMES, choose_dtype, to_model
+from pipeline.process_cache import ProcessCache
+from pipeline.providers import hub
 from pipeline.providers.base import Grounder, ProviderError, resolve_device
 
 log = logging.getLogger(__name__)
+_backends: ProcessCache = ProcessCache("falcon backends")  # setting -> the backend chosen
 
 MIN_DIMENSION = 256  # package defaults (demo scripts, server MIN_IMAGE_SIZE / MAX_IMAGE_SIZE)
 MAX_DIMENSION = 1024
@@ -134,6 +137,11 @@ def _apple_silicon() -> bool:
 
 
 def choose_backend(backend: str) -> str:
+    """The backend for the ``backend`` setting on this machine, decided (and logged) once per process."""
+    return _backends.get(backend, lambda: _decide_backend(backend))
+
+
+def _decide_backend(backend: str) -> str:
     if backend == "auto":
         if _cuda_available():
             log.info("falcon: using torch backend (CUDA)")
@@ -193,8 +201,8 @@ def load_falcon(model: str, backend: str, device: str = "auto", dtype: str = "au
         import falcon_perception as fp
     except ImportError as e:
         raise ProviderError(f"falcon: the falcon-perception package is not installed ({e})") from None
-    local = Path(model).expanduser()
-    where = {"hf_local_dir": str(local)} if local.is_dir() else {"hf_model_id": model}
+    source = hub.locate(model, "falcon grounder")
+    where = {"hf_local_dir": source} if Path(source).is_dir() else {"hf_model_id": source}
     try:
         with contextlib.redirect_stdout(_LogStream()):
             if backend == "mlx":

@@ -25,6 +25,7 @@ from torchvision.ops import box_convert
 
 from pipeline.detections import Detections
 from pipeline.hardware import choose_dtype, to_model
+from pipeline.providers import hub
 from pipeline.providers.base import Grounder, ProviderError, resolve_device
 
 
@@ -73,10 +74,11 @@ class _HFZeroShotGrounder(Grounder):
         self.device = resolve_device(device)
         self.min_score = float(min_score)
         self.dtype = choose_dtype(self.device, dtype)
+        source = hub.locate(self.model_id, f"{self.name} grounder")
         try:
-            self.processor = AutoProcessor.from_pretrained(self.model_id)
+            self.processor = AutoProcessor.from_pretrained(source)
             self.model = AutoModelForZeroShotObjectDetection.from_pretrained(
-                self.model_id, dtype=self.dtype.torch_dtype).to(self.device).eval()
+                source, dtype=self.dtype.torch_dtype).to(self.device).eval()
         except Exception as e:  # noqa: BLE001 - report which model failed and why
             raise ProviderError(f"{self.name} grounder {self.model_id!r}: cannot load on {self.device}: {e}") from e
         self._lock = threading.Lock()
@@ -125,6 +127,7 @@ class OWLv2Grounder(_HFZeroShotGrounder):
     it with the model's own class head."""
     name = "owlv2"
     finds_similar = True
+    square_input = True  # pads to max(w, h) square at the image's own resolution, then resizes to 960
 
     def similar(self, image: Image.Image, example_xyxy) -> Detections:
         image = image.convert("RGB") if image.mode != "RGB" else image

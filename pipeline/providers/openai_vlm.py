@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ from typing import Optional, Sequence
 import requests
 from PIL import Image
 
-from pipeline import deadline
+from pipeline import deadline, settings
 from pipeline.providers.answers import p_yes_from_text, p_yes_from_top_logprobs
 from pipeline.providers.base import VLM, ProviderError, YesNo
 from pipeline.retry import RETRY_STATUS, RetryPolicy, Transient, retry_after_seconds
@@ -110,7 +109,7 @@ class OpenAIVLM(VLM):
     def _headers(self) -> dict:
         headers = {"Content-Type": "application/json"}
         if self.api_key_env:
-            key = os.environ.get(self.api_key_env)
+            key = settings.named(self.api_key_env)
             if not key:
                 raise ProviderError(f"VLM server {self.url}: the API key env var {self.api_key_env} is not set")
             headers["Authorization"] = f"Bearer {key}"

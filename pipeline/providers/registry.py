@@ -5,14 +5,21 @@ the same object to every later caller whose config has the same model-relevant f
 ``providers``, a ``pipeline.process_cache.ProcessCache``: a model loads once, different models in
 parallel; ``providers.clear()`` forgets them).  Provider modules are imported lazily: torch /
 transformers / mlx are only needed for the kinds in use.
+
+A provider that cannot be built raises ``hub.ModelUnavailable`` (which model, why, how to get it).
+Under a request's deadline (``pipeline.deadline``) the caller waits for a load no longer than the
+deadline: the load goes on in the background for the requests after it, and this one gets
+``ModelUnavailable`` saying the model was still loading.
 """
 from __future__ import annotations
 
 import importlib
 
+from pipeline import deadline
 from pipeline.config import GrounderProvider, SegmenterProvider, VLMProvider
-from pipeline.process_cache import ProcessCache
-from pipeline.providers.base import VLM, Grounder, Segmenter
+from pipeline.process_cache import ProcessCache, StillLoading
+from pipeline.providers.base import VLM, Grounder, ProviderError, Segmenter
+from pipeline.providers.hub import ModelUnavailable
 
 providers: ProcessCache = ProcessCache("providers")
 
@@ -54,18 +61,37 @@ _SEGMENTER_CLASSES = {
 
 def _build(role: str, classes: dict, cfg):
     if cfg.kind not in classes:
-        raise ValueError(f"unknown {role} provider kind {cfg.kind!r}")
+        raise ModelUnavailable(f"unknown {role} provider kind {cfg.kind!r} (one of {', '.join(sorted(classes))})")
     module, _, name = classes[cfg.kind].partition(":")
-    return getattr(importlib.import_module(module), name).from_config(cfg)
+    try:
+        return getattr(importlib.import_module(module), name).from_config(cfg)
+    except ModelUnavailable:
+        raise
+    except ProviderError as e:  # names the model and why already
+        raise ModelUnavailable(str(e)) from e
+    except Exception as e:  # noqa: BLE001 - weights, files, packages: the model cannot be had
+        raise ModelUnavailable(f"{role} {cfg.kind} {getattr(cfg, 'model', '')!r} cannot be loaded: "
+                               f"{type(e).__name__}: {e}") from e
+
+
+def _provider(role: str, key: tuple, classes: dict, cfg):
+    """The provider under ``key``, built once; under a deadline, waited for no longer than it."""
+    left = deadline.remaining()
+    try:
+        return providers.get(key, lambda: _build(role, classes, cfg), wait=None if left is None else max(0.0, left))
+    except StillLoading:
+        raise ModelUnavailable(f"{deadline.current().describe()} ran out while the {role} "
+                               f"{getattr(cfg, 'model', cfg.kind)!r} was loading; it goes on loading in the "
+                               "background and the requests after it use it") from None
 
 
 def get_vlm(cfg: VLMProvider) -> VLM:
-    return providers.get(_key("vlm", cfg, _VLM_FIELDS), lambda: _build("VLM", _VLM_CLASSES, cfg))
+    return _provider("VLM", _key("vlm", cfg, _VLM_FIELDS), _VLM_CLASSES, cfg)
 
 
 def get_grounder(cfg: GrounderProvider) -> Grounder:
-    return providers.get(_key("grounder", cfg, _GROUNDER_FIELDS), lambda: _build("grounder", _GROUNDER_CLASSES, cfg))
+    return _provider("grounder", _key("grounder", cfg, _GROUNDER_FIELDS), _GROUNDER_CLASSES, cfg)
 
 
 def get_segmenter(cfg: SegmenterProvider) -> Segmenter:
-    return providers.get(_key("segmenter", cfg, {}), lambda: _build("segmenter", _SEGMENTER_CLASSES, cfg))
+    return _provider("segmenter", _key("segmenter", cfg, {}), _SEGMENTER_CLASSES, cfg)

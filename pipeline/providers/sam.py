@@ -24,6 +24,7 @@ from PIL import Image
 from pipeline.detections import Detections
 from pipeline.hardware import choose_dtype, to_model
 from pipeline.images import pixels_digest
+from pipeline.providers import hub
 from pipeline.providers.base import Grounder, ProviderError, Segmenter, resolve_device
 
 MAX_UPSAMPLE_BYTES = 256 * 2**20  # float32 masks at the image's size, per post-processing chunk
@@ -31,6 +32,7 @@ MAX_UPSAMPLE_BYTES = 256 * 2**20  # float32 masks at the image's size, per post-
 
 class SamSegmenter(Segmenter):
     name = "sam"
+    square_input = True  # longest side to 1024, padded to 1024 x 1024 (SAM 2: stretched to it)
 
     def __init__(self, model: str, device: str = "auto", cache_images: int = 4, decode_batch: int = 64,
                  dtype: str = "auto"):
@@ -40,10 +42,11 @@ class SamSegmenter(Segmenter):
         self.cache_images = max(0, int(cache_images))
         self.decode_batch = max(1, int(decode_batch))
         self.dtype = choose_dtype(self.device, dtype)
+        source = hub.locate(self.model_id, "segmenter")
         try:
-            self.processor = AutoProcessor.from_pretrained(self.model_id)
+            self.processor = AutoProcessor.from_pretrained(source)
             self.model = AutoModelForMaskGeneration.from_pretrained(
-                self.model_id, dtype=self.dtype.torch_dtype).to(self.device).eval()
+                source, dtype=self.dtype.torch_dtype).to(self.device).eval()
         except Exception as e:  # noqa: BLE001 - say which model and why
             raise ProviderError(f"segmenter {self.model_id!r}: cannot load on {self.device}: "
                                 f"{type(e).__name__}: {str(e)[:300]}") from e
@@ -146,6 +149,7 @@ class Sam3Grounder(Grounder):
     to the image's size a few at a time."""
     name = "sam3"
     gives_masks = True
+    square_input = True  # stretched to a fixed square (1008 x 1008)
 
     def __init__(self, model: str, device: str = "auto", min_score: float = 0.0, max_candidates: int = 50,
                  dtype: str = "auto"):
@@ -154,9 +158,10 @@ class Sam3Grounder(Grounder):
         self.device = resolve_device(device)
         self.min_score, self.max_candidates = float(min_score), int(max_candidates)
         self.dtype = choose_dtype(self.device, dtype)
+        source = hub.locate(self.model_id, "sam3 grounder")
         try:
-            self.processor = AutoProcessor.from_pretrained(self.model_id)
-            self.model = AutoModel.from_pretrained(self.model_id, dtype=self.dtype.torch_dtype).to(self.device).eval()
+            self.processor = AutoProcessor.from_pretrained(source)
+            self.model = AutoModel.from_pretrained(source, dtype=self.dtype.torch_dtype).to(self.device).eval()
         except Exception as e:  # noqa: BLE001
             raise ProviderError(f"sam3 grounder {self.model_id!r}: cannot load on {self.device}: "
                                 f"{type(e).__name__}: {str(e)[:300]}") from e

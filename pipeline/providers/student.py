@@ -24,9 +24,9 @@ import numpy as np
 from PIL import Image
 
 from pipeline.detections import Detections
-from pipeline.distill.weights import weights_sha256
-from pipeline.distill.yolo import keep_torch_threads, torch_device, ultralytics
 from pipeline.providers.base import Grounder, ProviderError
+from pipeline.providers.yolo import keep_torch_threads, torch_device, ultralytics
+from pipeline.weights import weights_sha256
 
 
 def student_dtype(device: str, setting: str = "auto") -> str:
@@ -40,6 +40,7 @@ def student_dtype(device: str, setting: str = "auto") -> str:
 
 class StudentGrounder(Grounder):
     name = "student"
+    square_input = True  # letterboxed: longest side to imgsz, padded to imgsz x imgsz
 
     def __init__(self, weights: str, device: str = "auto", min_score: float = 0.001, dtype: str = "auto"):
         self.path = Path(weights).expanduser()

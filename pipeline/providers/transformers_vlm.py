@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from pipeline.hardware import choose_dtype, to_model
+from pipeline.providers import hub
 from pipeline.providers.base import VLM, ProviderError, YesNo, resolve_device
 
 YES_VARIANTS = ("YES", "Yes", "yes", " yes", " Yes", " YES")
@@ -74,10 +75,11 @@ class TransformersVLM(VLM):
         self.device = resolve_device(device)
         self.max_batch = max(1, int(max_batch))
         self.dtype = choose_dtype(self.device, dtype)
+        source = hub.locate(self.model_id, "transformers VLM")
         try:
-            self.processor = AutoProcessor.from_pretrained(self.model_id)
+            self.processor = AutoProcessor.from_pretrained(source)
             self.model = AutoModelForImageTextToText.from_pretrained(
-                self.model_id, dtype=self.dtype.torch_dtype).to(self.device).eval()
+                source, dtype=self.dtype.torch_dtype).to(self.device).eval()
         except Exception as e:  # noqa: BLE001 - report which model failed and why
             raise ProviderError(f"transformers VLM {self.model_id!r}: cannot load on {self.device}: {e}") from e
         self.tokenizer = getattr(self.processor, "tokenizer", None) or self.processor

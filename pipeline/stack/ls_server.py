@@ -6,7 +6,6 @@ kept in ``<data_dir>/label-factory-admin.json`` so later starts reuse them."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 from dataclasses import asdict, dataclass
@@ -16,13 +15,14 @@ from typing import Optional
 import requests
 
 from pipeline.atomic import save_text
+from pipeline.settings import Stack, process_environment
 from pipeline.stack.processes import Service, free_port, local_host
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def label_studio_bin() -> Optional[Path]:
-    for cand in (os.getenv("LABEL_STUDIO_BIN"), REPO / ".venv-ls" / "bin" / "label-studio",
+    for cand in (Stack.read().label_studio_bin, REPO / ".venv-ls" / "bin" / "label-studio",
                  shutil.which("label-studio")):
         if cand and Path(cand).exists():
             return Path(cand)
@@ -46,7 +46,7 @@ def load_or_create_admin(data_dir: Path, email: str = "admin@label-factory.local
 
 
 def label_studio_env(data_dir: Path, files_dir: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))}
+    env = {k: v for k, v in process_environment().items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))}
     env.pop("VIRTUAL_ENV", None)
     env.update({
         "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
@@ -126,7 +126,10 @@ def start_command(binary, host: str, port: int, data_dir: Path, admin: Admin) ->
 
 
 def start_label_studio(root: Path, port: Optional[int] = None, host: str = "127.0.0.1",
-                       timeout: float = float(os.getenv("LABEL_STUDIO_START_TIMEOUT", "300"))) -> LabelStudio:
+                       timeout: Optional[float] = None) -> LabelStudio:
+    """Label Studio serving ``root``'s data and files, answering within ``timeout`` seconds (default
+    LABEL_STUDIO_START_TIMEOUT)."""
+    timeout = Stack.read().label_studio_start_timeout if timeout is None else timeout
     binary = label_studio_bin()
     if binary is None:
         raise RuntimeError("Label Studio is not installed: run scripts/setup.sh (it installs it into .venv-ls) "

@@ -6,11 +6,11 @@ Without ``--top-logprobs-k`` the server answers ``top_logprobs: []`` and the pro
 to parsing the text answer."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional
 
+from pipeline.settings import Models, process_environment
 from pipeline.stack.processes import Service, free_port
 
 
@@ -26,7 +26,8 @@ def start_mlx_vlm_server(model, log_path: Path, port: Optional[int] = None, top_
     """A running server; ``.url`` is its OpenAI base URL (``http://127.0.0.1:PORT/v1``), ``.model``
     the name requests must use (the server loads any other name from the hub)."""
     port = free_port(port)
-    env = {**os.environ, "HF_HUB_OFFLINE": os.getenv("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
+    env = {**process_environment(), "HF_HUB_OFFLINE": Models.read().hf_hub_offline or "1",
+           "TOKENIZERS_PARALLELISM": "false"}
     svc = Service("mlx_vlm.server", mlx_vlm_server_cmd(model, port, top_logprobs_k=top_logprobs_k), env,
                   Path(log_path))
     try:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -11,36 +10,15 @@ import yaml
 
 from pipeline.atomic import building_dir, save_text
 from pipeline.config import ProjectConfig
+from pipeline.providers import hub
 
 log = logging.getLogger(__name__)
 
-TINY_HINT = ("run `label-factory up --models tiny` to see the whole flow with tiny random-weight models "
-             "built on this machine (their boxes mean nothing), or point the YAML / LF_* variables at models "
-             "this machine has")
+TINY_HINT = hub.TINY_HINT + ", or point the YAML / LF_* variables at models this machine has"
 
 
 class ModelsUnavailable(RuntimeError):
     pass
-
-
-def _hub_reachable(model: str) -> bool:
-    """A local directory, a model already in the HF cache, or a hub that answers."""
-    if Path(model).exists():
-        return True
-    try:
-        from huggingface_hub import try_to_load_from_cache
-        if isinstance(try_to_load_from_cache(model, "config.json"), str):
-            return True
-    except Exception:  # noqa: BLE001 - not a repo id
-        pass
-    if os.getenv("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-        return False
-    try:
-        endpoint = os.getenv("HF_ENDPOINT", "https://huggingface.co")
-        return requests.head(f"{endpoint}/{model}/resolve/main/config.json", timeout=5,
-                             allow_redirects=True).status_code < 400
-    except requests.RequestException:
-        return False
 
 
 def check_real_models(cfg: ProjectConfig) -> None:
@@ -57,14 +35,25 @@ def check_real_models(cfg: ProjectConfig) -> None:
             if not ok:
                 problems.append(f"the VLM server {base} does not answer (start mlx_vlm.server, vLLM, Ollama or "
                                 "llama.cpp there, or set LF_VLM_URL)")
-        elif not _hub_reachable(prov.vlm.model):
-            problems.append(f"VLM weights {prov.vlm.model!r} are not on this machine and the hub is unreachable")
-    if st.ground and not _hub_reachable(prov.grounder.model):
-        problems.append(f"grounder weights {prov.grounder.model!r} are not on this machine and the hub is "
-                        "unreachable")
+        else:
+            problems += _missing(prov.vlm.model, "VLM")
+    if st.ground and prov.grounder.kind == "student":
+        if not Path(prov.grounder.model).expanduser().is_file():
+            problems.append(f"no student weights file at {prov.grounder.model!r} (train one with "
+                            "`label-factory train`)")
+    elif st.ground:
+        problems += _missing(prov.grounder.model, "grounder")
     if problems:
         raise ModelsUnavailable("cannot run the project's models here:\n  - " + "\n  - ".join(problems)
                                 + "\n" + TINY_HINT)
+
+
+def _missing(model: str, what: str) -> list[str]:
+    try:
+        hub.locate(model, what)
+    except hub.ModelUnavailable as e:
+        return [e.problem]  # the ways to get a model: TINY_HINT, once, below the list
+    return []
 
 
 @contextmanager

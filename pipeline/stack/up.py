@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import signal
 import socket
 import sys
@@ -19,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from pipeline import lsapi
-from pipeline.config import ENV_OVERRIDES, ConfigError, load_project, model_version
+from pipeline.config import ENV_OVERRIDES, ConfigError, load_project
+from pipeline.labelstudio import lsapi
+from pipeline.model_version import model_version
 from pipeline.samples import write_samples
+from pipeline.settings import process_environment
 from pipeline.stack.ls_server import LabelStudio, start_label_studio
 from pipeline.stack.models import check_real_models, quiet_model_building, tiny_project
 from pipeline.stack.processes import WILDCARD_HOSTS, Service, free_port, local_host
@@ -57,7 +58,7 @@ class Stack:
                     log.warning("stopping %s: %s", svc, e)
 
 
-GUNICORN_DEFAULTS = {"WORKERS": "1", "THREADS": "8", "LOG_LEVEL": "INFO"}  # as in the Dockerfile
+GUNICORN_DEFAULTS = {"WORKERS": "1", "THREADS": "32", "LOG_LEVEL": "INFO"}  # as in the Dockerfile
 
 
 def start_backend(root: Path, project_yaml: Path, ls: LabelStudio, port: Optional[int], timeout: float,
@@ -66,7 +67,7 @@ def start_backend(root: Path, project_yaml: Path, ls: LabelStudio, port: Optiona
 
     ``tiny``: the YAML names the tiny models, so LF_* model overrides of this shell are not passed on."""
     port = free_port(port, host)
-    env = {k: v for k, v in os.environ.items() if not (tiny and k in ENV_OVERRIDES)}
+    env = {k: v for k, v in process_environment().items() if not (tiny and k in ENV_OVERRIDES)}
     env.update({"PROJECT_CONFIG": str(project_yaml), "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
                 "MODEL_DIR": str(root / "model-dir"), "HOST": host, "PORT": str(port)})
     for key, default in GUNICORN_DEFAULTS.items():  # the image's defaults; the shell's own values win

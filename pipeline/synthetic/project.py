@@ -18,8 +18,10 @@ import hashlib
 import io
 import json
 import math
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 import yaml
@@ -28,6 +30,7 @@ from pipeline.atomic import save_text
 from pipeline.config import ProjectConfig, parse_project
 from pipeline.detections import Detections
 from pipeline.importer.manifest import Manifest
+from pipeline.synthetic.shapes import CLASSES
 from pipeline.synthetic.world import Scene, World
 
 NAME = "synthetic-world"
@@ -120,15 +123,25 @@ def to_label_studio(root: Path, url: Optional[str] = None, api_key: Optional[str
     return out
 
 
-def annotation(dets: Detections, width: int, height: int, lead_time: Optional[float] = None,
-               from_name: str = "label", to_name: str = "image") -> dict:
-    """A submitted annotation of ``dets`` (boxes in pixels) for the generated labeling config: ``result``
-    (RectangleLabels through label-factory's output layer) and ``lead_time`` seconds."""
-    from pipeline.convert import ls_results
-    results = ls_results(dets, width, height, from_name, to_name) if len(dets) else []
+def annotation(dets: Detections, width: int, height: int, lead_time: Optional[float] = None) -> dict:
+    """A submitted annotation of ``dets`` (boxes in pixels) for the labeling config ``label-factory config`` makes
+    for a world (``RectangleLabels`` "label" on ``Image`` "image"): ``result`` through label-factory's output layer
+    (pipeline/labelstudio) and ``lead_time`` seconds."""
+    labels = tuple(dict.fromkeys([*CLASSES, *dets.labels.astype(str)]))
+    results = _layout(labels).results(dets, width, height)[0] if len(dets) else []
     for r in results:
         r.pop("score", None)  # a person's box has no score
     out = {"result": results, "was_cancelled": False}
     if lead_time is not None:
         out["lead_time"] = float(lead_time)
     return out
+
+
+@lru_cache(maxsize=8)
+def _layout(labels: tuple[str, ...]):
+    from label_studio_sdk.label_interface import LabelInterface
+
+    from pipeline.labelstudio import Layout
+    config = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+              + "".join(f"<Label value={quoteattr(lab)}/>" for lab in labels) + "</RectangleLabels></View>")
+    return Layout.from_config(LabelInterface(config=config))

@@ -43,13 +43,14 @@ def write_clip_vocab(out_dir: Path) -> Path:
     return out_dir
 
 
-# OWLv2 sizes: "tiny" for tests; "base" is google/owlv2-base-patch16-ensemble's published shape
-# (random weights: for speed measurements only).
+# OWLv2 sizes: "tiny" for tests; "tiny-960" the same at the real input size (its image processor pads and
+# resizes to 960 x 960 exactly as the real one's does; 32 px patches keep the forward pass small);
+# "base" is google/owlv2-base-patch16-ensemble's published shape (random weights: for speed measurements only).
+_TINY_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+_TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
 OWLV2_SHAPES = {
-    "tiny": dict(text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
-                 vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                             image_size=64, patch_size=16),
-                 projection_dim=32),
+    "tiny": dict(text=_TINY_TEXT, vision=dict(_TINY_VISION, image_size=64, patch_size=16), projection_dim=32),
+    "tiny-960": dict(text=_TINY_TEXT, vision=dict(_TINY_VISION, image_size=960, patch_size=32), projection_dim=32),
     "base": dict(text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
                  vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                              image_size=960, patch_size=16),

@@ -14,8 +14,8 @@ from PIL import Image
 
 from pipeline import answer_cache, cli
 from pipeline.answer_cache import AnswerStore, CachedGrounder, CachedVLM
+from pipeline.cascade import Pipeline
 from pipeline.config import parse_project
-from pipeline.pipeline import Pipeline
 from pipeline.providers import registry
 from pipeline.providers.base import YesNo
 from tests.fakes import ScriptedGrounder, ScriptedVLM

@@ -1,7 +1,7 @@
-"""pipeline/batch.py's outputs: a write that dies midway leaves the previous run's files and nothing else."""
+"""pipeline/predict/folder.py's outputs: a write that dies midway leaves the previous run's files and nothing else."""
 import json
 
-from pipeline.batch import BatchOutput, write_outputs
+from pipeline.predict.folder import BatchOutput, write_outputs
 from tests.dying_writes import assert_died_of_a_full_disk, run_until_disk_full, stray_files
 
 
@@ -10,7 +10,7 @@ def test_outputs_written_until_the_disk_is_full_leave_the_previous_ones(tmp_path
     write_outputs(BatchOutput({"images": ["first"]}, [{"id": 1}], {"run": 1}), out)
     before = {p.name: p.read_text() for p in out.iterdir()}
     proc = run_until_disk_full(
-        "from pathlib import Path\nfrom pipeline.batch import BatchOutput, write_outputs",
+        "from pathlib import Path\nfrom pipeline.predict.folder import BatchOutput, write_outputs",
         f"write_outputs(BatchOutput({{'images': ['x' * 100 for _ in range(2000)]}}, [], {{'run': 2}}), "
         f"Path({str(out)!r}))", limit=50_000)
     assert_died_of_a_full_disk(proc)

@@ -7,9 +7,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from backends.autolabel import runner
-from pipeline.config import ConfigError, calibration_path, load_project, model_version, parse_project
-from pipeline.pipeline import Pipeline
+from pipeline.cascade import Pipeline
+from pipeline.config import ConfigError, calibration_path, load_project, parse_project
+from pipeline.model_version import model_version
+from pipeline.predict import runner
 from tests.fakes import ScriptedGrounder, ScriptedVLM
 
 PROJECT = {"project_name": "per-label", "target_object": "stop sign", "label": "Stop Sign",

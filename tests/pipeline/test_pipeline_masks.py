@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from pipeline.cascade import Pipeline
 from pipeline.config import parse_project
 from pipeline.detections import Detections
 from pipeline.identify.index import Match
-from pipeline.pipeline import Pipeline
 from pipeline.providers.base import Grounder, ProviderError
 from tests.fakes import ColourSegmenter, ScriptedFinder, ScriptedGrounder, ScriptedVLM, red_fraction
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pipeline.process_cache import ProcessCache
+from pipeline.process_cache import ProcessCache, StillLoading
 from tests.threads import run_at_once
 
 
@@ -58,7 +58,8 @@ def test_clear_forgets_values():
     assert cache.get("k", object) is not a
 
 
-def test_a_failing_load_does_not_poison_the_key():
+@pytest.mark.parametrize("wait", [None, 5.0])  # with wait: the load's error reaches the waiting caller
+def test_a_failing_load_does_not_poison_the_key(wait):
     cache = ProcessCache("test")
     calls = []
 
@@ -68,9 +69,9 @@ def test_a_failing_load_does_not_poison_the_key():
             raise OSError("weights not there yet")
         return "loaded"
     with pytest.raises(OSError, match="not there yet"):
-        cache.get("k", load)
+        cache.get("k", load, wait=wait)
     assert "k" not in cache
-    assert cache.get("k", load) == "loaded" and len(calls) == 2
+    assert cache.get("k", load, wait=wait) == "loaded" and len(calls) == 2
 
 
 def test_waiters_of_a_failing_load_try_again_one_at_a_time():
@@ -140,3 +141,33 @@ def test_a_forked_child_does_not_inherit_a_held_lock():
         release.set()
         t.join(5)
     assert cache.peek("loading") == "parent"
+
+
+def test_a_bounded_wait_gives_up_and_the_load_goes_on():
+    """get(wait=): the caller gets StillLoading when the wait runs out; the load finishes in its own thread and
+    the next caller takes its value (one load, however many callers gave up)."""
+    cache = ProcessCache("test")
+    started, release, loads = threading.Event(), threading.Event(), []
+
+    def load():
+        loads.append(threading.get_ident())
+        started.set()
+        release.wait(10)
+        return "weights"
+    t0 = time.monotonic()
+    with pytest.raises(StillLoading):
+        cache.get("k", load, wait=0.2)
+    assert time.monotonic() - t0 < 5 and started.is_set() and loads[0] != threading.get_ident()
+    with pytest.raises(StillLoading):
+        cache.get("k", load, wait=0.1)  # joins the running load, starts no other
+    release.set()
+    assert cache.get("k", load, wait=5) == "weights" and len(loads) == 1
+    assert cache.get("k", lambda: "again") == "weights"
+
+
+def test_a_background_load_runs_outside_the_callers_context():
+    """A context variable the caller set (a request's deadline, say) is not the load's."""
+    import contextvars
+    var = contextvars.ContextVar("request", default="none")
+    var.set("request 1")
+    assert ProcessCache("test").get("k", var.get, wait=5) == "none"

@@ -9,8 +9,9 @@ import yaml
 from PIL import Image
 
 from pipeline import certainty
-from pipeline.config import ConfigError, calibration_path, load_project, model_version, parse_project
-from pipeline.pipeline import Pipeline
+from pipeline.cascade import Pipeline
+from pipeline.config import ConfigError, calibration_path, load_project, parse_project
+from pipeline.model_version import model_version
 from pipeline.route import decide
 from tests.fakes import ScriptedGrounder, ScriptedVLM
 

@@ -56,7 +56,7 @@ def test_run_masks_brush_and_polygon(tmp_path, tiny_qwen_dir, tiny_owlv2_dir, ti
     coco = json.loads((out / "coco.json").read_text())
     record = json.loads((out / "run.json").read_text())
     cfg = load_project(project)
-    from pipeline.labelconfig import labeling_config
+    from pipeline.labelstudio.labeling_config import labeling_config
     li = LabelInterface(config=labeling_config(cfg, masks="brush"))
     regions = 0
     for task in tasks:
@@ -74,8 +74,8 @@ def test_run_masks_brush_and_polygon(tmp_path, tiny_qwen_dir, tiny_owlv2_dir, ti
     assert kept and all(d["mask_pixels"] > 0 and d["verify_score"] is not None for d in kept)
 
     # polygons from the same models, in this process
-    from pipeline.batch import list_images, run_folder
-    from pipeline.pipeline import Pipeline
+    from pipeline.cascade import Pipeline
+    from pipeline.predict.folder import list_images, run_folder
     res = run_folder(cfg, list_images(images, 2), Pipeline(cfg), tmp_path, "v", progress=False, masks="polygon")
     li = LabelInterface(config=labeling_config(cfg, masks="polygon"))
     polygons = [r for t in res.tasks for r in t["predictions"][0]["result"]]

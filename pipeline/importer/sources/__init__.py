@@ -1,22 +1,24 @@
 """Image sources: DuckDuckGo (ddgs), Wikimedia Commons, Openverse."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from pipeline.importer.http import Http
-from pipeline.importer.sources.base import Source, SourceError, SourceGaveUp
-from pipeline.importer.sources.ddg import DDGSource, SearchFn
-from pipeline.importer.sources.openverse import OpenverseSource
-from pipeline.importer.sources.wikimedia import WikimediaSource
+if TYPE_CHECKING:
+    from pipeline.importer.http import Http
+    from pipeline.importer.sources.base import Source
+    from pipeline.importer.sources.ddg import SearchFn
 
-ALL = ("ddg", "wikimedia", "openverse")
+ALL = ("ddg", "wikimedia", "openverse")  # importing this package loads no source (the CLI's help stays fast)
 
 
-def build_sources(names, http: Http, *, ddg_search: Optional[SearchFn] = None, ddg_backoff: float = 5.0,
-                  ddg_attempts: int = 3, max_bytes: Optional[int] = None) -> list[Source]:
+def build_sources(names, http: "Http", *, ddg_search: "Optional[SearchFn]" = None, ddg_backoff: float = 5.0,
+                  ddg_attempts: int = 3, max_bytes: Optional[int] = None) -> "list[Source]":
     """Sources by name; base URLs come from LF_WIKIMEDIA_API / LF_OPENVERSE_API (or the public
     endpoints); ``ddg_search`` replaces the ddgs call (see sources/ddg.py)."""
-    out: list[Source] = []
+    from pipeline.importer.sources.ddg import DDGSource
+    from pipeline.importer.sources.openverse import OpenverseSource
+    from pipeline.importer.sources.wikimedia import WikimediaSource
+    out = []
     for name in names:
         name = name.strip().lower()
         if name in ("ddg", "duckduckgo", "ddgs"):

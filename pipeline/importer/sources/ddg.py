@@ -25,13 +25,13 @@ DDG gives no license information: ``license`` is left empty ("unknown").
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable, Optional
 
 from pipeline.importer.records import Candidate
 from pipeline.importer.sources.base import Source, SourceError, SourceGaveUp
 from pipeline.retry import RetryPolicy, Transient
+from pipeline.settings import Importer
 
 SearchFn = Callable[..., list]   # search_fn(query, *, max_results, page) -> list of ddgs image dicts
 MAX_PAGES = 10                   # ~1,000 images per query
@@ -54,8 +54,9 @@ def _ddgs_exceptions():
 
 def default_search_fn(backend: Optional[str] = None, proxy: Optional[str] = None,
                       timeout: int = 10, safesearch: str = "moderate", region: str = "us-en") -> SearchFn:
-    backend = backend or os.environ.get("LF_DDGS_BACKEND", "duckduckgo")
-    proxy = proxy or os.environ.get("LF_DDGS_PROXY") or None   # ddgs itself also reads DDGS_PROXY
+    env = Importer.read()
+    backend = backend or env.ddgs_backend
+    proxy = proxy or env.ddgs_proxy.get_secret_value() or None   # ddgs itself also reads DDGS_PROXY
 
     def search(query: str, *, max_results: int, page: int = 1) -> list:
         from ddgs import DDGS

@@ -12,14 +12,13 @@ pages of up to 500, not more depth.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 from pipeline.importer.http import Http
 from pipeline.importer.records import Candidate
 from pipeline.importer.sources.base import Source, SourceError, api_errors
+from pipeline.settings import Importer
 
-DEFAULT_API = "https://api.openverse.org/v1"
 ANON_PAGE_SIZE = 20
 MAX_PAGE = 20           # deepest page the API serves
 
@@ -41,8 +40,9 @@ class OpenverseSource(Source):
     def __init__(self, http: Http, api_url: Optional[str] = None, token: Optional[str] = None):
         super().__init__()
         self.http = http
-        self.api_url = (api_url or os.environ.get("LF_OPENVERSE_API") or DEFAULT_API).rstrip("/")
-        self.token = token or os.environ.get("LF_OPENVERSE_TOKEN")
+        env = Importer.read()
+        self.api_url = (api_url or env.openverse_api).rstrip("/")
+        self.token = token or env.openverse_token.get_secret_value() or None
 
     def describe(self) -> str:
         return f"{self.name} ({self.api_url})"

@@ -24,14 +24,13 @@ SVG, PDF, DjVu, video and audio are skipped.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 from pipeline.importer.http import Http
 from pipeline.importer.records import Candidate
 from pipeline.importer.sources.base import Source, SourceError, api_errors, strip_html
+from pipeline.settings import Importer
 
-DEFAULT_API = "https://commons.wikimedia.org/w/api.php"
 SUPPORTED_MIME = ("image/jpeg", "image/png", "image/webp", "image/gif")
 THUMB_ONLY_MIME = ("image/tiff",)     # usable through the JPEG rendition only
 BATCH = 50                            # gsrlimit per request
@@ -44,12 +43,12 @@ class WikimediaSource(Source):
                  thumb_width: Optional[int] = None):
         super().__init__()
         self.http = http
-        self.api_url = api_url or os.environ.get("LF_WIKIMEDIA_API") or DEFAULT_API
+        env = Importer.read()
+        self.api_url = api_url or env.wikimedia_api
         self.max_bytes = max_bytes
         # Originals on Commons are often 20+ MP / 10+ MB; a 2048 px rendition is plenty for labelling.
         # LF_WIKIMEDIA_THUMB_WIDTH=0 downloads the originals.
-        self.thumb_width = int(os.environ.get("LF_WIKIMEDIA_THUMB_WIDTH", "2048")) if thumb_width is None \
-            else thumb_width
+        self.thumb_width = env.wikimedia_thumb_width if thumb_width is None else thumb_width
 
     def describe(self) -> str:
         return f"{self.name} ({self.api_url})"

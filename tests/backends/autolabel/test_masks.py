@@ -10,14 +10,14 @@ import yaml
 from label_studio_sdk.label_interface import LabelInterface
 from PIL import Image, ImageDraw
 
-from backends.autolabel import runner
 from backends.autolabel.model import AutoLabelModel
 from backends.base import init_app
+from pipeline.cascade import Pipeline
 from pipeline.config import parse_project
-from pipeline.labelconfig import labeling_config
 from pipeline.labelstudio.coords import xyxy_to_rect
+from pipeline.labelstudio.labeling_config import labeling_config
 from pipeline.labelstudio.masks import rle_to_mask
-from pipeline.pipeline import Pipeline
+from pipeline.predict import runner
 from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM
 from tests.fakes import ColourSegmenter, ScriptedFinder
 from tests.ls_helpers import assert_valid_prediction

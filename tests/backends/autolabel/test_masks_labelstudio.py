@@ -15,8 +15,8 @@ import yaml
 from label_studio_sdk.label_interface import LabelInterface
 
 from pipeline.config import load_project
-from pipeline.labelconfig import labeling_config
 from pipeline.labelstudio.coords import percent_to_points, xyxy_to_rect
+from pipeline.labelstudio.labeling_config import labeling_config
 from pipeline.labelstudio.masks import polygon_to_mask, rle_to_mask
 from tests.ls_helpers import (
     IMAGE_SIZE,

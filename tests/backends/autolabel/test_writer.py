@@ -1,4 +1,4 @@
-"""The predict jobs' one prediction writer (backends/autolabel/writer.py).
+"""The predict jobs' one prediction writer (pipeline/predict/writer.py).
 
 Fast tests: the writer against a fake Label Studio that loses answers, refuses or silently drops
 predictions. Slow tests: `label-factory predict` (the single-process job, in-process, scripted models)
@@ -17,12 +17,13 @@ import pytest
 import requests
 import yaml
 
-from backends.autolabel import batch, runner
-from backends.autolabel.writer import PredictionWriter, WriteOptions
 from pipeline import cli
+from pipeline.cascade import Pipeline
 from pipeline.config import load_project
-from pipeline.labelconfig import labeling_config
-from pipeline.pipeline import Pipeline
+from pipeline.labelstudio.labeling_config import labeling_config
+from pipeline.predict import job as batch
+from pipeline.predict import runner
+from pipeline.predict.writer import PredictionWriter, WriteOptions
 from pipeline.retry import RetryPolicy
 from tests.fake_label_studio import FakeLabelStudio, outcome
 from tests.fakes import ScriptedGrounder, ScriptedVLM
@@ -96,7 +97,7 @@ class Recorder:
         self.seen: list[tuple[str, str, object]] = []
         real = label_studio_sdk.LabelStudio
 
-        def client(**kw):  # as backends/autolabel/cli.py makes it, over an httpx client that records
+        def client(**kw):  # as pipeline/predict/cli.py makes it, over an httpx client that records
             hooks = {"request": [lambda r: self.seen.append(
                 (r.method, r.url.path, json.loads(r.content) if r.content else None))]}
             return real(**kw, httpx_client=httpx.Client(timeout=kw.get("timeout"), event_hooks=hooks))

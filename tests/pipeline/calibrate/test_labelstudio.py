@@ -25,13 +25,16 @@ import requests
 import yaml
 from PIL import Image, ImageDraw
 
-from backends.autolabel import project_version, runner
 from backends.autolabel.model import AutoLabelModel
 from backends.base import init_app
-from pipeline import cli, lsapi
-from pipeline.config import calibration_path, load_project, model_version
-from pipeline.labelconfig import labeling_config
-from pipeline.pipeline import Pipeline
+from pipeline import cli
+from pipeline.cascade import Pipeline
+from pipeline.config import calibration_path, load_project
+from pipeline.labelstudio import lsapi
+from pipeline.labelstudio import versions as project_version
+from pipeline.labelstudio.labeling_config import labeling_config
+from pipeline.model_version import model_version
+from pipeline.predict import runner
 from tests.fakes import ScriptedGrounder, ScriptedVLM
 
 pytestmark = pytest.mark.slow

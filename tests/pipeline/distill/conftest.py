@@ -47,7 +47,7 @@ def jpeg(im: Image.Image, orientation: int = 1) -> bytes:
 
 
 def percent(xyxy, width, height) -> dict:
-    from pipeline.convert import xyxy_to_ls
+    from pipeline.labelstudio.coords import xyxy_to_rect as xyxy_to_ls
     return xyxy_to_ls(xyxy, width, height)
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from pipeline.cli import main
-from pipeline.convert import xyxy_to_ls
+from pipeline.labelstudio.coords import xyxy_to_rect as xyxy_to_ls
 from tests.pipeline.distill.conftest import CLASSES, jpeg, scene
 
 pytestmark = pytest.mark.slow

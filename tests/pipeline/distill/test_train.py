@@ -13,7 +13,7 @@ import pytest
 from pipeline.config import GrounderProvider, parse_project
 from pipeline.detections import Detections
 from pipeline.distill.train import TrainConfig, TrainError, train
-from pipeline.distill.weights import sha256_file
+from pipeline.weights import sha256_file
 from tests.pipeline.distill.conftest import CLASSES, make_examples, scene
 
 REPO = Path(__file__).resolve().parents[3]
@@ -93,8 +93,8 @@ def test_student_grounder_loads_the_weights_and_returns_detections(trained):
 
 
 def test_student_as_ground_stage_and_model_version_names_the_weights(trained, tmp_path):
-    from pipeline.config import model_version
-    from pipeline.pipeline import Pipeline
+    from pipeline.cascade import Pipeline
+    from pipeline.model_version import model_version
     from pipeline.providers import registry
     from pipeline.providers.student import StudentGrounder
     out, _, _ = trained
@@ -130,7 +130,7 @@ def test_ultralytics_leaves_the_process_torch_threads_alone(trained):
     """`import ultralytics` sets OMP_NUM_THREADS=1 and its predict sets torch to cores - 1 threads, process-wide:
     with the student in the backend, every other model (VLM verify, OWLv2) would lose its threads."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"PYTHONPATH": str(REPO)}
-    probe = ("import os; from pipeline.distill.yolo import ultralytics; ultralytics(); import torch; "
+    probe = ("import os; from pipeline.providers.yolo import ultralytics; ultralytics(); import torch; "
              "print(torch.get_num_threads(), os.environ.get('OMP_NUM_THREADS'))")
     plain = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env,
                            capture_output=True, text=True, check=True).stdout.split()
@@ -158,12 +158,52 @@ def test_ultralytics_leaves_pillow_alone():
     import ultralytics  # noqa: F401 - imported directly first, as a third-party module might
     from PIL import Image
 
-    from pipeline.distill.yolo import ultralytics as load
     from pipeline.images import ImageLoadError, open_image
+    from pipeline.providers.yolo import ultralytics as load
     load()
     assert Image.open.__module__ == "PIL.Image"
     with pytest.raises(ImageLoadError, match="not an image"):
         open_image(b"not an image at all")
+
+
+def test_the_default_pretrained_checkpoint_with_no_network_is_a_clean_error(yolo_export, tmp_path):
+    """`label-factory train` with the default --model yolo11n.pt, no checkpoint on the machine and no network: one
+    `error:` line naming --model yolo11n.yaml and where checkpoints go, no ConnectionError traceback."""
+    data, _, _ = yolo_export
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    prefix = _no_network_prefix()
+    if prefix:  # no network at all: ultralytics finds out by itself (its DNS check)
+        env.pop("YOLO_OFFLINE", None)
+    else:  # the conftest's YOLO_OFFLINE, and any request goes to a refused loopback port
+        env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="")
+    p = subprocess.run(prefix + [sys.executable, "-m", "pipeline.cli", "train", "--data", str(data), "--out",
+                                 str(tmp_path / "run"), "--device", "cpu"],
+                       env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "ConnectionError" not in p.stderr
+    (error,) = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: --model yolo11n.pt: the checkpoint is not on this machine")
+    assert "--model yolo11n.yaml (random initial weights" in error and "weights_dir" in error
+    assert not list(tmp_path.glob("*.pt")) and not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_download_that_fails_is_a_train_error(monkeypatch):
+    """Online as far as ultralytics knows, but the download fails: the same clean error, with the reason."""
+    from types import SimpleNamespace
+
+    import ultralytics.utils
+
+    from pipeline.distill import train as train_module
+
+    def refuse(model):
+        raise ConnectionError(f"Download failure for {model}. Retry limit reached.")
+    monkeypatch.setattr(ultralytics.utils, "ONLINE", True)
+    monkeypatch.delenv("YOLO_OFFLINE")
+    with pytest.raises(TrainError, match=r"could not download it \(Download failure for yolo11s.pt.*"
+                                         r"--model yolo11s.yaml"):
+        train_module._yolo(SimpleNamespace(YOLO=refuse), "yolo11s.pt")
+    with pytest.raises(TrainError, match="no such checkpoint file"):  # a path: nothing to download, none asked
+        train_module._yolo(SimpleNamespace(YOLO=lambda m: pytest.fail("asked ultralytics")), "runs/gone/best.pt")
 
 
 def test_missing_weights_are_a_clear_error(tmp_path):

@@ -22,7 +22,7 @@ import yaml
 
 from pipeline import cli
 from pipeline.config import load_project
-from pipeline.labelconfig import labeling_config
+from pipeline.labelstudio.labeling_config import labeling_config
 
 pytestmark = pytest.mark.slow
 

@@ -126,7 +126,8 @@ def test_parse_task_takes_the_latest_submitted_annotation_and_prediction_per_ver
     t = parse_task(task, "label")
     assert t.truth.id == 2 and t.truth.lead_time == 22.0  # the cancelled one is later but not submitted
     assert list(t.truth.boxes.labels) == ["dog", "cat"] and t.skipped_regions == 1  # the rotated one
-    np.testing.assert_allclose(t.truth.boxes.xyxy, [[100, 10, 140, 30], [70, 10, 90, 30]])  # px, then percent
+    # in pixels; the region with no size of its own takes the 200 x 100 the task's other regions recorded
+    np.testing.assert_allclose(t.truth.boxes.xyxy, [[100, 10, 140, 30], [140, 10, 180, 30]])
     assert set(t.predictions) == {"v1", "v2"} and t.predictions["v1"].id == 9 and t.predictions["v1"].score == 0.7
     assert t.predictions["v1"].boxes.scores[0] == pytest.approx(0.7) and np.isnan(t.predictions["v2"].boxes.scores[0])
     assert not t.shown("v1") and t.shown("v2")  # v1's latest came after the annotation was submitted
@@ -148,6 +149,22 @@ def test_match_version_skips_unreviewed_and_unpredicted_tasks():
                         "predictions": [{"id": 3, "model_version": "v2", "result": []}]}, "label")
     records = list(match_version([reviewed, unreviewed, other], "v1"))
     assert [(r.task_id, r.outcome) for r in records] == [(1, "kept")]
+
+
+def test_a_prediction_without_image_size_is_measured_in_the_annotations():
+    """Predictions imported from other tools carry no original_width/height: the same box in percent must
+    match the annotation's box in pixels (before: compared in a 100 x 100 frame, TP 0, FP 1, AP 0)."""
+    from pipeline.evaluate import metrics
+    task = {"id": 7, "annotations": [{"id": 1, "result": [_region(10, "cat")]}],
+            "predictions": [{"id": 2, "model_version": "imported", "result": [_region(10, "cat", 0.8, size=None)]}]}
+    t = parse_task(task, "label")
+    np.testing.assert_allclose(t.predictions["imported"].boxes.xyxy, t.truth.boxes.xyxy)
+    records = list(match_version([t], "imported"))
+    assert [(r.outcome, r.iou) for r in records] == [("kept", 1.0)]
+    row = metrics.version_metrics([t], "imported", records)["detection"]["all"]
+    assert (row["tp"], row["fp"], row["fn"], row["ap50"]) == (1, 0, 0, 1.0)
+    nobody = parse_task({**task, "annotations": [{"id": 1, "result": [_region(10, "cat", size=None)]}]}, "label")
+    np.testing.assert_allclose(nobody.truth.boxes.xyxy, [[10, 10, 30, 30]])  # no size anywhere: percent
 
 
 def test_parse_task_skips_a_box_with_less_than_a_pixel_inside_the_image():

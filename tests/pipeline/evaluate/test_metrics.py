@@ -166,3 +166,38 @@ def test_figures_for_people():
         "1,234", "12.3%", "4.6 s", "0.123", "–"]
     assert [fmt_delta(0.5, 0.6, "pct"), fmt_delta(3, 1, "int"), fmt_delta(0.1, 0.05, "num"), fmt_delta(None, 1, "int")
             ] == ["+10.0 pt", "-2", "-0.050", "–"]
+
+
+def test_ap_on_boxes_as_stored_is_pycocotools_and_clipped_ap_is_reported_beside_it():
+    """A prediction stored reaching past the image's right edge: clipped to the image it is the annotated box
+    (IoU 1); as stored (what pycocotools evaluates in a COCO export) its IoU is 0.5. Both APs are reported;
+    the stored one equals pycocotools' AP@[.5:.95] on the same boxes."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from tests.pipeline.evaluate.test_matching import _region
+    tasks = [parse_task({"id": 1, "annotations": [{"id": 1, "result": [_region(90, "cat", w=10)]}],
+                         "predictions": [{"id": 1, "model_version": "v", "result": [_region(90, "cat", 0.9, w=20)]}]},
+                        "label"),
+             parse_task({"id": 2, "annotations": [{"id": 2, "result": [_region(10, "cat")]}],
+                         "predictions": [{"id": 2, "model_version": "v", "result": [_region(11, "cat", 0.8)]}]},
+                        "label")]
+    row = metrics.version_metrics(tasks, "v", [r for t in tasks for r in match_boxes(
+        t.predictions["v"].boxes, t.truth.boxes, task_id=t.id)])["detection"]["all"]
+    gt = COCO()
+    # 200 x 100 px images; regions y 10 %, height 20 % -> y 10, h 20 px
+    gt.dataset = {"images": [{"id": 1, "width": 200, "height": 100}, {"id": 2, "width": 200, "height": 100}],
+                  "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [180, 10, 20, 20], "area": 400,
+                                   "iscrowd": 0},
+                                  {"id": 2, "image_id": 2, "category_id": 1, "bbox": [20, 10, 40, 20], "area": 800,
+                                   "iscrowd": 0}],
+                  "categories": [{"id": 1, "name": "cat"}]}
+    gt.createIndex()
+    ev = COCOeval(gt, gt.loadRes([{"image_id": 1, "category_id": 1, "bbox": [180, 10, 40, 20], "score": 0.9},
+                                  {"image_id": 2, "category_id": 1, "bbox": [22, 10, 40, 20], "score": 0.8}]), "bbox")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    assert row["ap50_95_as_stored"] == pytest.approx(ev.stats[0], abs=1e-6)
+    assert row["ap50_as_stored"] == pytest.approx(ev.stats[1], abs=1e-6)
+    assert row["ap50_95"] > row["ap50_95_as_stored"] + 0.1  # clipped, task 1's box matches at every IoU

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.config import GrounderProvider, SegmenterProvider, model_version, parse_project, resolved_dtypes
+from pipeline.config import GrounderProvider, SegmenterProvider, parse_project
+from pipeline.model_version import model_version, resolved_dtypes
 
 IMAGE = Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
 TORCH = {"fp32": torch.float32, "bf16": torch.bfloat16}

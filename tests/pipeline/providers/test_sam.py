@@ -82,8 +82,9 @@ def test_upsampling_is_chunked_to_bound_memory(segmenter, monkeypatch):
 
 
 def test_a_missing_model_is_a_clear_error(tmp_path):
-    with pytest.raises(ProviderError, match="segmenter .*nowhere.*cannot load"):
+    with pytest.raises(ProviderError, match="segmenter model .*nowhere.*: no such directory") as e:
         SamSegmenter(str(tmp_path / "nowhere"), device="cpu")
+    assert "label-factory up --models tiny" in str(e.value)  # and how to get one
 
 
 def test_the_tiny_models_are_random_but_real_architectures(tiny_sam_dir, tiny_sam2_dir):

@@ -5,11 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import cli, lsapi
+from pipeline import cli
 from pipeline.config import load_project
 from pipeline.images import open_image
 from pipeline.importer.manifest import Manifest
-from pipeline.labelconfig import labeling_config
+from pipeline.labelstudio import lsapi
+from pipeline.labelstudio.labeling_config import labeling_config
 from pipeline.synthetic.project import annotation, read_truth, to_label_studio, truth_detections, write_world
 from pipeline.synthetic.world import World
 

@@ -1,0 +1,96 @@
+"""Label Studio API calls that the batch job (``predict``), ``up`` and the ML backend share, through
+label-studio-sdk. It must not start Label Studio (pipeline/stack/ls_server.py does) nor hold
+credentials (pipeline/labelstudio/client.py does).
+
+* ``items``: every item of a paginated list, never asking for a page past the last one.
+  label-studio-sdk 2.1's pager treats any non-empty page as having a next one, and Label Studio
+  answers that request with 404 and a traceback in its log.
+* ``use_version``: make a project's ``model_version`` the version of the predictions label-factory
+  wrote. Label Studio 1.23 (community feature flags) scores the Data Manager's *Prediction score*
+  column, sorts it, shows predictions in the labeling stream and preselects "create annotations from
+  predictions" only for predictions of the project's ``model_version``
+  (``data_manager/managers.py: annotate_predictions_score``, ``tasks/models.py:
+  get_predictions_for_prelabeling``), and it sets that field to the ML backend's *title* when the
+  backend is connected (``ml/api.py: MLBackendListAPI.perform_create``), a version no prediction
+  has. It accepts a new value only once predictions of it are stored
+  (``projects/serializers.py: validate_model_version``).
+* ``most_uncertain`` / ``uncertain_tab``: the unlabeled tasks whose prediction score (label-factory writes
+  the task's certainty, pipeline/certainty.py) is lowest, as the Data Manager sorts them, and a Data Manager
+  tab that shows them in that order (its *Label All Tasks* follows the tab's order)."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Callable, Iterator, Optional
+
+log = logging.getLogger(__name__)
+
+
+class VersionNotStored(RuntimeError):
+    """Label Studio has no prediction of that version yet (it refuses to make it the project's)."""
+
+
+def items(list_method: Callable, page_size: int = 100, **params) -> Iterator:
+    """Every item of ``list_method`` (``client.tasks.list``, ``client.projects.list``, ...), page by page."""
+    page, seen = 1, 0
+    while True:
+        pager = list_method(page=page, page_size=page_size, **params)
+        batch = list(pager.items or [])
+        yield from batch
+        seen += len(batch)
+        response = getattr(pager, "response", None)
+        total = getattr(response, "total", None)
+        if total is None:
+            total = getattr(response, "count", None)
+        if len(batch) < page_size or (isinstance(total, int) and seen >= total):
+            return
+        page += 1
+
+
+def use_version(client, project_id: int, version: str) -> Optional[str]:
+    """Set the project's model_version to ``version``; returns the value it had, or None when it already
+    was ``version``. Raises VersionNotStored while Label Studio has no prediction of it."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    before = client.projects.get(id=project_id).model_version
+    if before == version:
+        return None
+    try:
+        client.projects.update(id=project_id, model_version=version)
+    except ApiError as e:
+        if e.status_code == 400 and "model_version" in str(e.body):
+            raise VersionNotStored(f"Label Studio project {project_id} has no prediction of {version!r} yet") from None
+        raise
+    log.info("Label Studio project %s: model_version %r -> %r (its Prediction score column follows it)",
+             project_id, before, version)
+    return before or ""
+
+
+UNCERTAIN_TAB = "Most uncertain first (label-factory)"
+UNCERTAIN_ORDER = ["tasks:predictions_score"]  # ascending: the least certain first
+UNLABELED_SCORED = {"conjunction": "and", "items": [
+    {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0},
+    {"filter": "filter:tasks:predictions_score", "operator": "empty", "type": "Number", "value": False}]}
+
+
+def most_uncertain(client, project_id: int, k: int) -> list[dict]:
+    """The ``k`` unlabeled tasks with the lowest Prediction score (of the project's model_version), lowest
+    first, as Label Studio's Data Manager sorts them: ``{"id", "score"}`` each."""
+    http = client._client_wrapper.httpx_client  # the SDK's authenticated client: the Data Manager's own query
+    query = json.dumps({"filters": UNLABELED_SCORED, "ordering": UNCERTAIN_ORDER})
+    r = http.request("api/tasks", method="GET", params={"project": project_id, "fields": "all", "page_size": k,
+                                                         "page": 1, "query": query, "resolve_uri": False})
+    if r.status_code == 404:  # an empty project: no first page
+        return []
+    r.raise_for_status()
+    return [{"id": t["id"], "score": t.get("predictions_score")} for t in r.json().get("tasks") or []][:k]
+
+
+def uncertain_tab(client, project_id: int) -> int:
+    """Create (or bring up to date) the Data Manager tab listing unlabeled tasks, least certain first; its id."""
+    data = {"title": UNCERTAIN_TAB, "ordering": UNCERTAIN_ORDER, "filters": UNLABELED_SCORED}
+    for view in client.views.list(project=project_id):
+        if (view.data or {}).get("title") == UNCERTAIN_TAB:
+            client.views.update(str(view.id), project=project_id, data={**(view.data or {}), **data})
+            return view.id
+    return client.views.create(project=project_id, data=data).id
