@@ -72,6 +72,9 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the selection comparison ('' for none)")
     ap.add_argument("--compare-rounds", type=int, default=4, help="rounds of each comparison run (default 4)")
     ap.add_argument("--no-main", action="store_true", help="only the comparison runs (seed 0 uncertain included)")
+    ap.add_argument("--sweep-only", metavar="DIR", default=None,
+                    help="only the routing sweep, for the last served student of the main run in DIR (its "
+                         "results.json), added to that file")
     ap.add_argument("--target", type=float, default=0.9, help="precision target of calibration (default 0.9)")
     ap.add_argument("--max-uncertain", type=int, default=2, help="route.max_uncertain (default 2)")
     ap.add_argument("--round0", choices=["teacher", "none"], default="teacher")
@@ -184,10 +187,16 @@ class Student:
         from pipeline.providers.student import StudentGrounder
         self.weights = Path(weights)
         self.grounder = StudentGrounder(str(weights), device="cpu")
+        self.seen: dict = {}  # path -> (boxes, seconds): an image is predicted once per student
 
     def boxes(self, path: Path):
         """Decoded at half size (JPEG DCT scaling: the student sees --imgsz pixels anyway), boxes in the
         original's pixels."""
+        if path not in self.seen:
+            self.seen[path] = self._boxes(path)
+        return self.seen[path]
+
+    def _boxes(self, path: Path):
         from PIL import Image
 
         from pipeline.detections import Detections
@@ -380,9 +389,9 @@ def calibrate_cascade(env: Env, reviews: dict, th):
     return fit(tasks, env.classes, env.a.target).thresholds(th)
 
 
-def band_for(env: Env, served: Served, export: Path) -> tuple[dict, dict]:
+def band_for(env: Env, served: Served, export: Path, keep_recall: Optional[float] = None) -> tuple[dict, dict]:
     """The routing band of the served student from the export's val and test splits (tasks it never trained on)."""
-    from pipeline.calibrate.band import fit_band
+    from pipeline.calibrate.band import KEEP_RECALL, fit_band
     from pipeline.calibrate.search import Reviewed
     from pipeline.distill.promote import held_out
     tasks = []
@@ -391,7 +400,34 @@ def band_for(env: Env, served: Served, export: Path) -> tuple[dict, dict]:
         for path, truth in zip(h.images, h.truth):
             raw, _ = served.student.boxes(path)
             tasks.append(Reviewed(len(tasks) + 1, math.nan, raw, truth))
-    return fit_band(tasks, env.classes, env.a.target)
+    return fit_band(tasks, env.classes, env.a.target, keep_recall=keep_recall or KEEP_RECALL)
+
+
+def sweep(env: Env, weights: Path, export: Path, th) -> list[dict]:
+    """Routing at other settings than the run's, for one student: the floor's share of right boxes kept
+    (``calibrate --route --keep-recall``) and ``max_uncertain``, measured on the held-out set."""
+    served = Served(Path(weights), Student(Path(weights)))
+    rows = []
+    for keep in (0.8, 0.9, 0.95, 0.98):
+        band, _ = band_for(env, served, export, keep)
+        for limit in (0, 1, 2, 4):
+            served.band = band
+            env.a.max_uncertain, before = limit, env.a.max_uncertain
+            try:
+                m = measure_held_out(env, served, th)["routing"]
+            finally:
+                env.a.max_uncertain = before
+            rows.append({"keep_recall": keep, "max_uncertain": limit, "bands": len(band), **m})
+    return rows
+
+
+def print_sweep(rows: list[dict]) -> None:
+    print(table(["keep_recall (floor)", "max_uncertain", "labels routed", "foundation s/img routed / cascade",
+                 "precision routed / cascade", "recall routed / cascade", "to cascade"],
+                [[r["keep_recall"], r["max_uncertain"], r["bands"],
+                  f"{r['foundation_s_on']:.0f} / {r['foundation_s_off']:.0f} ({ratio(r)})",
+                  f"{_f(r['precision_on'])} / {_f(r['precision_off'])}",
+                  f"{r['recall_on']:.3f} / {r['recall_off']:.3f}", f"{r['to_cascade']:.0%}"] for r in rows]))
 
 
 def run_loop(env: Env, run: str, strategy: str, seed: int, rounds: int, start: Optional[dict] = None) -> dict:
@@ -599,6 +635,28 @@ def plot(results: dict, folder: Path) -> list[Path]:
     return out
 
 
+def last_served(run_dir: Path, rows: list[dict]) -> tuple[Path, Path, object]:
+    """(weights, last export, cascade thresholds) of a run's last served student."""
+    from pipeline.config import Thresholds
+    k = max(r["round"] for r in rows if r["promoted"])
+    last = rows[-1]
+    t = last["cascade_thresholds"]
+    th = Thresholds(filter=t.pop("filter"), grounding=0.0, verify=0.5,
+                    per_label={lab: {"verify": v} for lab, v in t.items()})
+    return run_dir / f"round-{k}" / "weights" / "best.pt", run_dir / f"export-{last['round']}", th
+
+
+def sweep_only(env: Env, out: Path) -> None:
+    results = json.loads((out / "results.json").read_text())
+    rows = results["main"]["rows"]
+    weights, export, th = last_served(out / results["main"]["run"], rows)
+    log(f"routing sweep for {weights} on {len(env.held)} held-out scenes ...")
+    results["routing_sweep"] = sweep(env, weights, export, th)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    print(f"\n### routing at other band settings (student {weights}, held-out set)\n")
+    print_sweep(results["routing_sweep"])
+
+
 def main(argv=None) -> None:
     a = parse(argv)
     os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -607,7 +665,11 @@ def main(argv=None) -> None:
     import torch
     torch.set_num_threads(1)  # inference: two OpenMP threads stall whenever another process takes a core (2 cores)
     t_start, c_start = time.perf_counter(), cpu_seconds()
+    if a.sweep_only:
+        a.out = a.sweep_only
     env = world_env(a)
+    if a.sweep_only:
+        return sweep_only(env, Path(a.sweep_only))
     log(f"results in {env.out}")
     if a.store == "labelstudio":
         from pipeline.stack.ls_server import start_label_studio
@@ -632,7 +694,12 @@ def main(argv=None) -> None:
     for r in runs:
         if r["seed"] in a.seeds:
             cmp_runs.append({**r, "rows": r["rows"][:a.compare_rounds]})
+    routing_sweep = None
+    if main_run:
+        weights, export, th = last_served(env.out / main_run["run"], main_run["rows"])
+        routing_sweep = sweep(env, weights, export, th)
     results = {"settings": {k: v for k, v in vars(a).items()}, "machine": machine(), "store": runs[0]["store"],
+               "routing_sweep": routing_sweep,
                "foundation_seconds": env.seconds, "cost_note": env.cost_note, "teacher": env.teacher.to_dict(),
                "costs": env.costs.to_dict(),
                "main": {k: v for k, v in main_run.items() if k != "round0"} if main_run else None,
@@ -656,6 +723,8 @@ def main(argv=None) -> None:
     if main_run:
         print(f"\n### the loop, seed 0, uncertainty-first selection, {a.per_round} tasks per round\n")
         print_main(main_run)
+        print("\n### routing at other band settings (the last served student, held-out set)\n")
+        print_sweep(routing_sweep)
     if results["comparison"]:
         print(f"\n### selection: uncertainty-first vs random, same budget, seeds {a.seeds}\n")
         rows = []
