@@ -23,7 +23,10 @@ Published per-action costs (the defaults; each is a flag of benchmarks/loop.py):
 * moving, relabeling, deleting and looking at the image have no published figure here: a move is priced as a
   redraw (7.0 s), a relabel as two verifications (3.2 s: is it X? no; pick Y), a delete as a verification
   answered no (1.6 s), the look at the image as one verification (1.6 s: is anything missing?). Assumptions,
-  stated as such."""
+  stated as such.
+
+``Costs()`` prices drawing by extreme clicking (``EXTREME_CLICKING``); ``CLASSIC`` prices drawing and fixing a
+box as the classic protocol does (25.5 s), the way Label Studio's rectangle tool draws."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -47,6 +50,10 @@ class Costs:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+EXTREME_CLICKING = Costs()  # drawing (and fixing) a box by extreme clicking: 7.0 s
+CLASSIC = Costs(draw=25.5, move=25.5)  # drawing (and fixing) a box the classic way, as Label Studio's tool does
 
 
 @dataclass
