@@ -230,9 +230,11 @@ def _cpu_auto(m: Machine, probe) -> DtypeChoice:
     return DtypeChoice("fp32", f"the CPU has {flags} but {measured}, less than {BF16_MIN_GAIN}x")
 
 
-def choose_dtype(device: str, requested: Optional[str] = "auto", *, machine_info: Optional[Machine] = None,
+def choose_dtype(device, requested: Optional[str] = "auto", *, machine_info: Optional[Machine] = None,
                  probe=None, environ=None) -> DtypeChoice:
     """The dtype a torch provider on ``device`` runs in for its ``requested`` setting (module docstring).
+    ``device`` may be a function that returns it: it is called only when the choice depends on it (``auto``),
+    so an explicit setting never imports torch to find the device.
     ``machine_info``/``probe``/``environ``: a machine profile, a ``matmul_rates``-like function and an
     environment to decide for (tests); the defaults are this machine's, and only then is the choice
     cached and logged."""
@@ -246,6 +248,7 @@ def choose_dtype(device: str, requested: Optional[str] = "auto", *, machine_info
         raise ValueError(f"dtype {requested!r} ({source}): expected one of {', '.join(DTYPE_SETTINGS)}")
     if requested != "auto":
         return DtypeChoice(requested, f"{source} says {requested}")
+    device = device() if callable(device) else device
     own = machine_info is None and probe is None and environ is None
 
     def decide() -> DtypeChoice:
