@@ -66,9 +66,8 @@ def _geometry(item: dict, kind: str, width: int, height: int, with_masks: bool):
     """(box clipped to the image, box as stored, mask or None)."""
     value = item.get("value") or {}
     if kind == "box":
-        corners = coords.rect_corners(value, width, height)
-        stored = np.array([*corners.min(axis=0), *corners.max(axis=0)], np.float32)
-        return coords.rect_to_xyxy(value, width, height), stored, None
+        stored = coords.rect_bounds(value, width, height)
+        return coords.clip_box(stored, width, height), stored, None
     if kind == "point":
         x, y = coords.point_to_pixel(value, width, height)
         box = np.array([x, y, x, y], np.float32)
@@ -79,7 +78,7 @@ def _geometry(item: dict, kind: str, width: int, height: int, with_masks: bool):
             raise ValueError("a polygon needs at least 3 points")
         mask = polygon_to_mask(pts, width, height) if with_masks else None
         stored = coords.polygon_to_xyxy(pts)
-        return _inside(np.clip(stored, 0, [width, height, width, height]), width, height), stored, mask
+        return coords.clip_box(stored, width, height), stored, mask
     rle_w, rle_h = _recorded_size(item) or (width, height)
     mask = rle_to_mask(value.get("rle") or [], rle_w, rle_h)
     if not mask.any():
@@ -100,16 +99,11 @@ def _recorded_size(item: dict) -> Optional[tuple[int, int]]:
     return (w, h) if w > 0 and h > 0 else None
 
 
-def _inside(box: np.ndarray, width: int, height: int) -> np.ndarray:
-    if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-        raise ValueError(f"less than 1 px of it is inside the {width}x{height} image")
-    return box.astype(np.float32)
-
-
 def read_regions(results: Iterable, width: int, height: int, with_masks: bool = False,
-                 kinds: Optional[Iterable[str]] = None, every_label: bool = False) -> Detections:
+                 kinds: Optional[Iterable[str]] = None, every_label: bool = False, scored: bool = False) -> Detections:
     """The geometry regions of ``results`` (only ``kinds`` of them when given) as Detections, in order;
-    ``every_label``: a region with several labels (and no per-region name) once per label."""
+    ``every_label``: a region with several labels (and no per-region name) once per label; ``scored``: each
+    row's score is its region's ``score`` (NaN when it has none; without ``scored``, NaN)."""
     results = [r for r in results or [] if isinstance(r, dict)]
     names = {str(r["id"]): n for r in results if r.get("id") and (n := name_of(r))}
     wanted = set(kinds) if kinds is not None else None
@@ -127,8 +121,9 @@ def read_regions(results: Iterable, width: int, height: int, with_masks: bool = 
             continue
         name = names.get(rid)
         labels = [name] if name else (_labels_of(item) if every_label else [_labels_of(item)[0]])
+        score = item.get("score") if scored else None
         for label in labels:
-            rows.append((box, label))
+            rows.append((box, label, np.nan if score is None else float(score)))
             masks.append(mask)
             for key, v in (("region_id", rid), ("from_name", str(item.get("from_name") or "")),
                            ("type", str(item.get("type", "")).lower()), ("kind", kind),
@@ -138,6 +133,6 @@ def read_regions(results: Iterable, width: int, height: int, with_masks: bool = 
                 extra[key].append(v)
     n = len(rows)
     extra["as_stored"] = np.array(extra["as_stored"], np.float32).reshape(-1, 4)
-    return Detections(xyxy=np.array([r[0] for r in rows], np.float32).reshape(-1, 4), scores=np.full(n, np.nan),
+    return Detections(xyxy=np.array([r[0] for r in rows], np.float32).reshape(-1, 4), scores=[r[2] for r in rows],
                       labels=[r[1] for r in rows], stage=["user"] * n, masks=masks if with_masks else None,
                       extra=extra)

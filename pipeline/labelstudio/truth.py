@@ -18,14 +18,12 @@ axis-aligned box that encloses it in pixels of a ``width`` x ``height`` image: a
 its rotation applied (**a rotated rectangle counts as its enclosing box**, never skipped), a polygon's
 points, a brush's painted pixels (decoded at the size Label Studio recorded, scaled to the image). Clipped
 to the image; a region with less than 1 px inside it, or malformed, is left out and counted. A region with
-several labels counts once per label. A region's score is its own, else the one given (a prediction's).
+several labels counts once per label. A region's score is its own.
 
 Plain task dicts or label-studio-sdk objects; reads nothing from Label Studio itself."""
 from __future__ import annotations
 
 from typing import Iterable, Optional
-
-import numpy as np
 
 from pipeline.detections import Detections
 from pipeline.labelstudio.layout import Layout
@@ -84,18 +82,13 @@ def recorded_size(*results: Iterable) -> Optional[tuple[int, int]]:
     return None
 
 
-def boxes(results: list[dict], width: int, height: int, score: Optional[float] = None) -> tuple[Detections, int]:
+def boxes(results: list[dict], width: int, height: int) -> tuple[Detections, int]:
     """``results`` (``output_results``) as boxes in pixels of a ``width`` x ``height`` image, and how many of their
     regions were left out (malformed, or less than 1 px inside the image).
 
-    One row per region and label; ``scores``: the region's own score, else ``score``, else NaN;
+    One row per region and label; ``scores``: the region's own score, NaN when it has none;
     ``extra["as_stored"]``: the enclosing box not clipped to the image; ``extra["region_id"]``, ``["from_name"]``,
     ``["kind"]`` as ``read_regions`` gives them."""
-    results = [r for r in results if isinstance(r, dict)]
-    read = read_regions(results, width, height, kinds=GEOMETRY, every_label=True)
-    regions = sum(1 for r in results if KINDS.get(str(r.get("type", "")).lower()) in GEOMETRY)
-    left_out = regions - len(set(read.extra["index"].tolist()))
-    own = [results[i].get("score", score) for i in read.extra["index"]]
-    return Detections(xyxy=read.xyxy, labels=read.labels, scores=[np.nan if s is None else float(s) for s in own],
-                      stage=read.stage, extra={k: read.extra[k] for k in ("as_stored", "region_id", "from_name",
-                                                                           "kind")}), left_out
+    read = read_regions(results, width, height, kinds=GEOMETRY, every_label=True, scored=True)
+    regions = sum(1 for r in results if isinstance(r, dict) and KINDS.get(str(r.get("type", "")).lower()) in GEOMETRY)
+    return read, regions - len(set(read.extra["index"].tolist()))

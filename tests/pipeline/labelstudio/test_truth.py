@@ -174,9 +174,9 @@ def test_boxes_reads_each_label_once_and_counts_what_it_leaves_out():
     outside = region("rect", "o", {"x": 120, "y": 10, "width": 10, "height": 20, "rotation": 0}, "Cat")
     broken = region("polygon", "b", {"points": [[1, 1]]}, "Cat")
     scored = region("rect", "x", xyxy_to_rect([40, 40, 60, 60], W, H), "Dog", score=0.25)
-    dets, left_out = truth.boxes([two, sliver, outside, broken, scored], W, H, score=0.5)
+    dets, left_out = truth.boxes([two, sliver, outside, broken, scored], W, H)
     assert dets.labels.tolist() == ["Cat", "Dog", "Dog"] and left_out == 3
-    np.testing.assert_allclose(dets.scores, [0.5, 0.5, 0.25])  # a region's own score, else the one given
+    np.testing.assert_allclose(dets.scores, [np.nan, np.nan, 0.25])  # a region's own score
     # clipped to the image; as stored: not
     part = region("rect", "p", {"x": 90, "y": 10, "width": 20, "height": 20, "rotation": 0}, "Cat")
     dets, _ = truth.boxes([part], W, H)
