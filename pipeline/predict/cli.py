@@ -11,6 +11,7 @@ from pipeline import options
 
 TIMEOUT = 120.0  # seconds per Label Studio request of the commands (listing big pages, bulk writes)
 
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "predict", help="pre-annotate a Label Studio project's tasks (batch job; stores predictions via the API)",
