@@ -287,6 +287,22 @@ def default_threads(m: Optional[Machine] = None, sharers: int = 1) -> int:
     return max(1, m.physical_cores // max(1, sharers))
 
 
+def share_cores(sharers: int) -> Optional[int]:
+    """Give this process its share of the physical cores as torch intra-op threads when ``sharers``
+    processes run models side by side (gunicorn workers): without it each would use them all. Returns the
+    threads set, or None when there is nothing to share (one process) or no torch."""
+    if sharers <= 1:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    n = default_threads(sharers=sharers)
+    torch.set_num_threads(n)
+    log.info("torch threads: %d (%d physical cores shared by %d workers)", n, machine().physical_cores, sharers)
+    return n
+
+
 def median_seconds(fn, repeat: int = 5, device: str = "cpu") -> float:
     """Median wall time of ``fn()`` over ``repeat`` calls, synchronizing ``device`` around each (benchmarks)."""
     times = []

@@ -135,3 +135,18 @@ def test_model_version_does_not_import_torch_for_an_explicit_dtype():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
                          env={**__import__("os").environ, "LF_DTYPE": "fp32"}).stdout.strip()
     assert out == "False"  # a /setup computes model_version: it must not wait for torch to import
+
+
+def test_workers_share_the_physical_cores(monkeypatch):
+    import torch
+
+    from pipeline import hardware
+    monkeypatch.setattr(hardware, "machine", lambda: Machine("x", "x86_64", frozenset(), physical_cores=8,
+                                                              logical_cores=16))
+    before = torch.get_num_threads()
+    try:
+        assert hardware.share_cores(1) is None and torch.get_num_threads() == before  # one worker: torch's own
+        assert hardware.share_cores(2) == 4 and torch.get_num_threads() == 4
+        assert hardware.share_cores(16) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
