@@ -27,7 +27,10 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 
 def post_worker_init(worker):
-    """Tell the app how many threads it has (it keeps some free of /predict) and load the models
-    in the background, so a new worker answers /health ("loading") at once."""
+    """Give the worker its share of the physical cores for torch, tell the app how many threads it has (it
+    keeps some free of /predict) and load the models in the background, so a new worker answers /health
+    ("loading") at once."""
     from backends.base.api import on_worker_start
+    from pipeline.hardware import share_cores
+    share_cores(worker.cfg.workers)  # workers run models side by side: each gets its share of the cores
     on_worker_start(worker.wsgi, threads=worker.cfg.threads, warm_up=Server.read().preload_models)

@@ -1,18 +1,16 @@
-"""`label-factory evaluate` on a 50,000-task Label Studio project, and the three ways of listing its tasks.
+"""`label-factory evaluate` on a 50,000-task Label Studio project, and its listing beside the SDK's typed pager.
 
 A real Label Studio 1.23 (from .venv-ls, SQLite, started by the same code as `label-factory up`) gets a
 project filled through its import API: every task with one annotation (0-3 boxes, lead_time) and one
 prediction (model_version ``bench-A``: boxes kept, moved, relabeled or missed, false positives, scores),
-imported inline in batches. Then the whole command runs as a subprocess, once per listing method, in
-alternating order over ``--rounds`` rounds:
+imported inline in batches. Then, in alternating order over ``--rounds`` rounds:
 
-* ``pages``  (the default): GET /api/tasks pages (fields=all cut by include + expand, annotated-only
-  filter) through the SDK's HTTP client, parsed as plain dicts;
-* ``sdk``: the same pages through ``client.tasks.list`` (typed objects, dumped to dicts);
-* ``export``: an export snapshot (create, wait, download, delete).
-
-It also times Label Studio's plain ``GET /api/projects/{id}/export?exportType=JSON`` (download only): that
-endpoint lists predictions by id, so evaluate cannot use it; its time is shown for comparison.
+* the whole command as a subprocess (``evaluate --suspects``): its one listing is GET /api/tasks pages
+  (fields=all cut by include + expand, annotated-only filter) as plain JSON dicts, through
+  ``lsapi.items`` over ``lsapi.task_json``;
+* the listing alone, in this process, two ways: those JSON pages, and the same pages through the SDK's
+  typed pager (``lsapi.items`` over ``client.tasks.list``, objects dumped to dicts): the route evaluate
+  does not take, and why.
 
     .venv/bin/python benchmarks/evaluate_scale.py                   # 50,000 tasks (import ~minutes)
     .venv/bin/python benchmarks/evaluate_scale.py --tasks 2000      # quick look
@@ -41,7 +39,7 @@ LABELS = ["Stop Sign", "Other"]
 CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
           + "".join(f'<Label value="{lab}"/>' for lab in LABELS) + "</RectangleLabels></View>")
 WIDTH, HEIGHT = 1280, 960  # a real photo size; regions are in percent of it
-METHODS = ("pages", "sdk", "export")
+LISTINGS = ("json pages (evaluate's)", "typed pager")
 
 
 def _region(rid: str, box, label: str, score=None) -> dict:
@@ -96,10 +94,10 @@ def fill_project(url: str, token: str, n: int, batch: int, seed: int) -> tuple[i
     return pid, time.perf_counter() - t0
 
 
-def run_evaluate(url: str, token: str, pid: int, method: str, out: Path, page_size: int) -> dict:
+def run_evaluate(url: str, token: str, pid: int, out: Path, page_size: int) -> dict:
     """The whole command in a subprocess: wall seconds, its own timings and its peak RSS."""
     cmd = [sys.executable, "-m", "pipeline.cli", "--log-level", "WARNING", "evaluate", "--ls-project", str(pid),
-           "--label-studio-url", url, "--api-key", token, "--listing", method, "--page-size", str(page_size),
+           "--label-studio-url", url, "--api-key", token, "--page-size", str(page_size),
            "--out", str(out), "--quiet", "--suspects"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
@@ -109,30 +107,38 @@ def run_evaluate(url: str, token: str, pid: int, method: str, out: Path, page_si
     err = proc.stderr.read()
     proc.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"evaluate --listing {method} failed:\n{err[-2000:]}")
+        raise RuntimeError(f"evaluate failed:\n{err[-2000:]}")
     report = json.loads((out / "report.json").read_text())
     return {"wall": wall, "rss_mib": usage.ru_maxrss / 1024, "listed": report["tasks"]["listed"], **report["timing"]}
 
 
-def plain_export_seconds(url: str, token: str, pid: int) -> float:
+def listing_seconds(url: str, token: str, pid: int, listing: str, page_size: int) -> tuple[float, int]:
+    """The reviewed tasks listed as evaluate lists them, as JSON pages or through the SDK's typed pager."""
+    from pipeline.evaluate.listing import ANNOTATED, INCLUDE
+    from pipeline.labelstudio import client as credentials
+    from pipeline.labelstudio import lsapi
+
+    client = credentials.client(url, token, timeout=600)
+    params = {"project": pid, "fields": "all", "include": INCLUDE, "query": ANNOTATED, "resolve_uri": False}
     t0 = time.perf_counter()
-    with requests.get(f"{url}/api/projects/{pid}/export", params={"exportType": "JSON"},
-                      headers={"Authorization": f"Token {token}"}, stream=True, timeout=3600) as r:
-        r.raise_for_status()
-        for _ in r.iter_content(1 << 20):
-            pass
-    return time.perf_counter() - t0
+    if listing == LISTINGS[0]:
+        n = sum(1 for _ in lsapi.items(lsapi.task_json(client), page_size, expand="annotations", **params))
+    else:
+        typed = lsapi.items(client.tasks.list, page_size, **params,
+                            request_options={"additional_query_parameters": {"expand": "annotations"}})
+        n = sum(1 for t in typed if t.model_dump(include={"id", "annotations", "predictions"}, mode="json"))
+    return time.perf_counter() - t0, n
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=50_000)
     ap.add_argument("--batch", type=int, default=1000, help="tasks per import request")
-    ap.add_argument("--rounds", type=int, default=2, help="runs per listing method (alternating order)")
+    ap.add_argument("--rounds", type=int, default=2, help="runs of each (alternating order)")
     ap.add_argument("--page-size", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--label-studio-url", help="use this Label Studio instead of starting one")
-    ap.add_argument("--api-key", help="its legacy token")
+    ap.add_argument("--api-key", help="its legacy token or personal access token")
     ap.add_argument("--ls-project", type=int, help="an already filled project (skips the import)")
     args = ap.parse_args()
 
@@ -152,36 +158,35 @@ def main() -> int:
         else:
             pid, import_s = fill_project(url, token, args.tasks, args.batch, args.seed)
             log(f"project {pid}: {args.tasks:,} tasks imported in {import_s:.0f} s")
-        order = [m for r in range(args.rounds) for m in (METHODS if r % 2 == 0 else METHODS[::-1])]
-        runs: dict[str, list[dict]] = {m: [] for m in METHODS}
-        plain = []
-        for i, method in enumerate(order):
-            res = run_evaluate(url, token, pid, method, work / f"{method}-{i}", args.page_size)
-            runs[method].append(res)
-            log(f"{method}: {res['wall']:.1f} s wall ({res['seconds_listing']:.1f} s listing), "
-                f"{res['rss_mib']:.0f} MiB peak")
-            if method == "export":
-                plain.append(plain_export_seconds(url, token, pid))
-        n = runs["pages"][0]["listed"]
-        base = median(r["wall"] for r in runs["pages"])
-        rows = []
-        for method in METHODS:
-            wall = median(r["wall"] for r in runs[method])
-            rows.append([method, len(runs[method]), fmt_s(wall), f"{n / wall:,.0f}",
-                         fmt_s(median(r["seconds_listing"] for r in runs[method])),
-                         fmt_s(median(r["wall"] - r["seconds_listing"] for r in runs[method])),
-                         f"{median(r['rss_mib'] for r in runs[method]):,.0f}", f"{wall / base:.2f}x"])
-        rows.append(["plain /export (download only; predictions as ids: unusable)", len(plain),
-                     fmt_s(median(plain)), "-", fmt_s(median(plain)), "-", "-", f"{median(plain) / base:.2f}x"])
+        runs, lists = [], {m: [] for m in LISTINGS}
+        for i in range(args.rounds):
+            runs.append(run_evaluate(url, token, pid, work / f"evaluate-{i}", args.page_size))
+            log(f"evaluate: {runs[-1]['wall']:.1f} s wall ({runs[-1]['seconds_listing']:.1f} s listing + parsing), "
+                f"{runs[-1]['rss_mib']:.0f} MiB peak")
+            for listing in (LISTINGS if i % 2 == 0 else LISTINGS[::-1]):
+                seconds, n = listing_seconds(url, token, pid, listing, args.page_size)
+                lists[listing].append(seconds)
+                log(f"{listing}: {n:,} tasks listed in {seconds:.1f} s")
+        n = runs[0]["listed"]
+        wall = median(r["wall"] for r in runs)
+        base = median(lists[LISTINGS[0]])
         print_config("evaluate on a filled Label Studio project", {
             "tasks": f"{n:,} (each: 1 annotation with 0-3 boxes, 1 prediction bench-A)",
             "import": f"{import_s:.0f} s in batches of {args.batch} (inline annotations + predictions)",
-            "command": "label-factory evaluate --ls-project P --listing M --suspects --quiet (subprocess, "
-                       "report.json + report.html written)",
+            "command": "label-factory evaluate --ls-project P --suspects --quiet (subprocess, report.json + "
+                       "report.html written)",
             "page size": args.page_size, "rounds": args.rounds, "Label Studio": url})
         print()
-        print(table(["listing", "runs", "median s (whole command)", "tasks/s", "listing + parse s",
-                     "rest s (start-up, metrics, reports)", "peak RSS MiB", "vs pages"], rows))
+        print(table(["", "runs", "median s", "tasks/s", "listing + parse s", "rest s (start-up, metrics, reports)",
+                     "peak RSS MiB"],
+                    [["evaluate (whole command)", len(runs), fmt_s(wall), f"{n / wall:,.0f}",
+                      fmt_s(median(r["seconds_listing"] for r in runs)),
+                      fmt_s(median(r["wall"] - r["seconds_listing"] for r in runs)),
+                      f"{median(r['rss_mib'] for r in runs):,.0f}"]]))
+        print()
+        print(table(["listing alone", "runs", "median s", "tasks/s", "vs json pages"],
+                    [[m, len(lists[m]), fmt_s(median(lists[m])), f"{n / median(lists[m]):,.0f}",
+                      f"{median(lists[m]) / base:.2f}x"] for m in LISTINGS]))
     finally:
         if server is not None:
             server.stop()

@@ -61,7 +61,7 @@ def build_export(root: Path, n: int, size) -> Path:
     import io
 
     from pipeline.distill.export import write_dataset
-    from pipeline.distill.reviewed import Example, Region
+    from pipeline.distill.reviewed import Example
     from pipeline.images import open_image
     from pipeline.labelstudio.coords import xyxy_to_rect as xyxy_to_ls
     files, exs = {}, []
@@ -70,8 +70,10 @@ def build_export(root: Path, n: int, size) -> Path:
         buf = io.BytesIO()
         im.save(buf, "JPEG", quality=90)
         files[f"/data/upload/1/{i}.jpg"] = buf.getvalue()
-        exs.append(Example(i + 1, f"/data/upload/1/{i}.jpg", "annotation", i + 1,
-                           [Region(lab, xyxy_to_ls(b, *size), None, size) for lab, b in boxes]))
+        regions = [{"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": size[0],
+                    "original_height": size[1], "value": {**xyxy_to_ls(b, *size), "rectanglelabels": [lab]}}
+                   for lab, b in boxes]
+        exs.append(Example(i + 1, f"/data/upload/1/{i}.jpg", "annotation", i + 1, regions))
     out = root / "export"
     write_dataset(exs, out, "yolo", lambda url, task_id: open_image(files[url]), CLASSES,
                   ratios=(0.8, 0.2, 0.0), progress=False)

@@ -14,11 +14,6 @@ def xyxy_to_coco(xyxy) -> list[float]:
     return [x1, y1, x2 - x1, y2 - y1]
 
 
-def coco_to_xyxy(bbox) -> np.ndarray:
-    x, y, w, h = (float(v) for v in bbox)
-    return np.array([x, y, x + w, y + h], dtype=np.float32)
-
-
 class CocoBuilder:
     """Accumulates images and kept detections into a COCO detection dict."""
 

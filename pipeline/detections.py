@@ -212,14 +212,6 @@ class Detections:
     def clip_to(self, width: int, height: int) -> None:
         self.xyxy = _frozen(sv.clip_boxes(self.xyxy, (width, height)).astype(np.float32))
 
-    def to_supervision(self) -> sv.Detections:
-        """The kept boxes as ``supervision.Detections`` (labels in ``data['class_name']``, masks when any)."""
-        a = self.active()
-        return sv.Detections(xyxy=a.xyxy.astype(np.float32), confidence=a.scores,
-                             mask=np.stack([a.mask(i) for i in range(len(a))]) if a.has_mask().all() and len(a)
-                             else None,
-                             data={"class_name": a.labels.astype(str), "query": a.queries.astype(str)})
-
     def final_scores(self) -> np.ndarray:
         """The score shown to people: verify's P(yes) when verify ran, else the grounder's score."""
         return np.where(np.isnan(self.verify_scores), self.scores, self.verify_scores)

@@ -230,9 +230,11 @@ def _cpu_auto(m: Machine, probe) -> DtypeChoice:
     return DtypeChoice("fp32", f"the CPU has {flags} but {measured}, less than {BF16_MIN_GAIN}x")
 
 
-def choose_dtype(device: str, requested: Optional[str] = "auto", *, machine_info: Optional[Machine] = None,
+def choose_dtype(device, requested: Optional[str] = "auto", *, machine_info: Optional[Machine] = None,
                  probe=None, environ=None) -> DtypeChoice:
     """The dtype a torch provider on ``device`` runs in for its ``requested`` setting (module docstring).
+    ``device`` may be a function that returns it: it is called only when the choice depends on it (``auto``),
+    so an explicit setting never imports torch to find the device.
     ``machine_info``/``probe``/``environ``: a machine profile, a ``matmul_rates``-like function and an
     environment to decide for (tests); the defaults are this machine's, and only then is the choice
     cached and logged."""
@@ -246,6 +248,7 @@ def choose_dtype(device: str, requested: Optional[str] = "auto", *, machine_info
         raise ValueError(f"dtype {requested!r} ({source}): expected one of {', '.join(DTYPE_SETTINGS)}")
     if requested != "auto":
         return DtypeChoice(requested, f"{source} says {requested}")
+    device = device() if callable(device) else device
     own = machine_info is None and probe is None and environ is None
 
     def decide() -> DtypeChoice:
@@ -282,6 +285,22 @@ def default_threads(m: Optional[Machine] = None, sharers: int = 1) -> int:
     machine: its physical cores split between them (hyper-threads add nothing to matmuls), at least 1."""
     m = m or machine()
     return max(1, m.physical_cores // max(1, sharers))
+
+
+def share_cores(sharers: int) -> Optional[int]:
+    """Give this process its share of the physical cores as torch intra-op threads when ``sharers``
+    processes run models side by side (gunicorn workers): without it each would use them all. Returns the
+    threads set, or None when there is nothing to share (one process) or no torch."""
+    if sharers <= 1:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    n = default_threads(sharers=sharers)
+    torch.set_num_threads(n)
+    log.info("torch threads: %d (%d physical cores shared by %d workers)", n, machine().physical_cores, sharers)
+    return n
 
 
 def median_seconds(fn, repeat: int = 5, device: str = "cpu") -> float:

@@ -24,16 +24,16 @@ def dtype_choices(cfg: ProjectConfig) -> dict:
     g = p.grounder
     if st.ground and g.kind in TORCH_GROUNDERS:
         if g.kind == "falcon":
-            from pipeline.providers.falcon import choose_backend
-            if choose_backend(g.backend) == "torch":
+            from pipeline.providers.falcon import runs_on_torch
+            if runs_on_torch(g.backend):
                 roles["grounder"] = g
         elif g.kind != "student" or resolve_device(g.device).startswith("cuda"):
             roles["grounder"] = g
     roles["segmenter"] = p.segmenter
     if st.identify:
         roles["identify"] = p.identify
-    out = {role: choose_dtype(resolve_device(getattr(prov, "device", "cpu")), prov.dtype)
-           for role, prov in roles.items()}
+    out = {role: choose_dtype(lambda prov=prov: resolve_device(getattr(prov, "device", "cpu")), prov.dtype)
+           for role, prov in roles.items()}  # identify's embedder: the CPU; the device found only for auto
     if "grounder" in out and g.kind == "student":
         from pipeline.providers.student import student_dtype
         from pipeline.providers.yolo import torch_device

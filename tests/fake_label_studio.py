@@ -1,20 +1,21 @@
 """A fake of the slice of label_studio_sdk.LabelStudio the predict jobs use (pipeline/predict/job.py,
 ray_job.py, writer.py), for the fast tests: tasks listed page by page with the predictions stored on them,
 bulk and single prediction writes that can fail the ways Label Studio's do, and the project's model_version.
-The slow tests run the same code against a real Label Studio."""
+Label Studio's refusals are label-studio-sdk's own ``ApiError`` with the bodies Label Studio 1.23 sends, so
+the code under test takes the paths it takes against a real one. The slow tests run the same code against a
+real Label Studio."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+from label_studio_sdk.core.api_error import ApiError
+
 from pipeline.predict.runner import TaskOutcome
 
 
-class ApiError(Exception):
-    """An HTTP error answer as label-studio-sdk raises it (``status_code``, ``body``)."""
-
-    def __init__(self, status_code, body=""):
-        super().__init__(f"status {status_code}")
-        self.status_code, self.body = status_code, body
+def refused(detail) -> ApiError:
+    """A 400 answer as label-studio-sdk raises it."""
+    return ApiError(status_code=400, headers={"content-type": "application/json"}, body=detail)
 
 
 class FakeLabelStudio:
@@ -57,7 +58,9 @@ class FakeLabelStudio:
 
     def _update(self, id, model_version):
         if not any(p["model_version"] == model_version for ps in self.stored.values() for p in ps):
-            raise ApiError(400, f"no prediction of {model_version}")  # as Label Studio's validate_model_version
+            # as Label Studio's projects/serializers.py: validate_model_version answers
+            raise refused({"validation_errors": {"model_version": [
+                "Model version doesn't exist either as live model or as static predictions."]}})
         self.model_version = model_version
 
     def _store(self, p: dict) -> None:
@@ -68,7 +71,7 @@ class FakeLabelStudio:
     def _bulk(self, *, id, request):
         self.bulk_sizes.append(len(request))
         if self.refuse_bulk or any(p["task"] in self.refuse - self.drop for p in request):
-            raise ApiError(400, "invalid prediction")
+            raise refused("invalid prediction")
         if self.lose_unstored:
             self.lose_unstored -= 1
             raise ConnectionResetError("connection reset by peer")
@@ -83,7 +86,7 @@ class FakeLabelStudio:
     def _create(self, **p):
         self.singles.append(p["task"])
         if p["task"] in self.refuse:
-            raise ApiError(400, f"task {p['task']}: result does not match the labeling config")
+            raise refused(f"task {p['task']}: result does not match the labeling config")
         self._store(p)
 
 

@@ -8,7 +8,12 @@ turns legacy tokens on for the organization it creates (1.23 creates organizatio
 
 The yielded object has ``.url``, ``.token`` (legacy), ``.client()`` (``label_studio_sdk.LabelStudio``),
 ``.headers()``, ``.email``, ``.password``, ``.data_dir``, ``.files_dir`` (LOCAL_FILES_DOCUMENT_ROOT),
-``.log_path``, ``.log_tail()`` and ``.personal_access_token()`` (creates a PAT: a JWT refresh token)."""
+``.log_path``, ``.log_tail()`` and ``.personal_access_token()`` (creates a PAT: a JWT refresh token).
+
+Module fixture ``label_studio_subpath``: another Label Studio 1.23, served under ``/ls`` as production serves
+one behind a proxy: started with ``LABEL_STUDIO_HOST=http://127.0.0.1:<proxy port>/ls`` (its pages, API and
+media URLs start with /ls) behind tests/subpath_proxy.py, which takes /ls off what it forwards and answers
+404 for anything outside it. ``.url`` is the sub-path URL; ``.proxy`` the proxy (what it forwarded)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.stack.ls_server import label_studio_bin, start_label_studio
+from pipeline.stack.processes import free_port
+from tests.subpath_proxy import SubPathProxy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,3 +37,21 @@ def label_studio(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def label_studio_subpath(tmp_path_factory):
+    if label_studio_bin() is None:
+        pytest.skip("Label Studio is not installed (scripts/setup.sh installs it into .venv-ls; "
+                    "or set LABEL_STUDIO_BIN)")
+    port = free_port(None)
+    proxy = SubPathProxy(port, "/ls")
+    try:
+        server = start_label_studio(tmp_path_factory.mktemp("label-studio-ls"), port=port, public_url=proxy.url)
+        server.proxy = proxy
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        proxy.stop()

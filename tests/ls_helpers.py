@@ -138,3 +138,14 @@ def assert_valid_prediction(label_interface, results: list, score=None) -> None:
     pred = {"result": results} if score is None else {"result": results, "score": score}
     errors = label_interface.validate_prediction(pred, return_errors=True)
     assert errors == [], errors
+
+
+def log_lines(label_studio) -> int:
+    """How many lines Label Studio's log has now (to read only what a step adds)."""
+    return len(label_studio.log_path.read_text(errors="replace").splitlines())
+
+
+def task_pages_refused(label_studio, since: int) -> list[str]:
+    """Task-list requests Label Studio answered 404 since log line ``since``: pages asked for past the last."""
+    lines = label_studio.log_path.read_text(errors="replace").splitlines()[since:]
+    return [line for line in lines if '"GET /api/tasks' in line and '" 404 ' in line]

@@ -27,6 +27,7 @@ from pipeline.predict import runner
 from pipeline.providers.base import YesNo
 from pipeline.references import service as idservice
 from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, SilentServer, held, jpeg_bytes
+from tests.fake_label_studio import page_of
 from tests.ls_helpers import assert_valid_prediction
 
 TOKEN = "feedc0ffee0123456789abcdef0123456789abcd"
@@ -950,8 +951,8 @@ class FakeLabelStudio:
                 return {"id": id}
 
         class Tasks:
-            def list(self, project, fields=None, **kw):
-                return iter([t for t in outer.task_list if t["project"] == project])
+            def list(self, project, fields=None, page=1, page_size=100, **kw):  # a page past the last: 404
+                return page_of([t for t in outer.task_list if t["project"] == project], page, page_size)
 
         self.projects, self.tasks = Projects(), Tasks()
 

@@ -43,13 +43,12 @@ def test_final_score_prefers_verify():
     assert recs[1]["grounding_score"] is None and recs[1]["score"] == pytest.approx(0.8)
 
 
-def test_merge_and_supervision_export():
+def test_merge_keeps_order_and_drops():
     a, b = dets([([0, 0, 1, 1], 0.5, "a")]), dets([([2, 2, 3, 3], 0.6, "b")])
     m = Detections.merge([a, Detections.empty(), b])
     assert len(m) == 2 and m.labels.tolist() == ["a", "b"]
     m.drop([True, False], "verify", "x")
-    sv_d = m.to_supervision()
-    assert len(sv_d) == 1 and sv_d.data["class_name"].tolist() == ["b"]
+    assert m.active().labels.tolist() == ["b"]
 
 
 def test_mismatched_lengths_are_refused():

@@ -205,8 +205,10 @@ def test_catch_up_finds_an_annotation_saved_while_the_backend_was_down(label_stu
         report = _wait_for("no catch-up report", lambda: backend.service.metrics()["projects"][str(project.id)].get(
             "last_check"))
         assert report["not_in_index"] == 1 and report["journalled"] == 1
-        metrics = requests.get(backend.url + "/metrics", timeout=10).json()["identify"]
-        assert metrics["backlog"] == 0 and metrics["last_applied"]["source"] == "catch-up"
+        # the index is written before the journal marks its entry applied: wait for that too
+        metrics = _wait_for("the catch-up's journal entry was not marked applied", lambda: (
+            m := requests.get(backend.url + "/metrics", timeout=10).json()["identify"])["backlog"] == 0 and m)
+        assert metrics["last_applied"]["source"] == "catch-up"
     finally:
         backend.stop()
 

@@ -16,6 +16,7 @@ from label_studio_sdk.label_interface import LabelInterface
 from pipeline.identify.index import UNKNOWN, IndexSnapshot, IndexStore, make_entry
 from pipeline.identify.stage import Identifier
 from pipeline.references.fit import ProjectIndexes, fit, regions_of
+from tests.fake_label_studio import page_of
 from tests.identify_data import card, ls_rect, scene, webhook
 from tests.ls_helpers import assert_valid_prediction
 
@@ -44,7 +45,7 @@ class Images:
 
 
 class FakeClient:
-    """label-studio-sdk's surface used by START_TRAINING: projects.get, tasks.list(project, fields)."""
+    """label-studio-sdk's surface used by START_TRAINING: projects.get, tasks.list(project, fields) page by page."""
 
     def __init__(self, tasks, projects=(PID,)):
         outer = self
@@ -57,10 +58,10 @@ class FakeClient:
                 return {"id": id}
 
         class Tasks:
-            def list(self, project, fields=None, **kw):
+            def list(self, project, fields=None, page=1, page_size=100, **kw):  # a page past the last: 404
                 outer.listed += 1
                 assert fields == "all"
-                return iter([t for t in outer.tasks_data if t["project"] == project])
+                return page_of([t for t in outer.tasks_data if t["project"] == project], page, page_size)
 
             def get(self, id):
                 return next(t for t in outer.tasks_data if t["id"] == id)
@@ -241,6 +242,7 @@ REBUILDER = textwrap.dedent("""
     import sys, time
     from PIL import Image
     from pipeline.references.fit import ProjectIndexes, fit
+    from tests.fake_label_studio import page_of
     from tests.identify_data import HashEmbedder, ls_rect
 
     def fetch(task):
@@ -253,12 +255,13 @@ REBUILDER = textwrap.dedent("""
             def get(id): return {"id": id}
         class tasks:
             @staticmethod
-            def list(project, fields=None):
-                for i in range(1, 400):
-                    if i == 3:
-                        print("embedding", flush=True)
-                    yield {"id": i, "project": project, "data": {"image": f"/t{i}.png"},
-                           "annotations": [{"id": 1000 + i, "result": [ls_rect([0, 0, 32, 32], 64, 64, f"L{i}", "r")]}]}
+            def list(project, fields=None, page=1, page_size=100):
+                if page == 1:
+                    print("embedding", flush=True)  # the rebuild starts on the first page
+                rows = [{"id": i, "project": project, "data": {"image": f"/t{i}.png"},
+                         "annotations": [{"id": 1000 + i, "result": [ls_rect([0, 0, 32, 32], 64, 64, f"L{i}", "r")]}]}
+                        for i in range(1, 400)]
+                return page_of(rows, page, page_size)
     fit("START_TRAINING", {"project": {"id": 3}}, ProjectIndexes(sys.argv[1]), fetch, HashEmbedder(), client=Client())
     print("finished", flush=True)
 """)

@@ -18,6 +18,7 @@ from pipeline.references import service as idservice
 from pipeline.references.journal import Journal
 from pipeline.references.ledger import applied
 from pipeline.stack.processes import free_port
+from tests.fake_label_studio import page_of
 from tests.identify_data import HashEmbedder, card, ls_rect, webhook
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,9 +171,9 @@ class FakeLabelStudio:
         self.task_list = tasks
 
         class Tasks:
-            def list(self, project, fields=None, **kw):
+            def list(self, project, fields=None, page=1, page_size=100, **kw):  # a page past the last: 404
                 assert fields == "all"
-                return iter([t for t in outer.task_list if t["project"] == project])
+                return page_of([t for t in outer.task_list if t["project"] == project], page, page_size)
 
         self.tasks = Tasks()
 

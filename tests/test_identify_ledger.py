@@ -12,6 +12,7 @@ from pipeline.references import ledger
 from pipeline.references import service as idservice
 from pipeline.references.fit import ProjectIndexes, fit
 from pipeline.references.journal import compare
+from tests.fake_label_studio import page_of
 from tests.identify_data import HashEmbedder, card, ls_rect, webhook
 
 PID = 3
@@ -173,8 +174,8 @@ class FakeLabelStudio:
         outer = self
 
         class Tasks:
-            def list(self, project, fields=None, **kw):
-                return iter([t for t in outer.task_list if t["project"] == project])
+            def list(self, project, fields=None, page=1, page_size=100, **kw):  # a page past the last: 404
+                return page_of([t for t in outer.task_list if t["project"] == project], page, page_size)
 
         class Projects:
             def get(self, id):

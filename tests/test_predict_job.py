@@ -93,6 +93,16 @@ def test_find_project_by_title():
         batch.find_project_id(client, "t")
 
 
+def test_a_version_label_studio_has_no_prediction_of_is_reported_as_such():
+    """The fake refuses a model_version as Label Studio does (the SDK's ApiError, Label Studio's body), so the job
+    reaches lsapi's VersionNotStored (before, the fake's own error class went past it as an unknown error)."""
+    client = FakeLabelStudio([{"id": 1, "data": {}, "predictions": [{"model_version": "v1"}]}], "")
+    said = batch._use_version(client, 7, "v2")
+    assert said.startswith("NOT set to v2 (VersionNotStored: Label Studio project 7 has no prediction of 'v2'")
+    assert client.model_version == "label-factory"
+    assert batch._use_version(client, 7, "v1").startswith("v1 (was 'label-factory')")
+
+
 # -- fast: the job -----------------------------------------------------------------------------
 def test_job_counts_failures_and_rerun_predicts_nothing_twice(job):
     cfg, pipe, config = job

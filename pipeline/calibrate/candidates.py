@@ -1,9 +1,9 @@
 """A Label Studio project's reviewed tasks, each with every candidate the cascade proposes for it.
 
-Reviewed: a task's latest submitted, non-cancelled annotation is the truth, as for ``evaluate`` and
-``export`` (pipeline/distill/reviewed.py); its regions in the labeling config's output controls as boxes
-(pipeline/labelstudio/regions.py), in pixels of the image, labelled as the pipeline labels them. Tasks
-are listed a page at a time with their data and annotations (pipeline/evaluate/listing.py).
+Reviewed: the task's reviewed truth as ``evaluate`` and ``export`` read it (pipeline/labelstudio/truth.py:
+its reviewed annotation, the regions of the labeling config's output controls as the boxes that enclose
+them), in pixels of the image, labelled as the pipeline labels them. Tasks are listed a page at a time
+with their data and annotations (pipeline/evaluate/listing.py).
 
 Candidates: the project's pipeline run on each task's image as the backend runs it (``runner.PIPELINE_FACTORY``,
 the backend's image fetching, model slots and per-task isolation), with the filter, grounding and verify
@@ -22,13 +22,11 @@ from pipeline.calibrate.search import Reviewed
 from pipeline.cascade import PipelineResult
 from pipeline.config import ProjectConfig
 from pipeline.detections import Detections
-from pipeline.distill.reviewed import latest_annotation
-from pipeline.labelstudio.regions import read_regions
+from pipeline.labelstudio import truth
 from pipeline.labelstudio.target import Target
 from pipeline.predict import runner
 
 INCLUDE = "id,data,annotations"
-GEOMETRY = ("box", "polygon", "brush")
 
 
 def at_zero(cfg: ProjectConfig) -> ProjectConfig:
@@ -51,15 +49,12 @@ def labels_to_calibrate(cfg: ProjectConfig, target: Target) -> list[str]:
 
 
 def truth_boxes(task: dict, target: Target, width: int, height: int) -> Optional[Detections]:
-    """The boxes of the task's reviewed annotation in the labeling config's outputs (a polygon or brush region:
-    its enclosing box), in pixels of a ``width`` x ``height`` image, labelled as the pipeline labels them
-    (None: not reviewed)."""
-    ann = latest_annotation(task)
+    """The task's reviewed truth (pipeline/labelstudio/truth.py) in pixels of a ``width`` x ``height`` image,
+    labelled as the pipeline labels them (None: not reviewed)."""
+    ann = truth.reviewed_annotation(task)
     if ann is None:
         return None
-    outputs = {o.name for o in target.layout.outputs}
-    mine = [r for r in ann.get("result") or [] if isinstance(r, dict) and r.get("from_name") in outputs]
-    regions = read_regions(mine, width, height, kinds=GEOMETRY)
+    regions, _ = truth.boxes(truth.output_results(ann.get("result"), target.layout), width, height)
     return Detections(xyxy=regions.xyxy, scores=[math.nan] * len(regions),
                       labels=[target.pipeline_label(str(lab) or None) for lab in regions.labels])
 
@@ -103,7 +98,7 @@ def collect(tasks: Iterable[dict], cfg: ProjectConfig, target: Target, fetch: Ca
 
     page: list[dict] = []
     for task in tasks:
-        if latest_annotation(task) is not None:
+        if truth.reviewed_annotation(task) is not None:
             page.append(task)
         if len(page) >= batch:
             got.failed += _run(page, run_one, concurrency)

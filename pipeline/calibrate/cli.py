@@ -85,7 +85,7 @@ def cmd_calibrate(args) -> int:
     from pipeline.calibrate.candidates import INCLUDE, collect, labels_to_calibrate
     from pipeline.calibrate.report import calibrate, print_report
     from pipeline.config import load_project
-    from pipeline.evaluate.listing import ListingError, list_pages
+    from pipeline.evaluate.listing import list_reviewed_tasks
     from pipeline.labelstudio.target import find_target
     from pipeline.model_version import model_version
     from pipeline.predict.cli import connect_project
@@ -117,9 +117,10 @@ def cmd_calibrate(args) -> int:
         labels = labels_to_calibrate(cfg, target)
         if not labels:
             raise JobError(f"no label of {args.project} is both grounded (queries) and in the labeling config")
-        tasks = list_pages(client, project_id, args.page_size, on_total=lambda n: bar.reset(total=n), include=INCLUDE)
+        tasks = list_reviewed_tasks(client, project_id, args.page_size, on_total=lambda n: bar.reset(total=n),
+                                    include=INCLUDE)
         got = collect(tasks, cfg, target, fetcher(cfg, url, api_key), args.concurrency, on_done=lambda: bar.update(1))
-    except (JobError, ListingError) as e:
+    except JobError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ApiError as e:

@@ -25,7 +25,8 @@ def add_parser(subparsers) -> None:
     add_connection_args(p)
     p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test ratios (default 0.8,0.1,0.1)")
     p.add_argument("--classes", default=None,
-                   help="comma-separated labels, in class-id order (default: the labeling config's RectangleLabels)")
+                   help="comma-separated labels, in class-id order (default: the labels of the labeling config's "
+                        "output controls)")
     p.add_argument("--pseudo-labels", metavar="MODEL_VERSION", default=None,
                    help="tasks without an annotation contribute this model_version's predictions (marked pseudo)")
     p.add_argument("--pseudo-min-score", type=float, default=0.5,

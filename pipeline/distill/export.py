@@ -11,10 +11,13 @@ Layout (``out/``), every split folder created even when empty::
                                               why, and every image with its task id and annotation id
                                               (or prediction id + model_version when it is a pseudo-label)
 
-Class ids are contiguous in a fixed order: the labeling config's RectangleLabels order, or the
-``classes`` given (YOLO 0..K-1, COCO 1..K). A box whose label is not a class is dropped and
-counted. Coordinates go through pipeline/convert.py (Label Studio percent of the displayed image ->
-pixels of the fetched, EXIF-corrected image -> YOLO via supervision, COCO via ``CocoBuilder``).
+Which tasks and regions: pipeline/distill/reviewed.py (the reviewed truth as ``evaluate`` and ``calibrate``
+read it, pipeline/labelstudio/truth.py). Every output kind becomes the box that encloses it (a rotated
+rectangle, a polygon, a brush mask), computed in pixels of the fetched, EXIF-corrected image (Label
+Studio's percent of the displayed image; a brush decoded at the size Label Studio recorded and scaled) and
+written as YOLO via supervision, COCO via ``CocoBuilder`` (pipeline/convert.py). Class ids are contiguous
+in a fixed order: the labels of the labeling config's output controls in config order, or the ``classes``
+given (YOLO 0..K-1, COCO 1..K). A box whose label is not a class is dropped and counted.
 
 Images come only through the ``fetch(url, task_id)`` it is given (the CLI passes the backend's
 guarded fetcher: Label Studio's host and ALLOWED_IMAGE_HOSTS only); an image that cannot be
@@ -41,7 +44,7 @@ from pipeline.convert import CocoBuilder
 from pipeline.detections import Detections
 from pipeline.distill import FORMATS, reviewed, split
 from pipeline.distill.reviewed import Example
-from pipeline.labelstudio.coords import rect_to_xyxy
+from pipeline.labelstudio import UnsupportedConfig, lsapi, truth
 
 log = logging.getLogger(__name__)
 
@@ -53,51 +56,37 @@ class ExportError(RuntimeError):
     """The export cannot be made (no labeling target, nothing reviewed, a folder that is not an export)."""
 
 
-def labeling_target(label_config: str) -> tuple[str, str, list[str]]:
-    """(RectangleLabels name, task data key of its Image, its labels in config order)."""
-    from label_studio_sdk.label_interface import LabelInterface
-    li = LabelInterface(config=label_config)
-    try:
-        from_name, _, data_key = li.get_first_tag_occurence("RectangleLabels", "Image")
-    except ValueError:
-        raise ExportError("the labeling config has no <RectangleLabels> on an <Image>: no boxes to export") from None
-    return from_name, data_key, list((li.get_control(from_name).labels_attrs or {}).keys())
-
-
 def export_project(client, project_id: int, out: Path, fmt: str, fetch: Callable, *,
                    ratios: Sequence[float] = split.DEFAULT_RATIOS, classes: Optional[Sequence[str]] = None,
                    pseudo_version: Optional[str] = None, pseudo_threshold: float = 0.5, label_studio_url: str = "",
-                   concurrency: int = 4, progress: bool = True) -> dict:
+                   concurrency: int = 4, progress: bool = True, page_size: int = 100) -> dict:
     """Export a Label Studio project (label-studio-sdk ``client``) to ``out``; returns the manifest."""
     project = client.projects.get(project_id)
-    from_name, data_key, config_labels = labeling_target(project.label_config)
-    tasks = client.tasks.list(project=project_id, fields="all", resolve_uri=False, page_size=100)
+    try:
+        layout = truth.layout_of(project.label_config)
+    except UnsupportedConfig as e:
+        raise ExportError(f"nothing to export: {e}") from None
+    tasks = lsapi.items(lsapi.task_json(client), page_size, project=project_id, fields="all", resolve_uri=False)
     bar = tqdm(tasks, desc="tasks", unit="task", disable=not progress)
-    exs, tally = reviewed.examples(bar, from_name, data_key, pseudo_version, pseudo_threshold)
+    exs, tally = reviewed.examples(bar, layout, pseudo_version, pseudo_threshold)
+    controls = [o.name for o in layout.outputs]
     source = {"label_studio_url": label_studio_url, "project_id": int(project_id), "project_title": project.title,
-              "from_name": from_name, "pseudo_labels": None if pseudo_version is None else
+              "from_name": ", ".join(controls), "pseudo_labels": None if pseudo_version is None else
               {"model_version": pseudo_version, "min_score": pseudo_threshold}}
-    return write_dataset(exs, Path(out), fmt, fetch, list(classes or config_labels), ratios=ratios, source=source,
+    return write_dataset(exs, Path(out), fmt, fetch, list(classes or layout.labels()), ratios=ratios, source=source,
                          tally=tally, concurrency=concurrency, progress=progress)
 
 
 def _boxes(ex: Example, width: int, height: int, class_ids: dict, counts: dict) -> Detections:
     """The example's boxes in pixels of the fetched image (labels outside the classes dropped, counted)."""
-    xyxy, labels, scores = [], [], []
-    for r in ex.regions:
-        if r.label not in class_ids:
-            counts["dropped_labels"][r.label] = counts["dropped_labels"].get(r.label, 0) + 1
-            continue
-        if r.original_size and tuple(r.original_size) != (width, height):
-            counts["size_mismatch"] += 1  # percent of the displayed image: the fetched size is the one that counts
-        try:
-            xyxy.append(rect_to_xyxy(r.value, width, height))  # clipped to the image
-        except ValueError:  # less than 1 px inside the image
-            counts["degenerate"] += 1
-            continue
-        labels.append(r.label)
-        scores.append(np.nan if r.score is None else r.score)
-    return Detections(xyxy=np.array(xyxy, np.float32).reshape(-1, 4), scores=scores, labels=labels)
+    # percent of the displayed image: the fetched size is the one that counts
+    counts["size_mismatch"] += sum(1 for r in ex.results if truth.recorded_size([r]) not in (None, (width, height)))
+    dets, left_out = truth.boxes(ex.results, width, height)
+    counts["degenerate"] += left_out
+    ours = np.array([str(lab) in class_ids for lab in dets.labels], bool)
+    for lab in dets.labels[~ours]:
+        counts["dropped_labels"][str(lab)] = counts["dropped_labels"].get(str(lab), 0) + 1
+    return dets[ours]
 
 
 def write_dataset(exs: list[Example], out: Path, fmt: str, fetch: Callable, classes: list[str], *,
@@ -107,7 +96,7 @@ def write_dataset(exs: list[Example], out: Path, fmt: str, fetch: Callable, clas
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})")
     if not classes:
-        raise ExportError("no classes: the labeling config's RectangleLabels has no labels and none were given")
+        raise ExportError("no classes: the labeling config's output controls have no labels and none were given")
     if len(set(classes)) != len(classes):
         raise ExportError(f"classes must be unique: {classes}")
     if not exs:

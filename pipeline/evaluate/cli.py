@@ -16,7 +16,6 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from pipeline.evaluate.listing import METHODS
     from pipeline.predict.cli import add_connection_args
 
     p = subparsers.add_parser(
@@ -46,9 +45,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="an annotated box a same-label prediction matched at most this confidently is a suspect "
                         "(default 0.1)")
     p.add_argument("--bins", type=int, default=10, help="reliability curve bins (default 10)")
-    p.add_argument("--listing", choices=METHODS, default="pages",
-                   help="how tasks are fetched: pages of /api/tasks (default), the SDK's typed pager, or an "
-                        "export snapshot")
     p.add_argument("--page-size", type=int, default=1000, help="tasks per page (default 1000)")
     p.add_argument("--no-html", action="store_true", help="write report.json only")
     p.add_argument("--json", action="store_true", help="print report.json instead of the tables")
@@ -67,17 +63,7 @@ def _check(args) -> str:
     return ""
 
 
-def rectangle_control(label_config: str):
-    """from_name of the first RectangleLabels on an Image (where predict and the backend put boxes)."""
-    from label_studio_sdk.label_interface import LabelInterface
-    try:
-        from_name, _, _ = LabelInterface(config=label_config).get_first_tag_occurence("RectangleLabels", "Image")
-    except Exception:  # noqa: BLE001 - no such tag, or an unparsable config
-        return None
-    return from_name
-
-
-def fetch_tasks(client, project_id: int, from_name, method: str, page_size: int, progress: bool):
+def fetch_tasks(client, project_id: int, layout, page_size: int, progress: bool):
     """(reviewed tasks parsed for evaluation, tasks listed, seconds listing + parsing took)."""
     from tqdm import tqdm
 
@@ -88,11 +74,11 @@ def fetch_tasks(client, project_id: int, from_name, method: str, page_size: int,
     t0 = time.perf_counter()
     tasks, seen = [], set()
     try:
-        for raw in list_reviewed_tasks(client, project_id, method, page_size, on_total=lambda n: bar.reset(total=n)):
+        for raw in list_reviewed_tasks(client, project_id, page_size, on_total=lambda n: bar.reset(total=n)):
             if raw.get("id") in seen:  # a task annotated while we page shifts the pages: seen twice
                 continue
             seen.add(raw.get("id"))
-            task = parse_task(raw, from_name)
+            task = parse_task(raw, layout)
             if task.truth is not None:  # only cancelled annotations: not reviewed
                 tasks.append(task)
             bar.update(1)
@@ -107,9 +93,9 @@ def cmd_evaluate(args) -> int:
 
     from pipeline.atomic import save_text
     from pipeline.evaluate import report_html
-    from pipeline.evaluate.listing import ListingError
     from pipeline.evaluate.report import evaluate_tasks, print_report
     from pipeline.evaluate.suspects import find_suspects
+    from pipeline.labelstudio import UnsupportedConfig, truth
     from pipeline.predict.cli import connect_project
     from pipeline.predict.job import JobError
 
@@ -123,13 +109,13 @@ def cmd_evaluate(args) -> int:
     try:
         client, url, _, project_id = connect_project(args)
         project = client.projects.get(project_id)
-        from_name = rectangle_control(project.label_config)
-        if from_name is None:
-            raise JobError(f"Label Studio project {project_id}'s labeling config has no <RectangleLabels> on an "
-                           "<Image>: no boxes to evaluate")
-        tasks, listed, seconds_listing = fetch_tasks(client, project_id, from_name, args.listing, args.page_size,
+        try:
+            layout = truth.layout_of(project.label_config)
+        except UnsupportedConfig as e:
+            raise JobError(f"Label Studio project {project_id}: nothing to evaluate: {e}") from None
+        tasks, listed, seconds_listing = fetch_tasks(client, project_id, layout, args.page_size,
                                                      progress=not args.quiet)
-    except (JobError, ListingError) as e:
+    except JobError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ApiError as e:  # Label Studio refused: wrong project id, token, permissions
@@ -149,13 +135,13 @@ def cmd_evaluate(args) -> int:
         return 2
     report["tasks"]["listed"] = listed
     report["project"] = {"id": project_id, "title": project.title, "url": f"{url}/projects/{project_id}",
-                         "control": from_name}
+                         "control": ", ".join(o.name for o in layout.outputs)}
     report["generated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if args.suspects:
         report["suspects"] = find_suspects((r for rs in records.values() for r in rs), url=url,
                                            project_id=project_id, confident=args.suspect_score,
                                            doubtful=args.suspect_doubt)
-    report["timing"] = {"listing": args.listing, "page_size": args.page_size,
+    report["timing"] = {"page_size": args.page_size,
                         "seconds_listing": round(seconds_listing, 3),
                         "seconds_evaluating": round(time.perf_counter() - t0, 3)}
     out = Path(args.out)
@@ -170,7 +156,7 @@ def cmd_evaluate(args) -> int:
         return 0
     print_report(report)
     tm = report["timing"]
-    print(f"{listed:,} tasks listed ({args.listing}) in {tm['seconds_listing']:.1f} s, evaluated in "
+    print(f"{listed:,} tasks listed in {tm['seconds_listing']:.1f} s, evaluated in "
           f"{tm['seconds_evaluating']:.1f} s, written in {time.perf_counter() - t0 - tm['seconds_evaluating']:.1f} s")
     print(f"report.json: {out / 'report.json'}" + ("" if args.no_html else f"\nreport.html: {out / 'report.html'}"))
     return 0

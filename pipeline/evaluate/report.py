@@ -205,7 +205,7 @@ def print_report(report: dict, console: Optional[Console] = None, suspects_shown
                   f"{t['reviewed_without_prediction']:,} of them without any prediction; "
                   f"match IoU {report['settings']['match_iou']}, kept IoU {report['settings']['keep_iou']}")
     if t["skipped_regions"]:
-        console.print(f"{t['skipped_regions']:,} rotated, unlabelled or sub-pixel rectangles skipped")
+        console.print(f"{t['skipped_regions']:,} malformed or sub-pixel regions skipped")
     if not report["versions"]:
         console.print("No reviewed task has a prediction: nothing to evaluate.")
         return

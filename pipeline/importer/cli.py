@@ -14,15 +14,15 @@ import json
 import sys
 
 from pipeline.importer.sources import ALL
-from pipeline.settings import LabelStudio
 
 
 def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--project", "-p", required=True, help="project YAML")
+    from pipeline.settings import LabelStudio
     ls = LabelStudio.read()
-    p.add_argument("--label-studio-url", default=ls.url or None,
+    p.add_argument("--label-studio-url", default=None,
                    help="Label Studio URL (env LABEL_STUDIO_URL); without it, images are only downloaded")
-    p.add_argument("--api-key", default=ls.key or None,
+    p.add_argument("--api-key", default=None,
                    help="Label Studio API key / personal access token (env LABEL_STUDIO_API_KEY)")
     p.add_argument("--sources", default=",".join(ALL), help=f"comma-separated, from {','.join(ALL)}")
     p.add_argument("--max-per-query", type=int, default=20, help="images per source per query (default 20)")

@@ -30,9 +30,9 @@ from typing import Callable, Iterable, Optional
 
 import requests
 
-from pipeline import settings
 from pipeline.config import ProjectConfig
-from pipeline.labelstudio import lsapi
+from pipeline.labelstudio import client as credentials
+from pipeline.labelstudio import lsapi, projects
 from pipeline.labelstudio.labeling_config import IMAGE_NAME, labeling_config, local_files_url
 
 META_KEYS = ("bucket", "source", "license", "attribution", "query", "page_url", "image_url", "title")
@@ -50,16 +50,20 @@ def _norm_xml(s: str) -> str:
 class LabelStudioTarget:
     def __init__(self, url: Optional[str] = None, api_key: Optional[str] = None, client=None,
                  timeout: float = 120.0):
-        self.url = (url or settings.LabelStudio.read().url).rstrip("/")
-        api_key = api_key or settings.LabelStudio.read().key
+        """Label Studio at ``url`` with ``api_key`` (default: ``pipeline.labelstudio.client``'s LABEL_STUDIO_URL
+        and LABEL_STUDIO_API_KEY), through the process's one client for them, or through ``client``."""
         if client is None:
-            if not self.url or not api_key:
+            url = (url or credentials.label_studio_url()).rstrip("/")
+            api_key = api_key or credentials.label_studio_api_key()
+            if not url or not api_key:
                 raise LabelStudioError("Label Studio needs a URL and an API key "
                                        "(--label-studio-url/--api-key or LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY)")
-            from label_studio_sdk import LabelStudio
-            client = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
+            try:
+                client = credentials.client(url, api_key, timeout=timeout)
+            except PermissionError as e:
+                raise LabelStudioError(str(e)) from None
         self.client = client
-        self.url = self.url or client._client_wrapper.get_base_url().rstrip("/")
+        self.url = (url or credentials.base_url(client)).rstrip("/")
         self.timeout = timeout
         self._http = requests.Session()
 
@@ -69,10 +73,12 @@ class LabelStudioTarget:
 
     # -- project -------------------------------------------------------------------------
     def find_project(self, title: str):
-        for p in lsapi.items(self.client.projects.list):
-            if p.title == title:
-                return p
-        return None
+        """The project titled ``title`` (``pipeline.labelstudio.projects``: None when there is none; several
+        are a LabelStudioError naming their ids)."""
+        try:
+            return projects.find_project(self.client, title)
+        except projects.AmbiguousProject as e:
+            raise LabelStudioError(f"{e}: rename all but one, or give the YAML another project_name") from None
 
     def ensure_project(self, cfg: ProjectConfig, masks: Optional[str] = None) -> tuple[int, str]:
         """(project id, what happened); ``masks``: "brush" / "polygon" for a mask labeling config."""
@@ -103,17 +109,12 @@ class LabelStudioTarget:
                 out.setdefault(sha, t.id)
         return out
 
-    def _headers(self) -> dict:
-        headers = dict(self.client._client_wrapper.get_headers())  # carries the right auth scheme
-        headers.pop("Content-Type", None)
-        return headers
-
     def upload(self, project_id: int, path: Path) -> str:
         """Upload one file without creating a task; returns the URL for data.image."""
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         with open(path, "rb") as fh:
             r = self._http.post(f"{self.url}/api/projects/{project_id}/import",
-                                params={"commit_to_project": "false"}, headers=self._headers(),
+                                params={"commit_to_project": "false"}, headers=credentials.auth_headers(self.client),
                                 files={"file": (path.name, fh, mime)}, timeout=self.timeout)
         if r.status_code >= 400:
             raise LabelStudioError(f"upload of {path.name} failed: HTTP {r.status_code}: {r.text[:300]}")

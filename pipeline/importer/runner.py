@@ -20,6 +20,7 @@ from pipeline.importer.manifest import Manifest
 from pipeline.importer.records import Candidate, Summary
 from pipeline.importer.sources import ALL, build_sources
 from pipeline.importer.sources.ddg import SearchFn
+from pipeline.labelstudio import client as credentials
 from pipeline.retry import RetryPolicy
 from pipeline.settings import LabelStudio
 
@@ -173,7 +174,7 @@ def run_import(cfg: ProjectConfig, opts: Optional[ImportOptions] = None) -> Summ
     download_all(cands, manifest, opts, http, summary)
     manifest.save()
 
-    url = opts.label_studio_url or LabelStudio.read().url
+    url = opts.label_studio_url or credentials.label_studio_url()
     if not (url or opts.ls_client):
         summary.label_studio = "skipped (no --label-studio-url / LABEL_STUDIO_URL)"
         if opts.connect_backend:

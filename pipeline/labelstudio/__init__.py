@@ -1,14 +1,25 @@
-"""The Label Studio output layer: labeling config -> where results go, Detections <-> results,
-Label Studio coordinates <-> pixels, masks <-> brush RLE / polygons.
+"""The Label Studio layer: everything label-factory knows about Label Studio, in one place, used by the jobs
+(predict, evaluate, calibrate, export, import, identify, up) and the backends.
 
-It lives in ``pipeline`` because the batch ``run`` writes Label Studio tasks too; the backends and
-the ``predict`` job use it as it is. It talks to no server (the clients are ``pipeline.labelstudio.lsapi`` and
-``pipeline.importer.ls_project``) and runs no model.
+Talking to a Label Studio server:
 
+* ``client``: the one client factory (credentials from LABEL_STUDIO_URL / _API_KEY, a sub-path, personal
+  access tokens, one client per process) and the only code that touches the SDK's private client;
+* ``lsapi``: the one pager (``items``, never a page past the last), ``use_version``, the uncertain tab;
+* ``projects``: a project found by its title, one rule;
+* ``versions``: keeping a project's model_version equal to the predictions'; ``media``: task images.
+
+Reading and writing Label Studio's JSON (no server):
+
+* ``truth``: the reviewed truth of a task (which annotation, which regions, which boxes), the same for
+  evaluate, calibrate, export and identify;
 * ``layout.Layout``: a labeling config read once (``Layout.from_config``) and ``Layout.results``;
 * ``controls``: one class per output control kind (rectangles, brushes, polygons, per-region names);
 * ``regions.read_regions``: results (annotations, interactive context) -> ``Detections``;
-* ``coords`` / ``masks``: the converters, each way.
+* ``interactive``: what a person gave in interactive mode; ``target``: the YAML's labels on a config;
+* ``coords`` / ``masks``: the converters, each way; ``labeling_config``: the config generated from a YAML.
+
+It runs no model.
 """
 from pipeline.labelstudio.layout import SUPPORTED_OUTPUTS, Layout, UnsupportedConfig
 from pipeline.labelstudio.regions import PREDICTED_ORIGINS, read_regions

@@ -6,8 +6,11 @@ A personal access token is a JWT *refresh* token: the SDK's token client exchang
 token is used as is. The base URL is given with a trailing slash, which keeps a Label Studio served under
 a sub-path (the SDK joins the refresh URL to it). Tokens are never logged or put in error messages.
 The ML backend contract (``backends.base``) is handed this module (``credentials.use``), so a served
-model's ``get_label_studio_client`` is this one too. Only this layer touches the SDK's private client
-(``client_token``)."""
+model's ``get_label_studio_client`` is this one too.
+
+Only this layer touches the SDK's private client wrapper: ``base_url``, ``auth_headers`` and ``http`` (the
+SDK's authenticated HTTP client, with its token refresh and retries) below, ``client_token``, and the
+requests ``pipeline.labelstudio.lsapi`` makes through ``http``; the rest of label-factory asks these."""
 from __future__ import annotations
 
 from typing import Optional
@@ -26,12 +29,14 @@ def label_studio_api_key() -> str:
     return LabelStudio.read().key  # LABEL_STUDIO_API_KEY (or _ACCESS_TOKEN)
 
 
-def client(base_url: Optional[str] = None, api_key: Optional[str] = None, factory=None, key_required: bool = True):
-    """The process-wide SDK client for (URL, key); ``factory`` builds it (default ``LabelStudio``).
+def client(base_url: Optional[str] = None, api_key: Optional[str] = None, factory=None, key_required: bool = True,
+           timeout: Optional[float] = None):
+    """The process-wide SDK client for (URL, key, timeout); ``factory`` builds it (default ``LabelStudio``).
 
-    Built once per (URL, key) and kept: it holds the personal access token's current access
-    token and refreshes it. Raises ``PermissionError`` (reason, never the token) when it cannot
-    be built, e.g. an expired personal access token. ``key_required=False`` (upstream's model
+    Built once per (URL, key, timeout) and kept: it holds the personal access token's current access
+    token and refreshes it, so a process exchanges its token once, not once per use. ``timeout``: seconds
+    per request (None: the SDK's default). Raises ``PermissionError`` (reason, never the token) when it
+    cannot be built, e.g. an expired personal access token. ``key_required=False`` (upstream's model
     base does this): with no key, the client is built from the URL alone and the SDK uses the key
     it read when it was imported, or refuses."""
     base_url = (base_url or label_studio_url()).rstrip("/")
@@ -45,11 +50,30 @@ def client(base_url: Optional[str] = None, api_key: Optional[str] = None, factor
         # the trailing slash keeps a Label Studio under a sub-path: the SDK joins the
         # token refresh URL to it; the key is passed because the SDK reads
         # LABEL_STUDIO_API_KEY only once, when it is imported
+        kwargs = {**({"api_key": api_key} if api_key else {}), **({"timeout": timeout} if timeout else {})}
         try:
-            return factory(base_url=base_url + "/", **({"api_key": api_key} if api_key else {}))
+            return factory(base_url=base_url + "/", **kwargs)
         except Exception as e:  # an expired PAT is refused already here
             raise PermissionError(f"LABEL_STUDIO_API_KEY is not usable: {_reason(e)}") from None
-    return _clients.get((base_url, api_key, factory), build)
+    return _clients.get((base_url, api_key, factory, timeout), build)
+
+
+def base_url(sdk_client) -> str:
+    """The Label Studio URL ``sdk_client`` talks to, sub-path included, without the trailing slash."""
+    return sdk_client._client_wrapper.get_base_url().rstrip("/")
+
+
+def auth_headers(sdk_client) -> dict:
+    """The ``Authorization`` header ``sdk_client`` sends now (legacy ``Token``, or ``Bearer`` and a fresh access
+    token for a personal access token), for a request the SDK has no method for (a multipart upload)."""
+    headers = sdk_client._client_wrapper.get_headers()
+    return {k: v for k, v in headers.items() if k.lower() == "authorization"}
+
+
+def http(sdk_client):
+    """The SDK's authenticated HTTP client (``.request(path, method=, params=)`` relative to ``base_url``, with
+    its auth, token refresh and retries), for the Label Studio calls the SDK has no typed method for."""
+    return sdk_client._client_wrapper.httpx_client
 
 
 def client_token(sdk_client, base_url: str = "") -> str:

@@ -40,15 +40,27 @@ def rect_corners(value: Mapping, width: int, height: int) -> np.ndarray:
                     dtype=np.float64)
 
 
+def rect_bounds(value: Mapping, width: int, height: int) -> np.ndarray:
+    """Pixel box (float32 xyxy) that encloses a Label Studio rectangle, rotated or not, as stored: not clipped."""
+    pts = rect_corners(value, width, height)
+    return np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()], np.float32)
+
+
+def clip_box(box, width: int, height: int) -> np.ndarray:
+    """A pixel box clipped to the image (float32); ValueError when less than 1 px of it is inside."""
+    box = np.clip(np.asarray(box, np.float64), 0, [width, height, width, height]).astype(np.float32)
+    if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+        raise ValueError(f"less than 1 px of it is inside the {width}x{height} image")
+    return box
+
+
 def rect_to_xyxy(value: Mapping, width: int, height: int) -> np.ndarray:
     """Pixel box (float32 xyxy) that encloses a Label Studio rectangle, rotated or not, clipped to the
     image. Raises ValueError for a malformed value or a box with less than 1 px left inside the image."""
-    pts = rect_corners(value, width, height)
-    box = np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
-    box = np.clip(box, 0, [width, height, width, height]).astype(np.float32)
-    if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-        raise ValueError(f"the rectangle {dict(value)!r} has less than 1 px inside the {width}x{height} image")
-    return box
+    try:
+        return clip_box(rect_bounds(value, width, height), width, height)
+    except ValueError as e:
+        raise ValueError(f"the rectangle {dict(value)!r}: {e}") from None
 
 
 def point_to_pixel(value: Mapping, width: int, height: int) -> np.ndarray:

@@ -4,7 +4,10 @@ credentials (pipeline/labelstudio/client.py does).
 
 * ``items``: every item of a paginated list, never asking for a page past the last one.
   label-studio-sdk 2.1's pager treats any non-empty page as having a next one, and Label Studio
-  answers that request with 404 and a traceback in its log.
+  answers that request with 404 and a traceback in its log. Every paged list label-factory reads goes
+  through it: the SDK's typed lists (``client.tasks.list``, ``client.projects.list``) or
+  ``task_json``, the same ``GET /api/tasks`` pages as plain JSON dicts (no typed objects: evaluate
+  and calibrate read whole projects, and the SDK's objects cost ~1.4x the listing time there).
 * ``use_version``: make a project's ``model_version`` the version of the predictions label-factory
   wrote. Label Studio 1.23 (community feature flags) scores the Data Manager's *Prediction score*
   column, sorts it, shows predictions in the labeling stream and preselects "create annotations from
@@ -21,7 +24,10 @@ from __future__ import annotations
 
 import json
 import logging
+from types import SimpleNamespace
 from typing import Callable, Iterator, Optional
+
+from pipeline.labelstudio import client as credentials
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,34 @@ def items(list_method: Callable, page_size: int = 100, **params) -> Iterator:
         if len(batch) < page_size or (isinstance(total, int) and seen >= total):
             return
         page += 1
+
+
+def task_json(client) -> Callable:
+    """A page source for ``items``: ``GET /api/tasks`` through ``client``'s authenticated HTTP client, each page
+    the API's JSON (tasks as plain dicts) with its ``total``. The parameters are the API's (``project``,
+    ``fields``, ``include``, ``expand``, ``query``, ``resolve_uri``, ...); a first page Label Studio answers
+    404 (a filter nothing matches, an empty project) is an empty page. Any other refusal is the SDK's
+    ``ApiError``, as a typed list raises it."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    http = credentials.http(client)
+
+    def list_method(page: int, page_size: int, **params):
+        r = http.request("api/tasks", method="GET", params={**params, "page": page, "page_size": page_size})
+        if r.status_code == 404 and page == 1:
+            return SimpleNamespace(items=[], response=SimpleNamespace(total=0))
+        if r.status_code >= 400:
+            raise ApiError(status_code=r.status_code, headers=dict(r.headers), body=_body(r))
+        body = r.json()
+        return SimpleNamespace(items=body.get("tasks") or [], response=SimpleNamespace(total=body.get("total")))
+    return list_method
+
+
+def _body(response):
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:300]
 
 
 def use_version(client, project_id: int, version: str) -> Optional[str]:
@@ -76,14 +110,9 @@ UNLABELED_SCORED = {"conjunction": "and", "items": [
 def most_uncertain(client, project_id: int, k: int) -> list[dict]:
     """The ``k`` unlabeled tasks with the lowest Prediction score (of the project's model_version), lowest
     first, as Label Studio's Data Manager sorts them: ``{"id", "score"}`` each."""
-    http = client._client_wrapper.httpx_client  # the SDK's authenticated client: the Data Manager's own query
-    query = json.dumps({"filters": UNLABELED_SCORED, "ordering": UNCERTAIN_ORDER})
-    r = http.request("api/tasks", method="GET", params={"project": project_id, "fields": "all", "page_size": k,
-                                                         "page": 1, "query": query, "resolve_uri": False})
-    if r.status_code == 404:  # an empty project: no first page
-        return []
-    r.raise_for_status()
-    return [{"id": t["id"], "score": t.get("predictions_score")} for t in r.json().get("tasks") or []][:k]
+    query = json.dumps({"filters": UNLABELED_SCORED, "ordering": UNCERTAIN_ORDER})  # the Data Manager's own query
+    page = task_json(client)(1, k, project=project_id, fields="all", query=query, resolve_uri=False)
+    return [{"id": t["id"], "score": t.get("predictions_score")} for t in page.items][:k]
 
 
 def uncertain_tab(client, project_id: int) -> int:

@@ -21,7 +21,10 @@ Guards, on every request including each redirect hop:
   Studio's host:port, whatever the layers above decided;
 * on Label Studio's host only media paths are requested, and the backend's token goes only there:
   the path is percent-decoded until stable, any ``.``/``..`` segment, backslash or NUL is refused,
-  so ``/data/upload/1/../../api/...`` (or ``%2e%2e``) never reaches Label Studio's API;
+  so ``/data/upload/1/../../api/...`` (or ``%2e%2e``) never reaches Label Studio's API. A Label Studio
+  served under a sub-path (LABEL_STUDIO_URL ``http://host/ls``: its LABEL_STUDIO_HOST) has its media
+  under it: ``/ls/data/upload/...``, which it also writes into the tasks it imports; the media paths
+  are checked below the sub-path, and nothing outside it is fetched from that host;
 * size: the body is streamed and reading stops at ``MAX_IMAGE_BYTES`` whatever Content-Length says
   (or does not say), so memory stays bounded by the cap;
 * time: ``IMAGE_FETCH_TIMEOUT`` is a total deadline per image (connect, headers, body, redirects),
@@ -122,6 +125,7 @@ class HostPolicy:
 
     def __init__(self, label_studio_url: str = "", allowed: Iterable[str] = ()):
         self.label_studio = self._parse(label_studio_url) if label_studio_url else None
+        self.base_path = base_path(label_studio_url)  # "/ls" for a Label Studio under a sub-path, else ""
         self.entries = [self._parse(a) for a in allowed if a.strip()]
 
     @classmethod
@@ -173,6 +177,18 @@ class HostPolicy:
 
 
 # -- Label Studio media paths ---------------------------------------------------------------------
+def base_path(label_studio_url: str) -> str:
+    """The sub-path Label Studio is served under (``http://host/ls`` -> ``/ls``), "" at the root."""
+    return urlsplit(label_studio_url or "").path.rstrip("/")
+
+
+def _below(path: str, base: str) -> Optional[str]:
+    """``path`` without Label Studio's sub-path ``base`` (None: not under it)."""
+    if not base:
+        return path
+    return path[len(base):] if path.startswith(base + "/") else None
+
+
 def _decoded(text: str) -> Optional[str]:
     """``text`` percent-decoded until it stops changing (None: still changing after 4 rounds)."""
     for _ in range(4):
@@ -190,13 +206,16 @@ def _traversal(text: str) -> bool:
     return any(seg in (".", "..") for seg in decoded.split("/"))
 
 
-def media_path_problem(url: str) -> Optional[str]:
-    """Why ``url`` (on Label Studio's host) is not a media path, or None when it is one."""
+def media_path_problem(url: str, base: str = "") -> Optional[str]:
+    """Why ``url`` (on Label Studio's host, served under ``base``) is not a media path, or None when it is one."""
     parts = urlsplit(url)
     path = parts.path or "/"
     if _traversal(path) or "//" in (_decoded(path) or "//"):
         return "path has '.' or '..' segments (percent-encoded or not), backslashes or empty segments"
-    if not MEDIA_PATH.match(_decoded(path)):
+    inside = _below(_decoded(path), base)
+    if inside is None:
+        return f"not under Label Studio's path {base}"
+    if not MEDIA_PATH.match(inside):
         return "not a Label Studio media path (/data/upload/, /data/local-files/, /storage-data/uploaded/, " \
                "/tasks/<id>/presign/)"
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -205,9 +224,12 @@ def media_path_problem(url: str) -> Optional[str]:
     return None
 
 
-def _relative_to_label_studio(url: str) -> str:
-    """A Label Studio relative media URL with its canonical leading path (``upload/x`` -> ``/data/upload/x``)."""
+def _relative_to_label_studio(url: str, base: str = "") -> str:
+    """A Label Studio relative media URL with its canonical leading path (``upload/x`` -> ``/data/upload/x``),
+    below the sub-path ``base`` (``/ls/data/upload/x`` -> ``/data/upload/x``)."""
     path = url if url.startswith("/") else "/" + url
+    if base and path.startswith(base + "/") and path[len(base):].startswith(LS_RELATIVE_PREFIXES):
+        path = path[len(base):]
     if path.startswith("/upload/"):
         path = "/data" + path
     return path
@@ -225,7 +247,7 @@ def locate(url: str, task_id, ls_url: str) -> list[str]:
             raise ImageFetchError(f"{display_url(url)}: a cloud storage URI needs the task id to be presigned "
                                   "by Label Studio") from None
         return [f"{ls_url}/tasks/{tid}/presign/?fileuri={base64.urlsafe_b64encode(url.encode()).decode()}"]
-    path = _relative_to_label_studio(url)
+    path = _relative_to_label_studio(url, base_path(ls_url))
     if path.startswith("/data/upload/"):
         proxy = "/storage-data/uploaded/?filepath=" + path[len("/data/"):]
         return [ls_url + path, ls_url + proxy]
@@ -237,25 +259,26 @@ def check_url(url, policy: HostPolicy) -> None:
     if not isinstance(url, str) or not url.strip():
         raise ImageFetchError("task has no image URL")
     p = urlsplit(url)
+    relative = not p.scheme and not url.startswith("//")
     if p.scheme in DEFAULT_PORTS:
         if not policy.allows(url):
             raise ImageRefused(f"{display_url(url)}: host {connect_target(url)[1]!r} is not Label Studio's and not "
                                "in ALLOWED_IMAGE_HOSTS; refusing to fetch it")
         if policy.is_label_studio(url):
-            _check_media(url)
-    elif p.scheme in CLOUD_SCHEMES or (not p.scheme and not url.startswith("//")
-                                       and url.startswith(LS_RELATIVE_PREFIXES)):
+            _check_media(url, policy.base_path)
+    elif p.scheme in CLOUD_SCHEMES or (relative and _relative_to_label_studio(url, policy.base_path).startswith(
+            LS_RELATIVE_PREFIXES)):
         if policy.label_studio is None:
             raise ImageFetchError(f"{display_url(url)}: is served by Label Studio, but LABEL_STUDIO_URL is not set")
         if not p.scheme:
-            _check_media("http://label-studio" + _relative_to_label_studio(url))
+            _check_media("http://label-studio" + _relative_to_label_studio(url, policy.base_path))
     else:
         raise ImageRefused(f"{display_url(url)}: unsupported image URL (expected http(s), a Label Studio "
                            "upload/local-files path or s3/gs/azure-blob)")
 
 
-def _check_media(url: str) -> None:
-    problem = media_path_problem(url)
+def _check_media(url: str, base: str = "") -> None:
+    problem = media_path_problem(url, base)
     if problem:
         raise ImageRefused(f"{display_url(url)}: on Label Studio's host only media is fetched: {problem}; "
                            "refusing to fetch it")
@@ -432,7 +455,7 @@ class Download:
             raise ImageRefused(f"{display_url(url)}: not http(s); refusing to fetch it")
         connect_target(url)  # one reading of the URL on every hop, Label Studio's redirects included
         if self.policy.is_label_studio(url):
-            _check_media(url)
+            _check_media(url, self.policy.base_path)
         elif not (issued_by_ls or self.policy.allows(url)):
             raise ImageRefused(f"{display_url(url)}: host is not Label Studio's and not in "
                                "ALLOWED_IMAGE_HOSTS; refusing to fetch it")

@@ -9,6 +9,8 @@ import sys
 
 from pipeline import options
 
+TIMEOUT = 120.0  # seconds per Label Studio request of the commands (listing big pages, bulk writes)
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -54,8 +56,9 @@ def add_connection_args(p: argparse.ArgumentParser) -> None:
 
 
 def connection(args) -> tuple[str, str]:
-    """(Label Studio URL, API key) from add_connection_args' options or the environment; raises
-    batch.JobError when either is missing."""
+    """(Label Studio URL, API key) from add_connection_args' options or the environment
+    (``pipeline.labelstudio.client``: LABEL_STUDIO_URL or _HOST, LABEL_STUDIO_API_KEY or _ACCESS_TOKEN);
+    raises JobError when either is missing."""
     from pipeline.labelstudio import client as credentials
     from pipeline.predict.job import JobError
 
@@ -67,16 +70,26 @@ def connection(args) -> tuple[str, str]:
     return url, api_key
 
 
+def connect(args):
+    """(label-studio-sdk client, URL, API key) from add_connection_args' options: the process's one client for
+    them (``pipeline.labelstudio.client``); raises JobError when it cannot be built."""
+    from pipeline.labelstudio import client as credentials
+    from pipeline.predict.job import JobError
+
+    url, api_key = connection(args)
+    try:
+        return credentials.client(url, api_key, timeout=TIMEOUT), url, api_key
+    except PermissionError as e:  # e.g. an expired personal access token; the reason, never the token
+        raise JobError(str(e)) from None
+
+
 def connect_project(args):
     """(label-studio-sdk client, URL, API key, project id) from add_connection_args' options: --ls-project, or the
-    project titled like the --project YAML's project_name (used by `export` and `evaluate`); raises batch.JobError."""
-    from label_studio_sdk import LabelStudio
-
+    project titled like the --project YAML's project_name (used by `export` and `evaluate`); raises JobError."""
     from pipeline.config import load_project
     from pipeline.predict.job import JobError, find_project_id
 
-    url, api_key = connection(args)
-    client = LabelStudio(base_url=url, api_key=api_key, timeout=120)
+    client, url, api_key = connect(args)
     if args.ls_project:
         return client, url, api_key, args.ls_project
     if not getattr(args, "project", None):
@@ -126,7 +139,7 @@ def cmd_predict(args) -> int:
 
     options.apply_no_cache(args)
     try:
-        url, api_key = connection(args)
+        client, url, api_key = connect(args)
     except batch.JobError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -139,13 +152,10 @@ def cmd_predict(args) -> int:
         print("error: --write-rate must not be negative (0: no cap)", file=sys.stderr)
         return 2
 
-    from label_studio_sdk import LabelStudio
-
     from pipeline.predict.writer import WriteOptions
 
     write = WriteOptions(batch=args.write_batch, rate=args.write_rate)
     cfg, pipeline = runner.load(args.project)  # the backend's process-wide Pipeline (lazy providers)
-    client = LabelStudio(base_url=url, api_key=api_key, timeout=120)
     try:
         project_id = args.ls_project or batch.find_project_id(client, cfg.project_name)
         print(f"Label Studio project {project_id} at {url}: " + (

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from pipeline.cascade import Pipeline
 from pipeline.config import ProjectConfig
-from pipeline.labelstudio import lsapi
+from pipeline.labelstudio import lsapi, projects
 from pipeline.labelstudio.target import find_target
 from pipeline.predict import identify, runner
 from pipeline.predict.writer import PredictionWriter, WriteOptions
@@ -66,15 +66,16 @@ def as_task(task) -> dict:
 
 
 def find_project_id(client, title: str) -> int:
-    """The id of the one Label Studio project titled ``title``."""
-    matches = [p for p in lsapi.items(client.projects.list, title=title) if p.title == title]
-    if not matches:
+    """The id of the one Label Studio project titled ``title`` (``pipeline.labelstudio.projects``); JobError
+    when there is none or several."""
+    try:
+        found = projects.find_project(client, title)
+    except projects.AmbiguousProject as e:
+        raise JobError(f"{e}: pass --ls-project ID") from None
+    if found is None:
         raise JobError(f"no Label Studio project titled {title!r} (the YAML's project_name): create it with "
                        "`label-factory import`, or pass --ls-project ID")
-    if len(matches) > 1:
-        raise JobError(f"{len(matches)} Label Studio projects are titled {title!r} (ids "
-                       f"{', '.join(str(p.id) for p in matches)}): pass --ls-project ID")
-    return matches[0].id
+    return found.id
 
 
 # -- what happened ------------------------------------------------------------------------------

@@ -141,6 +141,12 @@ def choose_backend(backend: str) -> str:
     return _backends.get(backend, lambda: _decide_backend(backend))
 
 
+def runs_on_torch(backend: str) -> bool:
+    """Whether the ``backend`` setting runs Falcon on its torch path on this machine (``choose_backend``'s
+    answer, without importing torch or logging: auto is MLX on Apple silicon, which has no CUDA, else torch)."""
+    return backend == "torch" or (backend == "auto" and not _apple_silicon())
+
+
 def _decide_backend(backend: str) -> str:
     if backend == "auto":
         if _cuda_available():

@@ -3,7 +3,11 @@
 ``fit(event, data, index_store, image_fetcher, embedder, client=None)``:
 
 * ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` (and the bulk ``ANNOTATIONS_CREATED``): crop each
-  region (rectangle, polygon or brush mask: the box around it) of that annotation from the task image,
+  region of that annotation from the task image, as the reviewed truth reads it
+  (pipeline/labelstudio/truth.py: the regions of the labeling config's output controls, rectangle — rotated
+  or not —, polygon or brush mask, each as the box that encloses it, named by its per-region TextArea or
+  Choices; never a tool that only prompts the model). The config comes with the event's project; when an
+  event has none that can be read, every rectangle, polygon and brush region counts. Crop them,
   embed the crops, and replace the annotation's vectors (keyed by annotation and region id) — one
   annotation's work, whatever the index size.  A cancelled (skipped) annotation or one without regions
   just removes its vectors.  The index records the version it applied (``updated_at`` and a digest)
@@ -13,10 +17,15 @@
 * ``ANNOTATION_DELETED`` / ``ANNOTATIONS_DELETED``: remove the vectors of those annotations and leave
   a tombstone, which every later upsert of the annotation respects (``pipeline.references.ledger``).
 * ``START_TRAINING``: rebuild the whole index from every annotation of the project, fetched
-  with label-studio-sdk.  Everything is embedded first and swapped in with one atomic write, so
-  a rebuild killed midway leaves the previous index in place; incremental events that landed
-  while the rebuild ran are carried over (upserts by version stamp, deletes by tombstone); an
+  with label-studio-sdk (``lsapi.items``, page by page).  Everything is embedded first and swapped
+  in with one atomic write, so a rebuild killed midway leaves the previous index in place; incremental
+  events that landed while the rebuild ran are carried over (upserts by version stamp, deletes by tombstone); an
   annotation it finds in Label Studio loses an older tombstone (Label Studio has it again).
+
+Every submitted, non-cancelled annotation is a reference, not only a task's latest (the truth rule of
+``evaluate``, ``calibrate`` and ``export``): Label Studio's annotation events carry one annotation and
+not its task's others, so the index is kept per annotation, and each person's boxes of an object are
+examples of it.
 
 Never raises for bad input: an unknown project, a task whose image is gone, a payload without
 an annotation ... is logged and answered with ``{"status": "error" | "ignored", "reason": ...}``.
@@ -38,7 +47,9 @@ from pipeline.crops import crop
 from pipeline.detections import Detections
 from pipeline.identify.index import IndexSnapshot, IndexStore, make_entry, project_index_path
 from pipeline.identify.stage import IDENTIFY_PADDING
-from pipeline.labelstudio.regions import KINDS, read_regions
+from pipeline.labelstudio import UnsupportedConfig, lsapi, truth
+from pipeline.labelstudio.layout import Layout
+from pipeline.labelstudio.regions import KINDS
 from pipeline.references import ledger
 from pipeline.settings import Paths
 
@@ -104,13 +115,29 @@ def _as_dict(obj) -> dict:
 
 
 # -- regions of an annotation -------------------------------------------------------------
-def regions_of(result: list, width: int, height: int) -> Detections:
-    """The labelled regions of an annotation result (rectangles, rotated or not, polygons and brush masks:
-    each as the pixel box around it), in order (``pipeline.labelstudio.read_regions``).
+def project_layout(project, log_why: bool = False) -> Optional[Layout]:
+    """The labeling config of an event's ``project`` (a dict or an SDK object) read once, None when it has none
+    that names an output control."""
+    config = truth.as_dict(project).get("label_config") if not isinstance(project, (int, str)) else None
+    if not config:
+        return None
+    try:
+        return truth.layout_of(config)
+    except (UnsupportedConfig, ValueError) as e:
+        if log_why:
+            log.info("project labeling config not usable (%s): every region of an annotation counts", e)
+        return None
+
+
+def regions_of(result: list, width: int, height: int, layout: Optional[Layout] = None) -> Detections:
+    """The labelled regions of an annotation result as the reviewed truth reads them (pipeline/labelstudio/
+    truth.py: with ``layout``, those of its output controls; without, every rectangle, polygon and brush
+    region), each as the pixel box that encloses it, in order.
 
     A region's label is its per-region TextArea/Choices answer (e.g. the card's name typed per box) when
     there is one, else its own label; a region with neither is skipped."""
-    regions = read_regions(result, width, height, kinds=REGION_KINDS)
+    mine = truth.output_results(result, layout, names=True) if layout is not None else result or []
+    regions, _ = truth.boxes(mine, width, height)
     unlabelled = np.array([not str(lab) for lab in regions.labels], bool)
     for rid in regions.extra["region_id"][unlabelled]:
         log.info("region %s has no label: skipped", rid)
@@ -118,9 +145,10 @@ def regions_of(result: list, width: int, height: int) -> Detections:
 
 
 def embed_annotation(annotation: dict, task: dict, image: Image.Image, embedder, project_id: str,
-                     padding: float = IDENTIFY_PADDING) -> tuple[np.ndarray, list[dict]]:
-    """(vectors, entries) for every labeled rectangle of one annotation."""
-    regions = regions_of(annotation.get("result") or [], image.width, image.height)
+                     padding: float = IDENTIFY_PADDING,
+                     layout: Optional[Layout] = None) -> tuple[np.ndarray, list[dict]]:
+    """(vectors, entries) for every labeled region of one annotation."""
+    regions = regions_of(annotation.get("result") or [], image.width, image.height, layout)
     if not len(regions):
         return np.zeros((0, embedder.dim), np.float32), []
     vecs = embedder.embed([crop(image, box, padding) for box in regions.xyxy])
@@ -210,11 +238,12 @@ def fit(event: str, data: dict, index_store, image_fetcher: ImageFetcher, embedd
     if store is None:
         log.warning("%s for project %s, which this backend does not serve: ignored", event, pid)
         return {**out, "status": "ignored", "reason": f"unknown project {pid}"}
+    layout = project_layout(data.get("project"), log_why=event in UPSERT_EVENTS)
     try:
         if event in UPSERT_EVENTS and isinstance(data.get("annotation"), list):  # ANNOTATIONS_CREATED (bulk)
             tasks = {str(_as_dict(t).get("id")): _as_dict(t) for t in data.get("task") or []}
             parts = [_fit_annotation(event, {"annotation": a, "task": tasks.get(str(_as_dict(a).get("task")), {})},
-                                     store, image_fetcher, embedder, client, padding, pid)
+                                     store, image_fetcher, embedder, client, padding, pid, layout)
                      for a in data["annotation"]]
             ok = [p for p in parts if p["status"] == "ok"]
             res = {"status": "ok" if len(ok) == len(parts) else ("partial" if ok else "error"),
@@ -222,7 +251,7 @@ def fit(event: str, data: dict, index_store, image_fetcher: ImageFetcher, embedd
                    "index_version": store.current().version,
                    "errors": [p for p in parts if p["status"] == "error"]}
         elif event in UPSERT_EVENTS:
-            res = _fit_annotation(event, data, store, image_fetcher, embedder, client, padding, pid)
+            res = _fit_annotation(event, data, store, image_fetcher, embedder, client, padding, pid, layout)
         elif event in DELETE_EVENTS:
             ids = _annotation_ids_of_delete(data)
             if not ids:
@@ -245,7 +274,7 @@ def fit(event: str, data: dict, index_store, image_fetcher: ImageFetcher, embedd
     return res
 
 
-def _fit_annotation(event, data, store, image_fetcher, embedder, client, padding, pid) -> dict:
+def _fit_annotation(event, data, store, image_fetcher, embedder, client, padding, pid, layout=None) -> dict:
     ann = _as_dict(data.get("annotation"))
     if not ann or ann.get("id") is None:
         return {"status": "ignored", "reason": "payload has no annotation (with an id)"}
@@ -256,8 +285,10 @@ def _fit_annotation(event, data, store, image_fetcher, embedder, client, padding
         return {"status": "ok", "annotation": aid, "vectors_added": 0, "index_version": snap.version,
                 "note": f"not applied: {reason}"}
     task = _as_dict(data.get("task"))
+    result = ann.get("result") or []
+    mine = truth.output_results(result, layout) if layout is not None else result
     regions_present = any(isinstance(r, dict) and KINDS.get(str(r.get("type", "")).lower()) in REGION_KINDS
-                          for r in ann.get("result") or [])
+                          for r in mine)
     vecs, entries, note = np.zeros((0, embedder.dim), np.float32), [], None
     if ann.get("was_cancelled"):
         note = "annotation was cancelled (skipped): its vectors are removed"
@@ -273,7 +304,7 @@ def _fit_annotation(event, data, store, image_fetcher, embedder, client, padding
             log.warning("%s: annotation %s of task %s: image unavailable: %s", event, aid, task.get("id"), e)
             return {"status": "error", "annotation": aid, "task": task.get("id"),
                     "reason": f"image unavailable: {e}"}
-        vecs, entries = embed_annotation(ann, task, image, embedder, pid, padding)
+        vecs, entries = embed_annotation(ann, task, image, embedder, pid, padding, layout)
     try:
         snap = _upsert(store, aid, vecs, entries, embedder.id if len(entries) else None, version)
     except _Skip as e:
@@ -284,9 +315,9 @@ def _fit_annotation(event, data, store, image_fetcher, embedder, client, padding
     return {**out, "note": note} if note else out
 
 
-def iter_project_tasks(client, project_id) -> Iterable[dict]:
-    """Every task of the project with its annotations (label-studio-sdk, paginated)."""
-    for task in client.tasks.list(project=int(project_id), fields="all"):
+def iter_project_tasks(client, project_id, page_size: int = 100) -> Iterable[dict]:
+    """Every task of the project with its annotations (``lsapi.items``: page by page, never past the last)."""
+    for task in lsapi.items(client.tasks.list, page_size, project=int(project_id), fields="all"):
         yield _as_dict(task)
 
 
@@ -296,7 +327,7 @@ def rebuild(project_id, store: IndexStore, image_fetcher: ImageFetcher, embedder
     if client is None:
         return {"status": "error", "reason": "no Label Studio client (set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)"}
     try:
-        client.projects.get(int(project_id))
+        layout = project_layout(client.projects.get(int(project_id)), log_why=True)
     except Exception as e:  # noqa: BLE001 - 404 for an unknown project, or no connection
         log.warning("START_TRAINING: project %s not available from Label Studio: %s", project_id, e)
         return {"status": "error", "reason": f"project {project_id} not available from Label Studio: {e}"}
@@ -318,7 +349,7 @@ def rebuild(project_id, store: IndexStore, image_fetcher: ImageFetcher, embedder
             skipped.append({"task": task.get("id"), "reason": str(e)})
             continue
         for ann in anns:
-            v, ents = embed_annotation(ann, task, image, embedder, str(project_id), padding)
+            v, ents = embed_annotation(ann, task, image, embedder, str(project_id), padding, layout)
             n_ann += 1
             seen[str(ann.get("id"))] = ledger.Version.of(ann)
             if len(ents):
@@ -381,10 +412,9 @@ def label_studio_image_fetcher(data_key: Optional[str] = None) -> ImageFetcher:
 
 
 def label_studio_client():
-    """A label-studio-sdk client from LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY, or None."""
+    """The process's label-studio-sdk client for LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY
+    (``pipeline.labelstudio.client``: one per process, so one token exchange), or None without them."""
     from pipeline.labelstudio import client as credentials
-    url, key = credentials.label_studio_url(), credentials.label_studio_api_key()
-    if not (url and key):
+    if not (credentials.label_studio_url() and credentials.label_studio_api_key()):
         return None
-    from label_studio_sdk import LabelStudio
-    return LabelStudio(base_url=url + "/", api_key=key)
+    return credentials.client()

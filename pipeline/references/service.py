@@ -153,6 +153,7 @@ class IdentifyService:
             return {"status": "error", "reason": "no Label Studio client (set LABEL_STUDIO_URL and "
                                                  "LABEL_STUDIO_API_KEY): cannot compare with Label Studio"}
         t0, listed_at = time.monotonic(), store.current().version
+        project = {"id": pid, **_label_config(client, pid)}  # so an entry's regions are read as a webhook's are
         listing = []
         for task in fit_mod.iter_project_tasks(client, pid):
             bare = {k: v for k, v in task.items() if k not in ("annotations", "predictions", "drafts")}
@@ -164,8 +165,8 @@ class IdentifyService:
             journalled = 1  # one rebuild writes the index once instead of once per annotation
         else:
             for task, ann in diff["upsert"]:
-                self.journal.append(pid, "ANNOTATION_UPDATED", {"project": {"id": pid}, "task": task,
-                                                                "annotation": ann}, data_key, source="catch-up")
+                self.journal.append(pid, "ANNOTATION_UPDATED", {"project": project, "task": task, "annotation": ann},
+                                    data_key, source="catch-up")
             journalled = len(diff["upsert"])
             if diff["gone"]:
                 self.journal.append(pid, "ANNOTATIONS_DELETED", {"project": {"id": pid},
@@ -191,6 +192,17 @@ class IdentifyService:
                 p.update(index_version=snap.version, vectors=len(snap), annotations_applied=len(ledger.applied(snap)))
         stats["applier_running"] = self._applier is not None and self._applier.is_alive()
         return stats
+
+
+def _label_config(client, pid: str) -> dict:
+    """``{"label_config": ...}`` of the project, {} when Label Studio does not say (the entries then read every
+    region, as a webhook without a config does)."""
+    try:
+        config = getattr(client.projects.get(int(pid)), "label_config", None)
+    except Exception as e:  # noqa: BLE001 - the listing below reports an unreachable Label Studio
+        log.info("project %s: labeling config not read: %s", pid, e)
+        return {}
+    return {"label_config": config} if config else {}
 
 
 _services: ProcessCache = ProcessCache("identify service")  # "service" -> the process's IdentifyService

@@ -45,7 +45,10 @@ def load_or_create_admin(data_dir: Path, email: str = "admin@label-factory.local
     return admin
 
 
-def label_studio_env(data_dir: Path, files_dir: Path) -> dict:
+def label_studio_env(data_dir: Path, files_dir: Path, public_url: Optional[str] = None) -> dict:
+    """Label Studio's environment; ``public_url``: the URL it is reached at (its LABEL_STUDIO_HOST), which
+    may hold a sub-path (``http://host/ls``: its pages, API and media URLs then start with /ls, and a proxy
+    in front of it takes /ls off the requests it forwards, as Label Studio expects)."""
     env = {k: v for k, v in process_environment().items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))}
     env.pop("VIRTUAL_ENV", None)
     env.update({
@@ -65,6 +68,8 @@ def label_studio_env(data_dir: Path, files_dir: Path) -> dict:
         "DEBUG": "false",
         "PYTHONUNBUFFERED": "1",
     })
+    if public_url:
+        env["LABEL_STUDIO_HOST"] = public_url.rstrip("/")
     return env
 
 
@@ -110,8 +115,9 @@ class LabelStudio:
         return {"Authorization": f"Token {self.admin.token}"}
 
     def client(self):
-        from label_studio_sdk import LabelStudio as Client
-        return Client(base_url=self.url, api_key=self.admin.token)
+        """The process's label-studio-sdk client for this Label Studio and the admin's legacy token."""
+        from pipeline.labelstudio import client as credentials
+        return credentials.client(self.url, self.admin.token)
 
     def stop(self) -> None:
         self.service.stop()
@@ -126,9 +132,10 @@ def start_command(binary, host: str, port: int, data_dir: Path, admin: Admin) ->
 
 
 def start_label_studio(root: Path, port: Optional[int] = None, host: str = "127.0.0.1",
-                       timeout: Optional[float] = None) -> LabelStudio:
-    """Label Studio serving ``root``'s data and files, answering within ``timeout`` seconds (default
-    LABEL_STUDIO_START_TIMEOUT)."""
+                       timeout: Optional[float] = None, public_url: Optional[str] = None) -> LabelStudio:
+    """Label Studio on ``host:port``, answering within ``timeout`` seconds (default LABEL_STUDIO_START_TIMEOUT).
+    ``public_url``: where it is reached instead (a proxy in front of it, e.g. under a sub-path:
+    ``label_studio_env``); ``.url`` is that URL, and start-up is checked through it."""
     timeout = Stack.read().label_studio_start_timeout if timeout is None else timeout
     binary = label_studio_bin()
     if binary is None:
@@ -140,9 +147,10 @@ def start_label_studio(root: Path, port: Optional[int] = None, host: str = "127.
     admin = load_or_create_admin(data_dir)
     port = free_port(port, host)
     cmd = start_command(binary, host, port, data_dir, admin)
-    svc = Service("Label Studio", cmd, label_studio_env(data_dir, files_dir), root / "label-studio.log", cwd=root)
-    ls = LabelStudio(url=f"http://{local_host(host)}:{port}", admin=admin, data_dir=data_dir, files_dir=files_dir,
-                     service=svc)
+    svc = Service("Label Studio", cmd, label_studio_env(data_dir, files_dir, public_url), root / "label-studio.log",
+                  cwd=root)
+    url = (public_url or f"http://{local_host(host)}:{port}").rstrip("/")
+    ls = LabelStudio(url=url, admin=admin, data_dir=data_dir, files_dir=files_dir, service=svc)
     try:
         svc.wait_http(f"{ls.url}/health", timeout)
         r = requests.get(f"{ls.url}/api/current-user/whoami", headers=ls.headers(), timeout=30)

@@ -115,3 +115,38 @@ def test_cpuinfo_flags_and_physical_cores():
 def test_threads_are_the_physical_cores_split_between_sharers():
     m = Machine("x", "x86_64", frozenset(), physical_cores=8, logical_cores=16)
     assert default_threads(m) == 8 and default_threads(m, sharers=2) == 4 and default_threads(m, sharers=32) == 1
+
+
+def test_an_explicit_setting_never_asks_for_the_device():
+    """The device (found by importing torch) is only looked up when the choice depends on it."""
+    def device():
+        raise AssertionError("the device was looked up for an explicit setting")
+    assert choose_dtype(device, "fp32", machine_info=XEON_AMX, probe=_never, environ={}).dtype == "fp32"
+    assert choose_dtype(device, "auto", machine_info=XEON_AMX, probe=_never, environ={"LF_DTYPE": "fp32"}).dtype \
+        == "fp32"
+    assert choose_dtype(lambda: "cuda", "auto", machine_info=A100, probe=_never, environ={}).dtype == "bf16"
+
+
+def test_model_version_does_not_import_torch_for_an_explicit_dtype():
+    import subprocess
+    import sys
+    code = ("import sys\nfrom pipeline.config import load_project\nfrom pipeline.model_version import model_version\n"
+            "model_version(load_project('projects/drones.yaml'))\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                         env={**__import__("os").environ, "LF_DTYPE": "fp32"}).stdout.strip()
+    assert out == "False"  # a /setup computes model_version: it must not wait for torch to import
+
+
+def test_workers_share_the_physical_cores(monkeypatch):
+    import torch
+
+    from pipeline import hardware
+    monkeypatch.setattr(hardware, "machine", lambda: Machine("x", "x86_64", frozenset(), physical_cores=8,
+                                                              logical_cores=16))
+    before = torch.get_num_threads()
+    try:
+        assert hardware.share_cores(1) is None and torch.get_num_threads() == before  # one worker: torch's own
+        assert hardware.share_cores(2) == 4 and torch.get_num_threads() == 4
+        assert hardware.share_cores(16) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline.distill.reviewed import Example, Region
+from pipeline.distill.reviewed import Example
 from pipeline.images import open_image
 
 CLASSES = ["Stop Sign", "Car"]
@@ -51,6 +51,17 @@ def percent(xyxy, width, height) -> dict:
     return xyxy_to_ls(xyxy, width, height)
 
 
+def rect(label, xyxy, size, score=None, from_name="label", value=None) -> dict:
+    """A RectangleLabels region as Label Studio stores it, around pixel ``xyxy`` of a ``size`` image (or with the
+    rectangle ``value`` given)."""
+    r = {"from_name": from_name, "to_name": "image", "type": "rectanglelabels", "original_width": size[0],
+         "original_height": size[1],
+         "value": {**(value if value is not None else percent(xyxy, *size)), "rectanglelabels": [label]}}
+    if score is not None:
+        r["score"] = score
+    return r
+
+
 def make_examples(n: int = 8, size=(96, 64)):
     """``n`` reviewed examples (task ids 101..) with one or two boxes each, their JPEG bytes, and the truth:
     task id -> [(label, pixel xyxy)]."""
@@ -62,7 +73,7 @@ def make_examples(n: int = 8, size=(96, 64)):
             boxes.append(("Car", (50, 20 + i, 90, 60)))
         files[f"/data/upload/1/{tid}.jpg"] = jpeg(scene(size, boxes, seed=i))
         truth[tid] = boxes
-        regions = [Region(lab, percent(b, *size), None, size) for lab, b in boxes]
+        regions = [rect(lab, b, size) for lab, b in boxes]
         exs.append(Example(tid, f"/data/upload/1/{tid}.jpg", "annotation", 1000 + i, regions))
     return exs, files, truth
 

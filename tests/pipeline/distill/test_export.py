@@ -10,9 +10,9 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from pipeline.distill.export import ExportError, write_dataset
-from pipeline.distill.reviewed import Example, Region
+from pipeline.distill.reviewed import Example
 from pipeline.distill.split import SPLITS
-from tests.pipeline.distill.conftest import CLASSES, fetcher, jpeg, make_examples, percent, scene
+from tests.pipeline.distill.conftest import CLASSES, fetcher, jpeg, make_examples, rect, scene
 
 
 def test_yolo_export_reads_back_through_supervision_to_the_pixel(tmp_path):
@@ -48,7 +48,7 @@ def test_yolo_export_reads_back_through_supervision_to_the_pixel(tmp_path):
 def test_coco_export_loads_with_pycocotools_and_marks_pseudo_labels(tmp_path):
     exs, files, truth = make_examples(6)
     exs[2] = Example(exs[2].task_id, exs[2].image_url, "prediction", 555,
-                     [Region(r.label, r.value, 0.8, r.original_size) for r in exs[2].regions], model_version="v1")
+                     [{**r, "score": 0.8} for r in exs[2].results], model_version="v1")
     manifest = write_dataset(exs, tmp_path / "ds", "coco", fetcher(files), CLASSES, progress=False)
     found = {}
     for s in SPLITS:
@@ -79,7 +79,7 @@ def test_exif_rotated_photo_is_exported_as_displayed(tmp_path):
     stored = shown.transpose(Image.Transpose.ROTATE_90)  # on disk 96x64, EXIF orientation 6 turns it back
     files = {"/data/upload/1/5.jpg": jpeg(stored, orientation=6)}
     ex = Example(5, "/data/upload/1/5.jpg", "annotation", 50,
-                 [Region("Stop Sign", percent((10, 50, 40, 90), 64, 96), None, (64, 96))])
+                 [rect("Stop Sign", (10, 50, 40, 90), (64, 96))])
     manifest = write_dataset([ex], tmp_path / "ds", "yolo", fetcher(files), CLASSES, progress=False)
     rec = manifest["files"][0]
     assert (rec["width"], rec["height"]) == (64, 96) and manifest["left_out"]["size_mismatch"] == 0
@@ -145,7 +145,7 @@ def test_a_box_with_less_than_a_pixel_inside_the_image_is_counted_not_fatal(tmp_
     exs, files, _ = make_examples(2)
     sliver = {"x": 10, "y": 10, "width": 0.1, "height": 20, "rotation": 0}
     outside = {"x": 120, "y": 10, "width": 10, "height": 20, "rotation": 0}
-    exs[0].regions.extend([Region("Stop Sign", sliver, None, (96, 64)), Region("Stop Sign", outside, None, (96, 64))])
+    exs[0].results.extend([rect("Stop Sign", None, (96, 64), value=v) for v in (sliver, outside)])
     manifest = write_dataset(exs, tmp_path / "ds", "yolo", fetcher(files), CLASSES, progress=False)
     assert len(manifest["files"]) == 2 and manifest["left_out"]["degenerate"] == 2
     labels = (tmp_path / "ds" / manifest["files"][0]["file"].replace("images", "labels")).with_suffix(".txt")

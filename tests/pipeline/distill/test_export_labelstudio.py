@@ -13,6 +13,7 @@ from pycocotools.coco import COCO
 
 from pipeline.cli import main
 from pipeline.labelstudio.coords import xyxy_to_rect as xyxy_to_ls
+from tests.ls_helpers import log_lines, task_pages_refused
 from tests.pipeline.distill.conftest import CLASSES, jpeg, scene
 
 pytestmark = pytest.mark.slow
@@ -89,6 +90,7 @@ def _close(got, want):
 
 def test_coco_export_round_trips_against_label_studio(label_studio, project, tmp_path):
     proj, tasks, truth, ann, pred_id, sizes = project
+    since = log_lines(label_studio)
     rc = main(["export", "--out", str(tmp_path / "coco"), "--format", "coco", "--label-studio-url", label_studio.url,
                "--api-key", label_studio.token, "--ls-project", str(proj.id), "--pseudo-labels", "cascade-v1",
                "--quiet"])
@@ -114,6 +116,7 @@ def test_coco_export_round_trips_against_label_studio(label_studio, project, tmp
     assert manifest["source"]["pseudo_labels"] == {"model_version": "cascade-v1", "min_score": 0.5}
     assert manifest["left_out"]["only_cancelled"] == 1 and manifest["left_out"]["no_labels"] == 1
     assert manifest["left_out"]["low_score"] == 1
+    assert task_pages_refused(label_studio, since) == []  # the tasks were paged, never past the last page
 
 
 def test_yolo_export_by_project_title_round_trips_and_keeps_exif_corrected_pixels(label_studio, project, tmp_path,

@@ -1,4 +1,10 @@
-from pipeline.distill.reviewed import examples, latest_annotation
+from pipeline.distill.reviewed import examples
+from pipeline.labelstudio.truth import layout_of, reviewed_annotation
+
+LAYOUT = layout_of('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+                   '<Label value="A"/><Label value="B"/><Label value="C"/><Label value="D"/></RectangleLabels>'
+                   '<RectangleLabels name="other" toName="image" model_skip="true"><Label value="X"/>'
+                   '</RectangleLabels></View>')
 
 
 def rect(label, x=10, y=20, w=30, h=40, score=None, rotation=0, from_name="label"):
@@ -23,9 +29,9 @@ def ann(aid, result, updated, cancelled=False):
 def test_latest_submitted_annotation_wins_and_cancelled_ones_never_count():
     t = task(1, [ann(10, [rect("A")], "2026-01-02T00:00:00Z"), ann(11, [rect("B")], "2026-01-03T00:00:00Z"),
                  ann(12, [rect("C")], "2026-01-04T00:00:00Z", cancelled=True)])
-    assert latest_annotation(t)["id"] == 11
-    (ex,), tally = examples([t], "label", "image")
-    assert (ex.source, ex.source_id, [r.label for r in ex.regions]) == ("annotation", 11, ["B"])
+    assert reviewed_annotation(t)["id"] == 11
+    (ex,), tally = examples([t], LAYOUT)
+    assert (ex.source, ex.source_id, [r["value"]["rectanglelabels"] for r in ex.results]) == ("annotation", 11, [["B"]])
     assert not ex.pseudo
 
 
@@ -42,17 +48,18 @@ def test_what_each_kind_of_task_contributes():
         task(6, [ann(60, [rect("A", rotation=30), rect("B"), rect("X", from_name="other")],
                      "2026-01-02T00:00:00Z")]),
     ]
-    exs, tally = examples(tasks, "label", "image")  # no pseudo-labels asked for
+    exs, tally = examples(tasks, LAYOUT)  # no pseudo-labels asked for
     assert [(e.task_id, e.source) for e in exs] == [(1, "annotation"), (6, "annotation")]
-    assert exs[0].regions == [] and [r.label for r in exs[1].regions] == ["B"]
-    assert (tally.tasks, tally.only_cancelled, tally.no_labels, tally.rotated) == (6, 1, 3, 1)
+    # a rotated rectangle is a region like any other; "other" is no output (model_skip)
+    assert exs[0].results == [] and [r["value"]["rectanglelabels"] for r in exs[1].results] == [["A"], ["B"]]
+    assert (tally.tasks, tally.only_cancelled, tally.no_labels) == (6, 1, 3)
 
-    exs, tally = examples(tasks, "label", "image", pseudo_version="v1", pseudo_threshold=0.5)
+    exs, tally = examples(tasks, LAYOUT, pseudo_version="v1", pseudo_threshold=0.5)
     by_task = {e.task_id: e for e in exs}
     assert sorted(by_task) == [1, 3, 6]  # 2 was skipped by a person, 4 has no box >= 0.5
     pseudo = by_task[3]
     assert pseudo.pseudo and pseudo.source_id == 300 and pseudo.model_version == "v1"
     # C has no score of its own: it takes the prediction's 0.9
-    assert [(r.label, r.score) for r in pseudo.regions] == [("A", 0.8), ("C", 0.9)]
+    assert [(r["value"]["rectanglelabels"], r["score"]) for r in pseudo.results] == [(["A"], 0.8), (["C"], 0.9)]
     assert tally.low_score == 2
 

@@ -23,6 +23,7 @@ import yaml
 from pipeline import cli
 from pipeline.config import load_project
 from pipeline.labelstudio.labeling_config import labeling_config
+from tests.ls_helpers import log_lines, task_pages_refused
 
 pytestmark = pytest.mark.slow
 
@@ -122,20 +123,20 @@ def test_evaluate_figures_match_the_hand_computed_ones(label_studio, project, tm
     assert label_studio.token not in printed + page + (out / "report.json").read_text()
 
 
-@pytest.mark.parametrize("listing", ["sdk", "export"])
-def test_every_listing_method_reads_the_same_tasks(label_studio, project, tmp_path, listing):
-    runs = {}
-    for method in ("pages", listing):
-        out = tmp_path / method
+def test_the_listing_never_asks_past_the_last_page(label_studio, project, tmp_path):
+    """One route (lsapi.items over GET /api/tasks pages): 5 reviewed tasks in pages of 1, 2 and 5 read the same
+    report, and Label Studio answers no request with 404 (a page past the last, a traceback in its log)."""
+    since, runs = log_lines(label_studio), []
+    for size in (1, 2, 5):
+        out = tmp_path / str(size)
         assert cli.main(["evaluate", "--ls-project", str(project["id"]), "--label-studio-url", label_studio.url,
-                         "--api-key", label_studio.token, "--out", str(out), "--quiet", "--listing", method,
+                         "--api-key", label_studio.token, "--out", str(out), "--quiet", "--page-size", str(size),
                          "--no-html", "--json"]) == 0
-        assert not (out / "report.html").exists()
-        runs[method] = json.loads((out / "report.json").read_text())
-    for r in runs.values():
-        r.pop("timing"), r.pop("generated_at")
-    assert runs["pages"] == runs[listing]
-    assert not list(label_studio.client().projects.exports.list(project["id"]))  # the snapshot is removed
+        report = json.loads((out / "report.json").read_text())
+        report.pop("timing"), report.pop("generated_at")
+        runs.append(report)
+    assert runs[0]["tasks"]["listed"] == 5 and runs[0] == runs[1] == runs[2]
+    assert task_pages_refused(label_studio, since) == []
 
 
 def test_clear_errors(label_studio, project, tmp_path, capsys):
@@ -152,4 +153,4 @@ def test_clear_errors(label_studio, project, tmp_path, capsys):
         '<View><Image name="image" value="$image"/><Choices name="c" toName="image"><Choice value="x"/>'
         "</Choices></View>"))
     assert cli.main(base + ["--ls-project", str(other.id)]) == 2
-    assert "no <RectangleLabels> on an <Image>" in capsys.readouterr().err
+    assert "nothing to evaluate: the labeling config has no output" in capsys.readouterr().err

@@ -8,6 +8,10 @@ import pytest
 from pipeline.detections import Detections
 from pipeline.evaluate.matching import match_boxes, match_version
 from pipeline.evaluate.tasks import parse_task
+from pipeline.labelstudio.truth import layout_of
+
+LAYOUT = layout_of('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+                   '<Label value="cat"/><Label value="dog"/></RectangleLabels></View>')
 
 
 def dets(boxes, labels, scores=None) -> Detections:
@@ -123,30 +127,35 @@ def test_parse_task_takes_the_latest_submitted_annotation_and_prediction_per_ver
              "created_at": "2026-01-01T12:00:00Z"},
             {"id": 10, "model_version": "v2", "result": [_region(12, "cat", rid="x", size=None)],
              "created_at": "2026-01-01T09:00:00Z"}, 4]}  # a plain export lists some predictions by id
-    t = parse_task(task, "label")
+    t = parse_task(task, LAYOUT)
     assert t.truth.id == 2 and t.truth.lead_time == 22.0  # the cancelled one is later but not submitted
-    assert list(t.truth.boxes.labels) == ["dog", "cat"] and t.skipped_regions == 1  # the rotated one
-    # in pixels; the region with no size of its own takes the 200 x 100 the task's other regions recorded
-    np.testing.assert_allclose(t.truth.boxes.xyxy, [[100, 10, 140, 30], [140, 10, 180, 30]])
+    assert list(t.truth.boxes.labels) == ["dog", "cat", "cat"] and t.skipped_regions == 0
+    # in pixels; the rotated one (30 degrees about its top-left corner) as its enclosing box; the region with
+    # no size of its own takes the 200 x 100 the task's other regions recorded
+    np.testing.assert_allclose(t.truth.boxes.xyxy, [[100, 10, 140, 30], [10, 10, 20 + 40 * np.cos(np.pi / 6),
+                                                                          30 + 20 * np.cos(np.pi / 6)],
+                                                    [140, 10, 180, 30]], atol=1e-4)
     assert set(t.predictions) == {"v1", "v2"} and t.predictions["v1"].id == 9 and t.predictions["v1"].score == 0.7
     assert t.predictions["v1"].boxes.scores[0] == pytest.approx(0.7) and np.isnan(t.predictions["v2"].boxes.scores[0])
     assert not t.shown("v1") and t.shown("v2")  # v1's latest came after the annotation was submitted
     only = parse_task({"id": 6, "annotations": [{"id": 1, "was_cancelled": True, "result": []}], "predictions": []},
-                      "label")
+                      LAYOUT)
     assert only.truth is None
-    other_control = parse_task(task, from_name="other")
+    other_control = parse_task(task, layout_of('<View><Image name="image" value="$image"/><RectangleLabels '
+                                               'name="other" toName="image"><Label value="cat"/></RectangleLabels>'
+                                               '</View>'))
     assert len(other_control.truth.boxes) == 0
 
 
 def test_match_version_skips_unreviewed_and_unpredicted_tasks():
     reviewed = parse_task({"id": 1, "annotations": [{"id": 1, "result": [_region(10, "cat")]}],
                            "predictions": [{"id": 1, "model_version": "v1", "result": [_region(10, "cat", 0.9)]}]},
-                          "label")
+                          LAYOUT)
     unreviewed = parse_task({"id": 2, "annotations": [],
                              "predictions": [{"id": 2, "model_version": "v1", "result": [_region(10, "cat", 0.9)]}]},
-                            "label")
+                            LAYOUT)
     other = parse_task({"id": 3, "annotations": [{"id": 3, "result": [_region(10, "cat")]}],
-                        "predictions": [{"id": 3, "model_version": "v2", "result": []}]}, "label")
+                        "predictions": [{"id": 3, "model_version": "v2", "result": []}]}, LAYOUT)
     records = list(match_version([reviewed, unreviewed, other], "v1"))
     assert [(r.task_id, r.outcome) for r in records] == [(1, "kept")]
 
@@ -157,13 +166,13 @@ def test_a_prediction_without_image_size_is_measured_in_the_annotations():
     from pipeline.evaluate import metrics
     task = {"id": 7, "annotations": [{"id": 1, "result": [_region(10, "cat")]}],
             "predictions": [{"id": 2, "model_version": "imported", "result": [_region(10, "cat", 0.8, size=None)]}]}
-    t = parse_task(task, "label")
+    t = parse_task(task, LAYOUT)
     np.testing.assert_allclose(t.predictions["imported"].boxes.xyxy, t.truth.boxes.xyxy)
     records = list(match_version([t], "imported"))
     assert [(r.outcome, r.iou) for r in records] == [("kept", 1.0)]
     row = metrics.version_metrics([t], "imported", records)["detection"]["all"]
     assert (row["tp"], row["fp"], row["fn"], row["ap50"]) == (1, 0, 0, 1.0)
-    nobody = parse_task({**task, "annotations": [{"id": 1, "result": [_region(10, "cat", size=None)]}]}, "label")
+    nobody = parse_task({**task, "annotations": [{"id": 1, "result": [_region(10, "cat", size=None)]}]}, LAYOUT)
     np.testing.assert_allclose(nobody.truth.boxes.xyxy, [[10, 10, 30, 30]])  # no size anywhere: percent
 
 
@@ -172,6 +181,6 @@ def test_parse_task_skips_a_box_with_less_than_a_pixel_inside_the_image():
     task = {"id": 6, "annotations": [{"id": 1, "result": [_region(10, "cat"), _region(50, "cat", w=0.1)],
                                       "created_at": "2026-01-01T10:00:00Z"}],
             "predictions": [{"id": 2, "model_version": "v1", "result": [_region(120, "cat", 0.5, w=0.1)]}]}
-    t = parse_task(task, "label")
+    t = parse_task(task, LAYOUT)
     assert list(t.truth.boxes.labels) == ["cat"] and len(t.predictions["v1"].boxes) == 0
     assert t.skipped_regions == 2

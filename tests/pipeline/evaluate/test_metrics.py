@@ -12,7 +12,7 @@ from pipeline.evaluate.matching import match_boxes
 from pipeline.evaluate.report import evaluate_tasks
 from pipeline.evaluate.suspects import find_suspects
 from pipeline.evaluate.tasks import parse_task
-from tests.pipeline.evaluate.test_matching import TRUTH, dets
+from tests.pipeline.evaluate.test_matching import LAYOUT, TRUTH, dets
 
 PRED = dets([[0, 0, 100, 100], [210, 0, 310, 100], [400, 0, 500, 100], [800, 0, 900, 100], [0, 0, 100, 100]],
             ["cat"] * 5, [0.9, 0.8, 0.7, 0.95, 0.3])  # kept, moved, relabeled, deleted, deleted (+ 1 added)
@@ -74,7 +74,7 @@ def _task(tid, truth_boxes, pred_versions, lead=None, annotated_at="2026-01-01T1
     return parse_task({"id": tid, "annotations": [
         {"id": tid, "result": [region(*b) for b in truth_boxes], "lead_time": lead, "created_at": annotated_at}],
         "predictions": [{"id": 100 * tid + i, "model_version": v, "result": [region(*b) for b in boxes],
-                         "created_at": at} for i, (v, (boxes, at)) in enumerate(pred_versions.items())]}, "label")
+                         "created_at": at} for i, (v, (boxes, at)) in enumerate(pred_versions.items())]}, LAYOUT)
 
 
 BEFORE, AFTER = "2026-01-01T09:00:00Z", "2026-01-01T11:00:00Z"
@@ -178,10 +178,10 @@ def test_ap_on_boxes_as_stored_is_pycocotools_and_clipped_ap_is_reported_beside_
     from tests.pipeline.evaluate.test_matching import _region
     tasks = [parse_task({"id": 1, "annotations": [{"id": 1, "result": [_region(90, "cat", w=10)]}],
                          "predictions": [{"id": 1, "model_version": "v", "result": [_region(90, "cat", 0.9, w=20)]}]},
-                        "label"),
+                        LAYOUT),
              parse_task({"id": 2, "annotations": [{"id": 2, "result": [_region(10, "cat")]}],
                          "predictions": [{"id": 2, "model_version": "v", "result": [_region(11, "cat", 0.8)]}]},
-                        "label")]
+                        LAYOUT)]
     row = metrics.version_metrics(tasks, "v", [r for t in tasks for r in match_boxes(
         t.predictions["v"].boxes, t.truth.boxes, task_id=t.id)])["detection"]["all"]
     gt = COCO()
