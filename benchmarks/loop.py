@@ -72,6 +72,9 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the selection comparison ('' for none)")
     ap.add_argument("--compare-rounds", type=int, default=4, help="rounds of each comparison run (default 4)")
     ap.add_argument("--no-main", action="store_true", help="only the comparison runs (seed 0 uncertain included)")
+    ap.add_argument("--report", metavar="DIR", default=None,
+                    help="only print (and with --plots draw) the results in DIR: results.json, or the rounds that "
+                         "finished (progress.json) of a run that was stopped")
     ap.add_argument("--sweep-only", metavar="DIR", default=None,
                     help="only the routing sweep, for the last served student of the main run in DIR (its "
                          "results.json), added to that file")
@@ -290,9 +293,9 @@ class MemoryStore:
 
     def export(self, out: Path) -> dict:
         from pipeline.distill.export import write_dataset
-        from pipeline.distill.reviewed import Example, rectangles
+        from pipeline.distill.reviewed import Example
         from pipeline.images import open_image
-        exs = [Example(self.ids[e], e, "annotation", self.ids[e], rectangles(a["result"], "label"))
+        exs = [Example(self.ids[e], e, "annotation", self.ids[e], a["result"])  # the output control's regions
                for e, a in self.annotations.items()]
         return write_dataset(exs, out, "yolo", lambda url, _tid: open_image(self.env.paths[url].read_bytes()),
                              self.env.classes, ratios=RATIOS, progress=False)
@@ -537,6 +540,7 @@ def run_loop(env: Env, run: str, strategy: str, seed: int, rounds: int, start: O
                                   "share": spent_alt / scratch_alt if scratch_alt else None}},
                "round_s": round(time.perf_counter() - t_round, 1)}
         rows.append(row)
+        save_progress(env, {"run": run, "strategy": strategy, "seed": seed, "store": store.name, "rows": rows})
         log(f"{run} round {r}: {len(reviews)} reviewed, AP50 {held['ap50']:.3f} AP50:95 {held['ap50_95']:.3f} "
             f"(promoted: {ok}), annotator {row['review']['share']:.0%} of drawing, routing {ratio(held['routing'])} "
             f"fewer foundation s, train {train_wall:.0f} s wall / {train_cpu:.0f} s CPU")
@@ -544,6 +548,70 @@ def run_loop(env: Env, run: str, strategy: str, seed: int, rounds: int, start: O
             snapshot = {"reviews": dict(reviews), "th": th, "served": served, "row": row}
     return {"run": run, "strategy": strategy, "seed": seed, "store": store.name, "rows": rows,
             "round0": snapshot if rounds else None}
+
+
+# -- progress: each finished round on disk ---------------------------------------------------------------------------
+PROGRESS = "progress.json"
+SWEEP = "sweep.json"  # the routing sweep of a run that did not finish (--sweep-only)
+
+
+def _settings(a) -> dict:
+    return {k: v for k, v in vars(a).items()}
+
+
+def save_progress(env: Env, result: dict) -> None:
+    """Every run's rounds so far in ``--out``/progress.json, rewritten after each round: a run stopped midway
+    keeps what it measured (``--report`` prints it)."""
+    from pipeline.atomic import save_text
+    path = env.out / PROGRESS
+    data = json.loads(path.read_text()) if path.exists() else {"settings": _settings(env.a), "runs": {}}
+    data["runs"][result["run"]] = result
+    save_text(path, json.dumps(data, indent=1, default=str))
+
+
+def settings_of(out: Path) -> dict:
+    for name in ("results.json", PROGRESS):
+        if (out / name).exists():
+            return json.loads((out / name).read_text())["settings"]
+    raise SystemExit(f"no results.json or {PROGRESS} in {out}")
+
+
+def comparison_runs(runs: list[dict], seeds: list[int], rounds: int) -> list[dict]:
+    """The runs of the seeds both strategies ran, each cut to the rounds both finished (at most ``rounds``)."""
+    by = {(r["strategy"], r["seed"]): r for r in runs if r["seed"] in seeds}
+    out = []
+    for seed in seeds:
+        pair = [by.get((s, seed)) for s in ("uncertain", "random")]
+        if None in pair:
+            continue
+        k = min(rounds, *(len(r["rows"]) for r in pair))
+        out += [{**r, "rows": r["rows"][:k]} for r in pair if k]
+    return out
+
+
+def results_of(env: Env, runs: list[dict], main_run: Optional[dict], routing_sweep, wall_s, cpu_s) -> dict:
+    a = env.a
+    return {"settings": _settings(a), "machine": machine(), "store": runs[0]["store"] if runs else None,
+            "routing_sweep": routing_sweep,
+            "foundation_seconds": env.seconds, "cost_note": env.cost_note, "teacher": env.teacher.to_dict(),
+            "costs": env.costs.to_dict(),
+            "main": {k: v for k, v in main_run.items() if k != "round0"} if main_run else None,
+            "comparison": compare(comparison_runs(runs, a.seeds, a.compare_rounds)),
+            "runs": [{k: v for k, v in r.items() if k != "round0"} for r in runs],
+            "wall_s": wall_s, "cpu_s": cpu_s}
+
+
+def load_results(env: Env, out: Path) -> dict:
+    """results.json of a finished run, or the same assembled from the rounds a stopped one finished."""
+    if (out / "results.json").exists():
+        return json.loads((out / "results.json").read_text())
+    data = json.loads((out / PROGRESS).read_text())
+    runs = list(data["runs"].values())
+    main_run = None if env.a.no_main else data["runs"].get("main-uncertain-s0")
+    wall = round(sum(row["round_s"] for r in runs for row in r["rows"]
+                     if not (row["round"] == 0 and r["strategy"] == "random")))
+    sweep_rows = json.loads((out / SWEEP).read_text())["rows"] if (out / SWEEP).exists() else None
+    return {**results_of(env, runs, main_run, sweep_rows, wall, None), "stopped": True}
 
 
 # -- report -----------------------------------------------------------------------------------------------------------
@@ -665,12 +733,18 @@ def last_served(run_dir: Path, rows: list[dict]) -> tuple[Path, Path, object]:
 
 
 def sweep_only(env: Env, out: Path) -> None:
-    results = json.loads((out / "results.json").read_text())
+    """The routing sweep added to results.json, or for a run not finished (or stopped) to sweep.json, which
+    ``--report`` reads beside progress.json."""
+    from pipeline.atomic import save_text
+    results = load_results(env, out)
     rows = results["main"]["rows"]
     weights, export, th = last_served(out / results["main"]["run"], rows)
     log(f"routing sweep for {weights} on {len(env.held)} held-out scenes ...")
     results["routing_sweep"] = sweep(env, weights, export, th)
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    if results.get("stopped"):
+        save_text(out / SWEEP, json.dumps({"student": str(weights), "rows": results["routing_sweep"]}, indent=1))
+    else:
+        save_text(out / "results.json", json.dumps(results, indent=1, default=str))
     print(f"\n### routing at other band settings (student {weights}, held-out set)\n")
     print_sweep(results["routing_sweep"])
 
@@ -683,11 +757,18 @@ def main(argv=None) -> None:
     import torch
     torch.set_num_threads(1)  # inference: two OpenMP threads stall whenever another process takes a core (2 cores)
     t_start, c_start = time.perf_counter(), cpu_seconds()
-    if a.sweep_only:
-        a.out = a.sweep_only
+    a.command = "python " + " ".join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:]))
+    done = a.report or a.sweep_only
+    if done:  # the settings the run in that folder had
+        saved = settings_of(Path(done))
+        saved["size"] = tuple(saved["size"])
+        a = argparse.Namespace(**{"command": a.command, **saved, "out": done, "plots": a.plots, "report": a.report,
+                                  "sweep_only": a.sweep_only})
     env = world_env(a)
     if a.sweep_only:
         return sweep_only(env, Path(a.sweep_only))
+    if a.report:
+        return report(load_results(env, Path(a.report)), env)
     log(f"results in {env.out}")
     if a.store == "labelstudio":
         from pipeline.stack.ls_server import start_label_studio
@@ -708,26 +789,24 @@ def main(argv=None) -> None:
     finally:
         if env.ls is not None:
             env.ls.stop()
-    cmp_runs = []
-    for r in runs:
-        if r["seed"] in a.seeds:
-            cmp_runs.append({**r, "rows": r["rows"][:a.compare_rounds]})
     routing_sweep = None
     if main_run:
         weights, export, th = last_served(env.out / main_run["run"], main_run["rows"])
         routing_sweep = sweep(env, weights, export, th)
-    results = {"settings": {k: v for k, v in vars(a).items()}, "machine": machine(), "store": runs[0]["store"],
-               "routing_sweep": routing_sweep,
-               "foundation_seconds": env.seconds, "cost_note": env.cost_note, "teacher": env.teacher.to_dict(),
-               "costs": env.costs.to_dict(),
-               "main": {k: v for k, v in main_run.items() if k != "round0"} if main_run else None,
-               "comparison": compare(cmp_runs) if cmp_runs else {},
-               "runs": [{k: v for k, v in r.items() if k != "round0"} for r in runs],
-               "wall_s": round(time.perf_counter() - t_start), "cpu_s": round(cpu_seconds() - c_start)}
+    results = results_of(env, runs, main_run, routing_sweep, round(time.perf_counter() - t_start),
+                         round(cpu_seconds() - c_start))
     (env.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    report(results, env)
 
+
+def report(results: dict, env: Env) -> None:
+    """The configuration, the tables, the plots and the goals of a run's results."""
+    a = env.a
+    main_run = results["main"]
+    if results.get("stopped"):
+        print("\n(a run stopped midway: the rounds it finished, from its progress.json)")
     print_config("loop: configuration", {
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:])),
+        "command": a.command,
         "world": f"pipeline/synthetic, seed {a.world_seed}, {a.size[0]}x{a.size[1]}: {a.pool} to label, {a.held_out} "
                  f"held out; classes {', '.join(env.classes)}",
         "store": results["store"],
@@ -738,14 +817,16 @@ def main(argv=None) -> None:
         "student": f"ultralytics YOLO from yolo11n.yaml (no download), imgsz {a.imgsz}, ~{a.passes} training images "
                    f"per round, warm start from the served student",
         "foundation-model seconds": env.cost_note,
-        "results": str(env.out / "results.json"), **machine()})
+        "results": str(env.out / "results.json"), **results["machine"]})
     if main_run:
         print(f"\n### the loop, seed 0, uncertainty-first selection, {a.per_round} tasks per round\n")
         print_main(main_run)
-        print("\n### routing at other band settings (the last served student, held-out set)\n")
-        print_sweep(routing_sweep)
+        if results["routing_sweep"]:
+            print("\n### routing at other band settings (the last served student, held-out set)\n")
+            print_sweep(results["routing_sweep"])
     if results["comparison"]:
-        print(f"\n### selection: uncertainty-first vs random, same budget, seeds {a.seeds}\n")
+        seeds = sorted({r["seed"] for r in results["runs"] if r["strategy"] == "random"})
+        print(f"\n### selection: uncertainty-first vs random, same budget, seeds {seeds}\n")
         rows = []
         for strategy, rs in results["comparison"].items():
             for r in rs:
@@ -775,8 +856,8 @@ def main(argv=None) -> None:
           f"({rt['foundation_s_on']:.0f} vs {rt['foundation_s_off']:.0f}; goal >= 5x) at precision "
           f"{_f(rt['precision_on'])} routed vs {_f(rt['precision_off'])} cascade (target {a.target}), "
           f"recall {rt['recall_on']:.3f} vs {rt['recall_off']:.3f}")
-    print(f"- wall {results['wall_s'] / 60:.0f} min, CPU {results['cpu_s'] / 60:.0f} min (this process and its "
-          "children)")
+    cpu = "-" if results["cpu_s"] is None else f"{results['cpu_s'] / 60:.0f}"
+    print(f"- wall {results['wall_s'] / 60:.0f} min, CPU {cpu} min (this process and its children)")
 
 
 if __name__ == "__main__":
