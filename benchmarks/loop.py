@@ -1,6 +1,7 @@
 """The loop, measured on the synthetic world: pre-annotate -> review -> calibrate -> train -> pre-annotate better.
 
-    .venv/bin/python benchmarks/loop.py --plots docs/          # the full run (background it: ~1-2 h on 2 cores)
+    .venv/bin/python benchmarks/loop.py --plots docs/images    # the full run (background it: hours on 2 cores)
+    .venv/bin/python benchmarks/loop.py --report DIR --plots docs/images   # the tables and plots of a run in DIR
     .venv/bin/python benchmarks/loop.py --quick                # a small sanity run (minutes)
 
 The world (pipeline/synthetic): ``--pool`` scenes to label and a fixed ``--held-out`` set, at ``--size``
