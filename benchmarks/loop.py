@@ -698,9 +698,10 @@ def plot(results: dict, folder: Path) -> list[Path]:
         ax.plot(x, [r["review"]["alt"]["seconds_per_image"] for r in main], "o-", color="C1", alpha=0.6,
                 label="the same, drawing by extreme clicking")
         ax.plot(x, [r["review"]["alt"]["scratch_per_image"] for r in main], "s--", color="C1", alpha=0.6)
-        ax.set(xlabel="images reviewed", ylabel="annotator s per image (simulated)", title="annotator time",
-               ylim=(0, None))
-        ax.legend(loc="lower left")
+        ax.set(xlabel="images reviewed", ylabel="annotator s per image (simulated)",
+               title="annotator time (simulated)", ylim=(0, None))
+        ax.legend(loc="upper left", fontsize="small", framealpha=0.9)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.4)  # room for the legend above the lines
         ax = axes[1]
         ax.plot(x, [r["held_out"]["routing"]["foundation_s_off"] for r in main], "s--", label="cascade alone")
         ax.plot(x, [max(r["held_out"]["routing"]["foundation_s_on"], 1e-1) for r in main], "o-",
