@@ -1,7 +1,7 @@
 """Every environment variable label-factory reads, declared once: its name, type, default and meaning.
 
 The variables come in groups, one pydantic-settings class each (``LabelStudio``, ``Server``, ``Paths``,
-``Predict``, ``Images``, ``Models``, ``AnswerCache``, ``Identify``, ``Importer``, ``Stack``), and are read
+``Predict``, ``Images``, ``Models``, ``AnswerCache``, ``Identify``, ``Training``, ``Importer``, ``Stack``), and are read
 when asked: ``Predict.read().deadline`` reads the environment as it is now (a test may change it between
 two calls), validated; an unchanged environment gives the same object back without reading it again. A
 group is validated as a whole, so a bad value stops only what uses its group (``PORT=abc`` stops the
@@ -355,6 +355,28 @@ class Importer(_Group):
     _api = field_validator("openverse_api", mode="before")(_stripped_url)
 
 
+class Training(_Group):
+    title: ClassVar[str] = "Training from Label Studio (*Start Training*, `label-factory train --project`)"
+    model: str = var("yolo11n.yaml", "LF_TRAIN_MODEL",
+                     doc="What the student trains from: an ultralytics architecture config (random initial "
+                         "weights, nothing downloaded) or a checkpoint file (`yolo11n.pt`).")
+    epochs: int = var(100, "LF_TRAIN_EPOCHS", ge=1, doc="Training epochs.")
+    imgsz: int = var(640, "LF_TRAIN_IMGSZ", ge=32, doc="Training image size (the student predicts at it too).")
+    batch: int = var(16, "LF_TRAIN_BATCH", ge=1, doc="Images per training batch.")
+    device: str = var("auto", "LF_TRAIN_DEVICE", doc="auto | cpu | cuda | cuda:N | mps.")
+    workers: int = var(2, "LF_TRAIN_WORKERS", ge=0, doc="Data loader processes of a training (0: in the trainer).")
+    split: str = var("0.8,0.1,0.1", "LF_TRAIN_SPLIT",
+                     doc="train,val,test shares of the reviewed tasks (by task id); the test split is the held-out "
+                         "set the promotion rule scores both students on.")
+    min_gain: float = var(0.0, "LF_TRAIN_MIN_GAIN", ge=0,
+                          doc="Held-out AP50:95 the new student must beat the served one by to be promoted.")
+    runs_kept: int = var(3, "LF_TRAIN_RUNS_KEPT", ge=1,
+                         doc="Training runs (export, weights, metrics, log) kept per project under "
+                             "`MODEL_DIR/training/<project id>/runs`.")
+
+    _device = field_validator("device", mode="before")(_lower)
+
+
 class Stack(_Group):
     title: ClassVar[str] = "label-factory up"
     label_studio_bin: Optional[Path] = var(None, "LABEL_STUDIO_BIN",
@@ -365,7 +387,7 @@ class Stack(_Group):
 
 
 GROUPS: tuple[type[_Group], ...] = (LabelStudio, Server, Paths, Predict, Images, Models, AnswerCache, Identify,
-                                    Importer, Stack)
+                                    Training, Importer, Stack)
 
 
 @dataclass(frozen=True)
