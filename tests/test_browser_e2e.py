@@ -15,34 +15,20 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from pipeline.config import load_project
 from pipeline.labelstudio.labeling_config import labeling_config
+from tests.fixtures_browser import COLUMN_JS as _COLUMN_JS
+from tests.fixtures_browser import column as _column
 from tests.ls_helpers import sign_jpeg, start_backend, tiny_project_yaml, wait_for_project_version
 
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 IMAGE_SIZE = (320, 240)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: Debian's chromium package (.ci/run installs it with apt-get)")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")
@@ -72,36 +58,6 @@ def predicted_project(label_studio, tiny_qwen_dir, tiny_owlv2_dir, tmp_path_fact
         yield project, ml, predictions, backend
     finally:
         backend.stop()
-
-
-@pytest.fixture
-def page(browser, label_studio):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    pg = context.new_page()
-    pg.set_default_timeout(60_000)
-    pg.goto(f"{label_studio.url}/user/login/")
-    pg.fill('input[name="email"]', label_studio.email)
-    pg.fill('input[name="password"]', label_studio.password)
-    pg.click('button[type="submit"]')
-    pg.wait_for_url(lambda url: "/user/login" not in url)
-    try:
-        yield pg
-    finally:
-        context.close()
-
-
-_COLUMN_JS = """title => {
-    const heads = [...document.querySelectorAll('.lsf-table-head > *')];
-    const i = heads.findIndex(h => h.innerText.trim() === title);
-    const rows = [...document.querySelectorAll('[data-testid="table-row"]')].map(
-        row => row.querySelectorAll(':scope > .lsf-table__cell')[i].innerText.trim());
-    return rows;
-}"""
-
-
-def _column(page, title: str) -> list[str]:
-    """The Data Manager table's cells under the header ``title``, top to bottom."""
-    return page.evaluate(_COLUMN_JS, title)
 
 
 def test_data_manager_scores_and_sorts_predictions(page, label_studio, predicted_project):

@@ -33,8 +33,8 @@ def student_yaml(path: Path, name: str, weights: Path) -> Path:
 
 
 def tiny_training_env(config_dir: Path) -> dict:
-    """LF_TRAIN_* for a training of seconds (1 epoch, 32 px, from yolo11n.yaml) and ultralytics kept offline."""
-    return {"LF_TRAIN_MODEL": "yolo11n.yaml", "LF_TRAIN_EPOCHS": "1", "LF_TRAIN_IMGSZ": "32", "LF_TRAIN_BATCH": "4",
+    """LF_TRAIN_* for a training of seconds (1 epoch, 64 px, from yolo11n.yaml) and ultralytics kept offline."""
+    return {"LF_TRAIN_MODEL": "yolo11n.yaml", "LF_TRAIN_EPOCHS": "1", "LF_TRAIN_IMGSZ": "64", "LF_TRAIN_BATCH": "4",
             "LF_TRAIN_DEVICE": "cpu", "LF_TRAIN_WORKERS": "0", "LF_TRAIN_SPLIT": "0.4,0.2,0.4",
             "YOLO_CONFIG_DIR": str(config_dir), "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}
 

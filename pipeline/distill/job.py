@@ -92,6 +92,9 @@ def train_project(project_yaml: Path, project_id: int, client, label_studio_url:
                                   label_studio_url=label_studio_url, progress=False)
     except ExportError as e:
         raise TrainingError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - Label Studio unreachable, refused, ...: one line says which
+        raise TrainingError(f"cannot export Label Studio project {project_id} from {label_studio_url}: "
+                            f"{type(e).__name__}: {str(e)[:300]}") from e
     counts = {s: c["images"] for s, c in manifest["counts"].items()}
     test = held_out(data, "test")
     if not any(len(d) for d in test.truth):

@@ -60,7 +60,7 @@ def write_status(project_id, status: dict) -> None:
     save_text(state_dir(project_id) / STATUS, json.dumps(status, indent=1, default=str))
 
 
-def update_status(project_id, **changes) -> dict:
+def update_status(project_id, /, **changes) -> dict:
     """The status with ``changes`` applied, written (only the training process writes while it lives)."""
     status = {**(read_status(project_id) or {}), **changes, "updated_at": time.time()}
     write_status(project_id, status)
@@ -137,7 +137,8 @@ def start(project_yaml: Path, project_id) -> dict:
                                   "log": str(log_file), "started_at": time.time(), "pid": None})
         with open(log_file, "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    pass_fds=(fd,), env=settings.process_environment(), start_new_session=True)
+                                    pass_fds=(fd,), env={**settings.process_environment(), "PYTHONUNBUFFERED": "1"},
+                                    start_new_session=True)
         update_status(project_id, pid=proc.pid)
     finally:
         os.close(fd)  # the training process holds the lock from here on

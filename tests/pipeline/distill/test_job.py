@@ -1,5 +1,5 @@
 """A project's training from a real Label Studio (pipeline/distill/job.py, runs.py): export the reviewed tasks,
-train a student of seconds (1 epoch, 32 px, from yolo11n.yaml), promote it only if its held-out AP beats the
+train a student of seconds (1 epoch, 64 px, from yolo11n.yaml), promote it only if its held-out AP beats the
 served one's, one training at a time per project, and what /metrics shows of it."""
 import json
 import os
@@ -113,3 +113,17 @@ def test_a_killed_training_process_is_reported_by_the_waiter(tmp_path, monkeypat
     waiter.join(10)
     status = runs.read_status(5)
     assert status["state"] == "failed" and "killed by SIGKILL while training" in status["error"]
+
+
+def test_train_takes_an_export_or_a_project_not_both(tmp_path, capsys):
+    from pipeline.cli import main
+    project_yaml = student_yaml(tmp_path / "p.yaml", "train-cli", tmp_path / "student.pt")
+    assert main(["train", "--project", str(project_yaml), "--data", str(tmp_path)]) == 2
+    assert "give one or the other" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path)]) == 2
+    assert "give --data and --out" in capsys.readouterr().err
+    # --project without a Label Studio to reach: one error line, and nothing trained
+    assert main(["train", "--project", str(project_yaml), "--label-studio-url", "http://127.0.0.1:9",
+                 "--api-key", "x", "--ls-project", "3"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not (tmp_path / "student.pt").exists()
