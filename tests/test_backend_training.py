@@ -50,7 +50,7 @@ def _webhook(backend, project) -> dict:
     r = requests.post(f"{backend.url}/webhook", timeout=30, json={
         "action": "START_TRAINING", "project": {"id": project.id, "label_config": project.label_config}})
     assert r.status_code == 201, r.text
-    return r.json()["result"]
+    return r.json()["result"]["training"]
 
 
 def _predicted_versions(label_studio, project) -> set:
@@ -98,10 +98,10 @@ def test_one_training_at_a_time_and_a_killed_one_changes_nothing(label_studio, b
     assert before.endswith(f"+student-{digest[:12]}")
 
     first = _webhook(backend, project)
-    assert first["training"] == "started", first
+    assert first["state"] == "started", first
     backend.started.append(first)
     second = _webhook(backend, project)
-    assert second["training"] == "already training" and second["status"]["pid"] == first["pid"], second
+    assert second["state"] == "already training" and second["status"]["pid"] == first["pid"], second
     running = wait_for_training(f"{backend.url}/metrics", project.id, states=("training",), timeout=300)
     assert running["pid"] == first["pid"]
     assert len(list(backend.work.glob(f"model-dir/training/{project.id}/runs/*"))) == 1, "one run, not two"
@@ -117,7 +117,7 @@ def test_one_training_at_a_time_and_a_killed_one_changes_nothing(label_studio, b
 
     # the lock went with the process: the next Start Training runs, and its student does not beat the served one
     again = _webhook(backend, project)
-    assert again["training"] == "started" and again["pid"] != first["pid"], again
+    assert again["state"] == "started" and again["pid"] != first["pid"], again
     backend.started.append(again)
     status = wait_for_training(f"{backend.url}/metrics", project.id)
     assert status["state"] == "not promoted" and "does not beat the served" in status["outcome"]["why"], status

@@ -96,9 +96,11 @@ class AutoLabelModel(LabelStudioMLBase):
             self._set_version(with_index(self.base_version, res["index_version"]))
         if event == "START_TRAINING":
             try:
-                return {**training.start(self.project_path, self.project_id), "identify": res}
-            except TrainingError as e:
-                raise ClientError(str(e)) from None
+                res = {**res, "training": training.start(self.project_path, self.project_id)}
+            except TrainingError as e:  # no student to train: fine when the index was what it asked for
+                if not identify.enabled(self.cfg):
+                    raise ClientError(str(e)) from None
+                res = {**res, "training": {"state": "not started", "reason": str(e)}}
         return res
 
     @classmethod

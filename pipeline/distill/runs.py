@@ -114,8 +114,8 @@ def _wait(proc: subprocess.Popen, project_id, log_file: Path) -> None:
 
 
 def start(project_yaml: Path, project_id) -> dict:
-    """Start a training of ``project_id`` in the background, unless one runs: ``{"training": "started", ...}`` or
-    ``{"training": "already training", ...}`` with the running one's status. Raises ``job.TrainingError`` when the
+    """Start a training of ``project_id`` in the background, unless one runs: ``{"state": "started", ...}`` or
+    ``{"state": "already training", ...}`` with the running one's status. Raises ``job.TrainingError`` when the
     project serves no student (nothing a training could promote into)."""
     from pipeline.config import load_project
     from pipeline.distill.job import served_weights
@@ -125,7 +125,7 @@ def start(project_yaml: Path, project_id) -> dict:
         status = read_status(project_id) or {}
         log.info("Start Training for project %s: already training (pid %s, %s)", project_id, status.get("pid"),
                  status.get("state"))
-        return {"training": ALREADY, "status": status}
+        return {"state": ALREADY, "status": status}
     try:
         run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{os.getpid()}-{threading.get_ident() % 10000}"
         run = state_dir(project_id) / "runs" / run_id
@@ -145,7 +145,7 @@ def start(project_yaml: Path, project_id) -> dict:
     threading.Thread(target=_wait, args=(proc, project_id, log_file), name=f"training-{project_id}",
                      daemon=True).start()
     log.info("Start Training for project %s: training process %d started (log %s)", project_id, proc.pid, log_file)
-    return {"training": "started", "pid": proc.pid, "run": str(run)}
+    return {"state": "started", "pid": proc.pid, "run": str(run)}
 
 
 def metrics() -> dict:
