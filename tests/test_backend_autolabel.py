@@ -920,6 +920,13 @@ def test_identify_off_leaves_results_and_fit_alone(backend, ls_files, identify_s
     assert "stages.identify is off" in r.json["result"]["reason"]
 
 
+
+def test_start_training_for_a_project_that_serves_no_student_is_refused_with_the_reason(backend, tmp_path):
+    client, config, _, _ = backend()  # the cascade alone, identify off: Start Training has nothing to do
+    r = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 5, "label_config": config}})
+    assert r.status_code == 400 and "serves no student" in r.json["detail"] and "route.student" in r.json["detail"]
+    assert not (tmp_path / "model-dir" / "training" / "5" / "runs").exists()
+
 def test_interactive_drawn_box_gets_verify_score_and_identity(backend, ls_files, identify_service):
     client, _, vlm, grounder = backend(project=IDENTIFY_PROJECT, vlm=KnownVLM(0.3), label_config=CONFIG_TEXTAREA)
     ls_files.files["/data/upload/5/a.jpg"] = jpeg_bytes((200, 100))
