@@ -41,10 +41,10 @@ def test_start_training_in_settings_then_predictions_of_the_promoted_student(pag
     page.get_by_text("Connected", exact=True).first.wait_for()
     page.get_by_label("Machine learning model options").first.click()
     page.get_by_text("Start Training", exact=True).first.click()  # the card's menu item
-    dialog = page.locator(".ls-modal, [role=dialog]").filter(has_text="Start Model Training").first
-    dialog.wait_for()
+    page.get_by_text("Start Model Training", exact=True).wait_for()  # Label Studio's modal
+    page.get_by_text("You're about to manually trigger").wait_for()
     with page.expect_response(lambda r: "/train" in r.url and r.request.method == "POST") as sent:
-        dialog.get_by_role("button", name="Start Training").click()
+        page.get_by_role("button", name="Start Training", exact=True).last.click()
     assert sent.value.status == 200
     page.get_by_text("Request Sent!").wait_for()
 
@@ -60,12 +60,15 @@ def test_start_training_in_settings_then_predictions_of_the_promoted_student(pag
     assert shown["state"] == "promoted" and shown["epoch"] == shown["epochs"] == 1 and shown["losses"]
 
     page.goto(f"{label_studio.url}/projects/{project.id}/data")
-    page.locator(".lsf-table-head input[type=checkbox]").first.check()  # every task
-    page.get_by_role("button", name=f"{len(tasks)} Tasks").click()
+    page.get_by_label("Select all rows").first.click()  # every task
+    actions = page.get_by_label("Tasks Actions")  # the selection's actions menu, titled "12 Tasks"
+    page.wait_for_function("n => [...document.querySelectorAll('[aria-label=\"Tasks Actions\"]')]"
+                           ".some(b => b.innerText.trim() === n + ' Tasks')", arg=len(tasks))
+    actions.click()
     page.get_by_text("Retrieve Predictions", exact=True).first.click()
     with page.expect_response(lambda r: "/api/dm/actions" in r.url and r.request.method == "POST",
                               timeout=120_000) as done:
-        page.get_by_role("button", name="OK").click()  # Label Studio's confirmation
+        page.get_by_test_id("dialog-ok-button").click()  # Label Studio's confirmation
     assert done.value.status == 200
 
     page.reload()
