@@ -14,8 +14,8 @@ import yaml
 
 from pipeline import cli, settings
 from pipeline.settings import AnswerCache, Identify, Images, LabelStudio, Models, Paths, Predict, Server, SettingsError
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PAT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"  # a JWT's shape
 LEGACY = "0123456789abcdef0123456789abcdef01234567"
 

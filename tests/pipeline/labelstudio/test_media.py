@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.labelstudio.media import HostPolicy, ImageRefused, check_url, fetch_bytes, locate
-from tests.backend_helpers import FileServer, jpeg_bytes
+from tests.doubles.images import jpeg_bytes
+from tests.doubles.servers import FileServer
 
 
 @pytest.fixture()

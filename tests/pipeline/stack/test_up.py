@@ -1,0 +1,226 @@
+"""`label-factory up`: the whole local stack comes up, pre-annotates, says what to do next, and stops cleanly."""
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import requests
+
+from pipeline.stack.ls_server import label_studio_bin
+from pipeline.stack.processes import free_port, port_is_free
+from tests import REPO
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if text in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+def _pids_with_env(entry: str) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if entry.encode() in (d / "environ").read_bytes().split(b"\0"):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+def test_backend_that_never_answers_is_stopped(tmp_path, monkeypatch):
+    """gunicorn up, its app never importable in time: `up` gives up on it and leaves no process behind."""
+    from pipeline.stack.up import start_backend
+    monkeypatch.setenv("MODEL_CLASS", "tests.doubles.hanging_model:Model")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    ls = SimpleNamespace(url="http://127.0.0.1:9", token="unused")
+    with pytest.raises(RuntimeError, match="did not answer"):
+        start_backend(tmp_path, tmp_path / "p.yaml", ls, None, timeout=6)
+    time.sleep(0.5)
+    assert _pids_with_env(f"MODEL_DIR={tmp_path / 'model-dir'}") == []
+
+
+def test_ready_text_says_where_how_and_what_next(tmp_path):
+    from pipeline.stack.ls_server import Admin
+    from pipeline.stack.up import ready_text
+    ls = SimpleNamespace(url="http://127.0.0.1:8080", admin=Admin("a@b.c", "pw", "tok123"), token="tok123",
+                         data_dir=tmp_path)
+    backend = SimpleNamespace(url="http://127.0.0.1:9090", log_path=tmp_path / "backend.log")
+    text = ready_text(ls, "127.0.0.1", 3, 5, 5, "v1", backend, tmp_path / "p.yaml")
+    for needle in ("5/5 tasks pre-annotated", "http://127.0.0.1:8080/projects/3/data", "a@b.c / pw",
+                   "API token      tok123", "model_version  v1", "next:\n  - open the URL",
+                   "label-factory predict --project",
+                   "Ctrl-C stops"):
+        assert needle in text, text
+    remote = ready_text(ls, "0.0.0.0", 3, 5, 5, "v1", backend, tmp_path / "p.yaml")
+    assert f"http://{socket.gethostname()}:8080/projects/3/data" in remote and "every interface" in remote
+
+
+def test_edited_project_yaml_reaches_the_tiny_backend(tmp_path):
+    """With tiny models the backend reads a generated copy: `up` rewrites it when the YAML is edited, so the
+    backend's model_version changes and Retrieve Predictions predicts again."""
+    import yaml
+
+    from pipeline.config import load_project
+    from pipeline.stack.up import ProjectWatch
+    source = tmp_path / "p.yaml"
+    source.write_text((REPO / "projects" / "stop-signs.yaml").read_text())
+    cache, out = tmp_path / "cache", tmp_path / "tiny.yaml"
+    for name in ("qwen2_5_vl", "owlv2"):  # stand-ins for built tiny models: the copy only names them
+        (cache / name).mkdir(parents=True)
+        (cache / name / "config.json").write_text("{}")
+    from pipeline.stack.models import tiny_project
+    tiny_project(load_project(source, environ={}), source, cache, out)
+    watch = ProjectWatch(source, out, cache)
+    assert watch.check() is None
+    data = yaml.safe_load(source.read_text())
+    data["target_object"] = "yield sign"
+    source.write_text(yaml.safe_dump(data))
+    line = watch.check()
+    assert "model_version" in line and "Retrieve Predictions" in line, line
+    assert load_project(out, environ={}).target_object == "yield sign"  # the backend's copy follows
+    assert load_project(out, environ={}).thresholds.verify == 0.0  # still the tiny models' open gates
+    source.write_text("target_object: [")
+    assert "cannot be used" in watch.check() and load_project(out, environ={}).target_object == "yield sign"
+
+
+class Output:
+    """The lines a process prints, read in the background."""
+
+    def __init__(self, proc):
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=lambda: [self.lines.put(line) for line in proc.stdout], daemon=True).start()
+
+    def until(self, predicate, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if predicate(line):
+                return line
+        raise AssertionError("not printed in time; output so far:\n" + "".join(self.seen)[-3000:])
+
+
+@pytest.mark.slow
+def test_up_tiny_smoke(tmp_path):
+    """`up --models tiny --host 127.0.0.2`: both services bound there, every sample pre-annotated, the project's
+    model_version equal to the predictions' (score column), a readable console, an edited YAML re-predicted by
+    Retrieve Predictions, and nothing left running after Ctrl-C."""
+    if label_studio_bin() is None:
+        pytest.skip("Label Studio is not installed (scripts/setup.sh)")
+    host = "127.0.0.2"  # a loopback alias: the bind address is really used
+    root = tmp_path / "stack"
+    project = tmp_path / "stop-signs.yaml"
+    project.write_text((REPO / "projects" / "stop-signs.yaml").read_text())
+    ls_port, be_port = free_port(None, host), free_port(None, host)
+    cmd = [str(Path(sys.executable).parent / "label-factory"), "up", "--models", "tiny", "--project", str(project),
+           "--root", str(root), "--tiny-cache", str(tmp_path / "tiny"), "--host", host, "--port", str(ls_port),
+           "--backend-port", str(be_port), "--timeout", "400"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "LF_VLM_KIND": "openai"})  # tiny wins
+    out = Output(proc)
+    try:
+        out.until(lambda line: line.startswith("Ctrl-C stops everything"), 600)
+        text = "".join(out.seen)
+        assert "label-factory is up: 5/5 tasks pre-annotated" in text, text[-3000:]
+        base = f"http://{host}:{ls_port}"
+        assert f"{base}/projects/" in text
+        admin = json.loads((root / "label-studio" / "data" / "label-factory-admin.json").read_text())
+        assert f"API token      {admin['token']}" in text and f"{admin['email']} / {admin['password']}" in text
+        assert "\nnext:\n  - open the URL" in text
+        for noise in ("HTTP Request:", "it/s]", "Writing model shards", "Loading weights"):  # logs, progress bars
+            assert noise not in text, text
+
+        headers = {"Authorization": f"Token {admin['token']}"}
+        for port in (ls_port, be_port):  # bound to the --host address only
+            with pytest.raises(requests.ConnectionError):
+                requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        projects = requests.get(f"{base}/api/projects", headers=headers, timeout=30).json()["results"]
+        assert [p["title"] for p in projects] == ["stop-signs"]
+        pid = projects[0]["id"]
+        preds = requests.get(f"{base}/api/predictions", params={"project": pid}, headers=headers, timeout=30).json()
+        assert len({p["task"] for p in preds}) == 5
+        version = preds[0]["model_version"]
+        assert version.startswith("stop-signs-") and version.endswith("-transformers+owlv2")
+        for p in preds:
+            assert p["model_version"] == version
+            for r in p["result"]:
+                assert r["type"] == "rectanglelabels" and r["value"]["rectanglelabels"] == ["Stop Sign"]
+        project_info = requests.get(f"{base}/api/projects/{pid}", headers=headers, timeout=30).json()
+        assert project_info["model_version"] == version  # what the Prediction score column scores
+        assert f"model_version  {version}" in text
+        tasks = requests.get(f"{base}/api/tasks", params={"project": pid, "fields": "all"}, headers=headers,
+                             timeout=30).json()["tasks"]
+        assert all(t["predictions_score"] is not None for t in tasks)  # the Data Manager's column
+        assert requests.get(f"http://{host}:{be_port}/health", timeout=10).json()["status"] == "UP"
+
+        # the person edits the YAML while `up` runs: a new model_version, and Retrieve Predictions predicts again
+        project.write_text(project.read_text().replace("target_object: stop sign", "target_object: stop sign board"))
+        line = out.until(lambda line: "model_version stop-signs-" in line, 30)
+        new_version = line.rsplit(" -> ", 1)[1].strip()
+        requests.post(f"{base}/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": pid},
+                      json={"selectedItems": {"all": True, "excluded": []}}, headers=headers, timeout=300)
+        preds = requests.get(f"{base}/api/predictions", params={"project": pid}, headers=headers, timeout=30).json()
+        assert {t["id"]: 2 for t in tasks} == {t["id"]: sum(p["task"] == t["id"] for p in preds) for t in tasks}
+        assert {p["model_version"] for p in preds} == {version, new_version}
+
+        ls_log = (root / "label-studio" / "label-studio.log").read_text()
+        assert "Invalid page" not in ls_log and "/storage-data/uploaded/" not in ls_log
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    time.sleep(1)
+    while not out.lines.empty():
+        out.seen.append(out.lines.get())
+    rest = "".join(out.seen)
+    assert proc.returncode == 0, rest[-2000:]
+    assert "stopped." in rest
+    assert port_is_free(ls_port, host) and port_is_free(be_port, host)
+    assert _pids_mentioning(str(root)) == []  # no stray Label Studio / gunicorn processes
+
+
+@pytest.mark.parametrize("shell, threads", [({}, "32"), ({"THREADS": "16", "WORKERS": "2"}, "16")])
+def test_backend_gunicorn_settings_default_like_docker_and_follow_the_shell(tmp_path, monkeypatch, shell, threads):
+    """`up` starts gunicorn with the image's defaults (1 worker x 32 threads: 30 /predict in progress, 2 threads kept
+    for /health and /setup), and a THREADS / WORKERS the person exported wins."""
+    from pipeline.stack import up
+    for k in ("THREADS", "WORKERS"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in shell.items():
+        monkeypatch.setenv(k, v)
+    seen = {}
+
+    class Recorder:
+        def __init__(self, name, cmd, env, log_path, cwd=None):
+            seen.update(env)
+
+        def wait_http(self, url, timeout):
+            return None
+
+    monkeypatch.setattr(up, "Service", Recorder)
+    ls = SimpleNamespace(url="http://127.0.0.1:9", token="unused")
+    up.start_backend(tmp_path, tmp_path / "p.yaml", ls, None, timeout=1)
+    assert seen["THREADS"] == threads and seen["WORKERS"] == shell.get("WORKERS", "1")
