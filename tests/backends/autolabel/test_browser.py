@@ -4,7 +4,9 @@ Debian's Chromium (/usr/bin/chromium, driven by the playwright package; never `p
 logs in to a real Label Studio 1.23 whose project the backend (real gunicorn, tiny random-weight
 models, every gate open) pre-annotated through *Retrieve Predictions*:
 
-* the Data Manager's *Prediction score* column shows each task's score and sorts by it;
+* the Data Manager's *Prediction score* column shows each task's score, and *Order by → Prediction score*
+  puts six tasks of distinct scores in their score order, then its direction button in the reverse order
+  (in 1.23 clicking the column's header does not sort);
 * a pre-annotated task lists its predicted regions with their scores;
 * with Auto-Annotation on, one Auto-Detect rectangle yields exactly one suggestion although Label
   Studio sends the predicted regions (and, the second time, the suggestion accepted before) with it,
@@ -32,6 +34,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 IMAGE_SIZE = (320, 240)
+N_TASKS = 6  # distinct scores, in an order that is neither the tasks' ids nor their reverse
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def predicted_project(label_studio, tiny_qwen_dir, tiny_owlv2_dir, tmp_path_factory):
-    """Two uploaded images, the backend connected (interactive) and its predictions retrieved."""
+    """Six uploaded images, the backend connected (interactive) and its predictions retrieved."""
     work = tmp_path_factory.mktemp("browser")
     project_yaml = tiny_project_yaml(work / "browser-signs.yaml", "browser-signs", tiny_qwen_dir, tiny_owlv2_dir,
                                      max_boxes=2)
@@ -56,7 +59,7 @@ def predicted_project(label_studio, tiny_qwen_dir, tiny_owlv2_dir, tmp_path_fact
     try:
         ls = label_studio.client()
         project = ls.projects.create(title="browser signs", label_config=labeling_config(load_project(project_yaml)))
-        files = [(f"file{i}", (f"img{i}.jpg", sign_jpeg(i, IMAGE_SIZE), "image/jpeg")) for i in range(2)]
+        files = [(f"file{i}", (f"img{i}.jpg", sign_jpeg(i, IMAGE_SIZE), "image/jpeg")) for i in range(N_TASKS)]
         r = requests.post(f"{label_studio.url}/api/projects/{project.id}/import", files=files,
                           headers=label_studio.headers(), timeout=60)
         assert r.status_code == 201, r.text
@@ -65,10 +68,11 @@ def predicted_project(label_studio, tiny_qwen_dir, tiny_owlv2_dir, tmp_path_fact
                           selected_items={"all": True, "excluded": []})
         version = ls.ml.get(ml.id).model_version
         predictions = {}
-        for task in ls.tasks.list(project=project.id, page=1, page_size=10).items:
+        for task in ls.tasks.list(project=project.id, page=1, page_size=N_TASKS).items:
             (pred,) = ls.predictions.list(task=task.id)
             assert pred.model_version == version and pred.result
             predictions[task.id] = pred
+        assert len(predictions) == N_TASKS
         assert wait_for_project_version(label_studio, project.id, version) == version
         yield project, ml, predictions, backend
     finally:
@@ -126,11 +130,23 @@ def test_data_manager_scores_and_sorts_predictions(page, label_studio, predicted
         assert text and float(text) == pytest.approx(predictions[task_id].score, abs=1e-3), shown
 
     by_score = sorted(predictions, key=lambda t: predictions[t].score)
-    header.click()  # sort by the column
-    page.wait_for_function("""ids => { const rows = [...document.querySelectorAll('[data-testid="table-row"]')];
-        const first = rows.map(r => r.querySelectorAll(':scope > .lsf-table__cell')[1].innerText.trim());
-        return JSON.stringify(first) === JSON.stringify(ids.map(String)) ||
-               JSON.stringify(first) === JSON.stringify([...ids].reverse().map(String)); }""", arg=by_score)
+    assert len({predictions[t].score for t in by_score}) == N_TASKS, predictions  # one order only
+    assert by_score not in (sorted(ids), sorted(ids, reverse=True)), "the scores would not show a sort"
+    page.get_by_role("button", name="Order by").click()
+    page.locator(".lsf-dropdown.lsf-visible .lsf-menu-dm__item", has_text="Prediction score").click()
+    _wait_for_ids(page, by_score)  # ascending: the least certain first
+    page.get_by_role("button", name="Sort descending").click()
+    _wait_for_ids(page, by_score[::-1])
+
+
+def _wait_for_ids(page, expected: list[int]) -> None:
+    """The ID column shows ``expected`` top to bottom (within 20 s), else fails with what it shows."""
+    try:
+        page.wait_for_function("ids => JSON.stringify((" + _COLUMN_JS + ")('ID')) === JSON.stringify(ids)",
+                               arg=[str(i) for i in expected], timeout=20_000)
+    except sync_api.TimeoutError:
+        pass
+    assert [int(v) for v in _column(page, "ID")] == expected
 
 
 def test_predicted_regions_with_scores_and_one_suggestion_per_rectangle(page, label_studio, predicted_project):

@@ -55,9 +55,10 @@ def test_tiny_model_build_that_dies_is_built_again(tmp_path, monkeypatch):
         built.append(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text("{}")
-    from pipeline.tiny import detectors, qwen
+    from pipeline.tiny import detectors, qwen, sam
     monkeypatch.setattr(qwen, "build", dies_midway)
     monkeypatch.setattr(detectors, "build_owlv2", builds)
+    monkeypatch.setattr(sam, "build_sam", builds)
     src, cache = "projects/stop-signs.yaml", tmp_path / "cache"
     cfg = load_project(src)
     with pytest.raises(KeyboardInterrupt):
@@ -65,5 +66,5 @@ def test_tiny_model_build_that_dies_is_built_again(tmp_path, monkeypatch):
     assert not (cache / "qwen2_5_vl").exists()
     monkeypatch.setattr(qwen, "build", builds)
     models.tiny_project(cfg, src, cache, tmp_path / "p.yaml")
-    assert (cache / "qwen2_5_vl" / "config.json").exists() and len(built) == 2  # the VLM again, OWLv2 once
-    assert stray_files(cache, {"qwen2_5_vl/config.json", "owlv2/config.json"}) == []
+    assert (cache / "qwen2_5_vl" / "config.json").exists() and len(built) == 3  # the VLM again, OWLv2, SAM once
+    assert stray_files(cache, {"qwen2_5_vl/config.json", "owlv2/config.json", "sam/config.json"}) == []

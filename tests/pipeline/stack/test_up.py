@@ -61,12 +61,15 @@ def test_ready_text_says_where_how_and_what_next(tmp_path):
     ls = SimpleNamespace(url="http://127.0.0.1:8080", admin=Admin("a@b.c", "pw", "tok123"), token="tok123",
                          data_dir=tmp_path)
     backend = SimpleNamespace(url="http://127.0.0.1:9090", log_path=tmp_path / "backend.log")
-    text = ready_text(ls, "127.0.0.1", 3, 5, 5, "v1", backend, tmp_path / "p.yaml")
+    text = ready_text(ls, "127.0.0.1", 3, 5, 5, "v1", backend, tmp_path / "p.yaml", tab=7)
     for needle in ("5/5 tasks pre-annotated", "http://127.0.0.1:8080/projects/3/data", "a@b.c / pw",
                    "API token      tok123", "model_version  v1", "next:\n  - open the URL",
-                   "label-factory predict --project",
+                   "review tab     http://127.0.0.1:8080/projects/3/data?tab=7", "Order by -> Prediction score",
+                   "label-factory predict --project", "Auto-Detect rectangle",
                    "Ctrl-C stops"):
         assert needle in text, text
+    masks = ready_text(ls, "127.0.0.1", 3, 5, 5, "v1", backend, tmp_path / "p.yaml", masks="brush")
+    assert "its masks and scores" in masks and "click tool" in masks and "review tab" not in masks
     remote = ready_text(ls, "0.0.0.0", 3, 5, 5, "v1", backend, tmp_path / "p.yaml")
     assert f"http://{socket.gethostname()}:8080/projects/3/data" in remote and "every interface" in remote
 
@@ -81,7 +84,7 @@ def test_edited_project_yaml_reaches_the_tiny_backend(tmp_path):
     source = tmp_path / "p.yaml"
     source.write_text((REPO / "projects" / "stop-signs.yaml").read_text())
     cache, out = tmp_path / "cache", tmp_path / "tiny.yaml"
-    for name in ("qwen2_5_vl", "owlv2"):  # stand-ins for built tiny models: the copy only names them
+    for name in ("qwen2_5_vl", "owlv2", "sam"):  # stand-ins for built tiny models: the copy only names them
         (cache / name).mkdir(parents=True)
         (cache / name / "config.json").write_text("{}")
     from pipeline.stack.models import tiny_project
@@ -97,6 +100,52 @@ def test_edited_project_yaml_reaches_the_tiny_backend(tmp_path):
     assert load_project(out, environ={}).thresholds.verify == 0.0  # still the tiny models' open gates
     source.write_text("target_object: [")
     assert "cannot be used" in watch.check() and load_project(out, environ={}).target_object == "yield sign"
+
+
+def _tiny_watch(tmp_path):
+    from pipeline.config import load_project
+    from pipeline.stack.models import tiny_project
+    from pipeline.stack.up import ProjectWatch
+    source = tmp_path / "p.yaml"
+    source.write_text((REPO / "projects" / "stop-signs.yaml").read_text())
+    cache, out = tmp_path / "cache", tmp_path / "tiny.yaml"
+    for name in ("qwen2_5_vl", "owlv2", "sam"):  # stand-ins for built tiny models: the copy only names them
+        (cache / name).mkdir(parents=True)
+        (cache / name / "config.json").write_text("{}")
+    tiny_project(load_project(source, environ={}), source, cache, out)
+    return source, out, ProjectWatch(source, out, cache)
+
+
+def test_thresholds_edited_while_up_runs_reach_the_tiny_backend(tmp_path):
+    """The tiny copy opens the gates for random scores, but a threshold the person edits in the YAML is used as
+    written from then on (a new model_version, and `up` says which), the gates not edited staying open."""
+    import yaml
+
+    from pipeline.config import load_project
+    source, out, watch = _tiny_watch(tmp_path)
+    opened = load_project(out, environ={}).thresholds
+    assert (opened.filter, opened.grounding, opened.verify, opened.max_boxes) == (0.0, 0.0, 0.0, 3)
+    data = yaml.safe_load(source.read_text())
+    data["thresholds"].update({"verify": 0.7, "max_boxes": 1})
+    source.write_text(yaml.safe_dump(data))
+    line = watch.check()
+    assert "model_version stop-signs-" in line and " -> " in line, line
+    assert "max_boxes, verify now as the YAML says" in line, line
+    th = load_project(out, environ={}).thresholds
+    assert (th.verify, th.max_boxes) == (0.7, 1) and (th.filter, th.grounding) == (0.0, 0.0)
+    assert "as the YAML says: max_boxes, verify" in out.read_text().splitlines()[0]
+    data["thresholds"]["verify"] = 0.5  # back to the value `up` started with: still the person's, not 0
+    source.write_text(yaml.safe_dump(data))
+    assert "now as the YAML says" not in watch.check()
+    assert load_project(out, environ={}).thresholds.verify == 0.5
+
+
+def test_tiny_copy_segments_with_a_tiny_sam(tmp_path):
+    """Brush and polygon projects on `up`'s tiny backend get masks: the copy's segmenter is the tiny SAM."""
+    from pipeline.config import load_project
+    _, out, _ = _tiny_watch(tmp_path)
+    seg = load_project(out, environ={}).providers.segmenter
+    assert (seg.kind, seg.model, seg.device) == ("sam", str(tmp_path / "cache" / "sam"), "cpu")
 
 
 class Output:
@@ -118,6 +167,74 @@ class Output:
             if predicate(line):
                 return line
         raise AssertionError("not printed in time; output so far:\n" + "".join(self.seen)[-3000:])
+
+
+def _assert_uncertain_tab(base: str, headers: dict, project_id: int, text: str) -> None:
+    """`up` made the Data Manager tab of unlabeled tasks, least certain first, and printed its link."""
+    from pipeline.labelstudio import lsapi
+    views = requests.get(f"{base}/api/dm/views", params={"project": project_id}, headers=headers, timeout=30).json()
+    (tab,) = [v for v in views if v["data"].get("title") == lsapi.UNCERTAIN_TAB]
+    assert tab["data"]["ordering"] == ["tasks:predictions_score"] and tab["data"]["filters"] == lsapi.UNLABELED_SCORED
+    assert f"review tab     {base}/projects/{project_id}/data?tab={tab['id']}" in text, text
+
+
+def _start_up(tmp_path, project: Path, *extra: str):
+    host = "127.0.0.1"
+    ls_port, be_port = free_port(None, host), free_port(None, host)
+    cmd = [str(Path(sys.executable).parent / "label-factory"), "up", "--models", "tiny", "--project", str(project),
+           "--root", str(tmp_path / "stack"), "--tiny-cache", str(tmp_path / "tiny"), "--port", str(ls_port),
+           "--backend-port", str(be_port), "--timeout", "400", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return proc, Output(proc), f"http://{host}:{ls_port}"
+
+
+def _stop_up(proc, out) -> str:
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    time.sleep(1)
+    while not out.lines.empty():
+        out.seen.append(out.lines.get())
+    return "".join(out.seen)
+
+
+@pytest.mark.slow
+def test_up_masks_brush_project_gets_masks(tmp_path):
+    """`up --models tiny --masks brush`: a sample brush project (with the click / box / similar tools) whose tasks
+    each get a prediction of brush masks from the tiny SAM, scored, with the review tab; stopped cleanly."""
+    if label_studio_bin() is None:
+        pytest.skip("Label Studio is not installed (scripts/setup.sh)")
+    project = tmp_path / "stop-signs.yaml"
+    project.write_text((REPO / "projects" / "stop-signs.yaml").read_text())
+    proc, out, base = _start_up(tmp_path, project, "--masks", "brush")
+    try:
+        out.until(lambda line: line.startswith("Ctrl-C stops everything"), 600)
+        text = "".join(out.seen)
+        assert "label-factory is up: 5/5 tasks pre-annotated" in text, text[-3000:]
+        assert "its masks and scores" in text and "click tool" in text
+        admin = json.loads((tmp_path / "stack" / "label-studio" / "data" / "label-factory-admin.json").read_text())
+        headers = {"Authorization": f"Token {admin['token']}"}
+        (info,) = requests.get(f"{base}/api/projects", headers=headers, timeout=30).json()["results"]
+        assert info["title"] == "stop-signs-brush"
+        config = info["label_config"]
+        assert '<BrushLabels name="label"' in config and 'name="click"' in config and 'find_similar="true"' in config
+        preds = requests.get(f"{base}/api/predictions", params={"project": info["id"]}, headers=headers,
+                             timeout=30).json()
+        assert len({p["task"] for p in preds}) == 5 and len(preds) == 5
+        regions = [r for p in preds for r in p["result"]]
+        assert regions, preds  # masks, not empty predictions
+        for r in regions:
+            assert r["type"] == "brushlabels" and r["value"]["brushlabels"] == ["Stop Sign"]
+            assert r["value"]["format"] == "rle" and len(r["value"]["rle"]) > 0 and 0 <= r["score"] <= 1
+        _assert_uncertain_tab(base, headers, info["id"], text)
+    finally:
+        rest = _stop_up(proc, out)
+    assert proc.returncode == 0 and "stopped." in rest, rest[-2000:]
+    assert _pids_mentioning(str(tmp_path / "stack")) == []
 
 
 @pytest.mark.slow
@@ -171,6 +288,7 @@ def test_up_tiny_smoke(tmp_path):
         tasks = requests.get(f"{base}/api/tasks", params={"project": pid, "fields": "all"}, headers=headers,
                              timeout=30).json()["tasks"]
         assert all(t["predictions_score"] is not None for t in tasks)  # the Data Manager's column
+        _assert_uncertain_tab(base, headers, pid, text)
         assert requests.get(f"http://{host}:{be_port}/health", timeout=10).json()["status"] == "UP"
 
         # the person edits the YAML while `up` runs: a new model_version, and Retrieve Predictions predicts again
