@@ -266,8 +266,6 @@ def test_predict_job_against_label_studio(label_studio, tiny_qwen_dir, tiny_owlv
     assert failure["task"] == broken.id and "does-not-exist.jpg: HTTP 500" in failure["reason"]  # Label Studio's
     assert summary["seconds_per_task"] > 0
     assert "--only-missing (default)" in out.err and label_studio.token not in out.out + out.err
-    with capsys.disabled():
-        print(f"\n1st run: {summary['seconds_per_task']:.2f} s/task")
 
     labels = set(cfg.labels())
     for t in good:
