@@ -4,7 +4,8 @@ The console shows what a person needs (progress, then the URL, login, API token 
 next); request logs and progress bars stay in the services' log files. Every child service is
 stopped when ``up`` ends, also when one of them never came up. While it runs, an edited project
 YAML reaches the backend (a tiny-models copy is rewritten): its new model_version lets *Retrieve
-Predictions* predict the selected tasks again."""
+Predictions* predict the selected tasks again. ``--masks brush|polygon`` makes the sample project a mask
+one; once its predictions are in, the project gets the Data Manager tab of the least certain tasks."""
 from __future__ import annotations
 
 import hashlib
@@ -145,7 +146,8 @@ def backend_version(ls: LabelStudio, project_id: int, backend_url: str) -> str:
 
 class ProjectWatch:
     """The project YAML a person edits while `up` runs: with tiny models its copy for the backend is
-    rewritten; either way the backend's next /setup reports the new model_version."""
+    rewritten (a gate threshold edited since the start keeps the person's value from then on, the others
+    stay open); either way the backend's next /setup reports the new model_version."""
 
     def __init__(self, source: Path, tiny_out: Optional[Path], tiny_cache: Optional[Path]):
         self.source, self.tiny_out, self.tiny_cache = source, tiny_out, tiny_cache

@@ -32,12 +32,28 @@ def test_local_model_dirs_pass_the_check(tmp_path, monkeypatch):
     check_real_models(cfg)  # no exception
 
 
+def test_masks_need_the_segmenter_too(tmp_path, monkeypatch):
+    """`up --masks brush` with real models: a segmenter that is not on this machine stops it before anything starts."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for d in ("vlm", "owl"):
+        (tmp_path / d).mkdir()
+    cfg = parse_project({"project_name": "p", "target_object": "cat", "providers": {
+        "vlm": {"kind": "transformers", "model": str(tmp_path / "vlm")},
+        "grounder": {"kind": "owlv2", "model": str(tmp_path / "owl")},
+        "segmenter": {"model": str(tmp_path / "no-sam-here")}}})
+    check_real_models(cfg)  # boxes: no segmenter needed
+    with pytest.raises(ModelsUnavailable, match="no-sam-here"):
+        check_real_models(cfg, masks="brush")
+
+
 def test_tiny_project_points_at_built_models(tmp_path):
     src = "projects/stop-signs.yaml"
     out = tiny_project(load_project(src), src, tmp_path / "cache", tmp_path / "p.yaml")
     cfg = load_project(out)
     assert cfg.providers.vlm.kind == "transformers" and (tmp_path / "cache" / "qwen2_5_vl" / "config.json").exists()
     assert cfg.providers.grounder.model == str(tmp_path / "cache" / "owlv2")
+    assert cfg.providers.segmenter.model == str(tmp_path / "cache" / "sam")
+    assert (tmp_path / "cache" / "sam" / "config.json").exists()
     assert cfg.thresholds.filter == 0.0 and cfg.buckets == load_project(src).buckets
     assert "random-weight" in out.read_text().splitlines()[0]
     assert yaml.safe_load(out.read_text())["project_name"] == "stop-signs"
