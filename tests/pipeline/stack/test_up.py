@@ -154,7 +154,13 @@ class Output:
     def __init__(self, proc):
         self.lines: "queue.Queue[str]" = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=lambda: [self.lines.put(line) for line in proc.stdout], daemon=True).start()
+        self.ended = threading.Event()  # the process closed its output (it exited)
+
+        def read():
+            for line in proc.stdout:
+                self.lines.put(line)
+            self.ended.set()
+        threading.Thread(target=read, daemon=True).start()
 
     def until(self, predicate, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -162,11 +168,13 @@ class Output:
             try:
                 line = self.lines.get(timeout=1)
             except queue.Empty:
+                if self.ended.is_set() and self.lines.empty():
+                    break
                 continue
             self.seen.append(line)
             if predicate(line):
                 return line
-        raise AssertionError("not printed in time; output so far:\n" + "".join(self.seen)[-3000:])
+        raise AssertionError("not printed in time, or the process ended; output:\n" + "".join(self.seen)[-3000:])
 
 
 def _assert_uncertain_tab(base: str, headers: dict, project_id: int, text: str) -> None:
