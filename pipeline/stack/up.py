@@ -176,10 +176,10 @@ class ProjectWatch:
         note = ""
         try:
             if self.tiny_out is not None:
-                edited = self.source_config()
-                newly = edited_gates(self.started, edited) - self.edited
+                current = load_project(self.source, environ={})
+                newly = edited_gates(self.started, current) - self.edited
                 self.edited |= newly
-                tiny_project(edited, self.source, self.tiny_cache, self.tiny_out, self.edited)
+                tiny_project(current, self.source, self.tiny_cache, self.tiny_out, self.edited)
                 if newly:
                     note = (f"\n  tiny models: thresholds {', '.join(sorted(newly))} now as the YAML says "
                             "(the gates not edited stay open)")
@@ -191,9 +191,6 @@ class ProjectWatch:
             return f"{self.source} changed; model_version unchanged ({new}){note}"
         return (f"{self.source} changed: model_version {old} -> {new}{note}\n"
                 "  select tasks in the Data Manager, then Actions -> Retrieve Predictions to predict them again")
-
-    def source_config(self):
-        return load_project(self.source, environ={})
 
 
 def ready_text(ls: LabelStudio, host: str, project_id: int, done: int, total: int, version: str,
@@ -222,7 +219,8 @@ def ready_text(ls: LabelStudio, host: str, project_id: int, done: int, total: in
         "",
         "next:",
         f"  - open the URL and a task: its {'masks' if masks else 'boxes'} and scores are the backend's predictions",
-        "  - sort by certainty: Order by -> Prediction score" + (" (or open the review tab above)" if tab else ""),
+        "  - sort by certainty: Order by -> Prediction score"
+        + (" (or open the review tab above)" if tab is not None else ""),
         smart,
         f"  - edit {source.name}, then Actions -> Retrieve Predictions: the tasks are predicted again",
         f"  - a whole project as a batch job: label-factory predict --project {project_path} "
@@ -241,7 +239,7 @@ def run_up(args) -> int:
     root.mkdir(parents=True, exist_ok=True)
     tiny_out = tiny_cache = None
     project_path = source
-    masks = getattr(args, "masks", None)
+    masks = args.masks
     if args.models == "tiny":
         tiny_cache = Path(args.tiny_cache).expanduser()
         tiny_out = root / "projects" / f"{cfg.project_name}-tiny.yaml"
