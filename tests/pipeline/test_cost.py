@@ -108,7 +108,7 @@ def test_pipeline_load_warns_before_loading_models(monkeypatch, caplog):
 def test_up_prints_the_estimate_before_starting_anything(monkeypatch, capsys, tmp_path):
     from pipeline.stack import up
     monkeypatch.setattr(cost, "matmul_gflops", lambda device="cpu", dtype="fp32": GFLOPS)
-    monkeypatch.setattr(up, "check_real_models", lambda cfg: None)
+    monkeypatch.setattr(up, "check_real_models", lambda cfg, masks=None: None)
     project = tmp_path / "drones.yaml"
     project.write_text(open("projects/drones.yaml").read().replace("backend: auto", "backend: torch"))
 
@@ -116,7 +116,7 @@ def test_up_prints_the_estimate_before_starting_anything(monkeypatch, capsys, tm
         raise RuntimeError("stop before Label Studio")
     monkeypatch.setattr(up, "start_label_studio", refuse)
     args = SimpleNamespace(project=str(project), root=str(tmp_path / "root"), models="real", port=None, host=None,
-                           backend_port=None, timeout=1, tiny_cache=str(tmp_path / "tiny"))
+                           backend_port=None, timeout=1, tiny_cache=str(tmp_path / "tiny"), masks=None)
     with pytest.raises(RuntimeError, match="stop before Label Studio"):
         up.run_up(args)
     out = capsys.readouterr().out
