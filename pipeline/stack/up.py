@@ -253,8 +253,14 @@ def run_up(args) -> int:
     announce(cfg, emit=say)  # the expected seconds per image, before anything starts
     watch = ProjectWatch(source, tiny_out, tiny_cache)
     stop = threading.Event()
+    serving = threading.Event()  # start-up done: Ctrl-C ends the loop below; before, it interrupts start-up
+
+    def on_signal(*_):
+        if not serving.is_set():
+            raise KeyboardInterrupt  # whatever is starting is stopped on its way out
+        stop.set()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     stack = Stack()
     try:
         t0 = time.monotonic()
@@ -276,6 +282,7 @@ def run_up(args) -> int:
         version = backend_version(ls, project_id, stack.backend.url)
         tab = finish_project(ls, project_id, version, done)
         say(ready_text(ls, host, project_id, done, total, version, stack.backend, project_path, source, tab, masks))
+        serving.set()
         if args.exit_when_ready:
             return 0 if done == total else 1
         while not stop.wait(1):

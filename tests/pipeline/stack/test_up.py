@@ -211,6 +211,39 @@ def _stop_up(proc, out) -> str:
 
 
 @pytest.mark.slow
+def test_ctrl_c_while_starting_stops_at_once(tmp_path):
+    """Ctrl-C while Label Studio is still starting: `up` stops it and exits (130) at once, rather than carrying on
+    starting everything and leaving Label Studio behind when it is killed."""
+    if label_studio_bin() is None:
+        pytest.skip("Label Studio is not installed (scripts/setup.sh)")
+    project = tmp_path / "stop-signs.yaml"
+    project.write_text((REPO / "projects" / "stop-signs.yaml").read_text())
+    proc, out, _ = _start_up(tmp_path, project)
+    root = str(tmp_path / "stack")
+    try:
+        out.until(lambda line: line.startswith("starting Label Studio"), 300)
+        deadline = time.monotonic() + 30
+        while not _pids_mentioning(f"--data-dir {root}") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _pids_mentioning(f"--data-dir {root}"), "Label Studio never started"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in _pids_mentioning(root):  # what a killed `up` left behind
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    rest = _stop_up(proc, out)
+    assert proc.returncode == 130 and "stopped." in rest, rest[-2000:]
+    assert "label-factory is up" not in rest
+    assert _pids_mentioning(root) == []
+
+
+@pytest.mark.slow
 def test_up_masks_brush_project_gets_masks(tmp_path):
     """`up --models tiny --masks brush`: a sample brush project (with the click / box / similar tools) whose tasks
     each get a prediction of brush masks from the tiny SAM, scored, with the review tab; stopped cleanly."""
