@@ -4,8 +4,8 @@ for predictions; everything is checked through Label Studio's own API.
 Random weights: thresholds are 0 so boxes survive; the test asserts the protocol and shapes, not quality."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -46,58 +46,70 @@ def backend(label_studio, project_yaml, tmp_path_factory):
         svc.stop()
 
 
-def test_label_studio_gets_predictions(label_studio, backend, project_yaml):
+@pytest.fixture(scope="module")
+def connected(label_studio, backend, project_yaml):
+    """A project of 5 uploaded images and one broken task, the backend connected (basic auth on, interactive)
+    and asked once through the Data Manager's *Retrieve Predictions* for every task."""
     ls = label_studio.client()
     ls_log_start = len(label_studio.log_path.read_text())
     cfg = load_project(project_yaml)
-    # 5 uploaded images (one request, multipart) + one task whose image URL is broken
     project, good, broken = project_with_broken_task(label_studio, "e2e backend", labeling_config(cfg), 5)
-
-    # connect the backend (basic auth on) and read the model version it announced
     ml = ls.ml.create(project=project.id, url=backend.url, title="label-factory", is_interactive=True,
                       auth_method="BASIC_AUTH", basic_auth_user=AUTH[0], basic_auth_pass=AUTH[1])
     ml = ls.ml.get(ml.id)
     assert ml.state == "CO", (ml.state, ml.error_message)
     version = ml.model_version
     assert version.startswith("e2e-stop-signs-") and cfg.fingerprint() in version
-
-    # "Retrieve predictions" from the Data Manager, for all tasks
-    t0 = time.perf_counter()
     ls.actions.create(id="retrieve_tasks_predictions", project=project.id,
                       selected_items={"all": True, "excluded": []})
-    print(f"retrieve_tasks_predictions: {time.perf_counter() - t0:.1f}s")
+    return SimpleNamespace(project=project, good=good, broken=broken, ml=ml, version=version, labels=set(cfg.labels()),
+                           ls_log_start=ls_log_start)
 
-    labels = set(cfg.labels())
-    scores = {t.id: assert_one_rectangle_prediction(ls, t.id, version, labels).score for t in good}
-    assert list(ls.predictions.list(task=broken.id)) == []
+
+def test_retrieve_predictions_stores_one_prediction_per_task(label_studio, backend, connected):
+    ls, c = label_studio.client(), connected
+    for t in c.good:
+        assert_one_rectangle_prediction(ls, t.id, c.version, c.labels)
+    assert list(ls.predictions.list(task=c.broken.id)) == []
     log = backend.log()
     # Label Studio 1.23 answers an upload path with no file behind it with 500 (UploadedFileResponse)
-    assert f"task {broken.id}: no prediction" in log and "does-not-exist.jpg: HTTP 500" in log
+    assert f"task {c.broken.id}: no prediction" in log and "does-not-exist.jpg: HTTP 500" in log
     assert label_studio.token not in log
-
-    # Label Studio made the project's model_version the backend's title on connect, and scores only predictions
-    # of the project's version: the backend makes it the version it answered, so the column fills and sorts
-    assert wait_for_project_version(label_studio, project.id, version) == version
-    assert_score_column_sorts(label_studio, project.id, scores)
     # images fetched the way that works the first time: Label Studio's storage proxy, which answers 400 for
     # files on its own disk, is asked only after /data/upload/ failed (the broken task)
-    proxied = [ln for ln in label_studio.log_path.read_text()[ls_log_start:].splitlines() if "GET /storage-data/" in ln]
+    proxied = [ln for ln in label_studio.log_path.read_text()[c.ls_log_start:].splitlines()
+               if "GET /storage-data/" in ln]
     assert all("does-not-exist.jpg" in ln for ln in proxied), proxied
+    # without the basic auth credentials the backend refuses, as JSON
+    r = requests.post(f"{backend.url}/predict", json={"tasks": []}, timeout=10)
+    assert r.status_code == 401 and r.json()["detail"]
 
-    # interactive: the text prompt Label Studio sends as context ...
-    r = requests.post(f"{label_studio.url}/api/ml/{ml.id}/interactive-annotating", headers=label_studio.headers(),
-                      json={"task": good[0].id, "context": {"result": [
+
+def test_project_model_version_follows_the_backend_and_the_score_column_sorts(label_studio, connected):
+    # Label Studio made the project's model_version the backend's title on connect, and scores only predictions
+    # of the project's version: the backend makes it the version it answered, so the column fills and sorts
+    ls, c = label_studio.client(), connected
+    scores = {t.id: assert_one_rectangle_prediction(ls, t.id, c.version, c.labels).score for t in c.good}
+    assert wait_for_project_version(label_studio, c.project.id, c.version) == c.version
+    assert_score_column_sorts(label_studio, c.project.id, scores)
+
+
+def test_interactive_context_prompt_and_drawn_rectangle(label_studio, connected):
+    c = connected
+    # the text prompt Label Studio sends as context ...
+    r = requests.post(f"{label_studio.url}/api/ml/{c.ml.id}/interactive-annotating", headers=label_studio.headers(),
+                      json={"task": c.good[0].id, "context": {"result": [
                           {"from_name": "prompt", "to_name": "image", "type": "textarea",
                            "value": {"text": ["stop sign"]}}]}}, timeout=60)
     assert r.status_code == 200, r.text
     data = r.json()["data"]
-    assert data["model_version"] == version and data["result"]
+    assert data["model_version"] == c.version and data["result"]
     assert {reg["value"]["rectanglelabels"][0] for reg in data["result"]} == {"Stop Sign"}
 
     # ... and a rectangle the user drew: answered with its verify score
     drawn = {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0, "rotation": 0, "rectanglelabels": ["Other"]}
-    r = requests.post(f"{label_studio.url}/api/ml/{ml.id}/interactive-annotating", headers=label_studio.headers(),
-                      json={"task": good[1].id, "context": {"result": [
+    r = requests.post(f"{label_studio.url}/api/ml/{c.ml.id}/interactive-annotating", headers=label_studio.headers(),
+                      json={"task": c.good[1].id, "context": {"result": [
                           {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "value": drawn,
                            "original_width": 96, "original_height": 64}]}}, timeout=60)
     assert r.status_code == 200, r.text
@@ -106,16 +118,17 @@ def test_label_studio_gets_predictions(label_studio, backend, project_yaml):
     assert region["value"]["x"] == pytest.approx(10.0) and region["value"]["width"] == pytest.approx(30.0)
     assert 0 <= region["score"] <= 1
 
-    # without the basic auth credentials the backend refuses, as JSON
-    r = requests.post(f"{backend.url}/predict", json={"tasks": []}, timeout=10)
-    assert r.status_code == 401 and r.json()["detail"]
 
+def test_retrieve_again_asks_only_for_tasks_without_the_current_version(label_studio, backend, project_yaml,
+                                                                       connected):
+    """Last in this module: it moves the project to another model_version (and back in the YAML)."""
+    ls, c = label_studio.client(), connected
     # "Retrieve predictions" again: Label Studio sends only the task without a prediction of the backend's
     # current model_version (MLBackend.predict_tasks), yet reports every selected task as "retrieved"
-    retrieve = {"id": "retrieve_tasks_predictions", "project": project.id,
+    retrieve = {"id": "retrieve_tasks_predictions", "project": c.project.id,
                 "selected_items": {"all": True, "excluded": []}}
     ls.actions.create(**retrieve)
-    assert _last_batch(backend) == f"project {project.id}: 1 task(s) asked"
+    assert _last_batch(backend) == f"project {c.project.id}: 1 task(s) asked"
 
     # a YAML change is a new model_version: the same button predicts every task again
     original = project_yaml.read_text()
@@ -124,14 +137,15 @@ def test_label_studio_gets_predictions(label_studio, backend, project_yaml):
     try:
         project_yaml.write_text(yaml.safe_dump(changed))
         ls.actions.create(**retrieve)
-        new_version = ls.ml.get(ml.id).model_version
-        assert new_version != version and _last_batch(backend) == f"project {project.id}: {len(good) + 1} task(s) asked"
-        for t in good:
-            assert {p.model_version for p in ls.predictions.list(task=t.id)} == {version, new_version}
-        assert wait_for_project_version(label_studio, project.id, new_version) == new_version
-        assert_score_column_sorts(label_studio, project.id, {
+        new_version = ls.ml.get(c.ml.id).model_version
+        assert new_version != c.version
+        assert _last_batch(backend) == f"project {c.project.id}: {len(c.good) + 1} task(s) asked"
+        for t in c.good:
+            assert {p.model_version for p in ls.predictions.list(task=t.id)} == {c.version, new_version}
+        assert wait_for_project_version(label_studio, c.project.id, new_version) == new_version
+        assert_score_column_sorts(label_studio, c.project.id, {
             t.id: next(p.score for p in ls.predictions.list(task=t.id) if p.model_version == new_version)
-            for t in good})
+            for t in c.good})
     finally:
         project_yaml.write_text(original)
 
