@@ -24,26 +24,27 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# area -> the tests that cover it (pytest node ids, relative to the checkout)
+# The end-to-end subset, in the order it runs (test_backend_e2e's tests share one connected project, and the
+# last of them moves it to another model_version); a parametrized test counts with all its cases.
+TESTS = [
+    "tests/test_backend_e2e.py::test_retrieve_predictions_stores_one_prediction_per_task",
+    "tests/test_backend_e2e.py::test_project_model_version_follows_the_backend_and_the_score_column_sorts",
+    "tests/test_backend_e2e.py::test_interactive_context_prompt_and_drawn_rectangle",
+    "tests/test_backend_e2e.py::test_retrieve_again_asks_only_for_tasks_without_the_current_version",
+    "tests/test_identify_e2e.py::test_annotation_webhook_then_prediction",
+    "tests/test_identify_e2e.py::test_a_late_or_repeated_webhook_changes_nothing",
+    "tests/test_importer_labelstudio.py::test_upload_with_personal_access_token",
+    "tests/test_importer_labelstudio.py::test_import_into_label_studio",
+]
+# area -> the tests (names in TESTS) that cover it
 AREAS: dict[str, list[str]] = {
-    "Retrieve Predictions": [
-        "tests/test_backend_e2e.py::test_retrieve_predictions_stores_one_prediction_per_task",
-        "tests/test_backend_e2e.py::test_retrieve_again_asks_only_for_tasks_without_the_current_version",
-    ],
-    "model_version / score column": [
-        "tests/test_backend_e2e.py::test_project_model_version_follows_the_backend_and_the_score_column_sorts",
-    ],
-    "interactive context": [
-        "tests/test_backend_e2e.py::test_interactive_context_prompt_and_drawn_rectangle",
-    ],
-    "webhooks reach fit": [
-        "tests/test_identify_e2e.py::test_annotation_webhook_then_prediction",
-        "tests/test_identify_e2e.py::test_a_late_or_repeated_webhook_changes_nothing",
-    ],
-    "personal access vs legacy tokens": [
-        "tests/test_importer_labelstudio.py::test_upload_with_personal_access_token",
-        "tests/test_importer_labelstudio.py::test_import_into_label_studio",
-    ],
+    "Retrieve Predictions": ["test_retrieve_predictions_stores_one_prediction_per_task",
+                             "test_retrieve_again_asks_only_for_tasks_without_the_current_version"],
+    "model_version / score column": ["test_project_model_version_follows_the_backend_and_the_score_column_sorts"],
+    "interactive context": ["test_interactive_context_prompt_and_drawn_rectangle"],
+    "webhooks reach fit": ["test_annotation_webhook_then_prediction",
+                           "test_a_late_or_repeated_webhook_changes_nothing"],
+    "personal access and legacy tokens": ["test_upload_with_personal_access_token", "test_import_into_label_studio"],
 }
 
 
@@ -85,30 +86,33 @@ def install(version: str, cache: Path, python: str) -> tuple[Path | None, str]:
 
 
 def run_tests(binary: Path, version: str, results: Path) -> tuple[dict[str, str], float]:
-    """The subset against ``binary``; returns (node id -> 'pass' or the failure's first line, seconds)."""
+    """TESTS against ``binary``; returns (test name -> 'pass' or what failed, seconds)."""
     junit = results / f"ls-{version}.xml"
     env = {**os.environ, "LABEL_STUDIO_BIN": str(binary), "PYTHONPATH": str(REPO)}
-    nodes = sorted({n for ns in AREAS.values() for n in ns})
     t0 = time.monotonic()
     with open(results / f"ls-{version}.log", "w") as fh:
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-                        f"--junitxml={junit}", *nodes], cwd=REPO, env=env, stdout=fh, stderr=fh)
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *TESTS],
+                       cwd=REPO, env=env, stdout=fh, stderr=fh)
     seconds = time.monotonic() - t0
-    outcome = {n: "not run" for n in nodes}
+    outcome = {n.split("::")[1]: "not run" for n in TESTS}
     if junit.exists():
         for case in ET.parse(junit).iter("testcase"):
-            node = case.get("classname").replace(".", "/") + ".py::" + case.get("name")
+            name, param = case.get("name"), ""
+            if "[" in name:
+                name, param = name.split("[", 1)
+                param = f"[{param}"
             bad = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
             if bad is None:
-                outcome[node] = "pass"
+                outcome[name] = "pass" if outcome[name] in ("pass", "not run") else outcome[name]
             else:
                 first = (bad.get("message") or "").strip().splitlines()
-                outcome[node] = f"{bad.tag}: {first[0][:160] if first else '?'}"
+                what = f"{bad.tag}{param}: {first[0][:200] if first else '?'}"
+                outcome[name] = what if outcome[name] in ("pass", "not run") else f"{outcome[name]}; {what}"
     return outcome, seconds
 
 
 def area_cell(outcome: dict[str, str], area: str) -> str:
-    bad = [f"{n.split('::')[1]}: {outcome[n]}" for n in AREAS[area] if outcome[n] != "pass"]
+    bad = [f"{n}: {outcome[n]}" for n in AREAS[area] if outcome[n] != "pass"]
     return "pass" if not bad else "FAIL (" + "; ".join(bad) + ")"
 
 
@@ -148,7 +152,8 @@ def main(argv=None) -> int:
         outcome, seconds = run_tests(binary, version, results)
         print(f"{version}: tests took {seconds:.0f}s (log: {results / f'ls-{version}.log'})", flush=True)
         for node, result in outcome.items():
-            print(f"  {result.split(':')[0]:8} {node}" + (f"  {result}" if result != "pass" else ""), flush=True)
+            print(f"  {'pass' if result == 'pass' else 'FAIL':4} {node}" + (f"  {result}" if result != "pass" else ""),
+                  flush=True)
         rows.append((version, note, outcome))
     text = table(rows)
     print(text)
