@@ -358,8 +358,9 @@ class Importer(_Group):
 class Stack(_Group):
     title: ClassVar[str] = "label-factory up"
     label_studio_bin: Optional[Path] = var(None, "LABEL_STUDIO_BIN",
-                                           doc="The `label-studio` executable `up` starts (default: "
-                                               ".venv-ls's, else the one on PATH).")
+                                           doc="The `label-studio` executable `up` and the tests start "
+                                               "(default: .venv-ls's, else the one on PATH); "
+                                               "scripts/ls_compat.py sets it to each version it checks.")
     label_studio_start_timeout: float = var(300.0, "LABEL_STUDIO_START_TIMEOUT", gt=0,
                                             doc="Seconds `up` waits for Label Studio to answer.")
 

@@ -8,6 +8,7 @@ Prints, and writes as Markdown with ``--out``, a table version x area: pass, or 
     .venv/bin/python scripts/ls_compat.py --cache ~/.cache/label-factory            # 1.18 .. 1.23
     .venv/bin/python scripts/ls_compat.py --cache ~/.cache/label-factory 1.20 1.23  # these minors
     .venv/bin/python scripts/ls_compat.py --cache ~/.cache/label-factory --install-only
+    .venv/bin/python scripts/ls_compat.py --cache ~/.cache/label-factory --report   # the last runs' table
 
 Not part of the test suite or CI: each install takes minutes and each run starts Label Studio several
 times. docs/guides/label-studio-versions.md holds the table of the last run."""
@@ -85,15 +86,18 @@ def install(version: str, cache: Path, python: str) -> tuple[Path | None, str]:
     return binary, f"installed in {time.monotonic() - t0:.0f}s"
 
 
-def run_tests(binary: Path, version: str, results: Path) -> tuple[dict[str, str], float]:
-    """TESTS against ``binary``; returns (test name -> 'pass' or what failed, seconds)."""
-    junit = results / f"ls-{version}.xml"
+def run_tests(binary: Path, version: str, results: Path) -> float:
+    """TESTS against ``binary`` (pytest's log and JUnit XML in ``results``); returns the seconds it took."""
     env = {**os.environ, "LABEL_STUDIO_BIN": str(binary), "PYTHONPATH": str(REPO)}
     t0 = time.monotonic()
     with open(results / f"ls-{version}.log", "w") as fh:
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *TESTS],
-                       cwd=REPO, env=env, stdout=fh, stderr=fh)
-    seconds = time.monotonic() - t0
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        f"--junitxml={results / f'ls-{version}.xml'}", *TESTS], cwd=REPO, env=env, stdout=fh, stderr=fh)
+    return time.monotonic() - t0
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    """Test name -> 'pass' or what failed (per case of a parametrized test), from a run's JUnit XML."""
     outcome = {n.split("::")[1]: "not run" for n in TESTS}
     if junit.exists():
         for case in ET.parse(junit).iter("testcase"):
@@ -108,7 +112,7 @@ def run_tests(binary: Path, version: str, results: Path) -> tuple[dict[str, str]
                 first = (bad.get("message") or "").strip().splitlines()
                 what = f"{bad.tag}{param}: {first[0][:200] if first else '?'}"
                 outcome[name] = what if outcome[name] in ("pass", "not run") else f"{outcome[name]}; {what}"
-    return outcome, seconds
+    return outcome
 
 
 def area_cell(outcome: dict[str, str], area: str) -> str:
@@ -133,6 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--last", default="1.23")
     ap.add_argument("--python", default=sys.executable, help="interpreter the virtualenvs are made with")
     ap.add_argument("--install-only", action="store_true")
+    ap.add_argument("--report", action="store_true",
+                    help="install and run nothing: the table of each version's last run (in CACHE/results)")
     ap.add_argument("--out", type=Path, help="also write the table here (Markdown)")
     args = ap.parse_args(argv)
     cache = args.cache.expanduser().resolve()
@@ -144,12 +150,20 @@ def main(argv=None) -> int:
     print(f"Label Studio versions: {', '.join(versions)}; virtualenvs in {cache}", flush=True)
     rows = []
     for version in versions:
+        if args.report:
+            junit, log = results / f"ls-{version}.xml", cache / f"ls-{version}.install.log"
+            if junit.exists():
+                rows.append((version, "", outcomes(junit)))
+            elif log.exists() and not (cache / f"ls-{version}" / ".installed").exists():
+                rows.append((version, f"no finished install (log: {log})", None))
+            continue
         binary, note = install(version, cache, args.python)
         print(f"{version}: {note}", flush=True)
         if binary is None or args.install_only:
             rows.append((version, note, None))
             continue
-        outcome, seconds = run_tests(binary, version, results)
+        seconds = run_tests(binary, version, results)
+        outcome = outcomes(results / f"ls-{version}.xml")
         print(f"{version}: tests took {seconds:.0f}s (log: {results / f'ls-{version}.log'})", flush=True)
         for node, result in outcome.items():
             print(f"  {'pass' if result == 'pass' else 'FAIL':4} {node}" + (f"  {result}" if result != "pass" else ""),

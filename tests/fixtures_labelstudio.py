@@ -2,9 +2,10 @@
 by the same code as `label-factory up` (pipeline/stack/ls_server.py).
 
 It runs from its own virtualenv (``.venv-ls``: its pins clash with ours; LABEL_STUDIO_BIN overrides the
-``label-studio`` executable) with SQLite and media in a temporary directory. The user and a legacy API
-token are created at start-up (``--username/--password/--user-token``); ``--enable-legacy-api-token``
-turns legacy tokens on for the organization it creates (1.23 creates organizations with them off).
+``label-studio`` executable, as scripts/ls_compat.py does for older releases) with SQLite and media in a
+temporary directory. The user and a legacy API token are created at start-up
+(``--username/--password/--user-token``); ``--enable-legacy-api-token`` turns legacy tokens on for the
+organization it creates (1.23 creates organizations with them off).
 
 The yielded object has ``.url``, ``.token`` (legacy), ``.client()`` (``label_studio_sdk.LabelStudio``),
 ``.headers()``, ``.email``, ``.password``, ``.data_dir``, ``.files_dir`` (LOCAL_FILES_DOCUMENT_ROOT),
