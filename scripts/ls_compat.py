@@ -169,6 +169,8 @@ def main(argv=None) -> int:
             print(f"  {'pass' if result == 'pass' else 'FAIL':4} {node}" + (f"  {result}" if result != "pass" else ""),
                   flush=True)
         rows.append((version, note, outcome))
+    if args.install_only:
+        return 0 if all(not note.startswith("does not install") for _, note, _ in rows) else 1
     text = table(rows)
     print(text)
     if args.out:
