@@ -53,11 +53,16 @@ def last_patches(first: str, last: str) -> list[str]:
     """The newest release of each minor from ``first`` to ``last`` (``1.18``) that pip's index lists."""
     out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "label-studio"],
                          capture_output=True, text=True, check=True).stdout
-    listed = re.search(r"Available versions: (.*)", out).group(1).split(", ")
+    return newest_per_minor(re.search(r"Available versions: (.*)", out).group(1).split(", "), first, last)
+
+
+def newest_per_minor(listed: list[str], first: str, last: str) -> list[str]:
+    """Of the release numbers ``listed``, the newest final release (no .postN, rc) of each minor from ``first``
+    to ``last``, oldest minor first."""
     lo, hi = (tuple(int(p) for p in v.split(".")[:2]) for v in (first, last))
     newest: dict[tuple, tuple] = {}
     for v in listed:
-        m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", v)  # final releases only (no .postN, rc)
+        m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", v.strip())
         if m:
             key, full = (int(m[1]), int(m[2])), tuple(int(p) for p in m.groups())
             if lo <= key <= hi and full > newest.get(key, (-1,)):
@@ -105,6 +110,8 @@ def outcomes(junit: Path) -> dict[str, str]:
             if "[" in name:
                 name, param = name.split("[", 1)
                 param = f"[{param}"
+            if name not in outcome:
+                continue
             bad = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
             if bad is None:
                 outcome[name] = "pass" if outcome[name] in ("pass", "not run") else outcome[name]
