@@ -92,12 +92,14 @@ def install(version: str, cache: Path, python: str) -> tuple[Path | None, str]:
 
 
 def run_tests(binary: Path, version: str, results: Path) -> float:
-    """TESTS against ``binary`` (pytest's log and JUnit XML in ``results``); returns the seconds it took."""
+    """TESTS against ``binary`` (pytest's log, JUnit XML and temporary directory, which holds Label Studio's and
+    the backend's logs, kept in ``results``); returns the seconds it took."""
     env = {**os.environ, "LABEL_STUDIO_BIN": str(binary), "PYTHONPATH": str(REPO)}
     t0 = time.monotonic()
     with open(results / f"ls-{version}.log", "w") as fh:
         subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        f"--junitxml={results / f'ls-{version}.xml'}", *TESTS], cwd=REPO, env=env, stdout=fh, stderr=fh)
+                        f"--junitxml={results / f'ls-{version}.xml'}", f"--basetemp={results / f'ls-{version}.tmp'}",
+                        *TESTS], cwd=REPO, env=env, stdout=fh, stderr=fh)
     return time.monotonic() - t0
 
 
