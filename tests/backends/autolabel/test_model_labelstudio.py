@@ -26,6 +26,10 @@ from tests.ls_helpers import (
 pytestmark = pytest.mark.slow
 
 AUTH = ("lf-backend", "s3cret-pass")
+# Retrieve Predictions answers once the backend has predicted the selected tasks (the first call also waits for
+# the models to load): wait as long as Label Studio itself waits for the backend (ML_TIMEOUT_PREDICT, 100 s), not
+# the SDK's 60 s
+RETRIEVE_WAIT = {"timeout": 120}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +65,7 @@ def connected(label_studio, backend, project_yaml):
     version = ml.model_version
     assert version.startswith("e2e-stop-signs-") and cfg.fingerprint() in version
     ls.actions.create(id="retrieve_tasks_predictions", project=project.id,
-                      selected_items={"all": True, "excluded": []})
+                      selected_items={"all": True, "excluded": []}, request_options=RETRIEVE_WAIT)
     return SimpleNamespace(project=project, good=good, broken=broken, ml=ml, version=version, labels=set(cfg.labels()),
                            ls_log_start=ls_log_start)
 
@@ -126,7 +130,7 @@ def test_retrieve_again_asks_only_for_tasks_without_the_current_version(label_st
     # "Retrieve predictions" again: Label Studio sends only the task without a prediction of the backend's
     # current model_version (MLBackend.predict_tasks), yet reports every selected task as "retrieved"
     retrieve = {"id": "retrieve_tasks_predictions", "project": c.project.id,
-                "selected_items": {"all": True, "excluded": []}}
+                "selected_items": {"all": True, "excluded": []}, "request_options": RETRIEVE_WAIT}
     ls.actions.create(**retrieve)
     assert _last_batch(backend) == f"project {c.project.id}: 1 task(s) asked"
 
