@@ -25,17 +25,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The end-to-end subset, in the order it runs (test_backend_e2e's tests share one connected project, and the
+# The end-to-end subset, in the order it runs (the autolabel backend's tests share one connected project, and the
 # last of them moves it to another model_version); a parametrized test counts with all its cases.
+AUTOLABEL = "tests/backends/autolabel/test_model_labelstudio.py"
+IDENTIFY = "tests/backends/identify/test_model_labelstudio.py"
+IMPORTER = "tests/pipeline/importer/test_labelstudio.py"
 TESTS = [
-    "tests/test_backend_e2e.py::test_retrieve_predictions_stores_one_prediction_per_task",
-    "tests/test_backend_e2e.py::test_project_model_version_follows_the_backend_and_the_score_column_sorts",
-    "tests/test_backend_e2e.py::test_interactive_context_prompt_and_drawn_rectangle",
-    "tests/test_backend_e2e.py::test_retrieve_again_asks_only_for_tasks_without_the_current_version",
-    "tests/test_identify_e2e.py::test_annotation_webhook_then_prediction",
-    "tests/test_identify_e2e.py::test_a_late_or_repeated_webhook_changes_nothing",
-    "tests/test_importer_labelstudio.py::test_upload_with_personal_access_token",
-    "tests/test_importer_labelstudio.py::test_import_into_label_studio",
+    f"{AUTOLABEL}::test_retrieve_predictions_stores_one_prediction_per_task",
+    f"{AUTOLABEL}::test_project_model_version_follows_the_backend_and_the_score_column_sorts",
+    f"{AUTOLABEL}::test_interactive_context_prompt_and_drawn_rectangle",
+    f"{AUTOLABEL}::test_retrieve_again_asks_only_for_tasks_without_the_current_version",
+    f"{IDENTIFY}::test_annotation_webhook_then_prediction",
+    f"{IDENTIFY}::test_a_late_or_repeated_webhook_changes_nothing",
+    f"{IMPORTER}::test_upload_with_personal_access_token",
+    f"{IMPORTER}::test_import_into_label_studio",
 ]
 # area -> the tests (names in TESTS) that cover it
 AREAS: dict[str, list[str]] = {
