@@ -26,9 +26,8 @@ from tests.ls_helpers import (
 pytestmark = pytest.mark.slow
 
 AUTH = ("lf-backend", "s3cret-pass")
-# Retrieve Predictions answers once the backend has predicted the selected tasks (the first call also waits for
-# the models to load): wait as long as Label Studio itself waits for the backend (ML_TIMEOUT_PREDICT, 100 s), not
-# the SDK's 60 s
+# Retrieve Predictions answers once the backend has predicted the selected tasks: wait as long as Label Studio
+# itself waits for the backend (ML_TIMEOUT_PREDICT, 100 s), not the SDK's 60 s
 RETRIEVE_WAIT = {"timeout": 120}
 
 
@@ -45,6 +44,9 @@ def backend(label_studio, project_yaml, tmp_path_factory):
     svc = start_backend(work, project_yaml, label_studio.url, label_studio.personal_access_token(), auth=AUTH,
                         BASIC_AUTH_USER=AUTH[0], BASIC_AUTH_PASS=AUTH[1], PREDICT_CONCURRENCY="2")
     try:
+        # models loaded before Label Studio first asks: on a busy machine the load alone can outlast the first
+        # request's deadline (this module is about Label Studio's protocol; a /predict during the load: test_model.py)
+        svc.wait_http(f"{svc.url}/health", 300, ok=lambda r: r.ok and r.json().get("status") == "UP", auth=AUTH)
         yield type("Backend", (), {"url": svc.url, "log_path": svc.log_path, "log": lambda: svc.log_path.read_text()})
     finally:
         svc.stop()
