@@ -41,10 +41,12 @@ def enabled(cfg: ProjectConfig) -> bool:
     return bool(cfg.stages.identify)
 
 
-def service():
-    """The process-wide identify service (embedder loaded once, per-project index stores)."""
+def service(cfg: Optional[ProjectConfig] = None):
+    """The process-wide identify service (embedder loaded once, per-project index stores). ``cfg``: the
+    project being predicted, whose CLIP model the service uses when the process has no PROJECT_CONFIG
+    (a `predict` job and its Ray actors are given the YAML on the command line)."""
     from pipeline.references.service import service as _service
-    return _service()
+    return _service(None if cfg is None else cfg.providers.identify)
 
 
 def current_version(cfg: ProjectConfig, project_id, base: Optional[str] = None) -> str:
@@ -53,7 +55,7 @@ def current_version(cfg: ProjectConfig, project_id, base: Optional[str] = None) 
     base = base or base_version(cfg)
     if not enabled(cfg) or not project_id:
         return base
-    return with_index(base, service().index_version(project_id))
+    return with_index(base, service(cfg).index_version(project_id))
 
 
 @dataclass
@@ -76,7 +78,7 @@ def plan(cfg: ProjectConfig, project_id) -> Optional[Plan]:
     if not project_id:
         log.warning("identify is on but the request names no Label Studio project: boxes are not identified")
         return None
-    ident = service().identifier(project_id, provider=cfg.providers.identify, pin=True)
+    ident = service(cfg).identifier(project_id, provider=cfg.providers.identify, pin=True)
     return Plan(ident, int(ident.last_version or 0))
 
 
@@ -102,19 +104,19 @@ def fit(event: str, data: dict, cfg: ProjectConfig, label_interface, project_pat
     if not enabled(cfg):
         return {"event": event, "status": "ignored",
                 "reason": f"stages.identify is off in {project_path or cfg.project_name}: no reference index to update"}
-    return service().fit(event, data, _data_key(cfg, label_interface))
+    return service(cfg).fit(event, data, _data_key(cfg, label_interface))
 
 
 def watch(cfg: ProjectConfig, project_id, label_interface) -> None:
     """A Label Studio project this process serves with identify on: caught up with Label Studio."""
     if enabled(cfg) and project_id:
-        service().watch(project_id, _data_key(cfg, label_interface))
+        service(cfg).watch(project_id, _data_key(cfg, label_interface))
 
 
 def warm_up(cfg: ProjectConfig) -> None:
     """Load the embedder and start applying the webhook journal (what a killed worker left)."""
     if enabled(cfg):
-        svc = service()
+        svc = service(cfg)
         _ = svc.embedder
         svc.start()
 

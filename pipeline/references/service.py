@@ -37,11 +37,12 @@ class IdentifyService:
         self._watched: set = set()
 
     @classmethod
-    def from_env(cls) -> "IdentifyService":
+    def from_env(cls, provider=None) -> "IdentifyService":
+        """PROJECT_CONFIG's ``providers.identify`` (the backend's: it writes the indexes), else ``provider``
+        (a predict job's project), else the defaults."""
         from pipeline.config import load_project
         path = Paths.read().project_config
-        provider = load_project(path).providers.identify if path else None
-        return cls(provider)
+        return cls(load_project(path).providers.identify if path else provider)
 
     @property
     def embedder(self):
@@ -208,9 +209,10 @@ def _label_config(client, pid: str) -> dict:
 _services: ProcessCache = ProcessCache("identify service")  # "service" -> the process's IdentifyService
 
 
-def service() -> IdentifyService:
-    """The process's service, built from the environment on first use."""
-    return _services.get("service", IdentifyService.from_env)
+def service(provider=None) -> IdentifyService:
+    """The process's service, built from the environment on first use; ``provider`` (the project a
+    predict job runs) gives its CLIP model when the process has no PROJECT_CONFIG."""
+    return _services.get("service", lambda: IdentifyService.from_env(provider))
 
 
 def loaded_service() -> Optional[IdentifyService]:
