@@ -41,12 +41,19 @@ def enabled(cfg: ProjectConfig) -> bool:
     return bool(cfg.stages.identify)
 
 
-def service(cfg: Optional[ProjectConfig] = None):
-    """The process-wide identify service (embedder loaded once, per-project index stores). ``cfg``: the
-    project being predicted, whose CLIP model the service uses when the process has no PROJECT_CONFIG
-    (a `predict` job and its Ray actors are given the YAML on the command line)."""
+def service():
+    """The process-wide identify service (embedder loaded once, per-project index stores)."""
     from pipeline.references.service import service as _service
-    return _service(None if cfg is None else cfg.providers.identify)
+    return _service()
+
+
+def for_job(cfg: ProjectConfig) -> None:
+    """A predict job (the driver and its Ray actors, not a backend) identifies with its own project's CLIP
+    model, the one the backend running that YAML indexes with: PROJECT_CONFIG may name another YAML here
+    (the Docker image's default) or none. Call before anything else asks for the service."""
+    from pipeline.references import service as svc
+    if enabled(cfg) and svc.loaded_service() is None:
+        svc.set_service(svc.IdentifyService(cfg.providers.identify))
 
 
 def current_version(cfg: ProjectConfig, project_id, base: Optional[str] = None) -> str:
@@ -55,7 +62,7 @@ def current_version(cfg: ProjectConfig, project_id, base: Optional[str] = None) 
     base = base or base_version(cfg)
     if not enabled(cfg) or not project_id:
         return base
-    return with_index(base, service(cfg).index_version(project_id))
+    return with_index(base, service().index_version(project_id))
 
 
 @dataclass
@@ -78,7 +85,7 @@ def plan(cfg: ProjectConfig, project_id) -> Optional[Plan]:
     if not project_id:
         log.warning("identify is on but the request names no Label Studio project: boxes are not identified")
         return None
-    ident = service(cfg).identifier(project_id, provider=cfg.providers.identify, pin=True)
+    ident = service().identifier(project_id, provider=cfg.providers.identify, pin=True)
     return Plan(ident, int(ident.last_version or 0))
 
 
@@ -104,19 +111,19 @@ def fit(event: str, data: dict, cfg: ProjectConfig, label_interface, project_pat
     if not enabled(cfg):
         return {"event": event, "status": "ignored",
                 "reason": f"stages.identify is off in {project_path or cfg.project_name}: no reference index to update"}
-    return service(cfg).fit(event, data, _data_key(cfg, label_interface))
+    return service().fit(event, data, _data_key(cfg, label_interface))
 
 
 def watch(cfg: ProjectConfig, project_id, label_interface) -> None:
     """A Label Studio project this process serves with identify on: caught up with Label Studio."""
     if enabled(cfg) and project_id:
-        service(cfg).watch(project_id, _data_key(cfg, label_interface))
+        service().watch(project_id, _data_key(cfg, label_interface))
 
 
 def warm_up(cfg: ProjectConfig) -> None:
     """Load the embedder and start applying the webhook journal (what a killed worker left)."""
     if enabled(cfg):
-        svc = service(cfg)
+        svc = service()
         _ = svc.embedder
         svc.start()
 

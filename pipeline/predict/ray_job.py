@@ -142,6 +142,7 @@ class PredictActor:
         except ImportError:
             pass
         cfg, pipeline = runner.load(_project_file(project_path, project_text))
+        identify.for_job(cfg)
         pipeline.load()
         self.request = runner.prepare(cfg, pipeline, str(project_id), LabelInterface(config=label_config))
         self.concurrency = concurrency
@@ -288,6 +289,7 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
         target = find_target(label_interface, cfg)
     except ValueError as e:  # UnsupportedConfig
         raise batch.JobError(f"Label Studio project {project_id}: {e}") from None
+    identify.for_job(cfg)
     version = identify.current_version(cfg, str(project_id))
     project_text = Path(project_path).read_text()
 

@@ -37,12 +37,11 @@ class IdentifyService:
         self._watched: set = set()
 
     @classmethod
-    def from_env(cls, provider=None) -> "IdentifyService":
-        """PROJECT_CONFIG's ``providers.identify`` (the backend's: it writes the indexes), else ``provider``
-        (a predict job's project), else the defaults."""
+    def from_env(cls) -> "IdentifyService":
         from pipeline.config import load_project
         path = Paths.read().project_config
-        return cls(load_project(path).providers.identify if path else provider)
+        provider = load_project(path).providers.identify if path else None
+        return cls(provider)
 
     @property
     def embedder(self):
@@ -209,10 +208,9 @@ def _label_config(client, pid: str) -> dict:
 _services: ProcessCache = ProcessCache("identify service")  # "service" -> the process's IdentifyService
 
 
-def service(provider=None) -> IdentifyService:
-    """The process's service, built from the environment on first use; ``provider`` (the project a
-    predict job runs) gives its CLIP model when the process has no PROJECT_CONFIG."""
-    return _services.get("service", lambda: IdentifyService.from_env(provider))
+def service() -> IdentifyService:
+    """The process's service, built from the environment on first use."""
+    return _services.get("service", IdentifyService.from_env)
 
 
 def loaded_service() -> Optional[IdentifyService]:
