@@ -379,6 +379,10 @@ class LibraryVariable:
 LIBRARY_VARIABLES = (
     LibraryVariable("HF_ENDPOINT", "huggingface_hub", "The hub a model that is not on the machine is fetched from."),
     LibraryVariable("RAY_AUTH_TOKEN", "Ray", "The token shared by the nodes of the compose file's Ray cluster."),
+    LibraryVariable("RAY_AUTH_TOKEN_PATH", "Ray", "A file holding that token (Ray's default: ~/.ray/auth_token); "
+                    "`predict --ray ADDRESS` sends it too."),
+    LibraryVariable("RAY_AUTH_MODE", "Ray", "`token` turns Ray's token authentication on; `predict --ray ADDRESS` "
+                    "sets it when a token is at hand and it is unset."),
     LibraryVariable("OMP_NUM_THREADS", "torch, faiss, ultralytics",
                     "OpenMP threads; label-factory keeps ultralytics from setting it to 1 for the whole process."),
     LibraryVariable("DDGS_PROXY", "ddgs", "ddgs's own proxy setting (`LF_DDGS_PROXY` wins)."),

@@ -183,7 +183,7 @@ AUTH_HINT = ("the Ray cluster at {address} uses token authentication and refused
 def ray_token_available(environ=None, home: Optional[Path] = None) -> bool:
     """This process has a Ray authentication token to send: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH
     names, or ~/.ray/auth_token (where Ray itself looks, in that order)."""
-    environ = os.environ if environ is None else environ
+    environ = process_environment() if environ is None else environ
     if environ.get(TOKEN_ENV, "").strip():
         return True
     for path in (environ.get(TOKEN_PATH_ENV), (home or Path.home()) / ".ray" / "auth_token"):
@@ -204,7 +204,7 @@ def connect(address: Optional[str]) -> bool:
     authentication accepts that driver too."""
     if not address:  # a local Ray on this machine listens on loopback only (read when ray is imported)
         os.environ.setdefault(LOCAL_ONLY_ENV, "0")
-    elif AUTH_MODE_ENV not in os.environ and ray_token_available():
+    elif AUTH_MODE_ENV not in process_environment() and ray_token_available():
         os.environ[AUTH_MODE_ENV] = "token"
         if "ray" in sys.modules:  # Ray read its config when imported: read it again, as ray itself does then
             from ray._raylet import Config

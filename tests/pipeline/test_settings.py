@@ -289,9 +289,9 @@ ALLOWED = {
     "pipeline/providers/yolo.py": (("OMP_NUM_THREADS", "YOLO_AUTOINSTALL"),
                                    "ultralytics sets OMP_NUM_THREADS=1 on import (put back) and may pip-install "
                                    "at run time (YOLO_AUTOINSTALL=false)"),
-    "pipeline/predict/ray_job.py": (("LOCAL_ONLY_ENV",),
+    "pipeline/predict/ray_job.py": (("LOCAL_ONLY_ENV", "AUTH_MODE_ENV"),
                                     "Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when imported: a local Ray "
-                                    "listens on loopback only"),
+                                    "listens on loopback only; RAY_AUTH_MODE=token makes Ray send its token"),
 }
 ENV_NAMES = {"environ", "getenv", "putenv", "unsetenv", "getenvb", "environb"}
 
