@@ -9,6 +9,7 @@ Set LF_COMPOSE_KEEP_IMAGES=1 to keep the images (and reuse them next run); by de
 network, volume and image the test made is removed, and a dockerd it started is stopped."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -298,6 +299,10 @@ def test_compose_stack(stack: Stack):
     assert ls.call("GET", f"/api/ml/{ml['id']}")["state"] == "CO"
     webhooks = ls.call("GET", "/api/webhooks/", params={"project": project})
     assert [w["url"] for w in webhooks] == ["http://ml-backend.internal:9090/webhook"]
+    # the webhook is sent without the ML backend's basic auth: it gets the header as a person adds it in
+    # Label Studio's webhook settings (docs/guides/deploy.md), or /webhook answers 401
+    basic = base64.b64encode(":".join(stack.auth).encode()).decode()
+    ls.call("PATCH", f"/api/webhooks/{webhooks[0]['id']}/", json={"headers": {"Authorization": f"Basic {basic}"}})
     version = _backend_version(stack, project, config)  # the project's model_version is the title
 
     # -- Retrieve Predictions, the Data Manager action ----------------------------------------------
