@@ -23,13 +23,12 @@ import requests
 
 from pipeline.labelstudio.coords import xyxy_to_rect
 from pipeline.stack.processes import free_port
-from tests import docker_engine
-from tests.ls_helpers import sign_jpeg
+from tests import REPO, docker_engine
+from tests.doubles.images import sign_jpeg
 
 # the first test builds the images: ~10 min from scratch on 2 cores
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
 
-REPO = Path(__file__).resolve().parents[1]
 KEEP = os.environ.get("LF_COMPOSE_KEEP_IMAGES") == "1"
 IMAGES = {"base": "label-factory-test/bookworm:minbase", "wheels": "label-factory-test/wheels:torch-2.14.1",
           "backend": "label-factory-test/backend:dev", "label-studio": "label-factory-test/label-studio:1.23.2"}

@@ -7,7 +7,7 @@ import yaml
 from pipeline.config import parse_project
 from pipeline.predict import identify
 from pipeline.references import service as svc_mod
-from tests.fake_label_studio import FakeLabelStudio
+from tests.doubles.label_studio import FakeLabelStudio
 
 
 @pytest.fixture

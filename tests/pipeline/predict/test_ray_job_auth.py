@@ -19,8 +19,8 @@ import pytest
 
 from pipeline.predict import ray_job
 from pipeline.stack.processes import Service, free_port
+from tests import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "lf-test-ray-token-7f3a9c1e5b"
 # every Ray process on 127.0.0.1, no usage report leaving the machine
 RAY_ENV = {ray_job.LOCAL_ONLY_ENV: "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -74,7 +74,7 @@ def _driver(address: str, home: Path, env: dict, imported: bool = False) -> dict
     home.mkdir(parents=True, exist_ok=True)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     out = subprocess.run([sys.executable, "-c", DRIVER, address, "imported" if imported else "-"],
-                         env={**clean, **RAY_ENV, "HOME": str(home), "PYTHONPATH": str(ROOT), **env},
+                         env={**clean, **RAY_ENV, "HOME": str(home), "PYTHONPATH": str(REPO), **env},
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
