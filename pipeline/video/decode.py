@@ -27,7 +27,7 @@ from typing import Iterator, Optional, Union
 import av
 import numpy as np
 
-from pipeline import deadline
+from pipeline import deadline, settings
 from pipeline.images import Photo
 
 
@@ -35,29 +35,29 @@ class VideoLoadError(ValueError):
     """A video that cannot be used; the message says which and why (for logs, run records, responses)."""
 
 
+def _default(name: str):
+    return settings.Video.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class VideoLimits:
-    max_bytes: int = 4_000_000_000  # the file
-    max_pixels: int = 3840 * 2160  # one frame of the stream (4K UHD)
-    max_frames: int = 30 * 60 * 60  # an hour at 30 fps
-    frame_pixels: int = 1920 * 1080  # the working resolution handed over
-    seconds: Optional[float] = 3600.0  # decoding one video, start to end (None: no limit)
+    """The limits of one video; the defaults are the VIDEO_* settings' (``pipeline.settings.Video``)."""
+    max_bytes: int = _default("max_bytes")  # the file
+    max_pixels: int = _default("max_pixels")  # one frame of the stream (4K UHD)
+    max_frames: int = _default("max_frames")  # an hour at 30 fps
+    frame_pixels: int = _default("frame_pixels")  # the working resolution handed over
+    seconds: Optional[float] = _default("seconds")  # decoding one video, start to end (None: no limit)
 
     @classmethod
     def from_env(cls, **overrides) -> "VideoLimits":
-        """Defaults, VIDEO_MAX_BYTES / VIDEO_MAX_PIXELS / VIDEO_MAX_FRAMES / VIDEO_FRAME_PIXELS / VIDEO_SECONDS
-        from the environment, then ``overrides`` (None values ignored)."""
-        env = {"max_bytes": ("VIDEO_MAX_BYTES", int), "max_pixels": ("VIDEO_MAX_PIXELS", int),
-               "max_frames": ("VIDEO_MAX_FRAMES", int), "frame_pixels": ("VIDEO_FRAME_PIXELS", int),
-               "seconds": ("VIDEO_SECONDS", float)}
-        values = {}
-        for key, (var, kind) in env.items():
-            raw = os.getenv(var)
-            if raw:
-                try:
-                    values[key] = kind(raw)
-                except ValueError:
-                    raise VideoLoadError(f"{var}={raw!r} is not a number") from None
+        """The VIDEO_* settings now, then ``overrides`` (None values ignored); a bad value is a
+        ``VideoLoadError`` naming the variable."""
+        try:
+            s = settings.Video.read()
+        except settings.SettingsError as e:
+            raise VideoLoadError(str(e)) from None
+        values = {"max_bytes": s.max_bytes, "max_pixels": s.max_pixels, "max_frames": s.max_frames,
+                  "frame_pixels": s.frame_pixels, "seconds": s.seconds_limit}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

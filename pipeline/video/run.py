@@ -164,6 +164,7 @@ class VideoCascade:
                 counts["keyframes" if key else "between"] += 1
                 if key:
                     last_key = i
+                    self._fits(t0, i, info, counts)
                 with _timed(timings, "track"):
                     ids = tracker.update(dets, frame.time, key=i)
                     rows = boxes.add(dets, i, ids)
@@ -186,6 +187,20 @@ class VideoCascade:
         return result
 
     # -- steps ---------------------------------------------------------------------------------
+    @staticmethod
+    def _fits(t0: float, i: int, info: VideoInfo, counts: dict) -> None:
+        """Under a deadline, stop as soon as the frames so far say the rest will not fit (from the second
+        keyframe on): ``DeadlineExceeded`` saying how far it got and what the rest would need."""
+        left = deadline.remaining()
+        if left is None or counts["keyframes"] < 2:
+            return
+        spent = time.perf_counter() - t0
+        need = spent / (i + 1) * (info.frames - i - 1)
+        if need > left:
+            raise deadline.DeadlineExceeded(
+                f"{i + 1:,} of {info.frames:,} frames took {spent:.1f} s; the rest would take about {need:.0f} s "
+                f"more and {max(0.0, left):.0f} s are left of {deadline.current().describe()}")
+
     def _time_for_between(self, timings: dict, counts: dict, frames_left: int) -> bool:
         """Whether the deadline in force (if any) leaves time for the boxes between keyframes: the rest of
         the video at the seconds per keyframe and per between-frame seen so far."""
