@@ -109,4 +109,5 @@ def test_the_tracker_keeps_identities_where_the_truth_crosses_an_occluder(moving
     tracked = seen.extra["track"] >= 0
     assert tracked.mean() > 0.95
     pairs = set(zip(seen.extra["object"][tracked], seen.extra["track"][tracked]))
-    assert len(pairs) == len({o for o, _ in pairs}) == len({t for _, t in pairs}) == 6  # one track per object
+    objects = set(seen.extra["object"].tolist())
+    assert len(pairs) == len({t for _, t in pairs}) == len(objects) >= 5  # one track per object
