@@ -69,6 +69,7 @@ def test_keyframes_only_and_a_short_track_is_dropped(moving):
 
 def test_under_a_deadline_the_run_stops_once_the_rest_cannot_fit(moving, monkeypatch):
     _, path = moving
+    monkeypatch.setenv("LF_ANSWER_CACHE", "0")
     import time as _time
     slow = synthetic.ColourGrounder()
     boxes = slow.boxes
