@@ -109,7 +109,7 @@ def test_a_predicted_track_in_the_video_editor(label_studio, video_project):
     shot = label_studio.data_dir / "video-track.png"
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"])
+                                     args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
             page.set_default_timeout(60_000)
