@@ -18,7 +18,8 @@ TRUTH = [_region("a", "ball", [(0, 0, True), (39, 39, False)]), _region("b", "ba
 
 
 def test_a_prediction_that_swaps_two_tracks_halfway_scores_lower_than_one_that_follows_them():
-    same = [_region("p", "ball", [(0, 0, True), (39, 39, False)]), _region("q", "ball", [(0, 60, True), (39, 21, False)])]
+    same = [_region("p", "ball", [(0, 0, True), (39, 39, False)]),
+            _region("q", "ball", [(0, 60, True), (39, 21, False)])]
     # the two paths cross at frame 30; this prediction hands each track over to the other object there
     swapped = [_region("p", "ball", [(0, 0, True), (30, 30, True), (39, 21, False)]),
                _region("q", "ball", [(0, 60, True), (30, 30, True), (39, 39, False)])]
