@@ -198,6 +198,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the compared video (default 60)")
     ap.add_argument("--rss-minutes", type=float, default=10.0, help="length of the memory test video (default 10)")
     ap.add_argument("--quick", action="store_true", help="tiny models, 10 s, 1-minute memory file (a smoke run)")
+    ap.add_argument("--rss-only", action="store_true", help="only the memory table")
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.rss_child:
@@ -209,6 +210,13 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     log(f"machine: {machine()}")
     cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | head -1"], capture_output=True, text=True).stdout
+    if not a.rss_only:
+        compare(a, folder, cpu)
+    memory(a, folder)
+    return 0
+
+
+def compare(a, folder: Path, cpu: str) -> None:
     w = make_video(a.seconds, folder / f"compare-{a.seconds:g}s-1080p.mp4")
     runs = label_three_ways(folder / f"compare-{a.seconds:g}s-1080p.mp4", w)
     units = unit_costs(a.quick)
@@ -239,6 +247,9 @@ def main() -> int:
     print("(quality: the generated video's true trajectories vs the tracks as Label Studio's editor interpolates "
           "them, boxes from the generated world's own detector; speed: calls x real-shape unit costs + measured "
           "decoding, scene cuts and tracking)")
+
+
+def memory(a, folder: Path) -> None:
     mem = []
     for minutes in sorted({1.0, a.rss_minutes}):
         p = folder / f"rss-{minutes:g}min-1080p.mp4"
@@ -251,7 +262,6 @@ def main() -> int:
     print("\n## Peak RSS of one video task (1080p/30 fps, keyframes + between every 5, the world's detector)")
     print(table(["video", "frames", "tracks", "boxes seen", "seconds", "RSS before the video MiB", "peak RSS MiB",
                  "the video task's own MiB"], mem))
-    return 0
 
 
 if __name__ == "__main__":
