@@ -135,7 +135,7 @@ def label_three_ways(path: Path, w: synthetic.World) -> dict:
     return out
 
 
-def unit_costs(quick: bool) -> dict:
+def unit_costs(quick: bool, repeats: int = 1) -> dict:
     """Seconds per ground call on a 1080p frame (OWLv2-base shape) and per verify crop (Qwen2.5-VL-3B shape)."""
     from benchmarks import _qwen
     from benchmarks.predict_overhead import owlv2_dir
@@ -152,19 +152,21 @@ def unit_costs(quick: bool) -> dict:
     os.environ["LF_ANSWER_CACHE"] = "0"
     pipe = Pipeline(cfg).load()
     times = []
-    for _ in range(3):
+    for _ in range(repeats + 1):  # the first call loads and warms up
         t0 = time.perf_counter()
         ground(pipe.grounder, photo, cfg.query_labels(), cfg.thresholds, max_pixels=cfg.budgets.ground_pixels)
         times.append(time.perf_counter() - t0)
     g = median(times[1:])
+    log(f"ground: {times}")
     from pipeline.crops import crop
-    crops = [crop(photo, b, cfg.thresholds.crop_padding, cfg.budgets.verify_pixels) for b in w.truth(0).xyxy[:4]]
+    crops = [crop(photo, b, cfg.thresholds.crop_padding, cfg.budgets.verify_pixels) for b in w.truth(0).xyxy[:2]]
     pipe.vlm.yes_probabilities(crops[:1], "Is this a ball? Answer YES or NO.")  # warm-up
     times = []
-    for _ in range(2):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         pipe.vlm.yes_probabilities(crops, "Is this a ball? Answer YES or NO.")
         times.append((time.perf_counter() - t0) / len(crops))
+    log(f"verify per crop: {times}")
     student = student_cost(photo.pixels)
     return {"ground_s": g, "verify_s": median(times), "student_s": student, "owlv2": "tiny test shape" if quick else
             "google/owlv2-base-patch16-ensemble shape", "vlm": _qwen.ARCH_NAMES["tiny" if quick else "3b"]}
@@ -221,6 +223,7 @@ def main() -> int:
     ap.add_argument("--rss-minutes", type=float, default=10.0, help="length of the memory test video (default 10)")
     ap.add_argument("--quick", action="store_true", help="tiny models, 10 s, 1-minute memory file (a smoke run)")
     ap.add_argument("--rss-only", action="store_true", help="only the memory table")
+    ap.add_argument("--repeats", type=int, default=1, help="timed calls per unit cost, after a warm-up (default 1)")
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.rss_child:
@@ -241,7 +244,9 @@ def main() -> int:
 def compare(a, folder: Path, cpu: str) -> None:
     w = make_video(a.seconds, folder / f"compare-{a.seconds:g}s-1080p.mp4")
     runs = label_three_ways(folder / f"compare-{a.seconds:g}s-1080p.mp4", w)
-    units = unit_costs(a.quick)
+    log("runs: " + json.dumps({k: {**v, "quality": {q: v["quality"][q] for q in ("MOTA", "IDF1", "HOTA", "IDSW")}}
+                                for k, v in runs.items()}))
+    units = unit_costs(a.quick, a.repeats)
     per_minute = 60.0 / a.seconds
     rows, secs = [], {}
     between = dict(runs["keyframes + between every 5"])
