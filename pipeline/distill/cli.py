@@ -74,8 +74,12 @@ def cmd_export(args) -> int:
             return fetch_image(image_url, task_id, label_studio_url=url, api_key=api_key)
 
         classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-        from pipeline.evaluate.video import video_control
-        if video_control(client.projects.get(project_id).label_config) is not None:
+        from pipeline.labelstudio import UnsupportedConfig, truth
+        try:
+            video = truth.layout_of(client.projects.get(project_id).label_config).media == "video"
+        except UnsupportedConfig:
+            video = False  # export_project says why
+        if video:
             from pipeline.distill.video_export import export_video_project
             from pipeline.labelstudio.media import fetch_file
             from pipeline.video.decode import VideoLimits

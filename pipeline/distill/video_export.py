@@ -1,6 +1,6 @@
 """Export a video project's reviewed tracks as per-frame YOLO or COCO, so the student learns from video.
 
-The truth of a task is its latest submitted, non-cancelled annotation (``reviewed.latest_annotation``); its
+The truth of a task is its reviewed annotation, chosen as for photos (``pipeline.labelstudio.truth``); its
 videorectangle tracks are interpolated as Label Studio's video editor shows them
 (``pipeline.labelstudio.tracks``), and every ``stride``-th frame of the video becomes an image with the
 boxes of that frame (a frame without a box is a reviewed negative: an empty label file). The split is by
@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import yaml
@@ -29,7 +29,7 @@ from pipeline.convert import CocoBuilder
 from pipeline.detections import Detections
 from pipeline.distill import FORMATS, split
 from pipeline.distill.export import JPEG_QUALITY, MANIFEST, ExportError
-from pipeline.distill.reviewed import as_dict, latest_annotation
+from pipeline.labelstudio import lsapi, truth
 from pipeline.labelstudio.tracks import read_tracks
 from pipeline.video.decode import Video, VideoLimits, VideoLoadError
 from pipeline.video.tracks import interpolate
@@ -39,10 +39,11 @@ log = logging.getLogger(__name__)
 
 def video_target(label_config: str) -> tuple[str, str, list[str]]:
     """(VideoRectangle name, task data key of its Video, the labels of its Labels in config order)."""
-    from label_studio_sdk.label_interface import LabelInterface
-
-    from pipeline.labelstudio import Layout
-    layout = Layout.from_config(LabelInterface(config=label_config))
+    from pipeline.labelstudio import UnsupportedConfig
+    try:
+        layout = truth.layout_of(label_config)
+    except UnsupportedConfig as e:
+        raise ExportError(f"nothing to export: {e}") from None
     if layout.media != "video":
         raise ExportError("the labeling config has no <VideoRectangle> on a <Video>")
     return layout.outputs[0].name, layout.data_key, list(layout.outputs[0].labels)
@@ -50,21 +51,31 @@ def video_target(label_config: str) -> tuple[str, str, list[str]]:
 
 def export_video_project(client, project_id: int, out: Path, fmt: str, to_file: Callable, *, stride: int = 10,
                          ratios: Sequence[float] = split.DEFAULT_RATIOS, classes: Optional[Sequence[str]] = None,
-                         label_studio_url: str = "") -> dict:
+                         label_studio_url: str = "", page_size: int = 100) -> dict:
     """Export a Label Studio video project to ``out`` (module docstring); returns the manifest."""
+    project = client.projects.get(project_id)
+    tasks = lsapi.items(lsapi.task_json(client), page_size, project=project_id, fields="all", resolve_uri=False)
+    source = {"label_studio_url": label_studio_url, "project_id": int(project_id), "project_title": project.title}
+    return export_video_tasks(tasks, project.label_config, out, fmt, to_file, stride=stride, ratios=ratios,
+                              classes=classes, source=source)
+
+
+def export_video_tasks(tasks: Iterable, label_config: str, out: Path, fmt: str, to_file: Callable, *,
+                       stride: int = 10, ratios: Sequence[float] = split.DEFAULT_RATIOS,
+                       classes: Optional[Sequence[str]] = None, source: Optional[dict] = None) -> dict:
+    """Export ``tasks`` (dicts or label-studio-sdk objects) of a project with ``label_config`` to ``out``."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})")
     if stride < 1:
         raise ExportError("--video-stride must be at least 1")
-    project = client.projects.get(project_id)
-    from_name, data_key, config_labels = video_target(project.label_config)
+    from_name, data_key, config_labels = video_target(label_config)
     classes = list(classes or config_labels)
     if not classes:
         raise ExportError("no classes: the video's <Labels> has none and none were given")
     reviewed = []
-    for raw in client.tasks.list(project=project_id, fields="all", resolve_uri=False, page_size=100):
-        task = as_dict(raw)
-        ann = latest_annotation(task)
+    for raw in tasks:
+        task = truth.as_dict(raw)
+        ann = truth.reviewed_annotation(task)
         if ann is not None:
             reviewed.append((int(task["id"]), (task.get("data") or {}).get(data_key), ann))
     if not reviewed:
@@ -72,8 +83,7 @@ def export_video_project(client, project_id: int, out: Path, fmt: str, to_file: 
     out = Path(out).resolve()
     if out.exists() and any(out.iterdir()) and not (out / MANIFEST).exists():
         raise ExportError(f"{out}: exists, is not empty and is not a label-factory export (no {MANIFEST})")
-    source = {"label_studio_url": label_studio_url, "project_id": int(project_id), "project_title": project.title,
-              "from_name": from_name, "video_stride": stride}
+    source = {**(source or {}), "from_name": from_name, "video_stride": stride}
     with building_dir(out) as root:
         return _write(reviewed, root, fmt, to_file, classes, from_name, stride, ratios, source)
 

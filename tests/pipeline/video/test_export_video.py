@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from pipeline.distill.video_export import export_video_project
+from pipeline.distill.video_export import export_video_tasks
 from pipeline.labelstudio.labeling_config import video_config
 from tests.pipeline.video.test_run import CFG, parse_project
 
@@ -18,13 +17,6 @@ REGION = {"id": "a", "from_name": "box", "to_name": "video", "type": "videorecta
           "value": {"framesCount": 120, "duration": 4.0, "labels": ["ball"], "sequence": [
               {"frame": 1, "enabled": True, "x": 0, "y": 0, "width": 25, "height": 25, "rotation": 0},
               {"frame": 41, "enabled": False, "x": 50, "y": 0, "width": 25, "height": 25, "rotation": 0}]}}
-
-
-class FakeClient:
-    def __init__(self, tasks):
-        config = video_config(parse_project(CFG))
-        self.projects = SimpleNamespace(get=lambda pid: SimpleNamespace(id=pid, title="v", label_config=config))
-        self.tasks = SimpleNamespace(list=lambda **kw: tasks)
 
 
 @pytest.mark.parametrize("fmt", ["yolo", "coco"])
@@ -39,7 +31,7 @@ def test_frames_with_their_interpolated_boxes(tmp_path, moving, fmt):
             dest.write_bytes(b"not a video")
         else:
             shutil.copy(path, dest)
-    m = export_video_project(FakeClient(tasks), 7, tmp_path / "out", fmt, to_file, stride=20)
+    m = export_video_tasks(tasks, video_config(parse_project(CFG)), tmp_path / "out", fmt, to_file, stride=20)
     files = {f["frame"]: f for f in m["files"]}
     assert sorted(files) == [0, 20, 40, 60, 80, 100] and {f["task_id"] for f in m["files"]} == {1}
     assert [files[f]["boxes"] for f in sorted(files)] == [1, 1, 1, 0, 0, 0]  # the track ends at frame 40
