@@ -104,3 +104,14 @@ def test_a_truncated_video_fails_with_the_reason_or_ends_early(tmp_path, moving)
     with pytest.raises(VideoLoadError, match="cut.mp4"):
         with Video(p) as v:
             list(v.frames())
+
+
+def test_the_limits_are_the_video_settings(monkeypatch):
+    monkeypatch.setenv("VIDEO_MAX_BYTES", "1000")
+    monkeypatch.setenv("VIDEO_SECONDS", "0")  # no limit of its own: the request's deadline still applies
+    limits = VideoLimits.from_env(max_frames=5, frame_pixels=None)
+    assert (limits.max_bytes, limits.seconds, limits.max_frames) == (1000, None, 5)
+    assert (limits.max_pixels, limits.frame_pixels) == (VideoLimits().max_pixels, 1920 * 1080)
+    monkeypatch.setenv("VIDEO_MAX_PIXELS", "4K")
+    with pytest.raises(VideoLoadError, match="VIDEO_MAX_PIXELS='4K'"):
+        VideoLimits.from_env()
