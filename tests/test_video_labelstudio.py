@@ -54,6 +54,17 @@ def _pipeline(cfg):
     return Pipeline(cfg, vlm=ScriptedVLM(lambda im, q: 0.9), grounder=synthetic.ColourGrounder())
 
 
+def _predicted(label_studio, video_project):
+    """The task's prediction, made by the predict job if an earlier test has not made it."""
+    cfg, _, project, task = video_project
+    ls = label_studio.client()
+    if not ls.predictions.list(task=task.id):
+        batch.run(ls, cfg, _pipeline(cfg), project.id, progress=False,
+                  fetch=runner.fetcher(cfg, label_studio.url, label_studio.token))
+    (pred,) = ls.predictions.list(task=task.id)
+    return pred
+
+
 def test_the_predict_job_stores_tracks_that_label_studio_gives_back(label_studio, video_project):
     cfg, world, project, task = video_project
     ls = label_studio.client()
@@ -100,12 +111,8 @@ def test_a_predicted_track_in_the_video_editor(label_studio, video_project):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("/usr/bin/chromium is missing: Debian's chromium package")
-    cfg, _, project, task = video_project
-    ls = label_studio.client()
-    if not ls.predictions.list(task=task.id):
-        batch.run(ls, cfg, _pipeline(cfg), project.id, progress=False,
-                  fetch=runner.fetcher(cfg, label_studio.url, label_studio.token))
-    (pred,) = ls.predictions.list(task=task.id)
+    _, _, project, task = video_project
+    pred = _predicted(label_studio, video_project)
     shot = label_studio.data_dir / "video-track.png"
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
@@ -133,3 +140,34 @@ def test_a_predicted_track_in_the_video_editor(label_studio, video_project):
     assert shot.stat().st_size > 10_000
     if os.getenv("LF_KEEP_SCREENSHOT"):
         shutil.copy(shot, REPO / "docs" / "images" / "video-track.png")
+
+
+def test_evaluate_and_export_read_the_reviewed_tracks_back(label_studio, video_project, tmp_path):
+    """The reviewed annotation (the prediction accepted, one track moved 3 px) is read back from Label Studio by
+    `label-factory evaluate` (tracking quality per model_version) and `label-factory export` (frames with
+    their interpolated boxes)."""
+    import json
+
+    from pipeline import cli
+
+    _, world, project, task = video_project
+    ls = label_studio.client()
+    pred = _predicted(label_studio, video_project)
+    reviewed = json.loads(json.dumps(pred.result))
+    for key in reviewed[0]["value"]["sequence"]:  # 3 px right: still a match at IoU 0.5, not at 0.95
+        key["x"] += 3 / world.width * 100
+    ls.annotations.create(id=task.id, result=reviewed)
+    conn = ["--ls-project", str(project.id), "--label-studio-url", label_studio.url, "--api-key", label_studio.token]
+
+    assert cli.main(["evaluate", *conn, "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["tasks"] == 1 and report["project"]["control"] == "box"
+    (figures,) = report["versions"].values()
+    assert figures["frames"] == world.frames and figures["IDSW"] == 0
+    assert figures["MOTA"] > 0.9 and 0.5 < figures["HOTA"] < 1, figures  # the moved track costs HOTA only
+
+    assert cli.main(["export", *conn, "--out", str(tmp_path / "yolo"), "--video-stride", "20", "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "yolo" / "manifest.json").read_text())
+    assert [f["frame"] for f in manifest["files"]] == list(range(0, world.frames, 20))
+    assert manifest["source"]["project_id"] == project.id and not manifest["left_out"]["video_failed"]
+    assert sum(f["boxes"] for f in manifest["files"]) > 0
