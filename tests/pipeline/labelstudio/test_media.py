@@ -57,12 +57,16 @@ def test_a_task_video_is_written_to_a_file_under_its_own_limits(server, tmp_path
     body = bytes(range(256)) * 4000  # ~1 MB: several chunks
     server.files["/data/upload/3/v.mp4"] = body
 
-    def slow(handler):  # headers, then nothing for longer than VIDEO_FETCH_TIMEOUT
+    def slow(handler):  # a byte every 0.1 s: never a read timeout, past VIDEO_FETCH_TIMEOUT in all
         handler.send_response(200)
         handler.end_headers()
-        handler.wfile.write(b"x" * 10)
-        handler.wfile.flush()
-        time.sleep(2)
+        try:
+            for _ in range(30):
+                handler.wfile.write(b"x")
+                handler.wfile.flush()
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+            pass
     server.files["/data/upload/3/slow.mp4"] = slow
     ls = server.url
     dest = tmp_path / "video"
