@@ -13,7 +13,7 @@ from pipeline.labelstudio.tracks import per_frame, read_tracks, video_prediction
 from pipeline.video import synthetic
 from pipeline.video.quality import tracking_quality
 from pipeline.video.run import VideoCascade, every_frame
-from tests.fakes import ScriptedVLM
+from tests.doubles.providers import ScriptedVLM
 from tests.pipeline.video.conftest import truth_of
 
 CFG = {"project_name": "video", "target_object": "ball", "queries": {"ball": ["ball"], "crate": ["crate"]},

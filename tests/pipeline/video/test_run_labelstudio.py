@@ -25,11 +25,11 @@ from pipeline.predict import job as batch
 from pipeline.predict import runner
 from pipeline.video import synthetic
 from pipeline.video.quality import tracking_quality
-from tests.fakes import ScriptedVLM
+from tests import REPO
+from tests.doubles.providers import ScriptedVLM
 from tests.pipeline.video.conftest import truth_of
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 CFG = {"project_name": "video tracks", "target_object": "ball", "queries": {"ball": ["ball"], "crate": ["crate"]},
        "stages": {"filter": False}}
 
