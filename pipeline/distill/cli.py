@@ -33,6 +33,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--pseudo-min-score", type=float, default=0.5,
                    help="pseudo-label boxes need at least this score (default 0.5)")
     p.add_argument("--concurrency", type=int, default=4, help="images fetched at a time (default 4)")
+    p.add_argument("--video-stride", type=int, default=10,
+                   help="a video project: every Nth frame becomes an image with its interpolated boxes (default 10)")
     p.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_export)
@@ -82,6 +84,26 @@ def cmd_export(args) -> int:
             return fetch_image(image_url, task_id, label_studio_url=url, api_key=api_key)
 
         classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+        from pipeline.labelstudio import UnsupportedConfig, truth
+        try:
+            video = truth.layout_of(client.projects.get(project_id).label_config).media == "video"
+        except UnsupportedConfig:
+            video = False  # export_project says why
+        if video:
+            from pipeline.distill.video_export import export_video_project
+            from pipeline.labelstudio.media import fetch_file
+            from pipeline.video.decode import VideoLimits
+
+            def to_file(video_url, task_id, dest):
+                return fetch_file(video_url, dest, task_id, max_bytes=VideoLimits.from_env().max_bytes,
+                                  label_studio_url=url, api_key=api_key)
+            manifest = export_video_project(client, project_id, Path(args.out), args.format, to_file,
+                                            stride=args.video_stride, ratios=ratios, classes=classes,
+                                            label_studio_url=url)
+            print(json.dumps({k: manifest[k] for k in ("format", "classes", "counts", "boxes_per_class")}, indent=1)
+                  if args.json else f"exported video project {project_id} to {Path(args.out).resolve()}: "
+                  + ", ".join(f"{s} {c['images']} frames, {c['boxes']} boxes" for s, c in manifest["counts"].items()))
+            return 0
         manifest = export_project(client, project_id, Path(args.out), args.format, fetch, ratios=ratios,
                                   classes=classes, pseudo_version=args.pseudo_labels,
                                   pseudo_threshold=args.pseudo_min_score, label_studio_url=url,
