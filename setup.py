@@ -27,6 +27,9 @@ setup(
         "faster-coco-eval",  # evaluate: AP50 / AP50:95
         "matplotlib",  # evaluate: report.html plots (Agg)
         "pycocotools",  # masks travel as COCO RLE (Detections) and COCO export carries segmentation
+        "av",  # video decoding (PyAV)
+        "scenedetect",  # video: scene cuts (PySceneDetect's ContentDetector; uses OpenCV)
+        "trackers",  # video: ByteTrack and the MOTA / IDF1 / HOTA figures (Roboflow's trackers, Apache-2.0)
     ],
     extras_require={
         "ml": ["torch", "torchvision", "transformers>=5", "open-clip-torch", "scipy"],

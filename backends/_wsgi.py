@@ -23,7 +23,7 @@ def model_class(spec: str | None = None):
 
 # what the server reads: a bad value among them stops it at start, naming the variable
 SERVED = (settings.Server, settings.Paths, settings.LabelStudio, settings.Predict, settings.Images, settings.Models,
-          settings.AnswerCache, settings.Identify)
+          settings.AnswerCache, settings.Identify, settings.Training)
 
 
 def create_app():

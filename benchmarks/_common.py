@@ -115,3 +115,22 @@ def noise_images(n: int, size: int, seed: int = 0):
     from PIL import Image
     rng = np.random.default_rng(seed)
     return [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def interleaved(calls: dict, rounds: int, device: str = "cpu", warmup: bool = True) -> dict:
+    """Median seconds per call of each side of ``calls`` (name -> fn), sides alternating between rounds so a
+    load spike hits all of them; one uncounted warm-up call each first. Each call is bracketed by
+    ``pipeline.hardware.synchronize(device)``, so queued GPU work is inside its time."""
+    from pipeline.hardware import synchronize
+    if warmup:
+        for fn in calls.values():
+            fn()
+    times = {k: [] for k in calls}
+    for r in range(rounds):
+        for k in (list(calls) if r % 2 == 0 else list(reversed(calls))):
+            synchronize(device)
+            t = time.perf_counter()
+            calls[k]()
+            synchronize(device)
+            times[k].append(time.perf_counter() - t)
+    return {k: median(v) for k, v in times.items()}

@@ -94,6 +94,36 @@ class TimedModel:
         return getattr(self._model, name)
 
 
+class ScriptedTokens:
+    """Stands in for the engine's model: every forward pass is the model's own, but the token each call's
+    logits pick is steered: ``<coord>``, ``<size>`` pairs (one object each; the box heads' own outputs give the
+    boxes), and the end token after ``steps`` decode steps, as a trained model ends a short answer. Random
+    weights otherwise never stop (the package then decodes to its next 128-token block)."""
+
+    def __init__(self, model, args, stop_id: int, steps: int):
+        self._model, self._stop, self._steps, self.emitted = model, stop_id, steps, 0
+        self._script = [args.coord_token_id, args.size_token_id]
+
+    @classmethod
+    def install(cls, grounder, steps: int) -> "ScriptedTokens":
+        engine = grounder.engine
+        engine.model = cls(engine.model, grounder.model_args, grounder.stop_token_ids[0], steps)
+        return engine.model
+
+    def __call__(self, *args, **kwargs):
+        logits, hidden = self._model(*args, **kwargs)
+        if kwargs.get("pixel_values") is not None:  # the prefill: its logits choose the first new token
+            self.emitted = 0
+        want = self._stop if self.emitted >= self._steps - 1 else self._script[self.emitted % 2]
+        self.emitted += 1
+        logits = logits.clone()
+        logits[:, -1, want] = logits[:, -1].max() + 100
+        return logits, hidden
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
 def timed_query(grounder, image, steps: int) -> tuple[float, list[float]]:
     """(prefill seconds, [seconds per decode step]) for one query."""
     from pipeline.providers.base import ProviderError

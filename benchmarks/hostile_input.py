@@ -17,7 +17,7 @@
   of taking the machine's memory;
 * ``big-png``, ``big-webp``: a 10240x7712 (79 MP) RGBA PNG or WebP decoded at the default working resolution
   (``open_photo``; the file written by another process first): peak RSS growth, seconds, or the refusal;
-* ``backslash``: one /predict whose tasks are the URL spellings of tests/test_backend_images.py (backslash,
+* ``backslash``: one /predict whose tasks are the URL spellings of tests/doubles/urls.py (backslash,
   userinfo, percent-escapes, tabs, IPv6 zone ids, numeric hosts, ...) aimed at a canary on 127.0.0.2 that is
   not allowed: tasks refused, connections and Label Studio tokens that reached the canary.
 
@@ -25,7 +25,7 @@
 
 ``--code DIR`` runs the cases against the ``backends``/``pipeline`` packages in DIR instead (e.g.
 ``git archive main backends pipeline | tar -x -C /tmp/lf-main``), to print before/after side by side
-over two runs; the loopback servers come from this checkout's ``tests/backend_helpers.py``."""
+over two runs; the loopback servers come from this checkout's ``tests/doubles/servers.py``."""
 from __future__ import annotations
 
 import argparse
@@ -51,7 +51,7 @@ def case_endless() -> dict:
     from functools import partial
 
     from pipeline.labelstudio.media import HostPolicy, fetch_image
-    from tests.backend_helpers import RawServer, endless_chunked
+    from tests.doubles.servers import RawServer, endless_chunked
     os.environ["MAX_IMAGE_BYTES"] = str(50_000_000)
     server = RawServer(partial(endless_chunked, safety_stop=1_000_000_000))
     rss0, t0 = _rss_mb(), time.monotonic()
@@ -70,7 +70,7 @@ def case_drip() -> dict:
     from functools import partial
 
     from pipeline.labelstudio.media import HostPolicy, fetch_image
-    from tests.backend_helpers import RawServer, drip_body
+    from tests.doubles.servers import RawServer, drip_body
     os.environ["IMAGE_FETCH_TIMEOUT"] = "5"
 
     server = RawServer(partial(drip_body, seconds=20.0, interval=1.0))
@@ -109,7 +109,9 @@ def _predict(app, config, url) -> tuple[float, dict]:
 
 
 def case_slow_images(tmp: Path) -> dict:
-    from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM, held, jpeg_bytes
+    from tests.doubles.images import jpeg_bytes
+    from tests.doubles.providers import KnownGrounder, KnownVLM
+    from tests.doubles.servers import FileServer, held
     os.environ["PREDICT_CONCURRENCY"] = "4"
     files, image = FileServer(), jpeg_bytes()
     files.files["/data/upload/5/ok.jpg"] = image
@@ -130,7 +132,9 @@ def case_slow_images(tmp: Path) -> dict:
 
 def case_hung_vlm(tmp: Path) -> dict:
     from pipeline.providers.openai_vlm import OpenAIVLM
-    from tests.backend_helpers import FileServer, KnownGrounder, SilentServer, jpeg_bytes
+    from tests.doubles.images import jpeg_bytes
+    from tests.doubles.providers import KnownGrounder
+    from tests.doubles.servers import FileServer, SilentServer
     os.environ["PREDICT_DEADLINE"] = "15"
     files, silent = FileServer(), SilentServer()
     files.files["/data/upload/5/ok.jpg"] = jpeg_bytes()
@@ -146,7 +150,10 @@ def case_webhook(tmp: Path) -> dict:
     from backends.base import init_app
     from backends.identify import model as idmodel
     from pipeline.references import service as idservice
-    from tests.identify_data import HashEmbedder, card, ls_rect, webhook
+    from tests.doubles.images import card
+    from tests.doubles.label_studio import webhook
+    from tests.doubles.providers import HashEmbedder
+    from tests.doubles.regions import ls_rect
     image = card(1)
     svc = idservice.IdentifyService(model_dir=tmp / "models", embedder=HashEmbedder(delay=3.0),
                                   image_fetcher=lambda task: image, client_factory=lambda: None)
@@ -160,8 +167,10 @@ def case_webhook(tmp: Path) -> dict:
 
 
 def case_backslash(tmp: Path) -> dict:
-    from tests.backend_helpers import Canary, FileServer, KnownGrounder, KnownVLM, jpeg_bytes
-    from tests.test_backend_images import SPELLINGS
+    from tests.doubles.images import jpeg_bytes
+    from tests.doubles.providers import KnownGrounder, KnownVLM
+    from tests.doubles.servers import Canary, FileServer
+    from tests.doubles.urls import SPELLINGS
     files, canary = FileServer(), Canary()
     files.files["/data/upload/2/x.jpg"] = jpeg_bytes()
     ls = files.url.split("//", 1)[1]
@@ -216,7 +225,8 @@ def case_thin(tmp: Path, width: int, height: int, allowed: bool = False) -> dict
     from pipeline.labelstudio import versions as project_version
     from pipeline.labelstudio.labeling_config import labeling_config
     from pipeline.predict import runner
-    from tests.backend_helpers import FileServer, jpeg_bytes
+    from tests.doubles.images import jpeg_bytes
+    from tests.doubles.servers import FileServer
     project = {"project_name": "thin", "target_object": "stop sign", "label": "Stop Sign",
                "stages": {"filter": False, "ground": True, "verify": False},
                "providers": {"vlm": {"kind": "transformers", "model": "unused"},

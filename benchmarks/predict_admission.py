@@ -43,7 +43,7 @@ def __getattr__(name):  # MODEL_CLASS=benchmarks.predict_admission:BenchModel, i
     from backends.autolabel.model import AutoLabelModel
     from pipeline.cascade import Pipeline
     from pipeline.predict import runner
-    from tests.backend_helpers import KnownGrounder, KnownVLM
+    from tests.doubles.providers import KnownGrounder, KnownVLM
     vlm = KnownVLM(0.9, delay=float(os.environ["BENCH_MODEL_SECONDS"]))
     runner.PIPELINE_FACTORY = lambda cfg: Pipeline(cfg, vlm=vlm, grounder=KnownGrounder({}))
     return AutoLabelModel
@@ -208,7 +208,7 @@ def main() -> None:
     args = ap.parse_args()
     args.set = dict(kv.split("=", 1) for kv in args.set)
     sys.path.insert(0, str(REPO))
-    from tests.backend_helpers import FileServer, held
+    from tests.doubles.servers import FileServer, held
     files = FileServer()
     files.files[PHOTO] = photo_jpeg()
     files.files[DRIPPING] = held(files.files[PHOTO], lambda: time.sleep(20))

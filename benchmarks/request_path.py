@@ -27,7 +27,8 @@ def main():
 
     import backends.autolabel.model as am
     from backends.base import init_app
-    from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM
+    from tests.doubles.providers import KnownGrounder, KnownVLM
+    from tests.doubles.servers import FileServer
     try:
         from pipeline.cascade import Pipeline
         from pipeline.labelstudio import versions

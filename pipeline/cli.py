@@ -36,7 +36,10 @@ def cmd_project(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from pipeline.labelstudio.labeling_config import labeling_config
+    from pipeline.labelstudio.labeling_config import labeling_config, video_config
+    if args.video:
+        sys.stdout.write(video_config(load_project(args.project)))
+        return 0
     sys.stdout.write(labeling_config(load_project(args.project), interactive_prompt=not args.no_prompt,
                                      masks=args.masks))
     return 0
@@ -158,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--masks", choices=["brush", "polygon"], default=None,
                    help="masks instead of boxes: BrushLabels or PolygonLabels, with the click / box / "
                         "find-similar smart tools")
+    s.add_argument("--video", action="store_true",
+                   help="a video project: <Video> with a <VideoRectangle> (one track per object, keyframes that "
+                        "Label Studio interpolates) and the labels in a <Labels>; tasks need $video and $fps")
     s.set_defaults(func=cmd_config)
 
     s = sub.add_parser("settings", help="every environment variable label-factory reads: its value now and "

@@ -247,6 +247,21 @@ class Route(_Strict):
         return self.provider().identity()
 
 
+class VideoSettings(_Strict):
+    """How a video task is labelled (pipeline/video/run.py): the grounder on keyframes (scene cuts and every
+    ``keyframe_every`` frames), boxes between them from ``between`` every ``detect_every`` frames, ByteTrack
+    tying them into tracks, verify and identify once per track on its best crops."""
+    keyframe_every: int = Field(30, ge=1, description="frames between grounded keyframes (besides scene cuts)")
+    detect_every: int = Field(5, ge=0, description="frames between boxes from `between` (0: keyframes only)")
+    between: Optional[GrounderProvider] = Field(
+        None, description="the detector between keyframes (e.g. the distilled student); default: the grounder")
+    lost_seconds: float = Field(1.5, ge=0, description="how long an unseen track waits to be picked up again")
+    min_track_boxes: int = Field(2, ge=1, description="a track seen on fewer detection frames is dropped")
+    verify_crops: int = Field(1, ge=1, le=8, description="best crops per track that verify asks about (mean)")
+    tolerance: float = Field(2.0, ge=0, description="pixels a Label Studio keyframe interpolation may be off")
+    scene_threshold: float = Field(27.0, gt=0, description="PySceneDetect ContentDetector threshold for a cut")
+
+
 class ProjectConfig(_Strict):
     project_name: str = Field(min_length=1)
     target_object: str = Field(min_length=1)
@@ -264,6 +279,7 @@ class ProjectConfig(_Strict):
     providers: Providers = Field(default_factory=Providers)
     budgets: Budgets = Field(default_factory=Budgets)
     route: Optional[Route] = Field(None, description="student first; None: every image goes through the cascade")
+    video: VideoSettings = Field(default_factory=VideoSettings)
 
     @field_validator("target_object")
     @classmethod
@@ -339,6 +355,8 @@ class ProjectConfig(_Strict):
         del data["budgets"]["max_aspect_ratio"]  # it refuses tasks, it changes no prediction
         if self.providers.grounder.identity() != self.providers.grounder.kind:  # a student: its weights by hash
             data["grounder_identity"] = self.providers.grounder.identity()
+        if self.video != VideoSettings():  # the defaults: the same fingerprint as before video existed
+            data["video"] = self.video.model_dump(mode="json")
         blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 

@@ -28,7 +28,11 @@ from pipeline.images import fit_size
 log = logging.getLogger(__name__)
 
 SLOW_SECONDS = 60.0  # per image: above this the start-up message is a warning
-EFFICIENCY = 0.5  # share of the matmul probe's GFLOP/s that whole models reach (attention, norms, copies)
+# Share of the matmul probe's GFLOP/s that whole models reach (attention, norms, copies). Calibrated with
+# benchmarks/photo_cost.py in fp32 on a 2-core AVX-512 CPU without bf16: stop-signs' cascade (Qwen2.5-VL-3B
+# filter + OWLv2 + 3 verify crops) at 1920x1080 took 1/0.94 of the estimate, i.e. 0.47 (filter 0.52, OWLv2
+# 0.64, verify 0.41). bf16 and fp16 are not calibrated where they are chosen (an AMX CPU, a GPU): same value.
+EFFICIENCY = 0.5
 OBSERVE_AFTER = 3  # images whose measured stage seconds are logged beside the estimate
 REFERENCE_PHOTO = (4032, 3024)  # a 12 MP phone photo: larger ones cost the same (budgets)
 BOXES = 3  # verify crops assumed per image

@@ -1,8 +1,9 @@
 """Every environment variable label-factory reads, declared once: its name, type, default and meaning.
 
 The variables come in groups, one pydantic-settings class each (``LabelStudio``, ``Server``, ``Paths``,
-``Predict``, ``Images``, ``Models``, ``AnswerCache``, ``Identify``, ``Importer``, ``Stack``), and are read
-when asked: ``Predict.read().deadline`` reads the environment as it is now (a test may change it between
+``Predict``, ``Images``, ``Video``, ``Models``, ``AnswerCache``, ``Identify``, ``Training``, ``Importer``,
+``Stack``), and are read when asked: ``Predict.read().deadline`` reads the environment as it is now (a test may
+change it between
 two calls), validated; an unchanged environment gives the same object back without reading it again. A
 group is validated as a whole, so a bad value stops only what uses its group (``PORT=abc`` stops the
 server, not ``label-factory run``), with a ``SettingsError`` that names the variable and what is wrong
@@ -250,6 +251,31 @@ class Images(_Group):
     _hosts = field_validator("allowed_hosts", mode="before")(_comma_list)
 
 
+class Video(_Group):
+    title: ClassVar[str] = "Task videos"
+    max_bytes: int = var(4_000_000_000, "VIDEO_MAX_BYTES", ge=1,
+                         doc="Bytes of one video at most: a bigger file is refused before it is opened, a "
+                             "download stops past it (the video is written to a temporary file, never held).")
+    max_pixels: int = var(3840 * 2160, "VIDEO_MAX_PIXELS", ge=1,
+                          doc="Pixels of one frame of the stream at most (4K UHD): a bigger stream is refused "
+                              "before a frame is decoded.")
+    max_frames: int = var(30 * 60 * 60, "VIDEO_MAX_FRAMES", ge=1,
+                          doc="Frames of one video at most (an hour at 30 fps), by its header or as decoded.")
+    frame_pixels: int = var(1920 * 1080, "VIDEO_FRAME_PIXELS", ge=1,
+                            doc="The working resolution frames are handed to the models at, at most (scaled "
+                                "by the decoder by a whole factor).")
+    seconds: float = var(3600.0, "VIDEO_SECONDS",
+                         doc="Seconds decoding (and labelling) one video may take in all, also cut to the "
+                             "request's deadline (0 or less: none).")
+    fetch_timeout: float = var(600.0, "VIDEO_FETCH_TIMEOUT", gt=0,
+                               doc="Seconds one video's download may take in all, redirects included (cut to "
+                                   "the request's deadline).")
+
+    @property
+    def seconds_limit(self) -> Optional[float]:
+        return self.seconds if self.seconds > 0 else None
+
+
 def _override(provider: str, key: str, what: str) -> Any:
     var_name = f"LF_{'CLIP' if provider == 'identify' else provider.upper()}_{key.upper()}"
     return var(None, var_name, overrides=f"providers.{provider}.{key}",
@@ -355,17 +381,40 @@ class Importer(_Group):
     _api = field_validator("openverse_api", mode="before")(_stripped_url)
 
 
+class Training(_Group):
+    title: ClassVar[str] = "Training from Label Studio (*Start Training*, `label-factory train --project`)"
+    model: str = var("yolo11n.yaml", "LF_TRAIN_MODEL",
+                     doc="What the student trains from: an ultralytics architecture config (random initial "
+                         "weights, nothing downloaded) or a checkpoint file (`yolo11n.pt`).")
+    epochs: int = var(100, "LF_TRAIN_EPOCHS", ge=1, doc="Training epochs.")
+    imgsz: int = var(640, "LF_TRAIN_IMGSZ", ge=32, doc="Training image size (the student predicts at it too).")
+    batch: int = var(16, "LF_TRAIN_BATCH", ge=1, doc="Images per training batch.")
+    device: str = var("auto", "LF_TRAIN_DEVICE", doc="auto | cpu | cuda | cuda:N | mps.")
+    workers: int = var(2, "LF_TRAIN_WORKERS", ge=0, doc="Data loader processes of a training (0: in the trainer).")
+    split: str = var("0.8,0.1,0.1", "LF_TRAIN_SPLIT",
+                     doc="train,val,test shares of the reviewed tasks (by task id); the test split is the held-out "
+                         "set the promotion rule scores both students on.")
+    min_gain: float = var(0.0, "LF_TRAIN_MIN_GAIN", ge=0,
+                          doc="Held-out AP50:95 the new student must beat the served one by to be promoted.")
+    runs_kept: int = var(3, "LF_TRAIN_RUNS_KEPT", ge=1,
+                         doc="Training runs (export, weights, metrics, log) kept per project under "
+                             "`MODEL_DIR/training/<project id>/runs`.")
+
+    _device = field_validator("device", mode="before")(_lower)
+
+
 class Stack(_Group):
     title: ClassVar[str] = "label-factory up"
     label_studio_bin: Optional[Path] = var(None, "LABEL_STUDIO_BIN",
-                                           doc="The `label-studio` executable `up` starts (default: "
-                                               ".venv-ls's, else the one on PATH).")
+                                           doc="The `label-studio` executable `up` and the tests start "
+                                               "(default: .venv-ls's, else the one on PATH); "
+                                               "scripts/ls_compat.py sets it to each version it checks.")
     label_studio_start_timeout: float = var(300.0, "LABEL_STUDIO_START_TIMEOUT", gt=0,
                                             doc="Seconds `up` waits for Label Studio to answer.")
 
 
-GROUPS: tuple[type[_Group], ...] = (LabelStudio, Server, Paths, Predict, Images, Models, AnswerCache, Identify,
-                                    Importer, Stack)
+GROUPS: tuple[type[_Group], ...] = (LabelStudio, Server, Paths, Predict, Images, Video, Models, AnswerCache,
+                                    Identify, Training, Importer, Stack)
 
 
 @dataclass(frozen=True)
@@ -378,6 +427,10 @@ class LibraryVariable:
 LIBRARY_VARIABLES = (
     LibraryVariable("HF_ENDPOINT", "huggingface_hub", "The hub a model that is not on the machine is fetched from."),
     LibraryVariable("RAY_AUTH_TOKEN", "Ray", "The token shared by the nodes of the compose file's Ray cluster."),
+    LibraryVariable("RAY_AUTH_TOKEN_PATH", "Ray", "A file holding that token (Ray's default: ~/.ray/auth_token); "
+                    "`predict --ray ADDRESS` sends it too."),
+    LibraryVariable("RAY_AUTH_MODE", "Ray", "`token` turns Ray's token authentication on; `predict --ray ADDRESS` "
+                    "sets it when a token is at hand and it is unset."),
     LibraryVariable("OMP_NUM_THREADS", "torch, faiss, ultralytics",
                     "OpenMP threads; label-factory keeps ultralytics from setting it to 1 for the whole process."),
     LibraryVariable("DDGS_PROXY", "ddgs", "ddgs's own proxy setting (`LF_DDGS_PROXY` wins)."),

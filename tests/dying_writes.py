@@ -6,7 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests import REPO
 
 
 def run_until_disk_full(setup: str, write: str, limit: int) -> subprocess.CompletedProcess:

@@ -4,7 +4,12 @@ Loaded as a pytest plugin by tests/conftest.py.  Each fixture returns a HF model
 loads through the real ``from_pretrained`` path."""
 from __future__ import annotations
 
+import falcon_perception
 import pytest
+
+from pipeline.config import GrounderProvider
+from pipeline.providers.falcon import FalconGrounder
+from pipeline.tiny.falcon import use_tiny_model_args
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +53,14 @@ def tiny_owlv2_960_dir(model_dir):
     """Tiny OWLv2 weights behind the real 960 px image processor (padding and resizing at real cost)."""
     from pipeline.tiny.detectors import build_owlv2
     return build_owlv2(model_dir / "owlv2-960", shape="tiny-960")
+
+
+def load_falcon(model_dir, **cfg) -> FalconGrounder:
+    with pytest.MonkeyPatch.context() as mp:
+        use_tiny_model_args(model_dir, mp)  # the package's size table has no entry for a tiny model
+        calls = []
+        real = falcon_perception.load_and_prepare_model
+        mp.setattr(falcon_perception, "load_and_prepare_model", lambda **kw: calls.append(kw) or real(**kw))
+        g = FalconGrounder.from_config(GrounderProvider(model=str(model_dir), **cfg))
+    g.loader_calls = calls
+    return g

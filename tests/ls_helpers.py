@@ -3,7 +3,6 @@ under real gunicorn, a project with uploaded images plus one broken task, the ch
 RectangleLabels prediction must pass, and the Data Manager's Prediction score column."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
@@ -13,14 +12,11 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from PIL import Image, ImageDraw
 
 from pipeline.labelstudio import lsapi
 from pipeline.stack.processes import Service, free_port
-
-REPO = Path(__file__).resolve().parents[1]
-
-IMAGE_SIZE = (96, 64)
+from tests import REPO
+from tests.doubles.images import IMAGE_SIZE, sign_jpeg
 
 
 def tiny_project_yaml(path: Path, name: str, tiny_qwen_dir, tiny_owlv2_dir, max_boxes: int = 3) -> Path:
@@ -53,15 +49,6 @@ def start_backend(work: Path, project_yaml: Path, label_studio_url: str, api_key
         svc.stop()
         raise
     return svc
-
-
-def sign_jpeg(seed: int, size=IMAGE_SIZE) -> bytes:
-    """A small JPEG with a red octagon on a coloured background (distinct bytes per seed)."""
-    im = Image.new("RGB", size, (40 + seed * 30, 90, 120))
-    ImageDraw.Draw(im).regular_polygon((size[0] // 2, size[1] // 2, 18), 8, fill=(200, 20, 20))
-    buf = io.BytesIO()
-    im.save(buf, "JPEG")
-    return buf.getvalue()
 
 
 def project_with_broken_task(label_studio, title: str, label_config: str, n_images: int):

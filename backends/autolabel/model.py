@@ -16,6 +16,8 @@ from backends.base import settings as contract_settings
 from backends.base.errors import LabelConfigError
 from backends.base.worker import Busy, model_slots
 from pipeline import settings
+from pipeline.distill import runs as training
+from pipeline.distill.job import TrainingError
 from pipeline.labelstudio import UnsupportedConfig
 from pipeline.labelstudio import client as ls_client
 from pipeline.labelstudio import versions as project_version
@@ -86,16 +88,25 @@ class AutoLabelModel(LabelStudioMLBase):
 
     def fit(self, event, data, **kwargs):
         """Annotation created/updated/deleted and START_TRAINING update the project's reference index
-        (identify stage on) through its journal, and the model_version follows its version."""
+        (identify stage on) through its journal, and the model_version follows its version. START_TRAINING
+        (Settings -> Model -> Start Training) also starts the project's student training in the background
+        (pipeline/distill/runs.py), or answers that one runs."""
         res = identify.fit(event, data, self.cfg, self.label_interface, self.project_path)
         if res.get("index_version") is not None:
             self._set_version(with_index(self.base_version, res["index_version"]))
+        if event == "START_TRAINING":
+            try:
+                res = {**res, "training": training.start(self.project_path, self.project_id)}
+            except TrainingError as e:  # no student to train: fine when the index was what it asked for
+                if not identify.enabled(self.cfg):
+                    raise ClientError(str(e)) from None
+                res = {**res, "training": {"state": "not started", "reason": str(e)}}
         return res
 
     @classmethod
     def metrics(cls) -> dict:
-        """For /metrics: how far the identify index is behind."""
-        return identify.metrics()
+        """For /metrics: how far the identify index is behind, and each project's student training."""
+        return {**identify.metrics(), "training": training.metrics()}
 
     @classmethod
     def warm_up(cls) -> None:

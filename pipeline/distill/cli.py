@@ -4,6 +4,7 @@ The Label Studio connection options and project lookup are the ones ``label-fact
 (pipeline/predict/cli.py, batch.py); images come through the backend's guarded fetcher."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -32,16 +33,27 @@ def add_parser(subparsers) -> None:
     p.add_argument("--pseudo-min-score", type=float, default=0.5,
                    help="pseudo-label boxes need at least this score (default 0.5)")
     p.add_argument("--concurrency", type=int, default=4, help="images fetched at a time (default 4)")
+    p.add_argument("--video-stride", type=int, default=10,
+                   help="a video project: every Nth frame becomes an image with its interpolated boxes (default 10)")
     p.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_export)
 
     p = subparsers.add_parser(
-        "train", help="train the student detector (ultralytics YOLO) on an export",
-        description="Train a YOLO student on a `label-factory export --format yolo` folder; writes weights, "
-                    "metrics.json (val mAP50, mAP50-95, per-class P/R) and a model card to --out.")
-    p.add_argument("--data", "-d", required=True, help="export folder (data.yaml + manifest.json)")
-    p.add_argument("--out", "-o", required=True, help="run folder (weights/, metrics.json, model_card.*)")
+        "train", help="train the student detector (ultralytics YOLO) on an export, or a project's from Label Studio",
+        description="--data/--out: train a YOLO student on a `label-factory export --format yolo` folder; writes "
+                    "weights, metrics.json (val mAP50, mAP50-95, per-class P/R) and a model card to --out. "
+                    "--project: what Label Studio's Start Training runs: export the project's reviewed tasks, train "
+                    "a student (LF_TRAIN_* settings), and promote it to the weights the project YAML serves only if "
+                    "its held-out AP beats the served student's (one training at a time per project).")
+    p.add_argument("--data", "-d", default=None, help="export folder (data.yaml + manifest.json)")
+    p.add_argument("--out", "-o", default=None, help="run folder (weights/, metrics.json, model_card.*)")
+    p.add_argument("--project", "-p", default=None,
+                   help="project YAML: train its Label Studio project's student and promote it if it is better "
+                        "(instead of --data/--out)")
+    add_connection_args(p)
+    p.add_argument("--run", default=None, help=argparse.SUPPRESS)  # runs.start: the run folder it made
+    p.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)  # runs.start: the lock it took
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"checkpoint or architecture config (default {DEFAULT_MODEL}, pretrained; e.g. yolo11s.pt, "
                         "yolo11n.yaml for random initial weights)")
@@ -72,6 +84,26 @@ def cmd_export(args) -> int:
             return fetch_image(image_url, task_id, label_studio_url=url, api_key=api_key)
 
         classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+        from pipeline.labelstudio import UnsupportedConfig, truth
+        try:
+            video = truth.layout_of(client.projects.get(project_id).label_config).media == "video"
+        except UnsupportedConfig:
+            video = False  # export_project says why
+        if video:
+            from pipeline.distill.video_export import export_video_project
+            from pipeline.labelstudio.media import fetch_file
+            from pipeline.video.decode import VideoLimits
+
+            def to_file(video_url, task_id, dest):
+                return fetch_file(video_url, dest, task_id, max_bytes=VideoLimits.from_env().max_bytes,
+                                  label_studio_url=url, api_key=api_key)
+            manifest = export_video_project(client, project_id, Path(args.out), args.format, to_file,
+                                            stride=args.video_stride, ratios=ratios, classes=classes,
+                                            label_studio_url=url)
+            print(json.dumps({k: manifest[k] for k in ("format", "classes", "counts", "boxes_per_class")}, indent=1)
+                  if args.json else f"exported video project {project_id} to {Path(args.out).resolve()}: "
+                  + ", ".join(f"{s} {c['images']} frames, {c['boxes']} boxes" for s, c in manifest["counts"].items()))
+            return 0
         manifest = export_project(client, project_id, Path(args.out), args.format, fetch, ratios=ratios,
                                   classes=classes, pseudo_version=args.pseudo_labels,
                                   pseudo_threshold=args.pseudo_min_score, label_studio_url=url,
@@ -100,6 +132,16 @@ def cmd_export(args) -> int:
 
 
 def cmd_train(args) -> int:
+    if args.project:
+        if args.data or args.out:
+            print("error: --project trains from Label Studio; --data/--out train on an export: give one or the other",
+                  file=sys.stderr)
+            return 2
+        return cmd_train_project(args)
+    if not (args.data and args.out):
+        print("error: give --data and --out (train on an export), or --project (train from Label Studio)",
+              file=sys.stderr)
+        return 2
     from pipeline.distill.train import TrainConfig, TrainError, train
     from pipeline.providers.yolo import UltralyticsMissing
 
@@ -117,4 +159,29 @@ def cmd_train(args) -> int:
     print(f"weights: {out / m['weights']} (sha256 {m['weights_sha256'][:12]})")
     print(f"metrics: {out / 'metrics.json'}; model card: {out / 'model_card.md'}")
     print(f"serve it: providers.grounder: {{kind: student, model: {out / m['weights']}}}")
+    return 0
+
+
+def cmd_train_project(args) -> int:
+    from pipeline.distill.job import TrainingError, run_training
+    from pipeline.labelstudio.media import fetch_image
+    from pipeline.predict.cli import connect_project
+    from pipeline.predict.job import JobError
+
+    try:
+        client, url, api_key, project_id = connect_project(args)
+
+        def fetch(image_url, task_id):
+            return fetch_image(image_url, task_id, label_studio_url=url, api_key=api_key)
+
+        o = run_training(Path(args.project), project_id, client, url, fetch,
+                         run=Path(args.run) if args.run else None, lock_fd=args.lock_fd)
+    except (JobError, TrainingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    c, s = o["candidate"], o["served"]
+    print(f"held-out ({c['images']} images): new student AP50 {c['ap50'] or 0:.3f}  AP50:95 {c['ap50_95'] or 0:.3f}"
+          + ("" if s is None else f"; served AP50 {s['ap50'] or 0:.3f}  AP50:95 {s['ap50_95'] or 0:.3f}"))
+    print(f"{'promoted' if o['promoted'] else 'not promoted'}: {o['why']}")
+    print(f"serving {o['served_weights']} as {o['model_version']}")
     return 0

@@ -87,6 +87,24 @@ def fetch_tasks(client, project_id: int, layout, page_size: int, progress: bool)
     return tasks, len(seen), time.perf_counter() - t0
 
 
+def _evaluate_video(args, client, project, from_name: str) -> int:
+    """A video project: tracking quality (MOTA, IDF1, HOTA) per model_version (pipeline/evaluate/video.py)."""
+    from pipeline.atomic import save_text
+    from pipeline.evaluate.listing import list_reviewed_tasks
+    from pipeline.evaluate.video import evaluate_video_tasks, lines
+
+    tasks = list_reviewed_tasks(client, project.id, args.page_size)
+    report = evaluate_video_tasks(tasks, from_name, versions=args.model_version, iou=args.iou)
+    report["project"] = {"id": project.id, "title": project.title, "control": from_name}
+    report["generated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report, indent=1, default=str)
+    save_text(out / "report.json", text)
+    print(text if args.json else "\n".join(lines(report) + [f"report.json: {out / 'report.json'}"]))
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     import httpx
     from label_studio_sdk.core.api_error import ApiError
@@ -113,6 +131,8 @@ def cmd_evaluate(args) -> int:
             layout = truth.layout_of(project.label_config)
         except UnsupportedConfig as e:
             raise JobError(f"Label Studio project {project_id}: nothing to evaluate: {e}") from None
+        if layout.media == "video":
+            return _evaluate_video(args, client, project, layout.outputs[0].name)
         tasks, listed, seconds_listing = fetch_tasks(client, project_id, layout, args.page_size,
                                                      progress=not args.quiet)
     except JobError as e:

@@ -48,6 +48,13 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="first wait after a DuckDuckGo rate limit, doubled per retry (default 5 s)")
     p.add_argument("--ddg-attempts", type=int, default=3,
                    help="tries per query while DuckDuckGo rate-limits, then the source gives up (default 3)")
+    p.add_argument("--videos", action="append", default=[], metavar="DIR_OR_URL",
+                   help="frames of these videos (a folder, a file or an http(s) URL; repeatable) instead of a web "
+                        "search: every scene's first frame and every --frame-stride frames, near-duplicates dropped")
+    p.add_argument("--frame-stride", type=int, default=30, help="frames between two picks within a scene "
+                                                                "(default 30)")
+    p.add_argument("--frames-per-video", type=int, default=50, help="at most this many frames per video "
+                                                                    "(default 50; the stride widens to fit)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="log each query and each rejected image")
@@ -128,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         connect_backend=args.connect_backend, concurrency=args.concurrency,
         per_host_interval=args.per_host_interval, retries=args.retries, max_bytes=args.max_bytes,
         phash_distance=args.phash_distance, progress=not args.no_progress, ddg_backoff=args.ddg_backoff,
-        ddg_attempts=args.ddg_attempts, masks=args.masks)
+        ddg_attempts=args.ddg_attempts, masks=args.masks, videos=args.videos, frame_stride=args.frame_stride,
+        frames_per_video=args.frames_per_video)
     try:
         summary = run_import(cfg, opts)
     except ValueError as e:       # unknown source, broken manifest, ...

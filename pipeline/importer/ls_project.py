@@ -18,6 +18,8 @@ Task shape::
   adds a Local Files import storage for data_root to the project (never synced — tasks are
   imported by the importer, with meta) and tasks point at ``/data/local-files/?d=<path under root>``.
 
+An entry's ``data`` (a video frame's ``video``, ``frame`` and ``time``) is added to its task's data.
+
 Already-imported images are recognised by ``meta.sha256`` of the project's existing tasks (the
 manifest also records the task id per Label Studio URL + project).
 """
@@ -177,7 +179,7 @@ class LabelStudioTarget:
                        else self.upload(project_id, path))
                 meta = {k: e.get(k, "") for k in META_KEYS}
                 meta.update(sha256=e["sha256"], id=e["id"])
-                tasks.append({"data": {IMAGE_NAME: url}, "meta": meta})
+                tasks.append({"data": {IMAGE_NAME: url, **(e.get("data") or {})}, "meta": meta})
             ids = self.import_tasks(project_id, tasks)
             for e, tid in zip(batch, ids):
                 e.setdefault("label_studio", {})[key] = tid

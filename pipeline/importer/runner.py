@@ -53,6 +53,9 @@ class ImportOptions:
     ddg_attempts: int = 3
     ls_client: object = None                   # a ready label_studio_sdk.LabelStudio (else url + key)
     masks: Optional[str] = None                # "brush" / "polygon": a mask labeling config for a new project
+    videos: list[str] = field(default_factory=list)  # folders, files or http(s) URLs of videos: their frames
+    frame_stride: int = 30                     # frames between two picks within a scene
+    frames_per_video: int = 50                 # at most this many frames of one video
 
 
 def _entry(f: Fetched, path: str, size: int) -> dict:
@@ -144,6 +147,15 @@ def run_import(cfg: ProjectConfig, opts: Optional[ImportOptions] = None) -> Summ
     http = Http(make_session(pool=max(16, opts.concurrency * 2)), HostRateLimiter(opts.per_host_interval),
                 RetryPolicy(attempts=opts.retries, backoff=opts.backoff, max_wait=opts.max_wait),
                 timeout=opts.timeout)
+    if opts.videos:  # frames of videos instead of a web search
+        from pipeline.importer.videos import import_videos
+        if opts.dry_run:
+            summary.label_studio = "skipped (dry run)"
+            return summary
+        import_videos(opts.videos, manifest, http, summary, stride=opts.frame_stride,
+                      per_video=opts.frames_per_video, phash_distance=opts.phash_distance)
+        manifest.save()
+        return _to_label_studio(cfg, opts, manifest, summary)
     sources = build_sources(opts.sources, http, ddg_search=opts.ddg_search, ddg_backoff=opts.ddg_backoff,
                             ddg_attempts=opts.ddg_attempts, max_bytes=opts.max_bytes)
     if not cfg.buckets:
@@ -173,7 +185,10 @@ def run_import(cfg: ProjectConfig, opts: Optional[ImportOptions] = None) -> Summ
 
     download_all(cands, manifest, opts, http, summary)
     manifest.save()
+    return _to_label_studio(cfg, opts, manifest, summary)
 
+
+def _to_label_studio(cfg: ProjectConfig, opts: ImportOptions, manifest: Manifest, summary: Summary) -> Summary:
     url = opts.label_studio_url or credentials.label_studio_url()
     if not (url or opts.ls_client):
         summary.label_studio = "skipped (no --label-studio-url / LABEL_STUDIO_URL)"

@@ -16,6 +16,10 @@ What a config may hold, on its image (the first ``<Image>`` with an output contr
   ``KeyPointLabels``/``KeyPoint`` (clicks to segment), a ``RectangleLabels`` with
   ``find_similar="true"`` (an example: find more like it).
 
+A config with no output on an image but a ``<VideoRectangle>`` on a ``<Video>`` (labels from the
+``<Labels>`` on the same video) is a video layout (``media == "video"``): one region per track
+(``pipeline.labelstudio.video``).
+
 Other controls on the image (ellipses, bitmasks, magic wand, vectors, per-image choices, ...) get
 nothing from label-factory; a config whose image has no output control at all is refused
 (``UnsupportedConfig``) with a message that says what it has and what label-factory fills.
@@ -30,7 +34,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from pipeline.detections import Detections
-from pipeline.labelstudio.controls import NAMES, OUTPUTS, Control, OutputControl, PerRegion, attr_true
+from pipeline.labelstudio.controls import NAMES, OUTPUTS, Control, OutputControl, PerRegion, VideoRectangles, attr_true
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,7 @@ class Layout:
     examples: list[Control] = field(default_factory=list)  # RectangleLabels find_similar="true"
     prompt_boxes: list[Control] = field(default_factory=list)  # rectangle tools that only prompt (smartOnly)
     ignored: dict = field(default_factory=dict)  # control name -> why it gets nothing
+    media: str = "image"  # "video": a <Video> whose <VideoRectangle> gets one region per track
 
     # -- reading a config -------------------------------------------------------------------------
     @classmethod
@@ -83,8 +88,14 @@ class Layout:
         if label_interface is None:
             raise UnsupportedConfig("no labeling config: Label Studio sent none and none is cached for this project")
         images = [o for o in label_interface.objects if o.tag.lower() == "image"]
+        video = _read_video(label_interface) if not any(
+            _output_class(c) for img in images for c in label_interface.controls if img.name in (c.to_name or [])) \
+            else None
+        if video is not None:
+            return video
         if not images:
-            raise UnsupportedConfig("the labeling config has no <Image>: label-factory labels images")
+            raise UnsupportedConfig("the labeling config has no <Image> and no <VideoRectangle> on a <Video>: "
+                                    "label-factory labels images and tracks in videos")
         on = {img.name: [c for c in label_interface.controls if img.name in (c.to_name or [])] for img in images}
         usable = [img for img in images if any(_output_class(c) for c in on[img.name])]
         if not usable:
@@ -207,6 +218,22 @@ def _meta(m, cosine: Optional[float], own: Optional[float]) -> str:
     margin = None if np.isnan(m.margin) else round(float(m.margin), 4)
     text = f"{m.label} cos={None if cosine is None else round(cosine, 3)} margin={margin}"
     return text + (f" box={round(own, 3)}" if own is not None else "")
+
+
+def _read_video(label_interface) -> Optional[Layout]:
+    """The layout of the first <Video> with a <VideoRectangle> (None when there is none)."""
+    for video in (o for o in label_interface.objects if o.tag.lower() == "video"):
+        on = [c for c in label_interface.controls if video.name in (c.to_name or [])]
+        boxes = [c for c in on if VideoRectangles.matches(c) and not attr_true(c, "model_skip")]
+        if not boxes:
+            continue
+        labels = next((c for c in on if c.tag.lower() == "labels"), None)
+        lay = Layout(video.name, str(video.value or "$video").lstrip("$"), [VideoRectangles(boxes[0], labels)],
+                     media="video")
+        lay.ignored.update({c.name: "label-factory fills the first <VideoRectangle> of a video"
+                            for c in on if c is not boxes[0] and c is not labels})
+        return lay
+    return None
 
 
 def _output_class(control) -> Optional[type[OutputControl]]:

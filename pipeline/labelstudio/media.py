@@ -53,7 +53,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from pipeline import deadline
 from pipeline.images import ImageLoadError, Photo, open_photo
 from pipeline.labelstudio import client as credentials
-from pipeline.settings import Images
+from pipeline.settings import Images, Video
 
 LS_RELATIVE_PREFIXES = ("/data/", "data/", "upload/", "/upload/", "/storage-data/", "storage-data/",
                         "/tasks/", "/projects/")
@@ -372,8 +372,10 @@ class _GuardedAdapter(HTTPAdapter):
 class Download:
     """One image's bytes: every hop checked, the body streamed up to ``max_bytes``, all within ``seconds``."""
 
-    def __init__(self, policy: HostPolicy, token: str, max_bytes: int, seconds: float, limit_name: str):
+    def __init__(self, policy: HostPolicy, token: str, max_bytes: int, seconds: float, limit_name: str,
+                 sink=None, cap_name: str = "MAX_IMAGE_BYTES"):
         self.policy, self.token, self.max_bytes = policy, token, max_bytes
+        self.sink, self.cap_name = sink, cap_name  # sink: a binary file the body is written to, not kept
         self.seconds, self.limit_name = seconds, limit_name
         self.bytes_read = 0
         self.dog = _Watchdog(seconds)
@@ -463,29 +465,39 @@ class Download:
     def _body(self, resp: requests.Response, url: str, dog: _Watchdog) -> bytes:
         size = resp.headers.get("Content-Length")
         if size and size.isdigit() and int(size) > self.max_bytes:
-            raise ImageFetchError(f"{display_url(url)}: {size} bytes exceeds MAX_IMAGE_BYTES={self.max_bytes}")
-        buf = bytearray()
+            raise ImageFetchError(f"{display_url(url)}: {size} bytes exceeds {self.cap_name}={self.max_bytes}")
+        buf, n = bytearray(), 0
+        if self.sink is not None:
+            self.sink.seek(0)
+            self.sink.truncate()
         while chunk := resp.raw.read1(CHUNK):  # what has arrived, so a timeout can say how much
-            buf += chunk
+            n += len(chunk)
             self.bytes_read += len(chunk)
-            if len(buf) > self.max_bytes:
-                raise ImageFetchError(f"{display_url(url)}: more than MAX_IMAGE_BYTES={self.max_bytes} bytes; "
+            if n > self.max_bytes:
+                raise ImageFetchError(f"{display_url(url)}: more than {self.cap_name}={self.max_bytes} bytes; "
                                       "stopped reading")
+            if self.sink is not None:
+                self.sink.write(chunk)
+            else:
+                buf += chunk
         if dog.fired:  # the watchdog ended a body without a length: what was read is not the image
             raise requests.ConnectionError("deadline")
         return bytes(buf)
 
 
 def fetch_bytes(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
-                label_studio_url: Optional[str] = None, api_key: Optional[str] = None) -> bytes:
-    """The bytes behind a task URL, under the guards of this module's docstring."""
+                label_studio_url: Optional[str] = None, api_key: Optional[str] = None, sink=None,
+                max_bytes: Optional[int] = None, cap_name: str = "MAX_IMAGE_BYTES",
+                timeout: Optional[float] = None, timeout_name: str = "IMAGE_FETCH_TIMEOUT") -> bytes:
+    """The bytes behind a task URL, under the guards of this module's docstring. With ``sink`` (a binary
+    file) the body is written there instead, at most ``max_bytes`` (a video: ``fetch_file``)."""
     ls_url = (label_studio_url or credentials.label_studio_url()).rstrip("/")
     policy = policy or HostPolicy.from_env(ls_url)
     check_url(url, policy)
     candidates = locate(url, task_id, ls_url)
     limits = Images.read()
-    seconds = limits.fetch_timeout
-    name = f"IMAGE_FETCH_TIMEOUT={seconds:g} s"
+    seconds = limits.fetch_timeout if timeout is None else timeout
+    name = f"{timeout_name}={seconds:g} s"
     left, d = deadline.remaining(), deadline.current()
     if left is not None and left < seconds:
         if left <= 0:
@@ -496,7 +508,20 @@ def fetch_bytes(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,
         token = credentials.access_token(ls_url, api_key) if needs_token else ""
     except PermissionError as e:
         raise ImageFetchError(f"{display_url(url)}: {e}") from None
-    return Download(policy, token, limits.max_bytes, seconds, name).fetch(candidates, url)
+    cap = limits.max_bytes if max_bytes is None else max_bytes
+    return Download(policy, token, cap, seconds, name, sink, cap_name).fetch(candidates, url)
+
+
+def fetch_file(url: str, dest, task_id=None, policy: Optional[HostPolicy] = None, *, max_bytes: int,
+               label_studio_url: Optional[str] = None, api_key: Optional[str] = None):
+    """The file behind a task URL (a video) written to ``dest``, under the same guards as an image: Label
+    Studio or ALLOWED_IMAGE_HOSTS only, at most ``max_bytes`` (VIDEO_MAX_BYTES), within VIDEO_FETCH_TIMEOUT
+    (cut to the request's deadline). Memory stays at one chunk whatever the size."""
+    with open(dest, "wb") as sink:
+        fetch_bytes(url, task_id, policy, label_studio_url=label_studio_url, api_key=api_key, sink=sink,
+                    max_bytes=max_bytes, cap_name="VIDEO_MAX_BYTES", timeout=Video.read().fetch_timeout,
+                    timeout_name="VIDEO_FETCH_TIMEOUT")
+    return dest
 
 
 def fetch_photo(url: str, task_id=None, policy: Optional[HostPolicy] = None, *,

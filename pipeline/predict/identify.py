@@ -47,6 +47,15 @@ def service():
     return _service()
 
 
+def for_job(cfg: ProjectConfig) -> None:
+    """A predict job (the driver and its Ray actors, not a backend) identifies with its own project's CLIP
+    model, the one the backend running that YAML indexes with: PROJECT_CONFIG may name another YAML here
+    (the Docker image's default) or none. Call before anything else asks for the service."""
+    from pipeline.references import service as svc
+    if enabled(cfg) and svc.loaded_service() is None:
+        svc.set_service(svc.IdentifyService(cfg.providers.identify))
+
+
 def current_version(cfg: ProjectConfig, project_id, base: Optional[str] = None) -> str:
     """The project's model_version now: with its current index version when identify is on. ``base``: the
     config's ``base_version`` when the caller has it already."""

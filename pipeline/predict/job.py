@@ -185,6 +185,7 @@ def run(client, cfg: ProjectConfig, pipeline: Pipeline, project_id: int, *, only
         raise JobError("--batch-size must be at least 1")
     project = client.projects.get(project_id)
     label_interface = LabelInterface(config=project.label_config)
+    identify.for_job(cfg)
     try:
         if dry_run:  # no models loaded, no index snapshot pinned: only the target check and the version
             find_target(label_interface, cfg)  # raises when the config has no output on an Image

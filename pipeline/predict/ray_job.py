@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -141,6 +142,7 @@ class PredictActor:
         except ImportError:
             pass
         cfg, pipeline = runner.load(_project_file(project_path, project_text))
+        identify.for_job(cfg)
         pipeline.load()
         self.request = runner.prepare(cfg, pipeline, str(project_id), LabelInterface(config=label_config))
         self.concurrency = concurrency
@@ -171,18 +173,63 @@ def _short(e: BaseException, n: int = 300) -> str:
     return f"{type(e).__name__}: {text[:n]}"
 
 
+# Ray's token authentication: the mode, and where a process finds the cluster's token
+AUTH_MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
+AUTH_HINT = ("the Ray cluster at {address} uses token authentication and refused this driver: give it the "
+             "cluster's token (RAY_AUTH_TOKEN=..., or RAY_AUTH_TOKEN_PATH=<file>, or ~/.ray/auth_token); "
+             "docs/guides/scale-out.md")
+
+
+def ray_token_available(environ=None, home: Optional[Path] = None) -> bool:
+    """This process has a Ray authentication token to send: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH
+    names, or ~/.ray/auth_token (where Ray itself looks, in that order)."""
+    environ = process_environment() if environ is None else environ
+    if environ.get(TOKEN_ENV, "").strip():
+        return True
+    for path in (environ.get(TOKEN_PATH_ENV), (home or Path.home()) / ".ray" / "auth_token"):
+        try:
+            if path and Path(path).read_text().strip():
+                return True
+        except OSError:
+            pass
+    return False
+
+
 def connect(address: Optional[str]) -> bool:
-    """Connect to Ray (or reuse the connection this process has); True when this call started it."""
+    """Connect to Ray (or reuse the connection this process has); True when this call started it.
+
+    Given an address, Ray connects without its token unless RAY_AUTH_MODE=token (it turns authentication on
+    by itself only for a cluster it finds locally), and a cluster with token authentication refuses such a
+    driver. So when a token is at hand and the mode is not set, it is sent: a cluster without
+    authentication accepts that driver too."""
     if not address:  # a local Ray on this machine listens on loopback only (read when ray is imported)
         os.environ.setdefault(LOCAL_ONLY_ENV, "0")
+    elif AUTH_MODE_ENV not in process_environment() and ray_token_available():
+        os.environ[AUTH_MODE_ENV] = "token"
+        if "ray" in sys.modules:  # Ray read its config when imported: read it again, as ray itself does then
+            from ray._raylet import Config
+            Config.initialize("")
     import ray
     if ray.is_initialized():
         return False
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
+    if not address:
         ray.init(include_dashboard=False, log_to_driver=False)
+        return True
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except Exception as e:  # noqa: BLE001 - Ray wraps the refusal in a ConnectionError
+        if _refused_token(e):
+            raise batch.JobError(AUTH_HINT.format(address=address)) from None
+        raise
     return True
+
+
+def _refused_token(e: BaseException) -> bool:
+    while e is not None:
+        if type(e).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 @dataclass
@@ -242,6 +289,7 @@ def run(client, cfg: ProjectConfig, project_id: int, *, project_path: str, label
         target = find_target(label_interface, cfg)
     except ValueError as e:  # UnsupportedConfig
         raise batch.JobError(f"Label Studio project {project_id}: {e}") from None
+    identify.for_job(cfg)
     version = identify.current_version(cfg, str(project_id))
     project_text = Path(project_path).read_text()
 

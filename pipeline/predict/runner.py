@@ -25,7 +25,7 @@ from pipeline.config import ProjectConfig, config_mtime, load_project
 from pipeline.images import Photo
 from pipeline.labelstudio.coords import point_to_pixel, rect_to_xyxy
 from pipeline.labelstudio.interactive import Interaction
-from pipeline.labelstudio.media import display_url, fetch_photo
+from pipeline.labelstudio.media import display_url, fetch_file, fetch_photo
 from pipeline.labelstudio.target import Target, find_target
 from pipeline.model_version import base_version
 from pipeline.predict import identify
@@ -40,6 +40,8 @@ PIPELINE_FACTORY: Callable[[ProjectConfig], Pipeline] = Pipeline
 # (url, task_id, working_pixels=, label_studio_url=, api_key=) -> Photo; the only way task images are read
 # (through ``fetcher``).
 IMAGE_FETCHER: Callable[..., Photo] = fetch_photo
+# (url, dest, task_id, max_bytes=, label_studio_url=, api_key=) -> dest; the only way task videos are read
+VIDEO_FETCHER: Callable[..., object] = fetch_file
 
 pipelines: ProcessCache = ProcessCache("pipelines")  # YAML path -> (its mtimes, ProjectConfig, Pipeline)
 # the model slots of the predict_all call this thread works for (anything with ``hold(timeout)``)
@@ -99,6 +101,12 @@ def fetcher(cfg: ProjectConfig, label_studio_url: Optional[str] = None, api_key:
     def fetch(url: str, task_id) -> Photo:
         return IMAGE_FETCHER(url, task_id, working_pixels=cfg.budgets.decode_pixels,
                              label_studio_url=label_studio_url, api_key=api_key)
+
+    def to_file(url: str, task_id, dest):  # a video task's file (pipeline.predict.video)
+        from pipeline.video.decode import VideoLimits
+        return VIDEO_FETCHER(url, dest, task_id, max_bytes=VideoLimits.from_env().max_bytes,
+                             label_studio_url=label_studio_url, api_key=api_key)
+    fetch.to_file = to_file
     return fetch
 
 
@@ -178,6 +186,17 @@ def predict_task(task: dict, pipeline: Pipeline, target: Target, model_version: 
     t0 = time.perf_counter()
     task_id = task.get("id")
     url = task_data(task).get(target.data_key)
+    if target.layout.media == "video":
+        if interaction is not None:
+            raise TaskRefused("interactive pre-annotation of a video is not supported: label-factory predicts "
+                              "whole tracks (Retrieve predictions, or `label-factory predict`)")
+        from pipeline.predict import video
+        to_file = getattr(fetch, "to_file", None) or fetcher(pipeline.config).to_file
+        out = TaskOutcome(task_id)
+        out.prediction, out.dropped, _ = video.run_task(task_id, url, pipeline, target, model_version, to_file,
+                                                        model_slot)
+        out.seconds = time.perf_counter() - t0
+        return out
     image = (fetch or fetcher(pipeline.config))(url, task_id)  # outside the model slot: a slow URL holds none
     with model_slot():
         out = _run_models(task_id, image, pipeline, target, model_version, interaction, plan)

@@ -11,6 +11,9 @@ def add_parser(sub) -> None:
     s.add_argument("--project", default=str(DEFAULT_PROJECT), help="project YAML (default: stop-signs)")
     s.add_argument("--models", choices=["real", "tiny"], default="real",
                    help="real: the YAML's models (checked first); tiny: random tiny models built locally")
+    s.add_argument("--masks", choices=["brush", "polygon"], default=None,
+                   help="a sample project whose output is masks (BrushLabels / PolygonLabels, titled "
+                        "PROJECT-brush / -polygon) with the click, box and find-similar tools; tiny models: a tiny SAM")
     s.add_argument("--root", default="~/.local/share/label-factory/stack",
                    help="state folder: Label Studio's SQLite and media, model dir, logs")
     s.add_argument("--tiny-cache", default="~/.cache/label-factory/tiny-models")

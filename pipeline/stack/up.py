@@ -4,7 +4,8 @@ The console shows what a person needs (progress, then the URL, login, API token 
 next); request logs and progress bars stay in the services' log files. Every child service is
 stopped when ``up`` ends, also when one of them never came up. While it runs, an edited project
 YAML reaches the backend (a tiny-models copy is rewritten): its new model_version lets *Retrieve
-Predictions* predict the selected tasks again."""
+Predictions* predict the selected tasks again. ``--masks brush|polygon`` makes the sample project a mask
+one; once its predictions are in, the project gets the Data Manager tab of the least certain tasks."""
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +25,7 @@ from pipeline.model_version import model_version
 from pipeline.samples import write_samples
 from pipeline.settings import process_environment
 from pipeline.stack.ls_server import LabelStudio, start_label_studio
-from pipeline.stack.models import check_real_models, quiet_model_building, tiny_project
+from pipeline.stack.models import check_real_models, edited_gates, quiet_model_building, tiny_project
 from pipeline.stack.processes import WILDCARD_HOSTS, Service, free_port, local_host
 
 log = logging.getLogger("label-factory.up")
@@ -86,11 +87,17 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def create_project(ls: LabelStudio, cfg, samples: list[Path]) -> tuple[int, int, str]:
-    """Project from the YAML with the sample images (each imported once); returns (id, new tasks, note)."""
+def sample_title(cfg, masks: Optional[str] = None) -> str:
+    """The sample project's title: the YAML's project_name, ``-brush`` / ``-polygon`` added for a mask one."""
+    return f"{cfg.project_name}-{masks}" if masks else cfg.project_name
+
+
+def create_project(ls: LabelStudio, cfg, samples: list[Path], masks: Optional[str] = None) -> tuple[int, int, str]:
+    """Project from the YAML with the sample images (each imported once); returns (id, new tasks, note).
+    ``masks`` ("brush" / "polygon"): a mask labeling config, in a project of its own (``sample_title``)."""
     from pipeline.importer.ls_project import LabelStudioTarget
     target = LabelStudioTarget(url=ls.url, api_key=ls.token)
-    project_id, note = target.ensure_project(cfg)
+    project_id, note = target.ensure_project(cfg.model_copy(update={"project_name": sample_title(cfg, masks)}), masks)
     have = target.existing(project_id)
     tasks = []
     for path in samples:
@@ -114,6 +121,21 @@ def wait_for_predictions(ls: LabelStudio, project_id: int, timeout: float) -> tu
         time.sleep(1)
 
 
+def finish_project(ls: LabelStudio, project_id: int, version: str, done: int) -> Optional[int]:
+    """Once predictions are in: the project's model_version set to the backend's (the Prediction score column
+    scores it) and the Data Manager tab listing unlabeled tasks least certain first; the tab's id (None when
+    no prediction is stored, so there is nothing to sort)."""
+    if not (version and done):
+        return None
+    client = ls.client()
+    try:
+        lsapi.use_version(client, project_id, version)
+    except lsapi.VersionNotStored as e:
+        say(f"warning: {e}: the Prediction score column stays empty")
+        return None
+    return lsapi.uncertain_tab(client, project_id)
+
+
 def backend_version(ls: LabelStudio, project_id: int, backend_url: str) -> str:
     """The model_version the backend reported to Label Studio for this project."""
     for b in ls.client().ml.list(project=project_id):
@@ -124,11 +146,14 @@ def backend_version(ls: LabelStudio, project_id: int, backend_url: str) -> str:
 
 class ProjectWatch:
     """The project YAML a person edits while `up` runs: with tiny models its copy for the backend is
-    rewritten; either way the backend's next /setup reports the new model_version."""
+    rewritten (a gate threshold edited since the start keeps the person's value from then on, the others
+    stay open); either way the backend's next /setup reports the new model_version."""
 
     def __init__(self, source: Path, tiny_out: Optional[Path], tiny_cache: Optional[Path]):
         self.source, self.tiny_out, self.tiny_cache = source, tiny_out, tiny_cache
         self.mtime = self._mtime()
+        self.started = load_project(source, environ={}) if tiny_out is not None else None
+        self.edited: set[str] = set()  # gates the person changed: the tiny copy keeps their values
         self.version = model_version(self.backend_config())
 
     def _mtime(self) -> int:
@@ -148,38 +173,55 @@ class ProjectWatch:
         if mtime == self.mtime:
             return None
         self.mtime = mtime
+        note = ""
         try:
             if self.tiny_out is not None:
-                tiny_project(load_project(self.source, environ={}), self.source, self.tiny_cache, self.tiny_out)
+                current = load_project(self.source, environ={})
+                newly = edited_gates(self.started, current) - self.edited
+                self.edited |= newly
+                tiny_project(current, self.source, self.tiny_cache, self.tiny_out, self.edited)
+                if newly:
+                    note = (f"\n  tiny models: thresholds {', '.join(sorted(newly))} now as the YAML says "
+                            "(the gates not edited stay open)")
             new = model_version(self.backend_config())
         except ConfigError as e:
             return f"{self.source} changed but cannot be used, the backend keeps the last good one:\n{e}"
         old, self.version = self.version, new
         if new == old:
-            return f"{self.source} changed; model_version unchanged ({new})"
-        return (f"{self.source} changed: model_version {old} -> {new}\n"
+            return f"{self.source} changed; model_version unchanged ({new}){note}"
+        return (f"{self.source} changed: model_version {old} -> {new}{note}\n"
                 "  select tasks in the Data Manager, then Actions -> Retrieve Predictions to predict them again")
 
 
 def ready_text(ls: LabelStudio, host: str, project_id: int, done: int, total: int, version: str,
-               backend: Service, project_path: Path, source: Optional[Path] = None) -> str:
+               backend: Service, project_path: Path, source: Optional[Path] = None, tab: Optional[int] = None,
+               masks: Optional[str] = None) -> str:
     url = f"http://{public_host(host)}:{ls.url.rsplit(':', 1)[1]}"
     source = source or project_path
     yaml_note = "" if source == project_path else f"   (tiny models: the backend reads {project_path})"
+    data = f"{url}/projects/{project_id}/data"
+    if masks:
+        smart = ("  - turn on Auto-Annotation, pick the click tool and click an object (or the box tool and box it): "
+                 "its mask comes back")
+    else:
+        smart = "  - turn on Auto-Annotation, pick the Auto-Detect rectangle and draw a box: one suggestion comes back"
     return "\n".join([
         "",
         f"label-factory is up: {done}/{total} tasks pre-annotated by the backend",
-        f"  Label Studio   {url}/projects/{project_id}/data"
+        f"  Label Studio   {data}"
         + ("   (listening on every interface)" if host in WILDCARD_HOSTS else ""),
         f"  login          {ls.admin.email} / {ls.admin.password}",
         f"  API token      {ls.token}   (legacy token; login and token saved in {ls.data_dir})",
         f"  ML backend     {backend.url}   (log: {backend.log_path})",
         f"  project YAML   {source}{yaml_note}",
-        f"  model_version  {version}   (the project's: the Prediction score column sorts by it)",
+        f"  model_version  {version}   (the project's: the Prediction score column shows its scores)",
+        *([f"  review tab     {data}?tab={tab}   (unlabeled tasks, most uncertain first)"] if tab is not None else []),
         "",
         "next:",
-        "  - open the URL and a task: its boxes and scores are the backend's predictions",
-        "  - turn on Auto-Annotation, pick the Auto-Detect rectangle and draw a box: one suggestion comes back",
+        f"  - open the URL and a task: its {'masks' if masks else 'boxes'} and scores are the backend's predictions",
+        "  - sort by certainty: Order by -> Prediction score"
+        + (" (or open the review tab above)" if tab is not None else ""),
+        smart,
         f"  - edit {source.name}, then Actions -> Retrieve Predictions: the tasks are predicted again",
         f"  - a whole project as a batch job: label-factory predict --project {project_path} "
         f"--label-studio-url {ls.url} --api-key {ls.token}",
@@ -197,6 +239,7 @@ def run_up(args) -> int:
     root.mkdir(parents=True, exist_ok=True)
     tiny_out = tiny_cache = None
     project_path = source
+    masks = args.masks
     if args.models == "tiny":
         tiny_cache = Path(args.tiny_cache).expanduser()
         tiny_out = root / "projects" / f"{cfg.project_name}-tiny.yaml"
@@ -205,13 +248,19 @@ def run_up(args) -> int:
             project_path = tiny_project(load_project(source, environ={}), source, tiny_cache, tiny_out)
         cfg = load_project(project_path, environ={})
     else:
-        check_real_models(cfg)
+        check_real_models(cfg, masks)
     from pipeline.cost import announce
     announce(cfg, emit=say)  # the expected seconds per image, before anything starts
     watch = ProjectWatch(source, tiny_out, tiny_cache)
     stop = threading.Event()
+    serving = threading.Event()  # start-up done: Ctrl-C ends the loop below; before, it interrupts start-up
+
+    def on_signal(*_):
+        if not serving.is_set():
+            raise KeyboardInterrupt  # whatever is starting is stopped on its way out
+        stop.set()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     stack = Stack()
     try:
         t0 = time.monotonic()
@@ -224,19 +273,16 @@ def run_up(args) -> int:
                                       tiny=args.models == "tiny")
         say(f"  up in {time.monotonic() - t0:.0f} s at {stack.backend.url}")
         samples = write_samples(root / "samples" / cfg.project_name)
-        project_id, new, note = create_project(ls, cfg, samples)
+        project_id, new, note = create_project(ls, cfg, samples, masks)
         say(f"{note}: {new} sample image(s) imported")
         from pipeline.importer.ls_project import LabelStudioTarget
         LabelStudioTarget(url=ls.url, api_key=ls.token).connect_backend(project_id, stack.backend.url)
         say("backend connected; waiting for its predictions ...")
         done, total = wait_for_predictions(ls, project_id, args.timeout)
         version = backend_version(ls, project_id, stack.backend.url)
-        if version and done:
-            try:
-                lsapi.use_version(ls.client(), project_id, version)
-            except lsapi.VersionNotStored as e:
-                say(f"warning: {e}: the Prediction score column stays empty")
-        say(ready_text(ls, host, project_id, done, total, version, stack.backend, project_path, source))
+        tab = finish_project(ls, project_id, version, done)
+        say(ready_text(ls, host, project_id, done, total, version, stack.backend, project_path, source, tab, masks))
+        serving.set()
         if args.exit_when_ready:
             return 0 if done == total else 1
         while not stop.wait(1):

@@ -1,5 +1,5 @@
 """The answer cache (pipeline/answer_cache.py): keys, what a re-run asks the models, the bound, and
-writers in several processes. Providers are scripted (tests/fakes.py) so every model call is counted."""
+writers in several processes. Providers are scripted (tests/doubles/providers.py) so every model call is counted."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ from pipeline.cascade import Pipeline
 from pipeline.config import parse_project
 from pipeline.providers import registry
 from pipeline.providers.base import YesNo
-from tests.fakes import ScriptedGrounder, ScriptedVLM
+from tests.doubles.providers import ScriptedGrounder, ScriptedVLM
 
 PROJECT = {"project_name": "cache-signs", "target_object": "stop sign", "label": "Stop Sign",
            "falcon_queries": ["stop sign"],

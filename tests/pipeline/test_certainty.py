@@ -14,7 +14,7 @@ from pipeline.certainty import certainty, task_certainty
 from pipeline.config import Thresholds
 from pipeline.detections import Detections
 from pipeline.providers import registry
-from tests.fakes import ScriptedGrounder, ScriptedVLM
+from tests.doubles.providers import ScriptedGrounder, ScriptedVLM
 
 TH = Thresholds(filter=0.5, grounding=0.2, verify=0.6, per_label={"yield": {"verify": 0.8}})
 

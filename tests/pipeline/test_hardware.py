@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.hardware import GPU, Machine, choose_dtype, default_threads, parse_cpuinfo
+from pipeline.hardware import GPU, Machine, choose_dtype, default_threads, parse_cpuinfo, pins_host_memory, to_model
 
 XEON_AMX = Machine("Intel(R) Xeon(R) Platinum 8480+", "x86_64",
                    frozenset({"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}), 2, 2, 24)
@@ -150,3 +150,41 @@ def test_workers_share_the_physical_cores(monkeypatch):
         assert hardware.share_cores(16) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("device, pinned", [("cuda", True), ("cuda:1", True), ("CUDA:0", True), ("cpu", False),
+                                            ("mps", False), ("mlx", False)])
+def test_only_cuda_copies_go_through_pinned_memory(device, pinned):
+    assert pins_host_memory(device) is pinned
+
+
+def test_to_model_on_the_cpu_casts_floats_only_and_pins_nothing():
+    import torch
+    batch = {"pixel_values": torch.rand(1, 3, 4, 4), "input_ids": torch.tensor([[1, 2, 3]]), "note": "kept"}
+    out = to_model(batch, "cpu", torch.bfloat16)
+    assert out["pixel_values"].dtype == torch.bfloat16 and out["input_ids"].dtype == torch.int64
+    assert out["note"] == "kept"
+    assert not out["pixel_values"].is_pinned() and not out["input_ids"].is_pinned()
+    assert to_model(torch.rand(2), "cpu").dtype == torch.float32
+
+
+def test_to_model_towards_cuda_pins_then_copies_asynchronously_then_casts(monkeypatch):
+    """The CUDA branch is chosen by the device string: each host tensor is pinned, copied with non_blocking,
+    and only then cast (recorded here instead of run: this machine may have no GPU)."""
+    import torch
+    calls = []
+
+    class Copied:
+        def __init__(self, what):
+            self.what = what
+
+        def to(self, *args, **kwargs):
+            calls.append((self.what, args, kwargs))
+            return Copied(f"{self.what}>{args[0] if args else kwargs}")
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t: calls.append(("pin", t.dtype)) or Copied(str(t.dtype)))
+    out = to_model({"pixel_values": torch.rand(1, 3), "input_ids": torch.tensor([[1, 2]])}, "cuda:0", torch.float16)
+    assert calls == [("pin", torch.float32), ("torch.float32", ("cuda:0",), {"non_blocking": True}),
+                     ("torch.float32>cuda:0", (torch.float16,), {}),
+                     ("pin", torch.int64), ("torch.int64", ("cuda:0",), {"non_blocking": True})]
+    assert out["input_ids"].what == "torch.int64>cuda:0"

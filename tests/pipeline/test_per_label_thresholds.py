@@ -11,7 +11,7 @@ from pipeline.cascade import Pipeline
 from pipeline.config import ConfigError, calibration_path, load_project, parse_project
 from pipeline.model_version import model_version
 from pipeline.predict import runner
-from tests.fakes import ScriptedGrounder, ScriptedVLM
+from tests.doubles.providers import ScriptedGrounder, ScriptedVLM
 
 PROJECT = {"project_name": "per-label", "target_object": "stop sign", "label": "Stop Sign",
            "falcon_queries": {"Stop Sign": ["stop sign"], "Yield": ["yield sign"]},

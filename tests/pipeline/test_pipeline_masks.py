@@ -11,7 +11,7 @@ from pipeline.config import parse_project
 from pipeline.detections import Detections
 from pipeline.identify.index import Match
 from pipeline.providers.base import Grounder, ProviderError
-from tests.fakes import ColourSegmenter, ScriptedFinder, ScriptedGrounder, ScriptedVLM, red_fraction
+from tests.doubles.providers import ColourSegmenter, ScriptedFinder, ScriptedGrounder, ScriptedVLM, red_fraction
 
 RED = (220, 20, 20)
 

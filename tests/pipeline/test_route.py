@@ -13,7 +13,7 @@ from pipeline.cascade import Pipeline
 from pipeline.config import ConfigError, calibration_path, load_project, parse_project
 from pipeline.model_version import model_version
 from pipeline.route import decide
-from tests.fakes import ScriptedGrounder, ScriptedVLM
+from tests.doubles.providers import ScriptedGrounder, ScriptedVLM
 
 PROJECT = {"project_name": "routed", "target_object": "stop sign", "label": "Stop Sign",
            "queries": {"Stop Sign": ["stop sign"], "Drone": ["drone"]},

@@ -14,14 +14,14 @@ from pipeline.config import load_project
 from pipeline.labelstudio import Layout
 from pipeline.labelstudio.masks import rle_to_mask
 from pipeline.samples import write_samples
+from tests import REPO
 from tests.ls_helpers import assert_valid_prediction
 
-ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "label-factory")
 
 
 def tiny_project(tmp_path, tiny_qwen_dir, tiny_owlv2_dir, tiny_sam_dir) -> Path:
-    data = yaml.safe_load((ROOT / "projects" / "stop-signs.yaml").read_text())
+    data = yaml.safe_load((REPO / "projects" / "stop-signs.yaml").read_text())
     data["providers"]["vlm"] = {"kind": "transformers", "model": str(tiny_qwen_dir), "device": "cpu"}
     data["providers"]["grounder"] = {"kind": "owlv2", "model": str(tiny_owlv2_dir)}
     data["providers"]["segmenter"] = {"model": str(tiny_sam_dir), "device": "cpu"}
@@ -33,7 +33,7 @@ def tiny_project(tmp_path, tiny_qwen_dir, tiny_owlv2_dir, tiny_sam_dir) -> Path:
 
 @pytest.mark.parametrize("masks", ["brush", "polygon"])
 def test_config_masks_is_a_valid_config_with_the_smart_tools(masks):
-    out = subprocess.run([CLI, "config", "--project", str(ROOT / "projects" / "stop-signs.yaml"), "--masks", masks],
+    out = subprocess.run([CLI, "config", "--project", str(REPO / "projects" / "stop-signs.yaml"), "--masks", masks],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     li = LabelInterface(config=out.stdout)

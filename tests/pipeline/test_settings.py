@@ -14,8 +14,8 @@ import yaml
 
 from pipeline import cli, settings
 from pipeline.settings import AnswerCache, Identify, Images, LabelStudio, Models, Paths, Predict, Server, SettingsError
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PAT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"  # a JWT's shape
 LEGACY = "0123456789abcdef0123456789abcdef01234567"
 
@@ -289,9 +289,9 @@ ALLOWED = {
     "pipeline/providers/yolo.py": (("OMP_NUM_THREADS", "YOLO_AUTOINSTALL"),
                                    "ultralytics sets OMP_NUM_THREADS=1 on import (put back) and may pip-install "
                                    "at run time (YOLO_AUTOINSTALL=false)"),
-    "pipeline/predict/ray_job.py": (("LOCAL_ONLY_ENV",),
+    "pipeline/predict/ray_job.py": (("LOCAL_ONLY_ENV", "AUTH_MODE_ENV"),
                                     "Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when imported: a local Ray "
-                                    "listens on loopback only"),
+                                    "listens on loopback only; RAY_AUTH_MODE=token makes Ray send its token"),
 }
 ENV_NAMES = {"environ", "getenv", "putenv", "unsetenv", "getenvb", "environb"}
 

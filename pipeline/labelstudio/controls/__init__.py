@@ -4,9 +4,11 @@ from pipeline.labelstudio.controls.brushes import Brushes
 from pipeline.labelstudio.controls.identity import NameChoice, NameText, PerRegion
 from pipeline.labelstudio.controls.polygons import Polygons
 from pipeline.labelstudio.controls.rectangles import Rectangles
+from pipeline.labelstudio.controls.videorectangles import VideoRectangles
 
 OUTPUTS: tuple[type[OutputControl], ...] = (Rectangles, Brushes, Polygons)
 NAMES: tuple[type[PerRegion], ...] = (NameText, NameChoice)
 
-__all__ = ["Control", "OutputControl", "PerRegion", "Rectangles", "Brushes", "Polygons", "NameText", "NameChoice",
+__all__ = ["Control", "OutputControl", "PerRegion", "Rectangles", "Brushes", "Polygons", "VideoRectangles", "NameText",
+           "NameChoice",
            "OUTPUTS", "NAMES", "attr_true", "build_label_map", "new_region_id"]

@@ -18,8 +18,10 @@ from pipeline.labelstudio.coords import xyxy_to_rect
 from pipeline.labelstudio.labeling_config import labeling_config
 from pipeline.labelstudio.masks import rle_to_mask
 from pipeline.predict import runner
-from tests.backend_helpers import FileServer, KnownGrounder, KnownVLM
-from tests.fakes import ColourSegmenter, ScriptedFinder
+from tests.doubles import regions as regions_
+from tests.doubles.images import encode
+from tests.doubles.providers import ColourSegmenter, KnownGrounder, KnownVLM, ScriptedFinder
+from tests.doubles.servers import FileServer
 from tests.ls_helpers import assert_valid_prediction
 
 PROJECT = {"project_name": "signs", "target_object": "stop sign", "label": "Stop Sign",
@@ -36,9 +38,7 @@ def png() -> bytes:
     d = ImageDraw.Draw(im)
     d.ellipse((20, 20, 59, 59), fill=RED)
     d.rectangle((120, 40, 159, 79), fill=BLUE)
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
+    return encode(im, "PNG")
 
 
 def colour(rgb):
@@ -82,11 +82,8 @@ def config(masks):
 
 
 def region(kind, name, value, label="Stop Sign", origin=None, **extra):
-    r = {"id": f"{name}-{len(str(value))}", "from_name": name, "to_name": "image", "type": kind,
-         "original_width": W, "original_height": H, "value": {**value, kind: [label]}, **extra}
-    if origin:
-        r["origin"] = origin
-    return r
+    return regions_.region(kind, value, label, rid=f"{name}-{len(str(value))}", from_name=name, size=(W, H),
+                           origin=origin, **extra)
 
 
 def click(x, y, positive=True, origin=None):

@@ -18,13 +18,8 @@ from pipeline.config import load_project
 from pipeline.labelstudio.coords import percent_to_points, xyxy_to_rect
 from pipeline.labelstudio.labeling_config import labeling_config
 from pipeline.labelstudio.masks import polygon_to_mask, rle_to_mask
-from tests.ls_helpers import (
-    IMAGE_SIZE,
-    assert_valid_prediction,
-    project_with_broken_task,
-    start_backend,
-    tiny_project_yaml,
-)
+from tests.doubles.images import IMAGE_SIZE
+from tests.ls_helpers import assert_valid_prediction, project_with_broken_task, start_backend, tiny_project_yaml
 
 pytestmark = pytest.mark.slow
 W, H = IMAGE_SIZE

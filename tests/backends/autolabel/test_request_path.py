@@ -7,8 +7,7 @@ from label_studio_sdk.label_interface import LabelInterface
 
 from pipeline import model_version as mv
 from pipeline.labelstudio import layout as layout_mod
-from tests.backend_helpers import jpeg_bytes
-from tests.test_backend_autolabel import backend, ls_files  # noqa: F401 - fixtures
+from tests.doubles.images import jpeg_bytes
 
 
 @pytest.fixture

@@ -25,9 +25,10 @@ from pipeline.predict import job as batch
 from pipeline.predict import runner
 from pipeline.predict.writer import PredictionWriter, WriteOptions
 from pipeline.retry import RetryPolicy
-from tests.fake_label_studio import FakeLabelStudio, outcome
-from tests.fakes import ScriptedGrounder, ScriptedVLM
-from tests.ls_helpers import IMAGE_SIZE, project_with_broken_task
+from tests.doubles.images import IMAGE_SIZE
+from tests.doubles.label_studio import FakeLabelStudio, outcome
+from tests.doubles.providers import ScriptedGrounder, ScriptedVLM
+from tests.ls_helpers import project_with_broken_task
 
 
 def regions(prediction: dict) -> int:

@@ -35,7 +35,8 @@ from pipeline.labelstudio import versions as project_version
 from pipeline.labelstudio.labeling_config import labeling_config
 from pipeline.model_version import model_version
 from pipeline.predict import runner
-from tests.fakes import ScriptedGrounder, ScriptedVLM
+from tests.doubles.images import encode
+from tests.doubles.providers import ScriptedGrounder, ScriptedVLM
 
 pytestmark = pytest.mark.slow
 
@@ -53,9 +54,7 @@ def png(i: int) -> bytes:
     im = Image.new("RGB", (100, 100), (i, 10, 10))
     for j, _ in enumerate(CANDIDATES[i]):
         ImageDraw.Draw(im).rectangle([c - (k >= 2) for k, c in enumerate((HIT, MISS)[j])], fill=(i, 100 + j, 200))
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
+    return encode(im, "PNG")
 
 
 class ByColour(ScriptedGrounder):

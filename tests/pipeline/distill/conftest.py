@@ -5,14 +5,13 @@ makes ultralytics' online check say no and ``YOLO_AUTOINSTALL`` stops it pip-ins
 Set before the first ``import ultralytics`` (the distill modules import it lazily)."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from pipeline.distill.reviewed import Example
 from pipeline.images import open_image
+from tests.doubles.images import jpeg
 
 CLASSES = ["Stop Sign", "Car"]
 COLORS = {"Stop Sign": (220, 20, 20), "Car": (20, 20, 220)}
@@ -37,13 +36,7 @@ def scene(size, boxes, seed=0) -> Image.Image:
     return im
 
 
-def jpeg(im: Image.Image, orientation: int = 1) -> bytes:
-    buf = io.BytesIO()
-    exif = Image.Exif()
-    if orientation != 1:
-        exif[0x0112] = orientation
-    im.save(buf, "JPEG", quality=95, exif=exif)
-    return buf.getvalue()
+
 
 
 def percent(xyxy, width, height) -> dict:

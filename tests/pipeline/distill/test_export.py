@@ -12,7 +12,8 @@ from pycocotools.coco import COCO
 from pipeline.distill.export import ExportError, write_dataset
 from pipeline.distill.reviewed import Example
 from pipeline.distill.split import SPLITS
-from tests.pipeline.distill.conftest import CLASSES, fetcher, jpeg, make_examples, rect, scene
+from tests.doubles.images import jpeg
+from tests.pipeline.distill.conftest import CLASSES, fetcher, make_examples, rect, scene
 
 
 def test_yolo_export_reads_back_through_supervision_to_the_pixel(tmp_path):

@@ -13,8 +13,10 @@ from pycocotools.coco import COCO
 
 from pipeline.cli import main
 from pipeline.labelstudio.coords import xyxy_to_rect as xyxy_to_ls
+from tests.doubles import regions as regions_
+from tests.doubles.images import jpeg
 from tests.ls_helpers import log_lines, task_pages_refused
-from tests.pipeline.distill.conftest import CLASSES, jpeg, scene
+from tests.pipeline.distill.conftest import CLASSES, scene
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +25,7 @@ CONFIG = """<View><Image name="image" value="$image"/>
 
 
 def region(label, xyxy, size, score=None):
-    r = {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": size[0],
-         "original_height": size[1], "value": {**xyxy_to_ls(xyxy, *size), "rectanglelabels": [label]}}
-    if score is not None:
-        r["score"] = score
-    return r
+    return regions_.region("rect", xyxy_to_ls(xyxy, *size), label, size=size, score=score)
 
 
 @pytest.fixture(scope="module")

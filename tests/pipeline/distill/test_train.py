@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +13,9 @@ from pipeline.config import GrounderProvider, parse_project
 from pipeline.detections import Detections
 from pipeline.distill.train import TrainConfig, TrainError, train
 from pipeline.weights import sha256_file
+from tests import REPO
 from tests.pipeline.distill.conftest import CLASSES, make_examples, scene
 
-REPO = Path(__file__).resolve().parents[3]
 TINY = dict(model="yolo11n.yaml", imgsz=64, batch=4, device="cpu", workers=0, plots=False, amp=False)
 
 

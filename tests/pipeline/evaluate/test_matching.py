@@ -9,6 +9,7 @@ from pipeline.detections import Detections
 from pipeline.evaluate.matching import match_boxes, match_version
 from pipeline.evaluate.tasks import parse_task
 from pipeline.labelstudio.truth import layout_of
+from tests.doubles import regions as regions_
 
 LAYOUT = layout_of('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
                    '<Label value="cat"/><Label value="dog"/></RectangleLabels></View>')
@@ -103,13 +104,8 @@ def test_true_positives_agree_with_faster_coco_eval():
 
 
 def _region(x, label, score=None, rid="r", w=20, rotation=0, size=(200, 100)):
-    r = {"id": rid, "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-         "value": {"x": x, "y": 10, "width": w, "height": 20, "rotation": rotation, "rectanglelabels": [label]}}
-    if size:
-        r["original_width"], r["original_height"] = size
-    if score is not None:
-        r["score"] = score
-    return r
+    return regions_.region("rect", {"x": x, "y": 10, "width": w, "height": 20, "rotation": rotation}, label,
+                           rid=rid, size=size, score=score)
 
 
 def test_parse_task_takes_the_latest_submitted_annotation_and_prediction_per_version():

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.labelstudio.media import HostPolicy, ImageRefused, check_url, fetch_bytes, locate
-from tests.backend_helpers import FileServer, jpeg_bytes
+from tests.doubles.images import jpeg_bytes
+from tests.doubles.servers import FileServer
 
 
 @pytest.fixture()
@@ -46,3 +47,35 @@ def test_a_task_image_is_fetched_under_the_sub_path_with_the_token(server):
         assert fetch_bytes(url, 1, label_studio_url=ls, api_key="legacy-token") == body
     assert {r["path"] for r in server.requests} == {"/ls/data/upload/3/a.jpg"}
     assert {r["authorization"] for r in server.requests} == {"Token legacy-token"}
+
+
+def test_a_task_video_is_written_to_a_file_under_its_own_limits(server, tmp_path, monkeypatch):
+    import time
+
+    from pipeline.labelstudio.media import ImageFetchError, fetch_file
+
+    body = bytes(range(256)) * 4000  # ~1 MB: several chunks
+    server.files["/data/upload/3/v.mp4"] = body
+
+    def slow(handler):  # a byte every 0.1 s: never a read timeout, past VIDEO_FETCH_TIMEOUT in all
+        handler.send_response(200)
+        handler.end_headers()
+        try:
+            for _ in range(30):
+                handler.wfile.write(b"x")
+                handler.wfile.flush()
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+            pass
+    server.files["/data/upload/3/slow.mp4"] = slow
+    ls = server.url
+    dest = tmp_path / "video"
+    assert fetch_file("/data/upload/3/v.mp4", dest, 1, max_bytes=len(body), label_studio_url=ls,
+                      api_key="legacy-token") == dest
+    assert dest.read_bytes() == body
+    with pytest.raises(ImageFetchError, match=f"exceeds VIDEO_MAX_BYTES={len(body) - 1}"):
+        fetch_file("/data/upload/3/v.mp4", dest, 1, max_bytes=len(body) - 1, label_studio_url=ls, api_key="k")
+    monkeypatch.setenv("VIDEO_FETCH_TIMEOUT", "0.5")
+    monkeypatch.setenv("IMAGE_FETCH_TIMEOUT", "60")
+    with pytest.raises(ImageFetchError, match=r"not downloaded within VIDEO_FETCH_TIMEOUT=0.5 s"):
+        fetch_file("/data/upload/3/slow.mp4", dest, 1, max_bytes=len(body), label_studio_url=ls, api_key="k")

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import parse_project
 from pipeline.labelstudio.projects import AmbiguousProject, find_project
-from tests.fake_label_studio import page_of
+from tests.doubles.label_studio import page_of
 
 
 def client(titles: dict):

@@ -4,7 +4,6 @@ answers 404 for anything outside /ls, as nginx in front of it would): the client
 connection, the pager, the project lookup, use_version and task images."""
 from __future__ import annotations
 
-import io
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +20,7 @@ from pipeline.labelstudio.media import fetch_image
 from pipeline.labelstudio.projects import AmbiguousProject, find_project
 from pipeline.predict import cli as predict_cli
 from pipeline.references import fit
+from tests.doubles.images import png
 
 pytestmark = pytest.mark.slow
 
@@ -115,9 +115,7 @@ def test_use_version_and_the_uncertain_tasks(client, project):
 
 
 def _png(color) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 48), color).save(buf, "PNG")
-    return buf.getvalue()
+    return png(Image.new("RGB", (64, 48), color))
 
 
 def test_task_images_come_through_the_sub_path(ls, pat, client, project, tmp_path):

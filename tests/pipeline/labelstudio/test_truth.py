@@ -27,6 +27,7 @@ from pipeline.labelstudio.labeling_config import labeling_config
 from pipeline.labelstudio.masks import mask_to_rle
 from pipeline.labelstudio.target import find_target
 from pipeline.references.fit import regions_of
+from tests.doubles import regions as regions_
 
 W, H = 120, 80
 CFG = parse_project({"project_name": "truth", "target_object": "cat", "label": "Cat", "extra_labels": ["Dog"],
@@ -36,10 +37,7 @@ A30 = math.radians(30)
 
 
 def region(kind, rid, value, label, from_name="label", **extra):
-    tag = {"brush": "brushlabels", "polygon": "polygonlabels", "rect": "rectanglelabels",
-           "point": "keypointlabels"}[kind]
-    return {"id": rid, "from_name": from_name, "to_name": "image", "type": tag, "original_width": W,
-            "original_height": H, "image_rotation": 0, "value": {**value, tag: [label]}, **extra}
+    return regions_.region(kind, value, label, rid=rid, from_name=from_name, size=(W, H), **extra)
 
 
 def brush(rid, mask, label):

@@ -66,8 +66,8 @@ def test_clip_embedder(dtype, tiny_clip):
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_falcon_torch_path(dtype, tiny_falcon_dir):
-    from tests.test_falcon import load
-    g = load(tiny_falcon_dir, backend="torch", device="cpu", dtype=dtype)
+    from tests.fixtures_models import load_falcon
+    g = load_falcon(tiny_falcon_dir, backend="torch", device="cpu", dtype=dtype)
     assert g.loader_calls[0]["dtype"] == {"fp32": "float32", "bf16": "bfloat16"}[dtype]
     assert _weights_dtype(g.model) == TORCH[dtype] and g.describe()["dtype"] == dtype
     d = g.boxes(IMAGE, ["a cat"])

@@ -6,15 +6,13 @@ import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
 from pipeline.providers import hub
 from pipeline.providers.hub import ModelUnavailable, locate
 from pipeline.providers.sam import SamSegmenter
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests import REPO
 
 
 class Hub:
@@ -139,9 +137,9 @@ def test_a_model_that_is_not_here_fails_the_load_at_once_against_an_unreachable_
             "    except Exception as e:\n"
             "        print(type(e).__name__, e)\n")
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    env.update(HF_ENDPOINT=stand_in.url, PYTHONPATH=str(ROOT))
+    env.update(HF_ENDPOINT=stand_in.url, PYTHONPATH=str(REPO))
     try:
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                              timeout=100)
     finally:
         stand_in.close()

@@ -1,4 +1,0 @@
-"""MODEL_CLASS=tests.hanging_model:Model: a backend whose import never finishes, so it never answers /health."""
-import time
-
-time.sleep(3600)
