@@ -24,6 +24,7 @@ from pipeline.config import LabelThresholds, ProjectConfig, Thresholds
 from pipeline.detections import Detections
 from pipeline.images import Photo, open_photo, refuse_thin
 from pipeline.providers.base import VLM, Grounder, ProviderError, Segmenter, YesNo
+from pipeline.weights import weights_sha256
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,13 @@ class Pipeline:
         goes first (``_run_routed``), except for typed queries."""
         image = self.photo(image)
         if self.config.route is not None and not queries:
-            return self._run_routed(image, masks)
+            if self._student is not None or weights_sha256(self.config.route.student) is not None:
+                return self._run_routed(image, masks)
+            res = self._run_cascade(image, queries, skip_filter, masks)  # nothing trained yet: the cascade answers
+            res.route = {"path": route.CASCADE, "accepted": 0, "band": 0, "dropped": 0,
+                         "why": f"no student at {self.config.route.student} yet (Start Training or label-factory "
+                                "train writes it)"}
+            return res
         return self._run_cascade(image, queries, skip_filter, masks)
 
     def _run_cascade(self, image: Photo, queries: Optional[Mapping[str, str]], skip_filter: bool,

@@ -148,3 +148,14 @@ def test_calibration_file_sets_the_band(tmp_path, caplog):
     plain.write_text(yaml.safe_dump(PROJECT))
     calibration_path(plain).write_text(yaml.safe_dump({"route": {"per_label": {"Drone": {"accept": 0.9}}}}))
     assert load_project(plain).route is None and "has no route section" in caplog.text
+
+
+def test_a_route_whose_student_is_not_trained_yet_answers_with_the_cascade(tmp_path):
+    """A project set up to route before its first training: every image goes through the cascade, saying why,
+    instead of failing on a weights file that Start Training has not written yet."""
+    vlm, grounder = ScriptedVLM(lambda im, q: 0.8), ScriptedGrounder(CASCADE)
+    cfg = parse_project({**PROJECT, "route": {**ROUTE, "student": str(tmp_path / "student.pt")}})
+    res = Pipeline(cfg, vlm=vlm, grounder=grounder).run(Image.new("RGB", (100, 80)))
+    assert grounder.calls == [["stop sign", "drone"]]
+    assert res.detections.labels.tolist() == ["Stop Sign", "Drone"]
+    assert res.route["path"] == "cascade" and "no student at" in res.route["why"]
