@@ -2,8 +2,11 @@
 
 ``get_vlm(cfg)`` / ``get_grounder(cfg)`` / ``get_segmenter(cfg)`` build a provider on first use and hand
 the same object to every later caller whose config has the same model-relevant fields (they live in
-``providers``, a ``pipeline.process_cache.ProcessCache``: a model loads once, different models in
-parallel; ``providers.clear()`` forgets them).  Provider modules are imported lazily: torch /
+``providers``, a ``pipeline.process_cache.ProcessCache``: a model loads once; ``providers.clear()`` forgets
+them). Models are built one at a time per process: transformers builds a model on the meta device through
+process-wide patches, so a model built while another is loading in a background thread (a load that outlived
+its request's deadline) could keep meta tensors and fail with "Cannot copy out of meta tensor".
+Provider modules are imported lazily: torch /
 transformers / mlx are only needed for the kinds in use.
 
 A provider that cannot be built raises ``hub.ModelUnavailable`` (which model, why, how to get it).
@@ -14,6 +17,7 @@ deadline: the load goes on in the background for the requests after it, and this
 from __future__ import annotations
 
 import importlib
+import threading
 
 from pipeline import deadline
 from pipeline.config import GrounderProvider, SegmenterProvider, VLMProvider
@@ -59,7 +63,15 @@ _SEGMENTER_CLASSES = {
 }
 
 
+_BUILDING = threading.RLock()  # one model built at a time per process (module docstring)
+
+
 def _build(role: str, classes: dict, cfg):
+    with _BUILDING:
+        return _build_one(role, classes, cfg)
+
+
+def _build_one(role: str, classes: dict, cfg):
     if cfg.kind not in classes:
         raise ModelUnavailable(f"unknown {role} provider kind {cfg.kind!r} (one of {', '.join(sorted(classes))})")
     module, _, name = classes[cfg.kind].partition(":")

@@ -140,3 +140,34 @@ def test_a_provider_that_cannot_be_built_is_model_unavailable(monkeypatch):
     monkeypatch.setattr(Fake, "from_config", classmethod(lambda cls, cfg: 1 / 0))
     with pytest.raises(ModelUnavailable, match="VLM openai 'mlx-community/.*' cannot be loaded: ZeroDivisionError"):
         registry.get_vlm(VLMProvider(kind="openai", url="http://127.0.0.1:1/v1"))
+
+
+def test_two_models_are_never_built_at_the_same_time(monkeypatch):
+    """Different models load one after the other: transformers' meta-device construction is process-wide, and a
+    model built beside another one's load could be left with meta tensors."""
+    building, most = [], []
+    lock = threading.Lock()
+
+    class Slow:
+        @classmethod
+        def from_config(cls, cfg):
+            with lock:
+                building.append(cfg.model)
+                most.append(len(building))
+            time.sleep(0.3)
+            with lock:
+                building.remove(cfg.model)
+            return cls()
+
+    module = types.ModuleType("lf_test_slow_models")
+    module.Slow = Slow
+    monkeypatch.setitem(sys.modules, "lf_test_slow_models", module)
+    monkeypatch.setitem(registry._GROUNDER_CLASSES, "owlv2", "lf_test_slow_models:Slow")
+    registry.providers.clear()
+    cfgs = [GrounderProvider(kind="owlv2", model=f"m{i}", device="cpu") for i in range(3)]
+    try:
+        got, errors = run_at_once(3, lambda i: registry.get_grounder(cfgs[i]))
+    finally:
+        registry.providers.clear()
+    assert not errors and len(got) == 3 and len({id(g) for g in got}) == 3
+    assert max(most) == 1
