@@ -37,7 +37,23 @@ def missing_tools() -> list[str]:
         missing.append(f"a Docker engine ({DOCKERD} from docker.io, or one at DOCKER_HOST)")
     if os.geteuid() != 0:
         missing.append("root (dockerd, debootstrap)")
+    free = free_gb(DATA_ROOT)
+    if free < NEED_GB:
+        missing.append(f"{NEED_GB} GB free for the images and their build cache ({free:.0f} GB free under {DATA_ROOT})")
     return missing
+
+
+DATA_ROOT = "/var/lib/docker"  # the engine's default data-root, where images and the build cache go
+# the backend image holds torch's CUDA build (a ~7.7 GB virtualenv, built in one stage and copied into the
+# next), plus Label Studio's image, the base, the wheels and BuildKit's cache: ~22 GB measured, with room
+NEED_GB = 30
+
+
+def free_gb(path: str) -> float:
+    p = Path(path)
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free / 1e9
 
 
 def _default_host() -> str:

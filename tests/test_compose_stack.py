@@ -61,7 +61,7 @@ def _missing() -> list[str]:
 def engine(tmp_path_factory):
     missing = _missing()
     if missing:
-        pytest.skip("compose stack test needs " + ", ".join(missing) + " (.ci/run installs them with apt)")
+        pytest.skip("compose stack test needs " + ", ".join(missing))
     eng = docker_engine.Engine(tmp_path_factory.mktemp("docker")).start()
     try:
         yield eng
