@@ -159,15 +159,7 @@ def _write(exs, root: Path, fmt, fetch, classes, ratios, source, tally, concurre
     if not files:
         raise ExportError(f"no image could be fetched ({len(failed)} failed; first: {failed[0]['reason']})")
     files.sort(key=lambda f: f["task_id"])
-    if fmt == "yolo":
-        (root / "data.yaml").write_text(yaml.safe_dump(
-            {"train": "images/train", "val": "images/val", "test": "images/test", "nc": len(classes),
-             "names": dict(enumerate(classes))}, sort_keys=False, allow_unicode=True))
-    else:
-        for s, builder in coco.items():
-            d = builder.to_dict()
-            d["info"] = {"description": f"label-factory export, {s} split", "version": "1.0"}
-            (root / "annotations" / f"instances_{s}.json").write_text(json.dumps(d))
+    write_dataset_files(root, fmt, classes, coco, "label-factory export")
     per_split = {s: [f for f in files if f["split"] == s] for s in split.SPLITS}
     manifest = {
         "format": fmt, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -183,3 +175,16 @@ def _write(exs, root: Path, fmt, fetch, classes, ratios, source, tally, concurre
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def write_dataset_files(root: Path, fmt: str, classes: list, coco: dict, description: str) -> None:
+    """The dataset's own files beside the images: YOLO's data.yaml, or one COCO file per split."""
+    if fmt == "yolo":
+        (root / "data.yaml").write_text(yaml.safe_dump(
+            {"train": "images/train", "val": "images/val", "test": "images/test", "nc": len(classes),
+             "names": dict(enumerate(classes))}, sort_keys=False, allow_unicode=True))
+        return
+    for s, builder in coco.items():
+        d = builder.to_dict()
+        d["info"] = {"description": f"{description}, {s} split", "version": "1.0"}
+        (root / "annotations" / f"instances_{s}.json").write_text(json.dumps(d))

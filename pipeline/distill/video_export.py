@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
-import yaml
 from supervision.dataset.formats.yolo import object_to_yolo
 
 from pipeline.atomic import building_dir
 from pipeline.convert import CocoBuilder
 from pipeline.detections import Detections
 from pipeline.distill import FORMATS, split
-from pipeline.distill.export import JPEG_QUALITY, MANIFEST, ExportError
+from pipeline.distill.export import JPEG_QUALITY, MANIFEST, ExportError, write_dataset_files
 from pipeline.labelstudio import lsapi, truth
 from pipeline.labelstudio.tracks import read_tracks
 from pipeline.video.decode import Video, VideoLimits, VideoLoadError
@@ -143,15 +142,7 @@ def _write(reviewed, root: Path, fmt, to_file, classes, from_name, stride, ratio
             failed.append({"task": task_id, "reason": reason})
     if not files:
         raise ExportError(f"no video could be read ({len(failed)} failed; first: {failed[0]['reason']})")
-    if fmt == "yolo":
-        (root / "data.yaml").write_text(yaml.safe_dump(
-            {"train": "images/train", "val": "images/val", "test": "images/test", "nc": len(classes),
-             "names": dict(enumerate(classes))}, sort_keys=False, allow_unicode=True))
-    else:
-        for s, builder in coco.items():
-            d = builder.to_dict()
-            d["info"] = {"description": f"label-factory video export, {s} split", "version": "1.0"}
-            (root / "annotations" / f"instances_{s}.json").write_text(json.dumps(d))
+    write_dataset_files(root, fmt, classes, coco, "label-factory video export")
     manifest = {
         "format": fmt, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": source,
         "classes": classes,
