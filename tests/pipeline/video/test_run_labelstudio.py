@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
@@ -107,36 +106,20 @@ def test_the_backend_deadline_fails_the_video_task_with_the_advice_to_use_predic
     assert out.prediction is None and "label-factory predict" in out.error and "frames took" in out.error
 
 
-def test_a_predicted_track_in_the_video_editor(label_studio, video_project):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("/usr/bin/chromium is missing: Debian's chromium package")
+def test_a_predicted_track_in_the_video_editor(label_studio, video_project, page):
     _, _, project, task = video_project
     pred = _predicted(label_studio, video_project)
     shot = label_studio.data_dir / "video-track.png"
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                     args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-            page.set_default_timeout(60_000)
-            page.goto(f"{label_studio.url}/user/login/")
-            page.fill('input[name="email"]', label_studio.email)
-            page.fill('input[name="password"]', label_studio.password)
-            page.click('button[type="submit"]')
-            page.wait_for_url(lambda url: "/user/login" not in url)
-            page.goto(f"{label_studio.url}/projects/{project.id}/data?task={task.id}")
-            page.wait_for_function("n => document.querySelectorAll('.lsf-outliner-item').length === n",
-                                   arg=len(pred.result))
-            page.wait_for_function("() => { const v = document.querySelector('video'); "
-                                   "return v && v.readyState >= 2 && v.videoWidth > 0; }")
-            listed = page.locator(".lsf-outliner-item").all_inner_texts()
-            assert sum("ball" in t for t in listed) == sum(r["value"]["labels"] == ["ball"] for r in pred.result)
-            page.locator(".lsf-outliner-item").first.click()  # select the first track: its box is drawn
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(shot))
-        finally:
-            browser.close()
+    page.goto(f"{label_studio.url}/projects/{project.id}/data?task={task.id}")
+    page.wait_for_function("n => document.querySelectorAll('.lsf-outliner-item').length === n",
+                           arg=len(pred.result))
+    page.wait_for_function("() => { const v = document.querySelector('video'); "
+                           "return v && v.readyState >= 2 && v.videoWidth > 0; }")
+    listed = page.locator(".lsf-outliner-item").all_inner_texts()
+    assert sum("ball" in t for t in listed) == sum(r["value"]["labels"] == ["ball"] for r in pred.result)
+    page.locator(".lsf-outliner-item").first.click()  # select the first track: its box is drawn
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
     if os.getenv("LF_KEEP_SCREENSHOT"):
         shutil.copy(shot, REPO / "docs" / "images" / "video-track.png")
