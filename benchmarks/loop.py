@@ -52,6 +52,7 @@ from typing import Optional
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import CACHE, log, machine, print_config, table  # noqa: E402
+from pipeline.calibrate.band import TO_CASCADE  # noqa: E402
 
 HELD_OUT_START = 1_000_000  # scene indices of the held-out set (the pool's are 0..pool-1)
 RATIOS = (0.8, 0.1, 0.1)  # train / val (band) / test (promotion)
@@ -81,6 +82,9 @@ def parse(argv=None) -> argparse.Namespace:
                          "results.json), added to that file")
     ap.add_argument("--target", type=float, default=0.9, help="precision target of calibration (default 0.9)")
     ap.add_argument("--max-uncertain", type=int, default=2, help="route.max_uncertain (default 2)")
+    ap.add_argument("--to-cascade", type=float, default=TO_CASCADE,
+                    help=f"calibrate --route --to-cascade: the share of images the band may send through the whole "
+                         f"cascade (default {TO_CASCADE})")
     ap.add_argument("--round0", choices=["teacher", "none"], default="teacher")
     ap.add_argument("--store", choices=["labelstudio", "memory"], default="labelstudio")
     ap.add_argument("--teacher-miss", type=float, default=0.15)
@@ -403,7 +407,7 @@ def calibrate_cascade(env: Env, reviews: dict, th):
     return fit(tasks, env.classes, env.a.target).thresholds(th)
 
 
-def band_for(env: Env, served: Served, export: Path, keep_recall: Optional[float] = None) -> tuple[dict, dict]:
+def band_for(env: Env, served: Served, export: Path) -> tuple[dict, dict]:
     """The routing band of the served student from the export's val and test splits (tasks it never trained on)."""
     from pipeline.calibrate.band import KEEP_RECALL, fit_band
     from pipeline.calibrate.search import Reviewed
@@ -414,31 +418,39 @@ def band_for(env: Env, served: Served, export: Path, keep_recall: Optional[float
         for path, truth in zip(h.images, h.truth):
             raw, _ = served.student.boxes(path)
             tasks.append(Reviewed(len(tasks) + 1, math.nan, raw, truth))
-    return fit_band(tasks, env.classes, env.a.target, keep_recall=keep_recall or KEEP_RECALL)
+    return fit_band(tasks, env.classes, env.a.target, keep_recall=KEEP_RECALL,
+                    route=Served(served.weights, served.student).route(env.classes, env.a.max_uncertain),
+                    to_cascade=env.a.to_cascade)
 
 
 def sweep(env: Env, weights: Path, export: Path, th) -> list[dict]:
-    """Routing at other settings than the run's, for one student: the floor's share of right boxes kept
-    (``calibrate --route --keep-recall``) and ``max_uncertain``, measured on the held-out set."""
+    """Routing at other settings than the run's, for one student, measured on the held-out set: the share of images
+    the band may send through the cascade (``calibrate --route --to-cascade``; 1.0: the floor as ``--keep-recall``
+    alone puts it) and ``max_uncertain``, each band calibrated for its ``max_uncertain``."""
     served = Served(Path(weights), Student(Path(weights)))
     rows = []
-    for keep in (0.8, 0.9, 0.95, 0.98):
-        band, _ = band_for(env, served, export, keep)
-        for limit in (0, 1, 2, 4):
-            served.band = band
-            env.a.max_uncertain, before = limit, env.a.max_uncertain
-            try:
+    before = env.a.max_uncertain, env.a.to_cascade
+    try:
+        for share in (1.0, 0.2, 0.1, 0.05):
+            for limit in (0, 1, 2, 4):
+                env.a.max_uncertain, env.a.to_cascade = limit, share
+                band, _ = band_for(env, served, export)
+                served.band = band
                 m = measure_held_out(env, served, th)["routing"]
-            finally:
-                env.a.max_uncertain = before
-            rows.append({"keep_recall": keep, "max_uncertain": limit, "bands": len(band), **m})
+                rows.append({"to_cascade_max": share, "max_uncertain": limit, "bands": len(band),
+                             "floors": {lab: b.floor for lab, b in band.items()}, **m})
+    finally:
+        env.a.max_uncertain, env.a.to_cascade = before
     return rows
 
 
 def print_sweep(rows: list[dict]) -> None:
-    print(table(["keep_recall (floor)", "max_uncertain", "labels routed", "foundation s/img routed / cascade",
-                 "precision routed / cascade", "recall routed / cascade", "to cascade"],
-                [[r["keep_recall"], r["max_uncertain"], r["bands"],
+    """(Runs before the floor's raise swept ``keep_recall`` instead: their rows print with it.)"""
+    old = "keep_recall" in rows[0]
+    print(table(["keep_recall (floor)" if old else "--to-cascade (floor raised)", "max_uncertain", "labels routed",
+                 "foundation s/img routed / cascade", "precision routed / cascade", "recall routed / cascade",
+                 "to cascade (held-out)"],
+                [[r["keep_recall"] if old else r["to_cascade_max"], r["max_uncertain"], r["bands"],
                   f"{r['foundation_s_on']:.0f} / {r['foundation_s_off']:.0f} ({ratio(r)})",
                   f"{_f(r['precision_on'])} / {_f(r['precision_off'])}",
                   f"{r['recall_on']:.3f} / {r['recall_off']:.3f}", f"{r['to_cascade']:.0%}"] for r in rows]))
@@ -728,7 +740,7 @@ def last_served(run_dir: Path, rows: list[dict]) -> tuple[Path, Path, object]:
     from pipeline.config import Thresholds
     k = max(r["round"] for r in rows if r["promoted"])
     last = rows[-1]
-    t = last["cascade_thresholds"]
+    t = dict(last["cascade_thresholds"])  # rows are saved again by --sweep-only: read, never change them
     th = Thresholds(filter=t.pop("filter"), grounding=0.0, verify=0.5,
                     per_label={lab: {"verify": v} for lab, v in t.items()})
     return run_dir / f"round-{k}" / "weights" / "best.pt", run_dir / f"export-{last['round']}", th
@@ -764,6 +776,7 @@ def main(argv=None) -> None:
     if done:  # the settings the run in that folder had
         saved = settings_of(Path(done))
         saved["size"] = tuple(saved["size"])
+        saved.setdefault("to_cascade", a.to_cascade)  # runs from before the floor's raise
         a = argparse.Namespace(**{"command": a.command, **saved, "out": done, "plots": a.plots, "report": a.report,
                                   "sweep_only": a.sweep_only})
     env = world_env(a)

@@ -45,6 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "pipeline/calibrate/band.py) from the route student's boxes on the reviewed tasks")
     p.add_argument("--keep-recall", type=float, default=None, metavar="R",
                    help="with --route: the share of the student's right boxes the floor keeps (default 0.98)")
+    p.add_argument("--to-cascade", type=float, default=None, metavar="S",
+                   help="with --route: the floors are raised until at most this share of the reviewed images would go "
+                        "through the whole cascade (more than route.max_uncertain boxes in their bands; default 0.1)")
     p.add_argument("--dry-run", action="store_true",
                    help="show old vs new thresholds and the expected effect; write nothing")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -71,6 +74,10 @@ def _check(args) -> str:
         return "--keep-recall needs --route"
     if args.keep_recall is not None and not 0 < args.keep_recall <= 1:
         return "--keep-recall must be in (0, 1]"
+    if args.to_cascade is not None and not args.route:
+        return "--to-cascade needs --route"
+    if args.to_cascade is not None and not 0 <= args.to_cascade <= 1:
+        return "--to-cascade must be in [0, 1]"
     return ""
 
 
@@ -166,16 +173,18 @@ def cmd_calibrate(args) -> int:
 def _write_band(args, cfg, got, labels, delta, source: str) -> int:
     """``calibrate --route``: each label's band from the student's boxes, printed and written."""
     from pipeline.calibrate import thresholds_file
-    from pipeline.calibrate.band import KEEP_RECALL, fit_band
+    from pipeline.calibrate.band import KEEP_RECALL, TO_CASCADE, fit_band
     from pipeline.model_version import model_version
     keep = args.keep_recall or KEEP_RECALL
-    bands, found = fit_band(got.reviewed, labels, args.target_precision, delta, keep, args.iou)
+    share = TO_CASCADE if args.to_cascade is None else args.to_cascade
+    bands, found = fit_band(got.reviewed, labels, args.target_precision, delta, keep, args.iou, route=cfg.route,
+                            verify_on=cfg.stages.verify, to_cascade=share)
     route = cfg.route.model_dump()
     route["per_label"].update({lab: b.model_dump() for lab, b in bands.items()})
     after = cfg.model_copy(update={"route": type(cfg.route).model_validate(route)})
     versions = (model_version(cfg), model_version(after))
     settings = {"target_precision": args.target_precision, "delta": delta, "keep_recall": keep,
-                "reviewed_tasks": len(got.reviewed)}
+                "to_cascade": share, "reviewed_tasks": len(got.reviewed)}
     written = None
     if bands and not args.dry_run:
         written = thresholds_file.write_route(args.project, bands, found, settings, source, versions)
@@ -188,6 +197,14 @@ def _write_band(args, cfg, got, labels, delta, source: str) -> int:
             b = f["band"]
             print(f"{lab}: floor {b['floor']:g}, accept {b['accept']:g} ({f['right']} of {f['boxes']} student boxes "
                   "right on the reviewed tasks)")
+            if "floor_raised" in f:
+                r = f["floor_raised"]
+                print(f"  floor raised from {r['from']:g} (--keep-recall {keep:g}) so that {f['to_cascade']:.0%} of "
+                      f"the reviewed images go through the whole cascade (--to-cascade {share:g}); it keeps "
+                      f"{r['right_kept']:.0%} of the student's right boxes")
+            elif f["to_cascade"] > share:
+                print(f"  {f['to_cascade']:.0%} of the reviewed images would still go through the whole cascade "
+                      f"(--to-cascade {share:g}): the labels calibrate leaves as they are hold too many band boxes")
         else:
             print(f"{lab}: refused: {f['refused']} ({f['right']} of {f['boxes']} student boxes right)")
     _say_written(bands, args.dry_run, written, versions)

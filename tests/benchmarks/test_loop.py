@@ -57,3 +57,15 @@ def test_a_stopped_run_keeps_its_rounds_and_compares_only_seeds_both_strategies_
     assert set(cmp) == {"uncertain", "random"}
     assert [r["ap50"]["mean"] for r in cmp["uncertain"]] == [0.5, 0.6]  # cut to the rounds random finished
     assert all(r["seeds"] == 1 for rs in cmp.values() for r in rs)  # seed 1 has no random run: left out
+
+
+def test_the_last_served_student_is_read_without_changing_the_rows(tmp_path):
+    """--sweep-only saves results.json again with the rows it read: reading the cascade thresholds once dropped
+    the last row's filter threshold, and a second --sweep-only then failed with KeyError: 'filter'."""
+    rows = [{"round": 0, "promoted": True, "cascade_thresholds": {"filter": 0.6, "Drone": 0.7}},
+            {"round": 1, "promoted": False, "cascade_thresholds": {"filter": 0.6, "Drone": 0.7}}]
+    for _ in range(2):
+        weights, export, th = loop.last_served(tmp_path, rows)
+        assert weights == tmp_path / "round-0" / "weights" / "best.pt" and export == tmp_path / "export-1"
+        assert th.filter == 0.6 and th.verify_for("Drone") == 0.7
+    assert rows[1]["cascade_thresholds"] == {"filter": 0.6, "Drone": 0.7}

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline.calibrate.band import fit_band, floor_for
+from pipeline.config import Route
+from pipeline.detections import Detections
 from tests.pipeline.calibrate.test_search import task
 
 NAN = math.nan
@@ -54,3 +56,48 @@ def test_band_with_a_guarantee_and_refusals():
     assert bands == {} and "with probability >= 0.9" in found["A"]["refused"]
     bands, found = fit_band(_tasks([(0.9, False)] * 5), ["A"], 0.9)
     assert bands == {} and found["A"]["refused"] == "no right box of the student's"
+
+
+def _crowded(n_tasks=20):
+    """Per task: a right box at 0.9 and wrong ones at 0.1, 0.2, 0.3, 0.4 (the even tasks one more at 0.5); tasks 1
+    and 2 also a right box at 0.035. Accept (precision >= 0.8): 0.9. Keeping 98 % of the 22 right boxes puts the
+    floor at 0.03, where every task holds 4 or 5 boxes between floor and accept."""
+    out = []
+    for i in range(n_tasks):
+        wrong = [(s, NAN, False) for s in (0.1, 0.2, 0.3, 0.4, 0.5)[:5 if i % 2 else 4]]
+        low = [(0.035, NAN, True)] if i < 2 else []
+        out.append(task(i + 1, [(0.9, NAN, True), *low, *wrong], truths=1 + len(low)))
+    return out
+
+
+def test_the_floor_rises_until_few_images_go_through_the_cascade():
+    """max_uncertain 3: at floor 0.03 every task is over (share 1.0); from 0.11 only the 10 tasks with 5 wrong boxes
+    are (4 in the band: 0.5); from 0.21 none. The floor keeping 98 % of the right boxes (0.03) would send every
+    image through the whole cascade, the route saving nothing (issue 21's loop: a floor at 0.00)."""
+    tasks = _crowded()
+    bands, found = fit_band(tasks, ["A"], 0.8, to_cascade=1.0)
+    assert bands["A"].floor == pytest.approx(0.03) and found["A"]["to_cascade"] == 1.0
+    assert "floor_raised" not in found["A"]
+    bands, found = fit_band(tasks, ["A"], 0.8, to_cascade=0.5)
+    assert bands["A"].floor == pytest.approx(0.11) and found["A"]["to_cascade"] == 0.5
+    assert found["A"]["floor_raised"] == {"from": pytest.approx(0.03), "right_kept": pytest.approx(20 / 22)}
+    bands, found = fit_band(tasks, ["A"], 0.8)  # the default: at most 10 %
+    assert (bands["A"].floor, bands["A"].accept) == (pytest.approx(0.21), pytest.approx(0.9, abs=1e-5))
+    assert found["A"]["to_cascade"] == 0.0 and found["A"]["band"]["floor"] == pytest.approx(0.21)
+
+
+def test_the_raise_counts_what_the_route_decides():
+    """With verify off any band box sends the image to the cascade (pipeline/route.py): the floor climbs over the
+    highest wrong box (0.5), to 0.51.
+    A label calibrate leaves alone keeps the route's band, and its boxes count: B's two boxes at 0.3 (route floor
+    0.1, accept 0.5) make every image over max_uncertain 1 whatever A's floor, so A's floor climbs to accept and the
+    share stays 1.0."""
+    tasks = _crowded()
+    bands, found = fit_band(tasks, ["A"], 0.8, verify_on=False)
+    assert bands["A"].floor == pytest.approx(0.51) and found["A"]["to_cascade"] == 0.0
+    for t in tasks:
+        t.candidates = Detections.merge([t.candidates, Detections(
+            xyxy=[[2000, 0, 2050, 50], [2100, 0, 2150, 50]], scores=[0.3, 0.3], labels=["B", "B"])])
+    route = Route(student="s.pt", floor=0.1, accept=0.5, max_uncertain=1)
+    bands, found = fit_band(tasks, ["A"], 0.8, route=route)
+    assert bands["A"].floor == pytest.approx(0.9, abs=1e-5) and found["A"]["to_cascade"] == 1.0

@@ -211,3 +211,16 @@ def test_calibrate_route_writes_each_labels_band(world, capsys, monkeypatch):
     assert written["route"] == {"per_label": {"Stop Sign": {"floor": 0.3, "accept": 0.699999}}}
     assert written["thresholds"]["per_label"]["Stop Sign"] == {"verify": 0.699999, "grounding": 0.3}
     assert cli.main(world["argv"] + ["--keep-recall", "0.5", "--target-precision", "0.75"]) == 2
+    # with max_uncertain 0 any box in the band sends its image through the cascade: 3 of the 5 tasks at floor 0.3
+    # (0.5; 0.6; 0.3 and 0.4). At most 20 % (one task): the floor rises over 0.5, to 0.51, dropping the right 0.3
+    world["path"].write_text(yaml.safe_dump({**PROJECT, "route": {"student": str(weights), "max_uncertain": 0}}))
+    monkeypatch.setattr(runner, "PIPELINE_FACTORY", lambda c: Pipeline(c, vlm=world["vlm"], grounder=student))
+    capsys.readouterr()
+    assert cli.main(world["argv"] + ["--route", "--target-precision", "0.75", "--to-cascade", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "Stop Sign: floor 0.51, accept 0.699999" in out
+    assert "floor raised from 0.3 (--keep-recall 0.98) so that 20% of the reviewed images go through the whole " \
+           "cascade (--to-cascade 0.2); it keeps 75% of the student's right boxes" in " ".join(out.split())
+    written = yaml.safe_load(calibration_path(world["path"]).read_text())
+    assert written["route"]["per_label"]["Stop Sign"]["floor"] == 0.51
+    assert cli.main(world["argv"] + ["--to-cascade", "0.2", "--target-precision", "0.75"]) == 2
