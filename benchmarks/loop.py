@@ -751,16 +751,43 @@ def sweep_only(env: Env, out: Path) -> None:
     ``--report`` reads beside progress.json."""
     from pipeline.atomic import save_text
     results = load_results(env, out)
+    # the run's own foundation-model seconds per call: its tables and this sweep priced alike
+    env.seconds, env.cost_note = results.get("foundation_seconds", env.seconds), results.get("cost_note", env.cost_note)
     rows = results["main"]["rows"]
     weights, export, th = last_served(out / results["main"]["run"], rows)
     log(f"routing sweep for {weights} on {len(env.held)} held-out scenes ...")
     results["routing_sweep"] = sweep(env, weights, export, th)
+    log("each round's served student routed again with today's band ...")
+    results["routing_by_round"] = reroute_rounds(env, out / results["main"]["run"], rows, th)
     if results.get("stopped"):
-        save_text(out / SWEEP, json.dumps({"student": str(weights), "rows": results["routing_sweep"]}, indent=1))
+        save_text(out / SWEEP, json.dumps({"student": str(weights), "rows": results["routing_sweep"],
+                                           "by_round": results["routing_by_round"]}, indent=1))
     else:
         save_text(out / "results.json", json.dumps(results, indent=1, default=str))
     print(f"\n### routing at other band settings (student {weights}, held-out set)\n")
     print_sweep(results["routing_sweep"])
+    print(f"\n### each round's served student routed with today's band (--to-cascade {env.a.to_cascade}, "
+          f"max_uncertain {env.a.max_uncertain}; the reviews stay the run's)\n")
+    print(table(["round", "foundation s/img routed / cascade", "precision routed / cascade", "recall routed / cascade",
+                 "to cascade"],
+                [[r["round"], f"{r['foundation_s_on']:.0f} / {r['foundation_s_off']:.0f} ({ratio(r)})",
+                  f"{_f(r['precision_on'])} / {_f(r['precision_off'])}",
+                  f"{r['recall_on']:.3f} / {r['recall_off']:.3f}", f"{r['to_cascade']:.0%}"]
+                 for r in results["routing_by_round"]]))
+
+
+def reroute_rounds(env: Env, run_dir: Path, rows: list[dict], th) -> list[dict]:
+    """Each round's served student (the last promoted) with its band fitted again from the export it was promoted
+    on, routed on the held-out set: the rounds' routing columns as calibrate --route fits the band now. What
+    each round pre-annotated, and so its reviews, stay the run's."""
+    out, served = [], None
+    for row in rows:
+        if row["promoted"]:
+            weights = run_dir / f"round-{row['round']}" / "weights" / "best.pt"
+            served = Served(weights, Student(weights))
+            served.band, _ = band_for(env, served, run_dir / f"export-{row['round']}")
+        out.append({"round": row["round"], **measure_held_out(env, served, th)["routing"]})
+    return out
 
 
 def main(argv=None) -> None:
