@@ -73,15 +73,13 @@ def held(body: bytes, wait):
     return answer
 
 
-class RawServer:
-    """A loopback TCP server whose handler writes raw HTTP (``handler(conn, server)``); counts bytes sent."""
+class _Listener:
+    """A TCP listener on ``host`` whose accept loop, on a daemon thread, hands each connection to
+    ``_on_connection`` until ``close``."""
 
-    def __init__(self, handler):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.sent = 0
-        self.done = threading.Event()
-        self._handler = handler
+    def __init__(self, host: str = "127.0.0.1"):
+        self.sock = socket.create_server((host, 0))
+        self.host, self.port = host, self.sock.getsockname()[1]
         self._closed = False
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -91,7 +89,28 @@ class RawServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+            self._on_connection(conn)
+
+    def _on_connection(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self._closed = True
+        self.sock.close()
+
+
+class RawServer(_Listener):
+    """A loopback TCP server whose handler writes raw HTTP (``handler(conn, server)``); counts bytes sent."""
+
+    def __init__(self, handler):
+        self.sent = 0
+        self.done = threading.Event()
+        self._handler = handler
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _on_connection(self, conn):
+        threading.Thread(target=self._one, args=(conn,), daemon=True).start()
 
     def _one(self, conn):
         try:
@@ -106,10 +125,6 @@ class RawServer:
     def send(self, conn, data: bytes):
         conn.sendall(data)
         self.sent += len(data)
-
-    def close(self):
-        self._closed = True
-        self.sock.close()
 
 
 def endless_chunked(conn, server, safety_stop=100_000_000):
@@ -139,58 +154,41 @@ def drip_headers(conn, server, seconds=20.0):
         time.sleep(0.1)
 
 
-class SilentServer:
+class SilentServer(_Listener):
     """Accepts connections on 127.0.0.1 and never answers (a hung model server)."""
 
     def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
         self.conns: list = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
 
-    def _accept(self):
-        while True:
-            try:
-                self.conns.append(self.sock.accept()[0])
-            except OSError:
-                return
+    def _on_connection(self, conn):
+        self.conns.append(conn)
 
     def close(self):
-        self.sock.close()
+        super().close()
         for c in self.conns:
             c.close()
 
 
-class Canary:
+class Canary(_Listener):
     """A TCP listener on a loopback alias the backend must never reach (default 127.0.0.2): it records
     every connection and every byte sent to it, answers nothing, and hangs up."""
 
     def __init__(self, host: str = "127.0.0.2"):
-        self.sock = socket.create_server((host, 0))
-        self.host, self.port = host, self.sock.getsockname()[1]
-        self.netloc = f"{host}:{self.port}"
         self.received: list[bytes] = []  # one entry per connection: what it sent
-        self._closed = False
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(host)
+        self.netloc = f"{host}:{self.port}"
 
-    def _serve(self):
-        while not self._closed:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.settimeout(0.5)
-            data = b""
-            try:
-                data = conn.recv(65536)
-            except OSError:
-                pass
-            self.received.append(data)
-            conn.close()
+    def _on_connection(self, conn):
+        conn.settimeout(0.5)
+        data = b""
+        try:
+            data = conn.recv(65536)
+        except OSError:
+            pass
+        self.received.append(data)
+        conn.close()
 
     def tokens(self) -> list[bytes]:
         return [d for d in self.received if b"authorization" in d.lower()]
-
-    def close(self):
-        self._closed = True
-        self.sock.close()

@@ -345,16 +345,7 @@ def test_up_tiny_smoke(tmp_path):
         ls_log = (root / "label-studio" / "label-studio.log").read_text()
         assert "Invalid page" not in ls_log and "/storage-data/uploaded/" not in ls_log
     finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    time.sleep(1)
-    while not out.lines.empty():
-        out.seen.append(out.lines.get())
-    rest = "".join(out.seen)
+        rest = _stop_up(proc, out)
     assert proc.returncode == 0, rest[-2000:]
     assert "stopped." in rest
     assert port_is_free(ls_port, host) and port_is_free(be_port, host)
