@@ -36,7 +36,6 @@ from _common import CACHE, log, machine, median, table  # noqa: E402  (sets sys.
 
 from pipeline.cascade import Pipeline  # noqa: E402
 from pipeline.config import VideoSettings, parse_project  # noqa: E402
-from pipeline.detections import Detections  # noqa: E402
 from pipeline.labelstudio.tracks import per_frame, read_tracks  # noqa: E402
 from pipeline.providers.base import VLM, YesNo  # noqa: E402
 from pipeline.video import synthetic  # noqa: E402
@@ -91,16 +90,6 @@ def looped(source: Path, times: int, path: Path) -> Path:
     return path
 
 
-def truth(w: synthetic.World) -> Detections:
-    import numpy as np
-    parts = []
-    for f in range(w.frames):
-        d = w.truth(f)
-        parts.append(Detections(xyxy=d.xyxy, scores=d.scores, labels=d.labels,
-                                extra={"object": d.extra["object"], "frame": np.full(len(d), f)}))
-    return Detections.merge(parts)
-
-
 def label_three_ways(path: Path, w: synthetic.World) -> dict:
     from label_studio_sdk.label_interface import LabelInterface
 
@@ -109,7 +98,7 @@ def label_three_ways(path: Path, w: synthetic.World) -> dict:
     from pipeline.labelstudio.tracks import video_prediction
     cfg = parse_project(CFG)
     layout = Layout.from_config(LabelInterface(config=video_config(cfg)))
-    gt = truth(w)
+    gt = w.tracks()
     out = {}
     for name, settings in (("keyframes only (every 30 + cuts)", VideoSettings(detect_every=0)),
                            ("keyframes + between every 5", VideoSettings(detect_every=5))):

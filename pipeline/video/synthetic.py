@@ -110,6 +110,16 @@ class World:
         return Detections(xyxy=np.array(boxes, np.float32).reshape(-1, 4), scores=np.ones(len(boxes)),
                           labels=labels, extra={"object": np.array(ids, int)})
 
+    def tracks(self) -> Detections:
+        """Every frame's ``truth`` in one Detections, ``extra["frame"]`` the frame of each box: what
+        ``evaluate.tracking`` compares a video's predicted tracks with."""
+        parts = []
+        for f in range(self.frames):
+            d = self.truth(f)
+            parts.append(Detections(xyxy=d.xyxy, scores=d.scores, labels=d.labels,
+                                    extra={"object": d.extra["object"], "frame": np.full(len(d), f)}))
+        return Detections.merge(parts)
+
 
 def _visible(box: np.ndarray, occluder) -> float:
     if occluder is None:

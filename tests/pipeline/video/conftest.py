@@ -1,21 +1,9 @@
 """Generated videos (pipeline/video/synthetic.py): small, a few seconds, written once per module."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from pipeline.detections import Detections
 from pipeline.video import synthetic
-
-
-def truth_of(world: synthetic.World) -> Detections:
-    """Every frame's true boxes in one Detections (``extra["frame"]``, ``extra["object"]``)."""
-    parts = []
-    for f in range(world.frames):
-        d = world.truth(f)
-        parts.append(Detections(xyxy=d.xyxy, scores=d.scores, labels=d.labels,
-                                extra={"object": d.extra["object"], "frame": np.full(len(d), f)}))
-    return Detections.merge(parts)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from pipeline.video import synthetic
 from pipeline.video.quality import tracking_quality
 from pipeline.video.run import VideoCascade, every_frame
 from tests.doubles.providers import ScriptedVLM
-from tests.pipeline.video.conftest import truth_of
 
 CFG = {"project_name": "video", "target_object": "ball", "queries": {"ball": ["ball"], "crate": ["crate"]},
        "stages": {"filter": False}}
@@ -32,7 +31,7 @@ def test_tracks_follow_the_true_trajectories_through_the_cut_and_the_occluder(mo
     assert res.cuts == w.cuts
     assert res.counts["keyframes"] == 4 and res.counts["between"] == 20  # cuts + every 30; every 5 between
     kept = res.kept_tracks()
-    objects = set(truth_of(w).extra["object"].tolist())
+    objects = set(w.tracks().extra["object"].tolist())
     assert len(kept) == len(objects) >= 5
     assert sum(vlm.batches) == len(kept) and len(vlm.calls) == len(kept)  # verify once per track
     i = res.info
@@ -41,7 +40,7 @@ def test_tracks_follow_the_true_trajectories_through_the_cut_and_the_occluder(mo
                                      res.max_gap, "v1")
     assert not dropped and len(pred["result"]) == len(kept)
     shown = per_frame(read_tracks(pred["result"], i.width, i.height), i.frames)  # what the video editor shows
-    q = tracking_quality(truth_of(w), shown, i.frames)
+    q = tracking_quality(w.tracks(), shown, i.frames)
     assert q["IDSW"] == 0 and q["MOTA"] > 0.85 and q["IDF1"] > 0.9, q
     keyframes = sum(len(r["value"]["sequence"]) for r in pred["result"])
     assert keyframes < 0.6 * res.counts["keyframes"] * 3 + res.counts["between"] * 3  # fewer than the boxes seen
@@ -88,7 +87,7 @@ def test_the_every_frame_cascade_asks_the_grounder_on_every_frame(moving):
     pipe = Pipeline(parse_project(CFG), vlm=ScriptedVLM(lambda im, q: 0.9), grounder=grounder)
     res = every_frame(pipe, path)
     assert grounder.calls == w.frames
-    q = tracking_quality(truth_of(w), res.boxes.active(), w.frames)
+    q = tracking_quality(w.tracks(), res.boxes.active(), w.frames)
     assert q["MOTA"] > 0.8 and q["IDF1"] > 0.85
 
 

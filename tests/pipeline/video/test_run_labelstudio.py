@@ -26,7 +26,6 @@ from pipeline.video import synthetic
 from pipeline.video.quality import tracking_quality
 from tests import REPO
 from tests.doubles.providers import ScriptedVLM
-from tests.pipeline.video.conftest import truth_of
 
 pytestmark = pytest.mark.slow
 CFG = {"project_name": "video tracks", "target_object": "ball", "queries": {"ball": ["ball"], "crate": ["crate"]},
@@ -79,7 +78,7 @@ def test_the_predict_job_stores_tracks_that_label_studio_gives_back(label_studio
     assert {r["value"]["labels"][0] for r in regions} == {"ball", "crate"}
     # what Label Studio stored, interpolated as its video editor does, follows the true trajectories
     shown = per_frame(read_tracks(regions, world.width, world.height), world.frames)
-    q = tracking_quality(truth_of(world), shown, world.frames)
+    q = tracking_quality(world.tracks(), shown, world.frames)
     assert q["IDSW"] == 0 and q["MOTA"] > 0.8 and q["IDF1"] > 0.85, q
     assert ls.projects.get(project.id).model_version == summary.model_version
     again = batch.run(ls, cfg, _pipeline(cfg), project.id, progress=False,

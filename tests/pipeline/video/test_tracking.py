@@ -89,9 +89,8 @@ def test_a_box_of_another_label_never_matches():
 
 
 def test_the_tracker_keeps_identities_where_the_truth_crosses_an_occluder(moving):
-    from tests.pipeline.video.conftest import truth_of
     w, _ = moving
-    truth = truth_of(w)
+    truth = w.tracks()
     t = Tracker(w.fps)
     track = np.full(len(truth), -1)
     frames = truth.extra["frame"]
