@@ -43,6 +43,7 @@ def missing_tools() -> list[str]:
     return missing
 
 
+BRIDGE = Path("/sys/class/net/docker0")
 DATA_ROOT = "/var/lib/docker"  # the engine's default data-root, where images and the build cache go
 # the backend image holds torch's CUDA build (a ~7.7 GB virtualenv, built in one stage and copied into the
 # next), plus Label Studio's image, the base, the wheels and BuildKit's cache: ~22 GB measured, with room
@@ -74,6 +75,9 @@ class Engine:
         self.host = _default_host()
         self.process: Optional[subprocess.Popen] = None
         self.log_path = work / "dockerd.log"
+        # dockerd makes docker0 and its iptables chains and leaves both when it stops: put them back as they were
+        self.bridge_before = BRIDGE.exists()
+        self.iptables_before: Optional[str] = None
 
     def env(self, **extra) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
@@ -84,6 +88,9 @@ class Engine:
             return self
         run_dir = self.work / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
+        if shutil.which("iptables-save") and shutil.which("iptables-restore"):
+            saved = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=30)
+            self.iptables_before = saved.stdout if saved.returncode == 0 else None
         self.host = f"unix://{run_dir}/docker.sock"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -107,6 +114,11 @@ class Engine:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=30)
+        if self.iptables_before is not None:
+            subprocess.run(["iptables-restore"], input=self.iptables_before, capture_output=True, text=True,
+                           timeout=30)
+        if not self.bridge_before and BRIDGE.exists():
+            subprocess.run(["ip", "link", "delete", BRIDGE.name], capture_output=True, timeout=30)
 
     def log_tail(self, n: int = 40) -> str:
         try:
