@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import time
 import uuid
@@ -55,6 +56,27 @@ print(path)
 
 def _missing() -> list[str]:
     return docker_engine.missing_tools()
+
+
+def _host_network() -> tuple[bool, str]:
+    saved = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=30).stdout
+    return docker_engine.BRIDGE.exists(), "\n".join(line for line in saved.splitlines() if not line.startswith("#"))
+
+
+def test_a_dockerd_the_tests_start_leaves_the_host_network_as_it_was(tmp_path):
+    """dockerd makes the docker0 bridge and its iptables chains (FORWARD's policy set to DROP among them) and leaves
+    them when it stops. Runs before the stack's session engine (file order): two dockerds cannot share a data-root."""
+    if not os.access(docker_engine.DOCKERD, os.X_OK) or os.geteuid() != 0 or not shutil.which("iptables-save"):
+        pytest.skip("needs dockerd (docker.io), root and iptables")
+    if subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0:
+        pytest.skip("a dockerd is already running")
+    before = _host_network()
+    engine = docker_engine.Engine(tmp_path).start()
+    try:
+        assert docker_engine.BRIDGE.exists() and "DOCKER" in _host_network()[1]
+    finally:
+        engine.stop()
+    assert _host_network() == before
 
 
 @pytest.fixture(scope="session")
