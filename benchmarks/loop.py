@@ -617,7 +617,10 @@ def results_of(env: Env, runs: list[dict], main_run: Optional[dict], routing_swe
 def load_results(env: Env, out: Path) -> dict:
     """results.json of a finished run, or the same assembled from the rounds a stopped one finished."""
     if (out / "results.json").exists():
-        return json.loads((out / "results.json").read_text())
+        results = json.loads((out / "results.json").read_text())
+        # the comparison as this code compares (a run's own may predate a column)
+        results["comparison"] = compare(comparison_runs(results["runs"], env.a.seeds, env.a.compare_rounds))
+        return results
     data = json.loads((out / PROGRESS).read_text())
     runs = list(data["runs"].values())
     main_run = None if env.a.no_main else data["runs"].get("main-uncertain-s0")
@@ -670,11 +673,22 @@ def compare(runs: list[dict]) -> dict:
         for k in range(rounds):
             vals = {m: [r["rows"][k]["held_out"][m] for r in mine] for m in ("ap50", "ap50_95")}
             secs = [r["rows"][k]["review"]["seconds_per_image"] for r in mine]
+            spent = [_annotator_minutes(r["rows"][:k + 1]) for r in mine]
             out[strategy].append({"round": k, "reviewed": mine[0]["rows"][k]["reviewed"], "seeds": len(mine),
                                   **{m: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))}
                                      for m, v in vals.items()},
-                                  "annotator_s": float(np.mean(secs))})
+                                  "annotator_s": float(np.mean(secs)), "annotator_min_so_far": float(np.mean(spent)),
+                                  "per_seed": {r["seed"]: r["rows"][k]["held_out"]["ap50"] for r in mine}})
     return out
+
+
+def _annotator_minutes(rows: list[dict]) -> float:
+    """The simulated annotator's minutes over these rounds (seconds per image x the images each round reviewed)."""
+    total, before = 0.0, 0
+    for row in rows:
+        total += row["review"]["seconds_per_image"] * (row["reviewed"] - before)
+        before = row["reviewed"]
+    return total / 60
 
 
 def plot(results: dict, folder: Path) -> list[Path]:
@@ -875,9 +889,10 @@ def report(results: dict, env: Env) -> None:
                 rows.append([strategy, r["round"], r["reviewed"],
                              f"{r['ap50']['mean']:.3f} ({r['ap50']['min']:.3f}-{r['ap50']['max']:.3f})",
                              f"{r['ap50_95']['mean']:.3f} ({r['ap50_95']['min']:.3f}-{r['ap50_95']['max']:.3f})",
-                             f"{r['annotator_s']:.1f}"])
+                             f"{r['annotator_s']:.1f}", _f(r.get("annotator_min_so_far"), "{:.1f}"),
+                             " / ".join(f"{v:.3f}" for _, v in sorted(r.get("per_seed", {}).items()))])
         print(table(["strategy", "round", "reviewed", "held-out AP50 mean (min-max)", "AP50:95 mean (min-max)",
-                     "annotator s/img"], rows))
+                     "annotator s/img", "annotator min so far", "AP50 per seed"], rows))
     if a.plots:
         for p in plot(results, Path(a.plots)):
             print(f"plot: {p}")

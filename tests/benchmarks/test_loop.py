@@ -69,3 +69,10 @@ def test_the_last_served_student_is_read_without_changing_the_rows(tmp_path):
         assert weights == tmp_path / "round-0" / "weights" / "best.pt" and export == tmp_path / "export-1"
         assert th.filter == 0.6 and th.verify_for("Drone") == 0.7
     assert rows[1]["cascade_thresholds"] == {"filter": 0.6, "Drone": 0.7}
+
+
+def test_annotator_minutes_count_each_rounds_own_images():
+    rows = [{"reviewed": 40, "review": {"seconds_per_image": 10.0}},
+            {"reviewed": 80, "review": {"seconds_per_image": 30.0}}]
+    assert loop._annotator_minutes(rows) == (40 * 10 + 40 * 30) / 60
+    assert loop._annotator_minutes(rows[:1]) == 40 * 10 / 60
