@@ -361,12 +361,15 @@ def cpu_seconds() -> float:
 
 
 def measure_held_out(env: Env, served: Served, th) -> dict:
-    """The served student on the held-out set: AP, and routing on vs off (seconds, precision)."""
+    """The served student on the held-out set: AP, routing on vs off (seconds, precision), and the simulated
+    annotator's seconds on each held-out image as routing pre-annotates it, against drawing every box."""
     from pipeline.evaluate.ap import average_precision
+    from pipeline.synthetic.annotator import review
     from pipeline.synthetic.project import truth_detections
     route_cfg = served.route(env.classes, env.a.max_uncertain)
     pairs, on, off, student_s = [], [], [], []
     tp_on = fp_on = tp_off = fp_off = paths = 0
+    spent = spent_off = scratch = 0.0
     for k, (entry, rec) in enumerate(sorted(env.held.items())):
         truth = truth_detections(rec)
         raw, sec = served.student.boxes(env.paths[entry])
@@ -381,6 +384,9 @@ def measure_held_out(env: Env, served: Served, th) -> dict:
         tp_on, fp_on = tp_on + tp, fp_on + fp
         tp, fp = precision_counts(c.shown, truth)
         tp_off, fp_off = tp_off + tp, fp_off + fp
+        rv = review(r.shown, truth, env.costs, keep_iou=env.a.keep_iou)
+        spent, scratch = spent + rv.seconds, scratch + rv.from_scratch
+        spent_off += review(c.shown, truth, env.costs, keep_iou=env.a.keep_iou).seconds
     ap = average_precision(pairs)
     n = len(env.held)
     return {"ap50": ap["ap50"], "ap50_95": ap["ap50_95"],
@@ -391,7 +397,10 @@ def measure_held_out(env: Env, served: Served, th) -> dict:
                         "precision_on": tp_on / (tp_on + fp_on) if tp_on + fp_on else None,
                         "precision_off": tp_off / (tp_off + fp_off) if tp_off + fp_off else None,
                         "recall_on": tp_on / max(1, sum(len(p[2]) for p in pairs)),
-                        "recall_off": tp_off / max(1, sum(len(p[2]) for p in pairs))}}
+                        "recall_off": tp_off / max(1, sum(len(p[2]) for p in pairs))},
+            "annotator": {"seconds_per_image": spent / n, "scratch_per_image": scratch / n,
+                          "share": spent / scratch if scratch else None,
+                          "cascade_share": spent_off / scratch if scratch else None}}
 
 
 def calibrate_cascade(env: Env, reviews: dict, th):
@@ -783,11 +792,19 @@ def sweep_only(env: Env, out: Path) -> None:
     print(f"\n### each round's served student routed with today's band (--to-cascade {env.a.to_cascade}, "
           f"max_uncertain {env.a.max_uncertain}; the reviews stay the run's)\n")
     print(table(["round", "foundation s/img routed / cascade", "precision routed / cascade", "recall routed / cascade",
-                 "to cascade"],
+                 "to cascade", "annotator s/img on held-out, routed vs drawing", "same, the cascade's"],
                 [[r["round"], f"{r['foundation_s_on']:.0f} / {r['foundation_s_off']:.0f} ({ratio(r)})",
                   f"{_f(r['precision_on'])} / {_f(r['precision_off'])}",
-                  f"{r['recall_on']:.3f} / {r['recall_off']:.3f}", f"{r['to_cascade']:.0%}"]
+                  f"{r['recall_on']:.3f} / {r['recall_off']:.3f}", f"{r['to_cascade']:.0%}", _annotator(r),
+                  _f((r.get("annotator") or {}).get("cascade_share"), "{:.0%}")]
                  for r in results["routing_by_round"]]))
+
+
+def _annotator(r: dict) -> str:
+    a = r.get("annotator")
+    if not a or a["share"] is None:
+        return "-"
+    return f"{a['seconds_per_image']:.1f} / {a['scratch_per_image']:.1f} ({a['share']:.0%})"
 
 
 def reroute_rounds(env: Env, run_dir: Path, rows: list[dict], th) -> list[dict]:
@@ -800,7 +817,8 @@ def reroute_rounds(env: Env, run_dir: Path, rows: list[dict], th) -> list[dict]:
             weights = run_dir / f"round-{row['round']}" / "weights" / "best.pt"
             served = Served(weights, Student(weights))
             served.band, _ = band_for(env, served, run_dir / f"export-{row['round']}")
-        out.append({"round": row["round"], **measure_held_out(env, served, th)["routing"]})
+        held = measure_held_out(env, served, th)
+        out.append({"round": row["round"], **held["routing"], "annotator": held["annotator"]})
     return out
 
 
