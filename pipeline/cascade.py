@@ -198,7 +198,7 @@ class Pipeline:
         cfg, th, budget = self.config, self.config.thresholds, self.config.budgets
         res = PipelineResult(image.width, image.height, Detections.empty())
         if cfg.stages.filter and not skip_filter:
-            with _timed(res, "filter"):
+            with timed(res.timings, "filter"):
                 res.passed_filter, res.filter_answer = stages.filter_image(self.vlm, image, cfg.prompt("filter"),
                                                                            th.filter, budget.filter_pixels)
             if not res.passed_filter:
@@ -206,7 +206,7 @@ class Pipeline:
                 cost.observed.add(res.timings)
                 return res
         if cfg.stages.ground:
-            with _timed(res, "ground"):
+            with timed(res.timings, "ground"):
                 own = masks and not cfg.providers.segmenter.always  # the grounder's own masks, when it has them
                 res.detections = stages.ground(self.grounder, image, queries or cfg.query_labels(), th, masks=own,
                                                max_pixels=budget.ground_pixels)
@@ -222,7 +222,7 @@ class Pipeline:
         res = PipelineResult(image.width, image.height, Detections.empty())
         at_floor = cfg.thresholds.model_copy(update={"grounding": rt.floor, "per_label": {
             lab: LabelThresholds(grounding=rt.floor_for(lab)) for lab in cfg.labels()}})
-        with _timed(res, "student"):
+        with timed(res.timings, "student"):
             dets = stages.ground(self.student, image, {lab: lab for lab in cfg.labels()}, at_floor,
                                  max_pixels=cfg.budgets.ground_pixels)
         decision = route.decide(dets, rt, verify_on=cfg.stages.verify)
@@ -237,7 +237,7 @@ class Pipeline:
         if len(band):
             questions = stages.verify_questions(set(band.labels.astype(str)), cfg.prompts.verify, cfg.label,
                                                 cfg.target_object)
-            with _timed(res, "verify"):
+            with timed(res.timings, "verify"):
                 answers = stages.verify(self.vlm, image, band, questions, cfg.thresholds, cfg.thresholds.crop_padding,
                                         max_pixels=cfg.budgets.verify_pixels)
             res.verify_answers = [{**a, "box": a["box"] + len(accepted)} for a in answers]  # index in the result
@@ -256,7 +256,7 @@ class Pipeline:
         image = self.photo(image)
         res = PipelineResult(image.width, image.height, stages.user_boxes(xyxy, labels))
         if masks and len(res.detections):
-            with _timed(res, "segment"):
+            with timed(res.timings, "segment"):
                 found, boxes = stages.masks_for_boxes(self.segmenter, image, res.detections.xyxy,
                                                       self.config.budgets.ground_pixels)
             empty = ~(boxes[:, 2:] > boxes[:, :2]).all(axis=1)
@@ -271,7 +271,7 @@ class Pipeline:
         its mask and the box around it, scored by verify (never dropped) and identified."""
         image = self.photo(image)
         res = PipelineResult(image.width, image.height, Detections.empty())
-        with _timed(res, "segment"):
+        with timed(res.timings, "segment"):
             mask, box = stages.mask_for_points(self.segmenter, image, points, positive,
                                                self.config.budgets.ground_pixels)
         if mask is None:
@@ -286,7 +286,7 @@ class Pipeline:
         example itself left out), then verify, segment and identify as in ``run``."""
         image = self.photo(image)
         res = PipelineResult(image.width, image.height, Detections.empty())
-        with _timed(res, "similar"):
+        with timed(res.timings, "similar"):
             res.detections = stages.similar(self.finder, image, example_xyxy, label, self.config.thresholds,
                                             self.config.budgets.ground_pixels)
         self._finish(image, res, masks=masks)
@@ -303,14 +303,14 @@ class Pipeline:
         if verify and (cfg.stages.verify or user) and len(dets.active_index()):
             questions = stages.verify_questions(set(dets.labels.astype(str)), cfg.prompts.verify, cfg.label,
                                                 cfg.target_object)
-            with _timed(res, "verify"):
+            with timed(res.timings, "verify"):
                 res.verify_answers = stages.verify(self.vlm, image, dets, questions, th, th.crop_padding,
                                                    drop=not user, max_pixels=cfg.budgets.verify_pixels)
         if masks and (dets.kept & ~dets.has_mask()).any():
-            with _timed(res, "segment"):
+            with timed(res.timings, "segment"):
                 stages.segment(self._segmenter_for_missing(), image, dets, cfg.budgets.ground_pixels)
         if cfg.stages.identify and self.identifier is not None and len(dets.active_index()):
-            with _timed(res, "identify"):
+            with timed(res.timings, "identify"):
                 self.identifier(image, dets)
 
     def _segmenter_for_missing(self) -> Optional[Segmenter]:
@@ -323,9 +323,10 @@ class Pipeline:
 
 
 @contextmanager
-def _timed(res: PipelineResult, stage: str):
+def timed(timings: dict, stage: str):
+    """Adds the seconds the block took to ``timings[stage]`` (a stage can run more than once per image or video)."""
     t = time.perf_counter()
     try:
         yield
     finally:
-        res.timings[stage] = res.timings.get(stage, 0.0) + time.perf_counter() - t
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t

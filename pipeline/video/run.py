@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -30,7 +29,7 @@ from typing import Optional, Union
 import numpy as np
 
 from pipeline import deadline, stages
-from pipeline.cascade import Pipeline
+from pipeline.cascade import Pipeline, timed
 from pipeline.config import VideoSettings
 from pipeline.crops import padded_box
 from pipeline.detections import Detections
@@ -145,7 +144,7 @@ class VideoCascade:
             for frame in video.frames(small_side=THUMBNAIL_SIDE):
                 counts["frames"] += 1
                 i = frame.index
-                with _timed(timings, "scenes"):
+                with timed(timings, "scenes"):
                     cut = cuts.feed(i, frame.small)
                 if cut:
                     tracker.cut()
@@ -158,14 +157,14 @@ class VideoCascade:
                 if not (key or between):
                     continue
                 photo = frame.photo()
-                with _timed(timings, "ground" if key else "between"):
+                with timed(timings, "ground" if key else "between"):
                     dets = stages.ground(self.pipeline.grounder if key else self.between, photo, queries,
                                          cfg.thresholds, max_pixels=cfg.budgets.ground_pixels).active()
                 counts["keyframes" if key else "between"] += 1
                 if key:
                     last_key = i
                     self._fits(t0, i, info, counts)
-                with _timed(timings, "track"):
+                with timed(timings, "track"):
                     ids = tracker.update(dets, frame.time, key=i)
                     rows = boxes.add(dets, i, ids)
                     for row, tid in boxes.late(tracker):  # the box that started a track, a detection frame ago
@@ -249,7 +248,7 @@ class VideoCascade:
         if cfg.stages.verify and todo:
             questions = stages.verify_questions({finished[t].label for t in todo}, cfg.prompts.verify, cfg.label,
                                                 cfg.target_object)
-            with _timed(timings, "verify"):
+            with timed(timings, "verify"):
                 for question in sorted(set(questions.values())):
                     members = [t for t in todo if questions[finished[t].label] == question]
                     crops = [c[1] for t in members for c in finished[t].crops]
@@ -268,7 +267,7 @@ class VideoCascade:
                             verdicts[t].update(kept=False, reason=f"verify: track P(yes) {p:.3f} < {need}")
         identifier = self.pipeline.identifier
         if cfg.stages.identify and identifier is not None:
-            with _timed(timings, "identify"):
+            with timed(timings, "identify"):
                 for t in todo:
                     if not verdicts[t]["kept"] or not finished[t].crops:
                         continue
@@ -331,7 +330,7 @@ def every_frame(pipeline: Pipeline, path: Union[str, Path], limits: Optional[Vid
             for k, v in res.timings.items():
                 timings[k] = timings.get(k, 0.0) + v
             dets = res.detections.active()
-            with _timed(timings, "track"):
+            with timed(timings, "track"):
                 boxes.add(dets, frame.index, tracker.update(dets, frame.time, key=frame.index))
                 boxes.late(tracker)
     dets = boxes.detections()
@@ -343,11 +342,3 @@ def every_frame(pipeline: Pipeline, path: Union[str, Path], limits: Optional[Vid
     result.seconds = time.perf_counter() - t0
     return result
 
-
-@contextmanager
-def _timed(timings: dict, stage: str):
-    t = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t

@@ -80,16 +80,7 @@ def test_edited_project_yaml_reaches_the_tiny_backend(tmp_path):
     import yaml
 
     from pipeline.config import load_project
-    from pipeline.stack.up import ProjectWatch
-    source = tmp_path / "p.yaml"
-    source.write_text((REPO / "projects" / "stop-signs.yaml").read_text())
-    cache, out = tmp_path / "cache", tmp_path / "tiny.yaml"
-    for name in ("qwen2_5_vl", "owlv2", "sam"):  # stand-ins for built tiny models: the copy only names them
-        (cache / name).mkdir(parents=True)
-        (cache / name / "config.json").write_text("{}")
-    from pipeline.stack.models import tiny_project
-    tiny_project(load_project(source, environ={}), source, cache, out)
-    watch = ProjectWatch(source, out, cache)
+    source, out, watch = _tiny_watch(tmp_path)
     assert watch.check() is None
     data = yaml.safe_load(source.read_text())
     data["target_object"] = "yield sign"
