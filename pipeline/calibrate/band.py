@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from pipeline.calibrate.guarantee import fixed_sequence
-from pipeline.calibrate.search import Reviewed, best_cut, final_scores, readable, tables
+from pipeline.calibrate.search import Reviewed, best_cut, final_scores, readable
 from pipeline.config import ProjectConfig, Route, RouteBand, Stages
 from pipeline.detections import Detections
 from pipeline.evaluate.matching import match_boxes
@@ -59,20 +59,22 @@ def fit_band(tasks: Sequence[Reviewed], labels: Sequence[str], target: float, de
     or why refused). ``route``, the route being calibrated, gives ``max_uncertain`` (with ``verify_on`` false: 0,
     as pipeline/route.py decides) and the band of the labels not calibrated here (none: their boxes dropped,
     ``max_uncertain`` 3)."""
+    boxes = _student_boxes(tasks, match_iou)
     bands, found = {}, {}
-    for lab, t in tables(tasks, labels, match_iou).items():
-        right = int(t.tp.sum())
-        info = {"boxes": len(t.tp), "right": right}
+    for lab in labels:
+        g = np.concatenate([sc[labs == lab] for labs, sc, _ in boxes]) if boxes else np.empty(0)
+        tp = np.concatenate([r[labs == lab] for labs, _, r in boxes]) if boxes else np.empty(0, bool)
+        info = {"boxes": len(tp), "right": int(tp.sum())}
         if delta is None:
-            cut = best_cut(t.g, t.tp, target)
+            cut = best_cut(g, tp, target)
             accept = None if cut is None else cut[2]
             if cut is not None:
                 info.update(kept=cut[0] + cut[1], precision=cut[0] / (cut[0] + cut[1]))
         else:
-            cert = fixed_sequence(t.g, t.tp, target, delta)
+            cert = fixed_sequence(g, tp, target, delta)
             accept = cert.threshold
             info["certificate"] = cert.to_dict()
-        floor = floor_for(t.g, t.tp, keep_recall)
+        floor = floor_for(g, tp, keep_recall)
         if accept is None or floor is None:
             info["refused"] = ("no right box of the student's" if floor is None else
                                f"no student score reaches precision {target:g}"
@@ -83,14 +85,15 @@ def fit_band(tasks: Sequence[Reviewed], labels: Sequence[str], target: float, de
         bands[lab] = RouteBand(floor=min(floor, accept), accept=accept)
         found[lab] = info
     limit = (route.max_uncertain if route is not None else 3) if verify_on else 0
-    bands = _raise_floors(_student_boxes(tasks, match_iou), bands, found, route, limit, to_cascade)
+    bands = _raise_floors(boxes, bands, found, route, limit, to_cascade)
     for lab, band in bands.items():
         found[lab]["band"] = band.model_dump()
     return bands, found
 
 
 def _student_boxes(tasks: Sequence[Reviewed], match_iou: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per reviewed task: its student boxes' (labels, scores, right), matched as ``search.tables`` matches them."""
+    """Per reviewed task: its student boxes' (labels, scores, right), matched as ``search.tables`` matches them
+    (a score may be NaN: each use says how it counts)."""
     out = []
     for task in tasks:
         c = task.candidates
@@ -99,7 +102,7 @@ def _student_boxes(tasks: Sequence[Reviewed], match_iou: float) -> list[tuple[np
                              match_iou=match_iou, keep_iou=1.0):
             if r.predicted and r.true_positive:
                 right[r.pred_index] = True
-        out.append((c.labels.astype(str), np.nan_to_num(c.scores.astype(np.float64), nan=0.0), right))
+        out.append((c.labels.astype(str), c.scores.astype(np.float64), right))
     return out
 
 
@@ -121,6 +124,7 @@ def _raise_floors(boxes, bands: dict[str, RouteBand], found: dict, route: Option
     def share_to_cascade(floors: dict[str, float]) -> float:
         over = 0
         for labels, scores, _ in boxes:
+            scores = np.nan_to_num(scores, nan=0.0)  # as pipeline/route.py decides
             lo = np.array([floors[lab] if lab in floors else others(lab)[0] for lab in labels])
             hi = np.array([bands[lab].accept if lab in bands else others(lab)[1] for lab in labels])
             over += int(((scores >= lo) & (scores < hi)).sum() > max_uncertain)
