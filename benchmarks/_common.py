@@ -20,10 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("LF_ANSWER_CACHE", "0")  # benchmarks time the models: cached answers would skip them
+# the process's settings, only when a benchmark is the program: a test importing a benchmark's functions keeps
+# its own environment (the answer cache off here once turned it off for every test after the import)
+if Path(sys.argv[0]).resolve().parent == ROOT / "benchmarks":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("LF_ANSWER_CACHE", "0")  # benchmarks time the models: cached answers would skip them
 
 CACHE = Path(os.environ.get("LABEL_FACTORY_BENCH_CACHE", Path.home() / ".cache" / "label-factory-bench"))
 
