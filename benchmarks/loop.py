@@ -811,13 +811,13 @@ def reroute_rounds(env: Env, run_dir: Path, rows: list[dict], th) -> list[dict]:
     """Each round's served student (the last promoted) with its band fitted again from the export it was promoted
     on, routed on the held-out set: the rounds' routing columns as calibrate --route fits the band now. What
     each round pre-annotated, and so its reviews, stay the run's."""
-    out, served = [], None
+    out, held = [], None
     for row in rows:
-        if row["promoted"]:
+        if row["promoted"]:  # otherwise the served student, and so what it measures, stays the last round's
             weights = run_dir / f"round-{row['round']}" / "weights" / "best.pt"
             served = Served(weights, Student(weights))
             served.band, _ = band_for(env, served, run_dir / f"export-{row['round']}")
-        held = measure_held_out(env, served, th)
+            held = measure_held_out(env, served, th)
         out.append({"round": row["round"], **held["routing"], "annotator": held["annotator"]})
     return out
 
