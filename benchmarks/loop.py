@@ -70,6 +70,11 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--passes", type=int, default=2000, help="training images seen per round (default 2000)")
     ap.add_argument("--first-passes", type=int, default=4000,
                     help="training images seen in round 0, from random weights (default 4000)")
+    ap.add_argument("--min-epochs", type=int, default=20,
+                    help="epochs per round at least, however many images --passes makes (default 20; 1: --passes "
+                         "alone, as before: 7 epochs by the 8th round)")
+    ap.add_argument("--zoom", type=float, default=4.0,
+                    help="the student's zoom refinement (providers.grounder.zoom / route.zoom; default 4, 0: off)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the selection comparison ('' for none)")
     ap.add_argument("--compare-rounds", type=int, default=4, help="rounds of each comparison run (default 4)")
@@ -199,15 +204,15 @@ def cost_table(world, size) -> tuple[dict, str]:
 class Student:
     """The served student's raw boxes (every box >= 0.001) for an image, and the seconds it took."""
 
-    def __init__(self, weights: Path):
+    def __init__(self, weights: Path, zoom: float = 0.0):
         from pipeline.providers.student import StudentGrounder
-        self.weights = Path(weights)
-        self.grounder = StudentGrounder(str(weights), device="cpu")
+        self.weights, self.zoom = Path(weights), zoom
+        self.grounder = StudentGrounder(str(weights), device="cpu", zoom=zoom)
         self.seen: dict = {}  # path -> (boxes, seconds): an image is predicted once per student
 
     def boxes(self, path: Path):
-        """Decoded at half size (JPEG DCT scaling: the student sees --imgsz pixels anyway), boxes in the
-        original's pixels."""
+        """Decoded at half size (JPEG DCT scaling: the student sees --imgsz pixels anyway; at full size with
+        --zoom, whose windows are seen at the photo's own resolution), boxes in the original's pixels."""
         if path not in self.seen:
             self.seen[path] = self._boxes(path)
         return self.seen[path]
@@ -218,7 +223,8 @@ class Student:
         from pipeline.detections import Detections
         with Image.open(path) as im:
             full = im.size
-            im.draft("RGB", (full[0] // 2, full[1] // 2))
+            if not self.zoom:
+                im.draft("RGB", (full[0] // 2, full[1] // 2))
             image = im.convert("RGB")
         t0 = time.perf_counter()
         dets = self.grounder.boxes(image)
@@ -352,7 +358,8 @@ class Served:
         over the default floor verified (accept 1.0: none kept unseen)."""
         from pipeline.config import Route, RouteBand
         per_label = {lab: self.band.get(lab) or RouteBand(floor=0.1, accept=1.0) for lab in classes}
-        return Route(student=str(self.weights), max_uncertain=max_uncertain, per_label=per_label)
+        return Route(student=str(self.weights), max_uncertain=max_uncertain, per_label=per_label,
+                     zoom=self.student.zoom)
 
 
 def cpu_seconds() -> float:
@@ -436,7 +443,7 @@ def sweep(env: Env, weights: Path, export: Path, th) -> list[dict]:
     """Routing at other settings than the run's, for one student, measured on the held-out set: the share of images
     the band may send through the cascade (``calibrate --route --to-cascade``; 1.0: the floor as ``--keep-recall``
     alone puts it) and ``max_uncertain``, each band calibrated for its ``max_uncertain``."""
-    served = Served(Path(weights), Student(Path(weights)))
+    served = Served(Path(weights), Student(Path(weights), env.a.zoom))
     rows = []
     before = env.a.max_uncertain, env.a.to_cascade
     try:
@@ -451,6 +458,33 @@ def sweep(env: Env, weights: Path, export: Path, th) -> list[dict]:
     finally:
         env.a.max_uncertain, env.a.to_cascade = before
     return rows
+
+
+ZOOMS = (0.0, 2.0, 4.0, 6.0)
+
+
+def zoom_sweep(env: Env, weights: Path, export: Path, th) -> list[dict]:
+    """The same student with each zoom refinement (providers/zoom.py), its band fitted for it, measured on the
+    held-out set: the annotator's seconds, AP and the student's own seconds side by side in one run."""
+    rows = []
+    for z in ZOOMS:
+        served = Served(Path(weights), Student(Path(weights), z))
+        served.band, _ = band_for(env, served, export)
+        held = measure_held_out(env, served, th)
+        rows.append({"zoom": z, "ap50": held["ap50"], "ap50_95": held["ap50_95"], **held["annotator"],
+                     "student_s": held["routing"]["student_s"], "foundation_s_on": held["routing"]["foundation_s_on"],
+                     "foundation_s_off": held["routing"]["foundation_s_off"],
+                     "precision_on": held["routing"]["precision_on"]})
+    return rows
+
+
+def print_zoom_sweep(rows: list[dict]) -> None:
+    print(table(["zoom", "held-out AP50", "AP50:95", "annotator s/img vs drawing (classic)", "same, cascade alone",
+                 "student ms/img", "foundation s/img routed", "precision routed"],
+                [[f"{r['zoom']:g}" if r["zoom"] else "off", f"{r['ap50']:.3f}", f"{r['ap50_95']:.3f}",
+                  f"{r['seconds_per_image']:.1f} / {r['scratch_per_image']:.1f} ({r['share']:.0%})",
+                  f"{r['cascade_share']:.0%}", f"{r['student_s'] * 1000:.0f}", f"{r['foundation_s_on']:.0f}",
+                  _f(r["precision_on"])] for r in rows]))
 
 
 def print_sweep(rows: list[dict]) -> None:
@@ -526,7 +560,7 @@ def run_loop(env: Env, run: str, strategy: str, seed: int, rounds: int, start: O
         manifest = store.export(export)
         test = held_out(export, "test")
         n_train = manifest["counts"]["train"]["images"]
-        epochs = max(1, math.ceil((a.passes if served else a.first_passes) / max(1, n_train)))
+        epochs = max(a.min_epochs, math.ceil((a.passes if served else a.first_passes) / max(1, n_train)))
         cfg = TrainConfig(data=export, out=env.out / run / f"round-{r}",
                           model=str(served.weights) if served else "yolo11n.yaml", epochs=epochs, imgsz=a.imgsz,
                           batch=a.batch, device="cpu", workers=2, patience=10_000, seed=seed, plots=False, amp=False,
@@ -536,7 +570,7 @@ def run_loop(env: Env, run: str, strategy: str, seed: int, rounds: int, start: O
         metrics = train_and_score(cfg, test)
         train_cpu, train_wall = cpu_seconds() - c0, time.perf_counter() - w0
         candidate = Served(Path(cfg.out).resolve() / metrics["weights"], None)
-        candidate.student = Student(candidate.weights)
+        candidate.student = Student(candidate.weights, a.zoom)
         served_test = score(served.weights, test) if served else None
         ok, why = promote(metrics["held_out"], served_test)
         if ok:
@@ -635,8 +669,9 @@ def load_results(env: Env, out: Path) -> dict:
     main_run = None if env.a.no_main else data["runs"].get("main-uncertain-s0")
     wall = round(sum(row["round_s"] for r in runs for row in r["rows"]
                      if not (row["round"] == 0 and r["strategy"] == "random")))
-    sweep_rows = json.loads((out / SWEEP).read_text())["rows"] if (out / SWEEP).exists() else None
-    return {**results_of(env, runs, main_run, sweep_rows, wall, None), "stopped": True}
+    swept = json.loads((out / SWEEP).read_text()) if (out / SWEEP).exists() else {}
+    return {**results_of(env, runs, main_run, swept.get("rows"), wall, None), "zoom_sweep": swept.get("zoom"),
+            "stopped": True}
 
 
 # -- report -----------------------------------------------------------------------------------------------------------
@@ -780,15 +815,21 @@ def sweep_only(env: Env, out: Path) -> None:
     weights, export, th = last_served(out / results["main"]["run"], rows)
     log(f"routing sweep for {weights} on {len(env.held)} held-out scenes ...")
     results["routing_sweep"] = sweep(env, weights, export, th)
+    log(f"zoom refinement {', '.join(f'{z:g}' for z in ZOOMS)} for the same student ...")
+    results["zoom_sweep"] = zoom_sweep(env, weights, export, th)
     log("each round's served student routed again with today's band ...")
     results["routing_by_round"] = reroute_rounds(env, out / results["main"]["run"], rows, th)
     if results.get("stopped"):
         save_text(out / SWEEP, json.dumps({"student": str(weights), "rows": results["routing_sweep"],
-                                           "by_round": results["routing_by_round"]}, indent=1))
+                                           "by_round": results["routing_by_round"],
+                                           "zoom": results["zoom_sweep"]}, indent=1))
     else:
         save_text(out / "results.json", json.dumps(results, indent=1, default=str))
     print(f"\n### routing at other band settings (student {weights}, held-out set)\n")
     print_sweep(results["routing_sweep"])
+    print(f"\n### zoom refinement (student {weights}, held-out set, --to-cascade {env.a.to_cascade}, max_uncertain "
+          f"{env.a.max_uncertain})\n")
+    print_zoom_sweep(results["zoom_sweep"])
     print(f"\n### each round's served student routed with today's band (--to-cascade {env.a.to_cascade}, "
           f"max_uncertain {env.a.max_uncertain}; the reviews stay the run's)\n")
     print(table(["round", "foundation s/img routed / cascade", "precision routed / cascade", "recall routed / cascade",
@@ -815,7 +856,7 @@ def reroute_rounds(env: Env, run_dir: Path, rows: list[dict], th) -> list[dict]:
     for row in rows:
         if row["promoted"]:  # otherwise the served student, and so what it measures, stays the last round's
             weights = run_dir / f"round-{row['round']}" / "weights" / "best.pt"
-            served = Served(weights, Student(weights))
+            served = Served(weights, Student(weights, env.a.zoom))
             served.band, _ = band_for(env, served, run_dir / f"export-{row['round']}")
             held = measure_held_out(env, served, th)
         out.append({"round": row["round"], **held["routing"], "annotator": held["annotator"]})
@@ -836,6 +877,8 @@ def main(argv=None) -> None:
         saved = settings_of(Path(done))
         saved["size"] = tuple(saved["size"])
         saved.setdefault("to_cascade", a.to_cascade)  # runs from before the floor's raise
+        saved.setdefault("zoom", 0.0)  # runs from before the zoom refinement
+        saved.setdefault("min_epochs", 1)  # ... and before --min-epochs
         a = argparse.Namespace(**{"command": a.command, **saved, "out": done, "plots": a.plots, "report": a.report,
                                   "sweep_only": a.sweep_only})
     env = world_env(a)
@@ -863,12 +906,13 @@ def main(argv=None) -> None:
     finally:
         if env.ls is not None:
             env.ls.stop()
-    routing_sweep = None
+    routing_sweep = zooms = None
     if main_run:
         weights, export, th = last_served(env.out / main_run["run"], main_run["rows"])
         routing_sweep = sweep(env, weights, export, th)
-    results = results_of(env, runs, main_run, routing_sweep, round(time.perf_counter() - t_start),
-                         round(cpu_seconds() - c_start))
+        zooms = zoom_sweep(env, weights, export, th)
+    results = {**results_of(env, runs, main_run, routing_sweep, round(time.perf_counter() - t_start),
+                            round(cpu_seconds() - c_start)), "zoom_sweep": zooms}
     (env.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     report(results, env)
 
@@ -889,7 +933,8 @@ def report(results: dict, env: Env) -> None:
                                  + f"; also with drawing and fixing at {a.alt_draw} s; keeps a box as it is from "
                                  f"IoU {a.keep_iou}",
         "student": f"ultralytics YOLO from yolo11n.yaml (no download), imgsz {a.imgsz}, ~{a.passes} training images "
-                   f"per round, warm start from the served student",
+                   f"per round and at least {a.min_epochs} epochs, warm start from the served student; "
+                   + (f"zoom refinement {a.zoom}" if a.zoom else "no zoom refinement"),
         "foundation-model seconds": env.cost_note,
         "results": str(env.out / "results.json"), **results["machine"]})
     if main_run:
@@ -898,6 +943,9 @@ def report(results: dict, env: Env) -> None:
         if results["routing_sweep"]:
             print("\n### routing at other band settings (the last served student, held-out set)\n")
             print_sweep(results["routing_sweep"])
+        if results.get("zoom_sweep"):
+            print("\n### zoom refinement (the last served student, held-out set)\n")
+            print_zoom_sweep(results["zoom_sweep"])
     if results["comparison"]:
         seeds = sorted({r["seed"] for r in results["runs"] if r["strategy"] == "random"})
         print(f"\n### selection: uncertainty-first vs random, same budget, seeds {seeds}\n")

@@ -156,6 +156,15 @@ class GrounderProvider(_Strict):
     max_dimension: Optional[int] = Field(
         None, ge=64, description="falcon only: longest image side Falcon encodes (16x16 px per token); "
                                  "default 1024 on a GPU, 512 on a CPU")
+    zoom: float = Field(0.0, ge=0, description="student only: refit each box on a window this many times its "
+                                               "longer side, seen at the student's input size (0: off; 4 is what "
+                                               "benchmarks/loop.py measured best)")
+
+    @model_validator(mode="after")
+    def _zoom_for_student(self):
+        if self.zoom and self.kind != "student":
+            raise ValueError(f"zoom refines the student's boxes; grounder kind {self.kind!r} has none")
+        return self
 
     def identity(self) -> str:
         """The grounder as model_version names it: its kind; a student adds its weights' content hash."""
@@ -222,6 +231,7 @@ class Route(_Strict):
     max_uncertain: int = Field(3, ge=0, description="more boxes than this between floor and accept: the image "
                                                     "goes through the whole cascade")
     per_label: dict[str, RouteBand] = Field(default_factory=dict, description="label -> {floor, accept}")
+    zoom: float = Field(0.0, ge=0, description="the student's zoom refinement (providers.grounder.zoom); 0: off")
 
     @model_validator(mode="after")
     def _floor_under_accept(self):
@@ -240,7 +250,8 @@ class Route(_Strict):
         return self.floor if own is None or own.floor is None else own.floor
 
     def provider(self) -> GrounderProvider:
-        return GrounderProvider(kind="student", model=self.student, device=self.device, dtype=self.dtype)
+        return GrounderProvider(kind="student", model=self.student, device=self.device, dtype=self.dtype,
+                                zoom=self.zoom)
 
     def identity(self) -> str:
         """The routing student as model_version names it: its weights' content hash."""
@@ -348,10 +359,14 @@ class ProjectConfig(_Strict):
             del data["route"]
         else:  # the routing student by its weights' hash, its dtype in model_version's own part
             data["route"].pop("dtype", None)
+            if not self.route.zoom:  # off: the same fingerprint as before zoom existed
+                del data["route"]["zoom"]
             data["route_identity"] = self.route.identity()
         for provider in data["providers"].values():  # the resolved dtype is model_version's own part
             if isinstance(provider, dict):
                 provider.pop("dtype", None)
+        if not data["providers"]["grounder"]["zoom"]:  # off: the same fingerprint as before zoom existed
+            del data["providers"]["grounder"]["zoom"]
         del data["budgets"]["max_aspect_ratio"]  # it refuses tasks, it changes no prediction
         if self.providers.grounder.identity() != self.providers.grounder.kind:  # a student: its weights by hash
             data["grounder_identity"] = self.providers.grounder.identity()

@@ -36,7 +36,7 @@ _GROUNDER_FIELDS = {
     "falcon": ("model", "device", "backend", "max_new_tokens", "max_dimension", "dtype"),
     "owlv2": ("model", "device", "dtype"),
     "grounding-dino": ("model", "device", "dtype"),
-    "student": ("model", "device", "dtype"),
+    "student": ("model", "device", "dtype", "zoom"),
     "sam3": ("model", "device", "dtype"),
 }
 

@@ -12,7 +12,11 @@ class (e.g. the YAML's text queries such as "octagonal red sign"), every class i
 student needs no text: it detects what it was trained on.
 
 Weights load once per process (registry); if the file at ``model`` is replaced, the next call
-reloads it (model_version, which names the weights by content hash, changes with it)."""
+reloads it (model_version, which names the weights by content hash, changes with it).
+
+``zoom`` (``providers.grounder.zoom`` / ``route.zoom``; 0: off): each box scoring >= ``ZOOM_MIN_SCORE`` is
+refitted on a window ``zoom`` times its longer side (at least the student's input size) around it, all
+windows of an image in one batch (pipeline/providers/zoom.py)."""
 from __future__ import annotations
 
 import os
@@ -24,9 +28,12 @@ import numpy as np
 from PIL import Image
 
 from pipeline.detections import Detections
+from pipeline.providers import zoom
 from pipeline.providers.base import Grounder, ProviderError
 from pipeline.providers.yolo import keep_torch_threads, torch_device, ultralytics
 from pipeline.weights import weights_sha256
+
+ZOOM_MIN_SCORE = 0.1  # boxes under this are not refitted (the route's default floor drops them anyway)
 
 
 def student_dtype(device: str, setting: str = "auto") -> str:
@@ -42,9 +49,11 @@ class StudentGrounder(Grounder):
     name = "student"
     square_input = True  # letterboxed: longest side to imgsz, padded to imgsz x imgsz
 
-    def __init__(self, weights: str, device: str = "auto", min_score: float = 0.001, dtype: str = "auto"):
+    def __init__(self, weights: str, device: str = "auto", min_score: float = 0.001, dtype: str = "auto",
+                 zoom: float = 0.0):
         self.path = Path(weights).expanduser()
         self.min_score = float(min_score)
+        self.zoom = float(zoom)  # > 0: boxes refitted on a window this many times their side (providers/zoom.py)
         self._lock = threading.Lock()
         self._stat: Optional[tuple] = None
         self.device = torch_device(device)
@@ -53,7 +62,7 @@ class StudentGrounder(Grounder):
 
     @classmethod
     def from_config(cls, cfg, min_score: float = 0.001):
-        return cls(cfg.model, device=cfg.device, min_score=min_score, dtype=cfg.dtype)
+        return cls(cfg.model, device=cfg.device, min_score=min_score, dtype=cfg.dtype, zoom=cfg.zoom)
 
     def _file_stat(self) -> Optional[tuple]:
         try:
@@ -77,7 +86,8 @@ class StudentGrounder(Grounder):
 
     def describe(self) -> dict:
         return {"name": self.name, "model": str(self.path), "sha256": self.sha256, "device": self.device,
-                "dtype": self.dtype, "classes": list(self.names.values()), "min_score": self.min_score}
+                "dtype": self.dtype, "classes": list(self.names.values()), "min_score": self.min_score,
+                **({"zoom": self.zoom} if self.zoom else {})}
 
     def classes_for(self, queries: Sequence[str]) -> Optional[list[int]]:
         """Class ids the queries name (case-insensitive), or None (= every class) when they name none."""
@@ -87,16 +97,29 @@ class StudentGrounder(Grounder):
 
     def boxes(self, image: Image.Image, queries: Sequence[str] = ()) -> Detections:
         image = image.convert("RGB") if image.mode != "RGB" else image
+        classes = self.classes_for(queries)
         with self._lock:  # one prediction at a time; a replaced weights file reloads first
             if self._file_stat() != self._stat:
                 self._load()
-            try:
-                with keep_torch_threads():  # the first predict would pin the process's torch to cores - 1
-                    res = self.model.predict(image, conf=self.min_score, device=self.device, half=self.dtype == "fp16",
-                                             classes=self.classes_for(queries), verbose=False)[0]
-            except Exception as e:  # noqa: BLE001
-                raise ProviderError(f"student grounder {str(self.path)!r}: prediction failed: {e}") from e
-        b = res.boxes
-        xyxy = b.xyxy.float().cpu().numpy().reshape(-1, 4)
-        labels = np.array([self.names[int(c)] for c in b.cls.cpu().numpy()], dtype=object)
-        return Detections(xyxy=xyxy, scores=b.conf.float().cpu().numpy(), labels=labels, queries=labels.copy())
+            dets = self._predict([image], classes)[0]
+            if self.zoom:
+                imgsz = self.model.overrides.get("imgsz", 640)
+                dets = zoom.refine(image, dets, lambda crops: self._predict(crops, classes), self.zoom,
+                                   min_side=int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz),
+                                   min_score=ZOOM_MIN_SCORE)
+        return dets
+
+    def _predict(self, images: list, classes: Optional[list[int]]) -> list[Detections]:
+        try:
+            with keep_torch_threads():  # the first predict would pin the process's torch to cores - 1
+                results = self.model.predict(images, conf=self.min_score, device=self.device,
+                                             half=self.dtype == "fp16", classes=classes, verbose=False)
+        except Exception as e:  # noqa: BLE001
+            raise ProviderError(f"student grounder {str(self.path)!r}: prediction failed: {e}") from e
+        out = []
+        for res in results:
+            b = res.boxes
+            labels = np.array([self.names[int(c)] for c in b.cls.cpu().numpy()], dtype=object)
+            out.append(Detections(xyxy=b.xyxy.float().cpu().numpy().reshape(-1, 4),
+                                  scores=b.conf.float().cpu().numpy(), labels=labels, queries=labels.copy()))
+        return out
