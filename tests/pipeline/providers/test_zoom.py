@@ -62,15 +62,16 @@ def test_a_box_stays_when_its_window_finds_no_match_or_it_scores_under_min_score
 
 
 def test_the_student_refits_on_windows_through_its_own_predict(tmp_path):
-    """The whole-image student answers every window with a box covering it: a 50 x 40 box in a 60 px window
-    (IoU 0.56) moves to the window, in photo pixels; boxes come from the real ultralytics path."""
+    """The whole-image student answers every window with a box covering it: a 50 x 40 box in its 60 px window
+    (IoU 0.56) and an 80 x 60 box in its 96 px window (IoU 0.52) move to their windows, in photo pixels; the
+    windows, of two sizes, go through the real ultralytics path in one batch."""
     weights = whole_image_student(tmp_path / "s.pt", ["Stop", "Yield"])
     student = StudentGrounder(str(weights), device="cpu", zoom=1.2)
     image = Image.new("RGB", (640, 480), (90, 120, 150))
-    dets = _dets([[300, 200, 350, 240]], ["Stop"])
+    dets = _dets([[300, 200, 350, 240], [100, 100, 180, 160]], ["Stop", "Stop"])
     out = zoom.refine(image, dets, lambda crops: student._predict(crops, None), factor=1.2, min_side=60,
                       min_score=0.1)
-    assert out.xyxy[0] == pytest.approx([295, 190, 355, 250], abs=1.5)
+    assert np.abs(out.xyxy - [[295, 190, 355, 250], [92, 82, 188, 178]]).max() <= 1.5
     assert student.describe()["zoom"] == 1.2
     # a photo whose only box is the whole picture: no window, the same answer as without zoom
     plain = StudentGrounder(str(weights), device="cpu").boxes(image)
