@@ -51,7 +51,10 @@ def test_a_stopped_run_keeps_its_rounds_and_compares_only_seeds_both_strategies_
                                  "rows": [_row(r, ap) for r, ap in enumerate(aps)]})
     saved = json.loads((tmp_path / loop.PROGRESS).read_text())
     assert set(saved["runs"]) == {name for name, *_ in runs}
+    assert loop.load_results(env, tmp_path)["zoom_sweep"] is None  # no --sweep-only yet
+    (tmp_path / loop.SWEEP).write_text(json.dumps({"rows": [{"to_cascade_max": 0.1}], "zoom": [{"zoom": 4.0}]}))
     results = loop.load_results(env, tmp_path)
+    assert results["routing_sweep"] == [{"to_cascade_max": 0.1}] and results["zoom_sweep"] == [{"zoom": 4.0}]
     assert results["stopped"] and [r["held_out"]["ap50"] for r in results["main"]["rows"]] == [0.5, 0.6, 0.7, 0.75]
     cmp = results["comparison"]
     assert set(cmp) == {"uncertain", "random"}
