@@ -81,6 +81,8 @@ class StudentGrounder(Grounder):
             names = {int(k): str(v) for k, v in model.names.items()}
         except Exception as e:  # noqa: BLE001 - report which weights failed and why
             raise ProviderError(f"student grounder: cannot load {str(self.path)!r}: {e}") from e
+        imgsz = model.overrides.get("imgsz", 640)  # the size it was trained at, which predict uses
+        self.input_size = int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
         self.model, self.names, self._stat = model, names, stat
         self.sha256 = weights_sha256(self.path)
 
@@ -103,10 +105,8 @@ class StudentGrounder(Grounder):
                 self._load()
             dets = self._predict([image], classes)[0]
             if self.zoom:
-                imgsz = self.model.overrides.get("imgsz", 640)
                 dets = zoom.refine(image, dets, lambda crops: self._predict(crops, classes), self.zoom,
-                                   min_side=int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz),
-                                   min_score=ZOOM_MIN_SCORE)
+                                   min_side=self.input_size, min_score=ZOOM_MIN_SCORE)
         return dets
 
     def _predict(self, images: list, classes: Optional[list[int]]) -> list[Detections]:
