@@ -206,7 +206,7 @@ class Student:
 
     def __init__(self, weights: Path, zoom: float = 0.0):
         from pipeline.providers.student import StudentGrounder
-        self.weights, self.zoom = Path(weights), zoom
+        self.weights = Path(weights)
         self.grounder = StudentGrounder(str(weights), device="cpu", zoom=zoom)
         self.seen: dict = {}  # path -> (boxes, seconds): an image is predicted once per student
 
@@ -223,7 +223,7 @@ class Student:
         from pipeline.detections import Detections
         with Image.open(path) as im:
             full = im.size
-            if not self.zoom:
+            if not self.grounder.zoom:
                 im.draft("RGB", (full[0] // 2, full[1] // 2))
             image = im.convert("RGB")
         t0 = time.perf_counter()
@@ -359,7 +359,7 @@ class Served:
         from pipeline.config import Route, RouteBand
         per_label = {lab: self.band.get(lab) or RouteBand(floor=0.1, accept=1.0) for lab in classes}
         return Route(student=str(self.weights), max_uncertain=max_uncertain, per_label=per_label,
-                     zoom=self.student.zoom)
+                     zoom=self.student.grounder.zoom)
 
 
 def cpu_seconds() -> float:
@@ -645,10 +645,11 @@ def comparison_runs(runs: list[dict], seeds: list[int], rounds: int) -> list[dic
     return out
 
 
-def results_of(env: Env, runs: list[dict], main_run: Optional[dict], routing_sweep, wall_s, cpu_s) -> dict:
+def results_of(env: Env, runs: list[dict], main_run: Optional[dict], routing_sweep, wall_s, cpu_s,
+               zoom_sweep=None) -> dict:
     a = env.a
     return {"settings": _settings(a), "machine": machine(), "store": runs[0]["store"] if runs else None,
-            "routing_sweep": routing_sweep,
+            "routing_sweep": routing_sweep, "zoom_sweep": zoom_sweep,
             "foundation_seconds": env.seconds, "cost_note": env.cost_note, "teacher": env.teacher.to_dict(),
             "costs": env.costs.to_dict(),
             "main": {k: v for k, v in main_run.items() if k != "round0"} if main_run else None,
@@ -670,8 +671,7 @@ def load_results(env: Env, out: Path) -> dict:
     wall = round(sum(row["round_s"] for r in runs for row in r["rows"]
                      if not (row["round"] == 0 and r["strategy"] == "random")))
     swept = json.loads((out / SWEEP).read_text()) if (out / SWEEP).exists() else {}
-    return {**results_of(env, runs, main_run, swept.get("rows"), wall, None), "zoom_sweep": swept.get("zoom"),
-            "stopped": True}
+    return {**results_of(env, runs, main_run, swept.get("rows"), wall, None, swept.get("zoom")), "stopped": True}
 
 
 # -- report -----------------------------------------------------------------------------------------------------------
@@ -911,8 +911,8 @@ def main(argv=None) -> None:
         weights, export, th = last_served(env.out / main_run["run"], main_run["rows"])
         routing_sweep = sweep(env, weights, export, th)
         zooms = zoom_sweep(env, weights, export, th)
-    results = {**results_of(env, runs, main_run, routing_sweep, round(time.perf_counter() - t_start),
-                            round(cpu_seconds() - c_start)), "zoom_sweep": zooms}
+    results = results_of(env, runs, main_run, routing_sweep, round(time.perf_counter() - t_start),
+                         round(cpu_seconds() - c_start), zooms)
     (env.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     report(results, env)
 
